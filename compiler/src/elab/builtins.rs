@@ -1,0 +1,604 @@
+//! Built-in operations of the DSL: their signatures (parameter names, how many
+//! are required) and how each becomes IR nodes or a compile-time value.
+
+use super::{closest, Elab, Val};
+use crate::diag::Diagnostic;
+use crate::ir::{Format, NodeId, Op, Type, Vis};
+use crate::syntax::ast::{Arg, Ident, Span};
+
+/// (name, parameters, required count, one-line description for docs/errors).
+const SIGS: &[(&str, &[&str], usize, &str)] = &[
+    (
+        "gelu",
+        &["x", "tanh"],
+        1,
+        "GeLU (erf form; `tanh=true` for GPT-2's tanh form)",
+    ),
+    (
+        "softmax",
+        &["x", "mask"],
+        1,
+        "softmax over the last axis; `mask` (boolean) keeps entries",
+    ),
+    (
+        "layernorm",
+        &["x", "gamma", "beta", "eps"],
+        3,
+        "LayerNorm over the last axis",
+    ),
+    ("exp", &["x"], 1, "e^x"),
+    ("recip", &["x"], 1, "1/x"),
+    ("rsqrt", &["x"], 1, "1/sqrt(x)"),
+    ("tanh", &["x"], 1, "tanh(x)"),
+    (
+        "embed",
+        &["ids", "table"],
+        2,
+        "rows of `table` [V, D] picked by integer `ids` [S]",
+    ),
+    (
+        "transpose",
+        &["x", "perm"],
+        1,
+        "permute axes (default: swap the last two)",
+    ),
+    ("reshape", &["x", "shape"], 2, "same elements, new shape"),
+    (
+        "slice",
+        &["x", "axis", "start", "end"],
+        4,
+        "elements start..end of one axis",
+    ),
+    (
+        "concat",
+        &["xs", "axis"],
+        2,
+        "join a list of tensors along an axis",
+    ),
+    (
+        "broadcast",
+        &["x", "shape"],
+        2,
+        "NumPy broadcasting to a shape",
+    ),
+    ("expand", &["x", "axis"], 2, "insert an axis of size 1"),
+    (
+        "sum",
+        &["x", "axis"],
+        2,
+        "sum along an axis (kept with size 1)",
+    ),
+    (
+        "max",
+        &["x", "axis"],
+        2,
+        "maximum along an axis (kept with size 1)",
+    ),
+    (
+        "mean",
+        &["x", "axis"],
+        2,
+        "mean along an axis (kept with size 1)",
+    ),
+    ("select", &["cond", "a", "b"], 3, "a where cond, else b"),
+    ("iota", &["n"], 1, "public integers 0..n"),
+    ("dim", &["x", "axis"], 2, "compile-time size of an axis"),
+    ("rank", &["x"], 1, "compile-time number of axes"),
+    ("sqrt", &["v"], 1, "compile-time square root of a number"),
+];
+
+pub const NAMES: &[&str] = &[
+    "gelu",
+    "softmax",
+    "layernorm",
+    "exp",
+    "recip",
+    "rsqrt",
+    "tanh",
+    "embed",
+    "transpose",
+    "reshape",
+    "slice",
+    "concat",
+    "broadcast",
+    "expand",
+    "sum",
+    "max",
+    "mean",
+    "select",
+    "iota",
+    "dim",
+    "rank",
+    "sqrt",
+];
+
+pub fn is_builtin(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+/// Name, signature text and description of every builtin (for docs).
+pub fn describe() -> Vec<(String, &'static str)> {
+    SIGS.iter()
+        .map(|(n, ps, req, d)| {
+            let params: Vec<String> = ps
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    if i < *req {
+                        p.to_string()
+                    } else {
+                        format!("{p}?")
+                    }
+                })
+                .collect();
+            (format!("{n}({})", params.join(", ")), *d)
+        })
+        .collect()
+}
+
+struct Args {
+    vals: Vec<Option<(Val, Span)>>,
+    call: Span,
+}
+
+impl Args {
+    fn get(&self, i: usize) -> Option<&(Val, Span)> {
+        self.vals.get(i).and_then(|v| v.as_ref())
+    }
+}
+
+pub(super) fn call(e: &mut Elab, f: &Ident, args: &[Arg], span: Span) -> Val {
+    let (_, params, required, _) = SIGS
+        .iter()
+        .find(|s| s.0 == f.name)
+        .expect("is_builtin checked");
+    let mut vals: Vec<Option<(Val, Span)>> = vec![None; params.len()];
+    let mut pos = 0;
+    for a in args {
+        match a {
+            Arg::Pos(x) => {
+                let v = e.expr(x);
+                if pos >= params.len() {
+                    return e.err(
+                        Diagnostic::error(
+                            format!("`{}` takes at most {} argument(s)", f.name, params.len()),
+                            x.span,
+                            "extra argument",
+                        )
+                        .with_hint(format!(
+                            "signature: {}({})",
+                            f.name,
+                            params.join(", ")
+                        )),
+                    );
+                }
+                vals[pos] = Some((v, x.span));
+                pos += 1;
+            }
+            Arg::Named(n, x) => {
+                let v = e.expr(x);
+                match params.iter().position(|p| *p == n.name) {
+                    Some(i) if vals[i].is_none() => vals[i] = Some((v, x.span)),
+                    Some(_) => {
+                        return e.err(Diagnostic::error(
+                            format!("argument `{}` is given twice", n.name),
+                            n.span,
+                            "again",
+                        ))
+                    }
+                    None => {
+                        let mut d = Diagnostic::error(
+                            format!("`{}` has no parameter `{}`", f.name, n.name),
+                            n.span,
+                            "unknown",
+                        );
+                        d = match closest(&n.name, params.iter().copied()) {
+                            Some(c) => d.with_hint(format!("did you mean `{c}`?")),
+                            None => {
+                                d.with_hint(format!("signature: {}({})", f.name, params.join(", ")))
+                            }
+                        };
+                        return e.err(d);
+                    }
+                }
+            }
+        }
+    }
+    let given = vals.iter().take(*required).filter(|v| v.is_some()).count();
+    if given < *required {
+        return e.err(
+            Diagnostic::error(
+                format!(
+                    "`{}` takes {} required argument(s), got {given}",
+                    f.name, required
+                ),
+                span,
+                "in this call",
+            )
+            .with_hint(format!("signature: {}({})", f.name, params.join(", "))),
+        );
+    }
+    if vals.iter().flatten().any(|(v, _)| matches!(v, Val::Poison)) {
+        return Val::Poison;
+    }
+    let a = Args { vals, call: span };
+    builtin(e, &f.name, &a).unwrap_or(Val::Poison)
+}
+
+fn tensor(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<NodeId> {
+    match a.get(i)? {
+        (Val::Tensor(id), _) => Some(*id),
+        (other, s) => {
+            e.err(Diagnostic::error(
+                format!("{what} must be a tensor, not {}", other.kind()),
+                *s,
+                "here",
+            ));
+            None
+        }
+    }
+}
+
+fn int(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<i64> {
+    match a.get(i)? {
+        (Val::Int(v), _) => Some(*v),
+        (other, s) => {
+            e.err(Diagnostic::error(
+                format!(
+                    "{what} must be a compile-time integer, not {}",
+                    other.kind()
+                ),
+                *s,
+                "here",
+            ));
+            None
+        }
+    }
+}
+
+fn number(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<f64> {
+    match a.get(i)? {
+        (Val::Int(v), _) => Some(*v as f64),
+        (Val::Float(v), _) => Some(*v),
+        (other, s) => {
+            e.err(Diagnostic::error(
+                format!("{what} must be a number, not {}", other.kind()),
+                *s,
+                "here",
+            ));
+            None
+        }
+    }
+}
+
+fn int_list(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<Vec<i64>> {
+    match a.get(i)? {
+        (Val::List(items), s) => {
+            let mut out = vec![];
+            for it in items {
+                match it {
+                    Val::Int(v) => out.push(*v),
+                    other => {
+                        e.err(Diagnostic::error(
+                            format!(
+                                "{what} must list compile-time integers, found {}",
+                                other.kind()
+                            ),
+                            *s,
+                            "here",
+                        ));
+                        return None;
+                    }
+                }
+            }
+            Some(out)
+        }
+        (other, s) => {
+            e.err(Diagnostic::error(
+                format!("{what} must be a list like `[S, D]`, not {}", other.kind()),
+                *s,
+                "here",
+            ));
+            None
+        }
+    }
+}
+
+/// Resolves a possibly negative axis against a rank.
+fn axis(e: &mut Elab, a: &Args, i: usize, rank: usize) -> Option<usize> {
+    let v = int(e, a, i, "the axis")?;
+    let r = rank as i64;
+    let ax = if v < 0 { v + r } else { v };
+    if (0..r).contains(&ax) {
+        Some(ax as usize)
+    } else {
+        let s = a.get(i).map(|x| x.1).unwrap_or(a.call);
+        e.err(Diagnostic::error(
+            format!("axis {v} is out of range for a tensor of rank {rank}"),
+            s,
+            "bad axis",
+        ));
+        None
+    }
+}
+
+fn shape_of(e: &Elab, id: NodeId) -> Vec<usize> {
+    e.g.node(id).ty.shape.clone()
+}
+
+fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
+    let span = a.call;
+    let unary = |op: Op, e: &mut Elab| -> Option<Val> {
+        let x = tensor(e, a, 0, "the operand")?;
+        Some(e.op(op, &[x], span))
+    };
+    Some(match name {
+        "gelu" => {
+            let tanh = match a.get(1) {
+                None => false,
+                Some((Val::Bool(b), _)) => *b,
+                Some((other, s)) => {
+                    e.err(Diagnostic::error(
+                        format!("`tanh` must be true or false, not {}", other.kind()),
+                        *s,
+                        "here",
+                    ));
+                    return None;
+                }
+            };
+            unary(Op::Gelu { tanh }, e)?
+        }
+        "exp" => unary(Op::Exp, e)?,
+        "recip" => unary(Op::Recip, e)?,
+        "rsqrt" => unary(Op::Rsqrt, e)?,
+        "tanh" => unary(Op::Tanh, e)?,
+        "softmax" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            match a.get(1) {
+                None => e.op(Op::Softmax { masked: false }, &[x], span),
+                Some(_) => {
+                    let m = tensor(e, a, 1, "the mask")?;
+                    e.op(Op::Softmax { masked: true }, &[x, m], span)
+                }
+            }
+        }
+        "layernorm" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let g = tensor(e, a, 1, "gamma")?;
+            let b = tensor(e, a, 2, "beta")?;
+            let eps = if a.get(3).is_some() {
+                number(e, a, 3, "eps")?
+            } else {
+                1e-5
+            };
+            e.op(Op::LayerNorm { eps }, &[x, g, b], span)
+        }
+        "embed" => {
+            let ids = tensor(e, a, 0, "the ids")?;
+            let table = tensor(e, a, 1, "the table")?;
+            e.op(Op::Embed, &[ids, table], span)
+        }
+        "transpose" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let r = shape_of(e, x).len();
+            let perm: Vec<usize> = if a.get(1).is_some() {
+                let p = int_list(e, a, 1, "the axis order")?;
+                if p.iter().any(|&v| v < 0) {
+                    e.err(Diagnostic::error(
+                        "axis order entries must be non-negative",
+                        a.get(1)?.1,
+                        "here",
+                    ));
+                    return None;
+                }
+                p.into_iter().map(|v| v as usize).collect()
+            } else if r < 2 {
+                e.err(Diagnostic::error(
+                    format!("transpose needs rank ≥ 2, got rank {r}"),
+                    span,
+                    "here",
+                ));
+                return None;
+            } else {
+                let mut p: Vec<usize> = (0..r).collect();
+                p.swap(r - 1, r - 2);
+                p
+            };
+            e.op(Op::Transpose { perm }, &[x], span)
+        }
+        "reshape" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let s = int_list(e, a, 1, "the shape")?;
+            if s.iter().any(|&d| d < 0) {
+                e.err(Diagnostic::error(
+                    "dimensions must be non-negative",
+                    a.get(1)?.1,
+                    "here",
+                ));
+                return None;
+            }
+            e.op(
+                Op::Reshape {
+                    shape: s.into_iter().map(|d| d as usize).collect(),
+                },
+                &[x],
+                span,
+            )
+        }
+        "slice" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let ax = axis(e, a, 1, shape_of(e, x).len())?;
+            let start = int(e, a, 2, "the start")?;
+            let end = int(e, a, 3, "the end")?;
+            if start < 0 || end < 0 {
+                e.err(Diagnostic::error(
+                    "slice bounds must be non-negative",
+                    span,
+                    "here",
+                ));
+                return None;
+            }
+            e.op(
+                Op::Slice {
+                    axis: ax,
+                    start: start as usize,
+                    end: end as usize,
+                },
+                &[x],
+                span,
+            )
+        }
+        "concat" => {
+            let items = match a.get(0)? {
+                (Val::List(v), _) => v.clone(),
+                (other, s) => {
+                    e.err(Diagnostic::error(
+                        format!("concat takes a list of tensors, not {}", other.kind()),
+                        *s,
+                        "here",
+                    ));
+                    return None;
+                }
+            };
+            let mut ids = vec![];
+            for it in items {
+                match it {
+                    Val::Tensor(id) => ids.push(id),
+                    Val::Poison => return None,
+                    other => {
+                        e.err(Diagnostic::error(
+                            format!("concat takes tensors, found {}", other.kind()),
+                            a.get(0)?.1,
+                            "here",
+                        ));
+                        return None;
+                    }
+                }
+            }
+            if ids.is_empty() {
+                e.err(Diagnostic::error(
+                    "concat needs at least one tensor",
+                    a.get(0)?.1,
+                    "empty list",
+                ));
+                return None;
+            }
+            let ax = axis(e, a, 1, shape_of(e, ids[0]).len())?;
+            e.op(Op::Concat { axis: ax }, &ids, span)
+        }
+        "broadcast" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let s = int_list(e, a, 1, "the shape")?;
+            if s.iter().any(|&d| d < 0) {
+                e.err(Diagnostic::error(
+                    "dimensions must be non-negative",
+                    a.get(1)?.1,
+                    "here",
+                ));
+                return None;
+            }
+            e.op(
+                Op::Broadcast {
+                    shape: s.into_iter().map(|d| d as usize).collect(),
+                },
+                &[x],
+                span,
+            )
+        }
+        "expand" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let mut s = shape_of(e, x);
+            let ax = axis(e, a, 1, s.len() + 1)?;
+            s.insert(ax, 1);
+            e.op(Op::Reshape { shape: s }, &[x], span)
+        }
+        "sum" | "max" | "mean" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let ax = axis(e, a, 1, shape_of(e, x).len())?;
+            let op = match name {
+                "sum" => Op::Sum { axis: ax },
+                "max" => Op::Max { axis: ax },
+                _ => Op::Mean { axis: ax },
+            };
+            e.op(op, &[x], span)
+        }
+        "select" => {
+            let c = tensor(e, a, 0, "the condition")?;
+            let mut br = vec![];
+            for i in 1..3 {
+                let id = match a.get(i)? {
+                    (Val::Tensor(id), _) => *id,
+                    (v @ (Val::Int(_) | Val::Float(_)), s) => {
+                        let x = match v {
+                            Val::Int(i) => *i as f64,
+                            Val::Float(f) => *f,
+                            _ => unreachable!(),
+                        };
+                        e.constant(x, *s)
+                    }
+                    (other, s) => {
+                        e.err(Diagnostic::error(
+                            format!(
+                                "select branches are tensors or numbers, not {}",
+                                other.kind()
+                            ),
+                            *s,
+                            "here",
+                        ));
+                        return None;
+                    }
+                };
+                br.push(id);
+            }
+            // Branches broadcast to the condition's shape.
+            let cs = shape_of(e, c);
+            for (i, b) in br.iter_mut().enumerate() {
+                let bs = shape_of(e, *b);
+                if !bs.is_empty() && bs != cs {
+                    match crate::ir::infer::broadcast_shapes(&cs, &bs) {
+                        Some(to) if to == cs => *b = e.broadcast_to(*b, &cs, a.get(i + 1)?.1),
+                        _ => {}
+                    }
+                }
+            }
+            e.op(Op::Select, &[c, br[0], br[1]], span)
+        }
+        "iota" => {
+            let n = int(e, a, 0, "the length")?;
+            if n <= 0 {
+                e.err(Diagnostic::error(
+                    format!("iota needs a positive length, got {n}"),
+                    a.get(0)?.1,
+                    "here",
+                ));
+                return None;
+            }
+            let ring = e.region_format().ring;
+            let ty = Type::fixed(Vis::Public, Format { ring, frac: 0 }, vec![n as usize]);
+            Val::Tensor(e.add_node(Op::Iota { n: n as usize }, ty, &[], span))
+        }
+        "dim" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let s = shape_of(e, x);
+            let ax = axis(e, a, 1, s.len())?;
+            Val::Int(s[ax] as i64)
+        }
+        "rank" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            Val::Int(shape_of(e, x).len() as i64)
+        }
+        "sqrt" => {
+            let v = number(e, a, 0, "the operand")?;
+            if v < 0.0 {
+                e.err(Diagnostic::error(
+                    "sqrt of a negative number",
+                    a.get(0)?.1,
+                    "here",
+                ));
+                return None;
+            }
+            Val::Float(v.sqrt())
+        }
+        _ => unreachable!("every name in NAMES has a case"),
+    })
+}

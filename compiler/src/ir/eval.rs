@@ -1,0 +1,417 @@
+//! The float evaluator: runs an (unlowered) IR graph in f64 with exact math —
+//! erf GeLU, `exp`, `1/sqrt`, `tanh`. It is the utility reference that secure
+//! runs are compared against, so it favours clarity and accuracy; the matmul is
+//! still blocked and parallel so that BERT-sized graphs evaluate in seconds.
+
+use super::graph::{Graph, NodeId};
+use super::ops::Op;
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// A dense row-major f64 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+    pub fn scalar(x: f64) -> Tensor {
+        Tensor {
+            shape: vec![],
+            data: vec![x],
+        }
+    }
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+    fn map(&self, f: impl Fn(f64) -> f64 + Sync) -> Tensor {
+        Tensor::new(
+            self.shape.clone(),
+            self.data.par_iter().map(|&x| f(x)).collect(),
+        )
+    }
+    /// (outer, len, inner) around `axis`.
+    fn split(&self, axis: usize) -> (usize, usize, usize) {
+        let outer = self.shape[..axis].iter().product();
+        let inner = self.shape[axis + 1..].iter().product();
+        (outer, self.shape[axis], inner)
+    }
+}
+
+/// Where weight values come from (a safetensors file, generated weights, ...).
+pub trait WeightSource {
+    /// The tensor named `name` as f64, with its stored shape.
+    fn tensor(&self, name: &str) -> Result<Tensor, String>;
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("input `{0}` was not supplied")]
+    MissingInput(String),
+    #[error("input `{name}` has shape {got:?}, the model expects {want:?}")]
+    InputShape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
+    #[error("weight `{name}`: {message}")]
+    Weight { name: String, message: String },
+    #[error("embed: id {id} is outside the table of {rows} rows")]
+    IdOutOfRange { id: f64, rows: usize },
+    #[error("the graph is not valid: {0}")]
+    Invalid(String),
+}
+
+/// The result of an evaluation.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub outputs: IndexMap<String, Tensor>,
+    /// Values of the nodes selected by `keep` (for tests and calibration).
+    pub kept: HashMap<NodeId, Tensor>,
+}
+
+/// Evaluates `g`; `keep` selects nodes whose values are returned besides the
+/// outputs (all others are dropped after their last use).
+pub fn evaluate(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    weights: &dyn WeightSource,
+    keep: &dyn Fn(NodeId) -> bool,
+) -> Result<Evaluation, EvalError> {
+    let order = g
+        .topo_order()
+        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
+    let mut remaining: HashMap<NodeId, usize> =
+        order.iter().map(|&n| (n, g.users(n).len())).collect();
+    let mut vals: HashMap<NodeId, Tensor> = HashMap::new();
+    let mut out = Evaluation {
+        outputs: IndexMap::new(),
+        kept: HashMap::new(),
+    };
+    for &id in &order {
+        let node = g.node(id);
+        let operands = g.operands(id);
+        let args: Vec<&Tensor> = operands.iter().map(|o| &vals[o]).collect();
+        let v = eval_op(&node.op, &node.ty.shape, &args, inputs, weights)?;
+        if let Op::Output { name } = &node.op {
+            out.outputs.insert(name.clone(), v.clone());
+        }
+        if keep(id) {
+            out.kept.insert(id, v.clone());
+        }
+        for o in operands {
+            let r = remaining.get_mut(&o).expect("operand is in the order");
+            *r -= 1;
+            if *r == 0 {
+                vals.remove(&o);
+            }
+        }
+        vals.insert(id, v);
+    }
+    Ok(out)
+}
+
+fn binary(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64 + Sync) -> Tensor {
+    if a.shape == b.shape {
+        Tensor::new(
+            a.shape.clone(),
+            a.data
+                .par_iter()
+                .zip(&b.data)
+                .map(|(&x, &y)| f(x, y))
+                .collect(),
+        )
+    } else if b.data.len() == 1 {
+        let y = b.data[0];
+        a.map(|x| f(x, y))
+    } else {
+        let x = a.data[0];
+        b.map(|y| f(x, y))
+    }
+}
+
+fn bool_of(x: bool) -> f64 {
+    if x {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Reduces along `axis` keeping it with size 1.
+fn reduce(t: &Tensor, axis: usize, init: f64, f: impl Fn(f64, f64) -> f64) -> Tensor {
+    let (outer, len, inner) = t.split(axis);
+    let mut data = vec![init; outer * inner];
+    for o in 0..outer {
+        for l in 0..len {
+            let row = &t.data[(o * len + l) * inner..(o * len + l + 1) * inner];
+            for (d, &x) in data[o * inner..(o + 1) * inner].iter_mut().zip(row) {
+                *d = f(*d, x);
+            }
+        }
+    }
+    let mut shape = t.shape.clone();
+    shape[axis] = 1;
+    Tensor::new(shape, data)
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Gathers `out_shape` elements, where source index = Σ idx[i]·src_stride[i].
+fn gather(t: &Tensor, out_shape: &[usize], src_strides: &[usize]) -> Tensor {
+    let n: usize = out_shape.iter().product();
+    let mut data = Vec::with_capacity(n);
+    let mut idx = vec![0usize; out_shape.len()];
+    for _ in 0..n {
+        let off: usize = idx.iter().zip(src_strides).map(|(i, s)| i * s).sum();
+        data.push(t.data[off]);
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Tensor::new(out_shape.to_vec(), data)
+}
+
+/// C[b] = A[b] · B[b] (or B shared), rows in parallel, B transposed for locality.
+fn matmul(a: &Tensor, b: &Tensor) -> Tensor {
+    let ra = a.shape.len();
+    let rb = b.shape.len();
+    let (m, k) = (a.shape[ra - 2], a.shape[ra - 1]);
+    let n = b.shape[rb - 1];
+    let batch: usize = a.shape[..ra - 2].iter().product();
+    let b_batched = rb > 2;
+    let mut out = vec![0.0; batch * m * n];
+    let bt_all: Vec<Vec<f64>> = (0..if b_batched { batch } else { 1 })
+        .map(|bi| {
+            let bm = &b.data[bi * k * n..(bi + 1) * k * n];
+            let mut t = vec![0.0; k * n];
+            for r in 0..k {
+                for c in 0..n {
+                    t[c * k + r] = bm[r * n + c];
+                }
+            }
+            t
+        })
+        .collect();
+    out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+        let bi = row / m;
+        let arow = &a.data[row * k..(row + 1) * k];
+        let bt = &bt_all[if b_batched { bi } else { 0 }];
+        for (c, oc) in o.iter_mut().enumerate() {
+            let bcol = &bt[c * k..(c + 1) * k];
+            *oc = arow.iter().zip(bcol).map(|(x, y)| x * y).sum();
+        }
+    });
+    let mut shape = a.shape[..ra - 2].to_vec();
+    shape.extend([m, n]);
+    Tensor::new(shape, out)
+}
+
+fn gelu_erf(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn eval_op(
+    op: &Op,
+    shape: &[usize],
+    a: &[&Tensor],
+    inputs: &HashMap<String, Tensor>,
+    weights: &dyn WeightSource,
+) -> Result<Tensor, EvalError> {
+    Ok(match op {
+        Op::Input { name, .. } => {
+            let t = inputs
+                .get(name)
+                .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
+            if t.shape != shape {
+                return Err(EvalError::InputShape {
+                    name: name.clone(),
+                    got: t.shape.clone(),
+                    want: shape.to_vec(),
+                });
+            }
+            t.clone()
+        }
+        Op::Weight { name } => {
+            let t = weights.tensor(name).map_err(|message| EvalError::Weight {
+                name: name.clone(),
+                message,
+            })?;
+            if t.numel() != shape.iter().product::<usize>() {
+                return Err(EvalError::Weight {
+                    name: name.clone(),
+                    message: format!("has shape {:?}, the model expects {:?}", t.shape, shape),
+                });
+            }
+            Tensor::new(shape.to_vec(), t.data)
+        }
+        Op::Const { value } => Tensor::scalar(*value),
+        Op::Iota { n } => Tensor::new(vec![*n], (0..*n).map(|i| i as f64).collect()),
+        Op::Add => binary(a[0], a[1], |x, y| x + y),
+        Op::Sub => binary(a[0], a[1], |x, y| x - y),
+        Op::Mul => binary(a[0], a[1], |x, y| x * y),
+        Op::Neg => a[0].map(|x| -x),
+        Op::Lt => binary(a[0], a[1], |x, y| bool_of(x < y)),
+        Op::Gt => binary(a[0], a[1], |x, y| bool_of(x > y)),
+        Op::Le => binary(a[0], a[1], |x, y| bool_of(x <= y)),
+        Op::Ge => binary(a[0], a[1], |x, y| bool_of(x >= y)),
+        Op::Eq => binary(a[0], a[1], |x, y| bool_of(x == y)),
+        Op::Ne => binary(a[0], a[1], |x, y| bool_of(x != y)),
+        Op::Not => a[0].map(|x| bool_of(x == 0.0)),
+        Op::Select => {
+            let pick = |t: &Tensor, i: usize| {
+                if t.data.len() == 1 {
+                    t.data[0]
+                } else {
+                    t.data[i]
+                }
+            };
+            let data = (0..a[0].numel())
+                .map(|i| {
+                    if a[0].data[i] != 0.0 {
+                        pick(a[1], i)
+                    } else {
+                        pick(a[2], i)
+                    }
+                })
+                .collect();
+            Tensor::new(shape.to_vec(), data)
+        }
+        Op::MatMul => matmul(a[0], a[1]),
+        Op::Transpose { perm } => {
+            let st = strides(&a[0].shape);
+            let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+            gather(a[0], shape, &src)
+        }
+        Op::Reshape { .. } | Op::Convert | Op::Output { .. } => {
+            Tensor::new(shape.to_vec(), a[0].data.clone())
+        }
+        Op::Slice { axis, start, end } => {
+            let (outer, len, inner) = a[0].split(*axis);
+            let mut data = Vec::with_capacity(outer * (end - start) * inner);
+            for o in 0..outer {
+                data.extend_from_slice(
+                    &a[0].data[(o * len + start) * inner..(o * len + end) * inner],
+                );
+            }
+            Tensor::new(shape.to_vec(), data)
+        }
+        Op::Concat { axis } => {
+            let outer: usize = shape[..*axis].iter().product();
+            let mut data = Vec::with_capacity(shape.iter().product());
+            for o in 0..outer {
+                for t in a {
+                    let (_, len, inner) = t.split(*axis);
+                    data.extend_from_slice(&t.data[o * len * inner..(o + 1) * len * inner]);
+                }
+            }
+            Tensor::new(shape.to_vec(), data)
+        }
+        Op::Broadcast { shape: to } => {
+            let t = a[0];
+            let off = to.len() - t.shape.len();
+            let st = strides(&t.shape);
+            let src: Vec<usize> = (0..to.len())
+                .map(|i| {
+                    if i < off || t.shape[i - off] == 1 {
+                        0
+                    } else {
+                        st[i - off]
+                    }
+                })
+                .collect();
+            gather(t, to, &src)
+        }
+        Op::Sum { axis } => reduce(a[0], *axis, 0.0, |x, y| x + y),
+        Op::Max { axis } => reduce(a[0], *axis, f64::NEG_INFINITY, f64::max),
+        Op::Mean { axis } => {
+            let n = a[0].shape[*axis] as f64;
+            reduce(a[0], *axis, 0.0, |x, y| x + y).map(|x| x / n)
+        }
+        Op::Exp => a[0].map(f64::exp),
+        Op::Recip => a[0].map(|x| 1.0 / x),
+        Op::Rsqrt => a[0].map(|x| 1.0 / x.sqrt()),
+        Op::Tanh => a[0].map(f64::tanh),
+        Op::Gelu { tanh } => {
+            if *tanh {
+                a[0].map(gelu_tanh)
+            } else {
+                a[0].map(gelu_erf)
+            }
+        }
+        Op::Softmax { masked } => {
+            let x = a[0];
+            let d = *shape
+                .last()
+                .expect("softmax operand has an axis (verified)");
+            let mut data = x.data.clone();
+            data.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
+                let on = |j: usize| !*masked || a[1].data[r * d + j] != 0.0;
+                let m = (0..d)
+                    .filter(|&j| on(j))
+                    .map(|j| row[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let mut s = 0.0;
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if on(j) { (*v - m).exp() } else { 0.0 };
+                    s += *v;
+                }
+                if s > 0.0 {
+                    row.iter_mut().for_each(|v| *v /= s);
+                }
+            });
+            Tensor::new(shape.to_vec(), data)
+        }
+        Op::LayerNorm { eps } => {
+            let (x, g, b) = (a[0], a[1], a[2]);
+            let d = *shape
+                .last()
+                .expect("layernorm operand has an axis (verified)");
+            let mut data = x.data.clone();
+            data.par_chunks_mut(d).for_each(|row| {
+                let mu = row.iter().sum::<f64>() / d as f64;
+                let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64;
+                let r = 1.0 / (var + eps).sqrt();
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (*v - mu) * r * g.data[j] + b.data[j];
+                }
+            });
+            Tensor::new(shape.to_vec(), data)
+        }
+        Op::Embed => {
+            let (ids, table) = (a[0], a[1]);
+            let (rows, d) = (table.shape[0], table.shape[1]);
+            let mut data = Vec::with_capacity(ids.numel() * d);
+            for &id in &ids.data {
+                let i = id.round();
+                if !(0.0..rows as f64).contains(&i) {
+                    return Err(EvalError::IdOutOfRange { id, rows });
+                }
+                let i = i as usize;
+                data.extend_from_slice(&table.data[i * d..(i + 1) * d]);
+            }
+            Tensor::new(shape.to_vec(), data)
+        }
+    })
+}

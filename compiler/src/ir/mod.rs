@@ -1,0 +1,16 @@
+//! The typed IR: [`types`], [`ops`], the [`graph`] container, the op type rules
+//! ([`infer`]), the text format ([`text`]), the [`verify`]er, the float
+//! evaluator ([`eval`]) and Graphviz output ([`dot`]).
+
+pub mod dot;
+pub mod eval;
+pub mod graph;
+pub mod infer;
+pub mod ops;
+pub mod text;
+pub mod types;
+pub mod verify;
+
+pub use graph::{Graph, Loc, Node, NodeId};
+pub use ops::{Op, Owner};
+pub use types::{Elem, Format, Ring, Type, Vis};

@@ -1,0 +1,13 @@
+//! ditto-compiler: the DSL front end, the typed IR with its printer, parser,
+//! verifier, float evaluator and DOT output, and weight loading.
+//!
+//! Data flow: source text → [`syntax::parse`] → AST → [`elab::elaborate`] → IR
+//! [`ir::Graph`] → (`ditto-vm`, issue 4) passes and codegen.
+
+pub mod diag;
+pub mod driver;
+pub mod elab;
+pub mod ir;
+pub mod stdlib;
+pub mod syntax;
+pub mod weights;

@@ -1,0 +1,237 @@
+//! The `ditto` command line: check, compile, run models; generate weights.
+
+mod genweights;
+mod run;
+mod tokens;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ditto_compiler::diag::{render, Diagnostic, Sources};
+use ditto_compiler::driver::{compile_file, Compiled};
+use ditto_compiler::elab::{Elaborated, Options};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ditto",
+    version,
+    about = "Compile and run quantized transformers under 3-party computation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Options that decide the compiled graph's shapes.
+#[derive(clap::Args, Clone, Default)]
+pub struct ShapeArgs {
+    /// Config of the model file (default: the first one declared).
+    #[arg(long)]
+    config: Option<String>,
+    /// Value of the model's first size parameter (the number of tokens).
+    #[arg(long)]
+    seq: Option<i64>,
+    /// Values of size parameters by name, e.g. `--size S=16`.
+    #[arg(long = "size", value_name = "NAME=N")]
+    sizes: Vec<String>,
+    /// Keep only the first K layers (loops up to the config's `layers`).
+    #[arg(long)]
+    layers: Option<i64>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Parse, elaborate and verify model files; report every error.
+    Check {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Also check declared weights against this safetensors file or folder.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Compile a model and print one of its stages.
+    Compile {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "ir")]
+        emit: Emit,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// Run a model on an input.
+    Run(run::RunArgs),
+    /// Write seeded random weights under the model's (HuggingFace) tensor names.
+    GenWeights {
+        /// A model file, or the name of one in models/ (bert, gpt2, minilm).
+        model: String,
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    Ast,
+    Ir,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Check {
+            files,
+            shape,
+            weights,
+        } => check(&files, &shape, weights.as_deref()),
+        Cmd::Compile {
+            file,
+            emit,
+            output,
+            shape,
+        } => compile(&file, emit, output.as_deref(), &shape),
+        Cmd::Run(args) => run::run(args),
+        Cmd::GenWeights {
+            model,
+            config,
+            seed,
+            output,
+        } => genweights::gen_weights(&model, config, seed, &output),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints diagnostics to stderr (coloured on a terminal).
+pub fn report(sources: &Sources, diags: &[Diagnostic]) {
+    if !diags.is_empty() {
+        eprint!(
+            "{}",
+            render(sources, diags, std::io::stderr().is_terminal())
+        );
+    }
+}
+
+/// Resolves `bert` to `models/bert.ditto` when no such file exists.
+pub fn model_path(model: &str) -> PathBuf {
+    let p = PathBuf::from(model);
+    if p.exists() {
+        return p;
+    }
+    let in_models = Path::new("models").join(format!("{model}.ditto"));
+    if in_models.exists() {
+        in_models
+    } else {
+        p
+    }
+}
+
+impl ShapeArgs {
+    pub fn options(&self, default_seq: i64) -> Result<Options> {
+        let mut sizes = BTreeMap::new();
+        for s in &self.sizes {
+            let (k, v) = s.split_once('=').context("--size takes NAME=N")?;
+            let v: i64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--size {s}: not an integer"))?;
+            sizes.insert(k.trim().to_string(), v);
+        }
+        Ok(Options {
+            config: self.config.clone(),
+            sizes,
+            weights: None,
+            layers: self.layers,
+            seq: Some(self.seq.unwrap_or(default_seq)),
+        })
+    }
+}
+
+/// Compiles and reports; `Err` when there were errors.
+pub fn compile_reported(file: &Path, opts: &Options) -> Result<(Sources, Elaborated)> {
+    let Compiled { sources, result } = compile_file(file, opts);
+    match result {
+        Ok(e) => {
+            report(&sources, &e.warnings);
+            Ok((sources, e))
+        }
+        Err(diags) => {
+            report(&sources, &diags);
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            bail!("{}: {n} error(s)", file.display())
+        }
+    }
+}
+
+fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result<()> {
+    if files.is_empty() {
+        bail!("no files given: `ditto check models/*.ditto`");
+    }
+    let mut opts = shape.options(8)?;
+    if let Some(w) = weights {
+        let st = run::open_weights(w)?;
+        opts.weights = Some(st.info().clone());
+    }
+    let mut failed = 0;
+    for f in files {
+        match compile_reported(f, &opts) {
+            Ok((_, e)) => println!(
+                "{}: ok ({} nodes, model {}, config {})",
+                f.display(),
+                e.graph.len(),
+                e.model,
+                e.config
+            ),
+            Err(err) => {
+                eprintln!("{err:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} file(s) failed", files.len());
+    }
+    Ok(())
+}
+
+fn compile(file: &Path, emit: Emit, output: Option<&Path>, shape: &ShapeArgs) -> Result<()> {
+    let opts = shape.options(8)?;
+    let text = match emit {
+        Emit::Ast => {
+            let src = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut sources = Sources::default();
+            let id = sources.add(file.display().to_string(), src.clone());
+            match ditto_compiler::syntax::parse(id, &src) {
+                Ok(ast) => serde_json::to_string_pretty(&ast)? + "\n",
+                Err(d) => {
+                    report(&sources, &d);
+                    bail!("{}: syntax errors", file.display());
+                }
+            }
+        }
+        Emit::Ir => ditto_compiler::ir::text::print(&compile_reported(file, &opts)?.1.graph),
+        Emit::Dot => ditto_compiler::ir::dot::to_dot(&compile_reported(file, &opts)?.1.graph),
+    };
+    match output {
+        Some(p) => {
+            std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

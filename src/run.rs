@@ -1,0 +1,156 @@
+//! `ditto run`: compile a model and evaluate it on token ids.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
+use ditto_compiler::ir::eval::{evaluate, Tensor};
+use ditto_compiler::ir::{Op, Owner};
+use ditto_compiler::weights::SafetensorsFile;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Backend {
+    /// Exact f64 evaluation of the unlowered graph (the utility reference).
+    Float,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Model file, or the name of one in models/.
+    file: String,
+    #[arg(long, value_enum, default_value = "float")]
+    backend: Backend,
+    /// A safetensors file, or a folder holding model.safetensors (and
+    /// tokenizer.json, needed by --text).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Text to tokenize with the folder's tokenizer.json.
+    #[arg(long, conflicts_with = "ids")]
+    text: Option<String>,
+    /// Token ids, comma-separated.
+    #[arg(long)]
+    ids: Option<String>,
+    #[arg(long)]
+    config: Option<String>,
+    /// Pad (with id 0) or cut the token sequence to N tokens.
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Keep only the first K layers.
+    #[arg(long)]
+    layers: Option<i64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Opens a safetensors file, or `model.safetensors` inside a folder.
+pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
+    let file = if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.to_path_buf()
+    };
+    Ok(SafetensorsFile::open(&file)?)
+}
+
+fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
+    let mut ids = match (&args.text, &args.ids) {
+        (Some(text), _) => {
+            let dir = if args.weights.is_dir() {
+                args.weights.clone()
+            } else {
+                args.weights
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
+            };
+            let tj = dir.join("tokenizer.json");
+            if !tj.exists() {
+                bail!(
+                    "--text needs {} (put tokenizer.json beside the weights, or pass --ids)",
+                    tj.display()
+                );
+            }
+            crate::tokens::encode(&tj, text)?
+        }
+        (None, Some(ids)) => crate::tokens::parse_ids(ids)?,
+        (None, None) => bail!("give the input as --text \"...\" or --ids 1,2,3"),
+    };
+    if let Some(n) = args.seq {
+        ids.resize(n, 0);
+    }
+    if ids.is_empty() {
+        bail!("the input has no tokens");
+    }
+    Ok(ids)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let ids = tokens(&args)?;
+    let weights = open_weights(&args.weights)?;
+    let path = crate::model_path(&args.file);
+    let opts = ditto_compiler::elab::Options {
+        config: args.config.clone(),
+        sizes: Default::default(),
+        weights: Some(weights.info().clone()),
+        layers: args.layers,
+        seq: Some(ids.len() as i64),
+    };
+    let (_, e) = crate::compile_reported(&path, &opts)?;
+    let g = &e.graph;
+    let client_inputs: Vec<_> = g
+        .ids()
+        .into_iter()
+        .filter_map(|i| match &g.node(i).op {
+            Op::Input {
+                name,
+                owner: Owner::Client,
+            } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let [input] = client_inputs.as_slice() else {
+        bail!(
+            "the model must have exactly one client input for token ids, found {}",
+            client_inputs.len()
+        );
+    };
+    let inputs = HashMap::from([(
+        input.clone(),
+        Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
+    )]);
+    let start = std::time::Instant::now();
+    let result = evaluate(g, &inputs, &weights, &|_| false)
+        .map_err(|e| anyhow!("evaluation failed: {e}"))?;
+    let wall = start.elapsed().as_secs_f64();
+    let (name, out) = result.outputs.first().context("the model has no output")?;
+    if args.json {
+        let obj = serde_json::json!({
+            "model": e.model,
+            "config": e.config,
+            "backend": "float",
+            "output_name": name,
+            "output": out.data,
+            "shape": out.shape,
+            "tokens": ids,
+            "wall_s": wall,
+        });
+        println!("{obj}");
+    } else {
+        println!(
+            "model {} (config {}), backend float, {} tokens, {:.3} s",
+            e.model,
+            e.config,
+            ids.len(),
+            wall
+        );
+        let head: Vec<String> = out.data.iter().take(8).map(|x| format!("{x:.6}")).collect();
+        println!(
+            "{name} {:?}: [{}{}]",
+            out.shape,
+            head.join(", "),
+            if out.numel() > 8 { ", ..." } else { "" }
+        );
+    }
+    Ok(())
+}
