@@ -174,7 +174,7 @@ pub(crate) fn closest<'a>(
 ) -> Option<&'a str> {
     candidates
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1))
+        .filter(|(d, c)| *d <= name.len().max(c.len()) / 3)
         .min()
         .map(|(_, c)| c)
 }
@@ -910,12 +910,20 @@ impl<'s> Elab<'s> {
                 }
             }
             Stmt::Precision { format, body, .. } => {
-                if let Some(r) = self.resolve_format(format) {
-                    self.regions.push(r);
-                    self.block_stmts(body);
-                    if let Some(t) = &body.tail {
-                        self.expr(t);
+                // An unknown format is reported once; the body is still
+                // elaborated (in the enclosing format) so that its names exist.
+                let pushed = match self.resolve_format(format) {
+                    Some(r) => {
+                        self.regions.push(r);
+                        true
                     }
+                    None => false,
+                };
+                self.block_stmts(body);
+                if let Some(t) = &body.tail {
+                    self.expr(t);
+                }
+                if pushed {
                     self.regions.pop();
                 }
             }
@@ -1205,7 +1213,7 @@ impl<'s> Elab<'s> {
                 Some(ti) if !ti.is_float => {
                     return self.err(
                         Diagnostic::error(
-                            format!("weight \"{key_s}\" is a {} tensor in the file", ti.dtype),
+                            format!("weight \"{key_s}\" is stored as {} in the file", ti.dtype),
                             key.span,
                             "not floating point",
                         )

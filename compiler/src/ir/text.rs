@@ -231,7 +231,12 @@ impl<'a> Cursor<'a> {
                 if self.eat("]") {
                     break;
                 }
-                self.expect(",")?;
+                if !self.eat(",") {
+                    return Err(format!(
+                        "expected `,` or `]` in a shape at `{}`",
+                        self.rest()
+                    ));
+                }
             }
         }
         Ok(v)

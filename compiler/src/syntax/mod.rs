@@ -90,7 +90,13 @@ fn parse_diag(file: u32, src: &str, e: ParseError<usize, Tok, LexError>) -> Diag
                 Span::new(file, l, r),
                 describe_expected(&expected),
             );
-            if expected.iter().any(|x| x == "\";\"") {
+            let starts_item = matches!(
+                tok,
+                Tok::Fn | Tok::Model | Tok::Config | Tok::Format | Tok::Use
+            );
+            if starts_item && expected.iter().any(|x| x == "\"}\"") {
+                d = d.with_hint("a `{` before this is not closed: add the missing `}`");
+            } else if expected.iter().any(|x| x == "\";\"") {
                 d = d.with_hint("statements end with `;`");
             } else if matches!(tok, Tok::Eq) && expected.iter().any(|x| x == "\"==\"") {
                 d = d.with_hint("use `==` to compare; `=` only binds names");
