@@ -2,9 +2,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
-use ditto_compiler::ir::eval::{evaluate, Tensor};
+use ditto_compiler::ir::eval::{evaluate, Tensor, WeightSource};
 use ditto_compiler::ir::{Op, Owner};
-use ditto_compiler::weights::SafetensorsFile;
+use ditto_compiler::weights::{InMemory, SafetensorsFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +22,11 @@ pub struct RunArgs {
     backend: Backend,
     /// A safetensors file, or a folder holding model.safetensors (and
     /// tokenizer.json, needed by --text).
-    #[arg(long)]
-    weights: PathBuf,
+    #[arg(long, required_unless_present = "random_weights")]
+    weights: Option<PathBuf>,
+    /// Use seeded random weights (as `ditto gen-weights`) instead of a file.
+    #[arg(long, value_name = "SEED", conflicts_with = "weights")]
+    random_weights: Option<u64>,
     /// Text to tokenize with the folder's tokenizer.json.
     #[arg(long, conflicts_with = "ids")]
     text: Option<String>,
@@ -56,13 +59,13 @@ pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
 fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
     let mut ids = match (&args.text, &args.ids) {
         (Some(text), _) => {
-            let dir = if args.weights.is_dir() {
-                args.weights.clone()
+            let Some(w) = &args.weights else {
+                bail!("--text needs the tokenizer.json beside --weights; with --random-weights pass --ids");
+            };
+            let dir = if w.is_dir() {
+                w.clone()
             } else {
-                args.weights
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default()
+                w.parent().map(Path::to_path_buf).unwrap_or_default()
             };
             let tj = dir.join("tokenizer.json");
             if !tj.exists() {
@@ -87,12 +90,23 @@ fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let ids = tokens(&args)?;
-    let weights = open_weights(&args.weights)?;
     let path = crate::model_path(&args.file);
+    let (weights, info): (Box<dyn WeightSource>, _) = match (&args.weights, args.random_weights) {
+        (Some(w), _) => {
+            let f = open_weights(w)?;
+            let info = f.info().clone();
+            (Box::new(f), Some(info))
+        }
+        (None, Some(seed)) => {
+            let gen = crate::genweights::generate(&path, args.config.clone(), seed)?;
+            (Box::new(InMemory(gen)), None)
+        }
+        (None, None) => bail!("give --weights PATH or --random-weights SEED"),
+    };
     let opts = ditto_compiler::elab::Options {
         config: args.config.clone(),
         sizes: Default::default(),
-        weights: Some(weights.info().clone()),
+        weights: info,
         layers: args.layers,
         seq: Some(ids.len() as i64),
     };
@@ -120,7 +134,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
     )]);
     let start = std::time::Instant::now();
-    let result = evaluate(g, &inputs, &weights, &|_| false)
+    let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
         .map_err(|e| anyhow!("evaluation failed: {e}"))?;
     let wall = start.elapsed().as_secs_f64();
     let (name, out) = result.outputs.first().context("the model has no output")?;

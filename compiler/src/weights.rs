@@ -160,3 +160,32 @@ pub fn write_f32(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), 
         .collect::<Result<_, _>>()?;
     safetensors::serialize_to_file(views, None, path).map_err(|e| e.to_string())
 }
+
+/// Weights held in memory (generated ones, or tests').
+#[derive(Debug, Clone, Default)]
+pub struct InMemory(pub BTreeMap<String, Tensor>);
+
+impl InMemory {
+    pub fn info(&self) -> BTreeMap<String, TensorInfo> {
+        self.0
+            .iter()
+            .map(|(n, t)| {
+                let info = TensorInfo {
+                    shape: t.shape.clone(),
+                    dtype: "F64".into(),
+                    is_float: true,
+                };
+                (n.clone(), info)
+            })
+            .collect()
+    }
+}
+
+impl WeightSource for InMemory {
+    fn tensor(&self, name: &str) -> Result<Tensor, String> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| "not among the generated weights".to_string())
+    }
+}

@@ -18,7 +18,7 @@ fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
     let mut g = Graph::new("random");
     g.files.push("random.ditto".into());
     let fm = |k: u16| {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             Format::LOW
         } else {
             Format::HIGH
@@ -66,7 +66,12 @@ fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
                 vec![],
             ),
             10 => (Op::Reshape { shape: vec![2, 6] }, vec![pick(x)]),
-            11 => (Op::Gelu { tanh: p % 2 == 0 }, vec![pick(x)]),
+            11 => (
+                Op::Gelu {
+                    tanh: p.is_multiple_of(2),
+                },
+                vec![pick(x)],
+            ),
             12 => (
                 Op::Concat {
                     axis: (p % 2) as usize,
@@ -92,13 +97,13 @@ fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
             }
         };
         let mut n = Node::new(op, ty);
-        if p % 3 == 0 {
+        if p.is_multiple_of(3) {
             n.name = Some(format!("v{i}"));
         }
-        if p % 5 == 0 {
+        if p.is_multiple_of(5) {
             n.class = Some("linear".into());
         }
-        if p % 7 == 0 {
+        if p.is_multiple_of(7) {
             n.bound = Some(p as f64 / 4.0);
         }
         n.loc = Some(Loc {
@@ -483,4 +488,24 @@ fn evaluator_rejects_bad_ids_and_inputs() {
         .unwrap_err()
         .to_string()
         .contains("not supplied"));
+}
+
+#[test]
+fn op_names_are_complete_and_documented() {
+    use ditto_compiler::ir::ops::OP_NAMES;
+    use std::collections::BTreeMap;
+    let doc = std::fs::read_to_string(format!("{}/../docs/ir.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/ir.md");
+    for name in OP_NAMES {
+        // Every listed name is an op of the parser (missing attributes are fine).
+        match Op::from_parts(name, &BTreeMap::new()) {
+            Ok(op) => assert_eq!(op.name(), *name),
+            Err(e) => assert!(e.contains("needs attribute"), "{name}: {e}"),
+        }
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/ir.md does not document `{name}`"
+        );
+    }
+    assert!(Op::from_parts("frobnicate", &BTreeMap::new()).is_err());
 }

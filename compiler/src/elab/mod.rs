@@ -1509,8 +1509,8 @@ impl<'s> Elab<'s> {
                     span,
                     format!("in this `{}`", op.symbol()),
                 )
-                .with_label(sa, format!("{}", crate::ir::types::shape_str(&sx)))
-                .with_label(sb, format!("{}", crate::ir::types::shape_str(&sy)))
+                .with_label(sa, crate::ir::types::shape_str(&sx))
+                .with_label(sb, crate::ir::types::shape_str(&sy))
                 .with_hint("trailing dimensions must be equal or 1 (NumPy broadcasting)"),
             );
         };

@@ -118,6 +118,45 @@ pub enum Op {
     },
 }
 
+/// Every op name of the text format (kept in sync with [`Op::name`] by a test).
+pub const OP_NAMES: &[&str] = &[
+    "input",
+    "weight",
+    "const",
+    "iota",
+    "add",
+    "sub",
+    "mul",
+    "neg",
+    "matmul",
+    "lt",
+    "gt",
+    "le",
+    "ge",
+    "eq",
+    "ne",
+    "not",
+    "select",
+    "transpose",
+    "reshape",
+    "slice",
+    "concat",
+    "broadcast",
+    "sum",
+    "max",
+    "mean",
+    "gelu",
+    "softmax",
+    "layernorm",
+    "exp",
+    "recip",
+    "rsqrt",
+    "tanh",
+    "embed",
+    "convert",
+    "output",
+];
+
 /// Attribute values of the text format.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrVal {
