@@ -100,6 +100,9 @@ fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
         if p.is_multiple_of(3) {
             n.name = Some(format!("v{i}"));
         }
+        if p.is_multiple_of(11) {
+            n.name = Some(format!("odd\u{0}\"\\\n\t\u{7f}é{i}"));
+        }
         if p.is_multiple_of(5) {
             n.class = Some("linear".into());
         }

@@ -611,7 +611,17 @@ impl<'s> Elab<'s> {
         self.g.add(n, args)
     }
 
-    pub(crate) fn constant(&mut self, value: f64, span: Span) -> NodeId {
+    /// A public scalar node; a non-finite value is reported (and replaced by 0
+    /// so elaboration can go on).
+    pub(crate) fn constant(&mut self, mut value: f64, span: Span) -> NodeId {
+        if !value.is_finite() {
+            self.err(Diagnostic::error(
+                format!("the constant {value} is not a finite number"),
+                span,
+                "computed here",
+            ));
+            value = 0.0;
+        }
         let ty = Type::fixed(Vis::Public, self.region_format(), vec![]);
         self.add_node(Op::Const { value }, ty, &[], span)
     }
@@ -1395,6 +1405,9 @@ impl<'s> Elab<'s> {
                     BinOp::Add => Float(x + y),
                     BinOp::Sub => Float(x - y),
                     BinOp::Mul => Float(x * y),
+                    BinOp::Div if y == 0.0 => {
+                        self.err(Diagnostic::error("division by zero", sb, "this is 0"))
+                    }
                     BinOp::Div => Float(x / y),
                     BinOp::Rem | BinOp::MatMul => self.err(Diagnostic::error(
                         format!("`{}` is not defined on numbers", op.symbol()),

@@ -173,7 +173,7 @@ impl fmt::Display for AttrVal {
         match self {
             AttrVal::Int(i) => write!(f, "{i}"),
             AttrVal::Float(x) => write!(f, "{}", fmt_f64(*x)),
-            AttrVal::Str(s) => write!(f, "{s:?}"),
+            AttrVal::Str(s) => write!(f, "{}", quote(s)),
             AttrVal::Ident(s) => write!(f, "{s}"),
             AttrVal::List(v) => {
                 let items: Vec<String> = v.iter().map(|i| i.to_string()).collect();
@@ -182,6 +182,25 @@ impl fmt::Display for AttrVal {
             AttrVal::Flag => Ok(()),
         }
     }
+}
+
+/// A double-quoted string literal of the text format: `\\`, `\"`, `\n`,
+/// `\t` and `\u{HEX}` for every other control character.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Shortest text that parses back to exactly `x`, always with a `.` or `e`.

@@ -19,7 +19,7 @@
 //! `parse(print(g))` is [`Graph::same_as`] `g`.
 
 use super::graph::{Graph, Loc, Node, NodeId};
-use super::ops::{fmt_f64, AttrVal, Op};
+use super::ops::{fmt_f64, quote, AttrVal, Op};
 use super::types::{Elem, Format, Type, Vis};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -28,7 +28,7 @@ pub fn print(g: &Graph) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "graph {}", g.name);
     for (i, f) in g.files.iter().enumerate() {
-        let _ = writeln!(out, "file {i} {f:?}");
+        let _ = writeln!(out, "file {i} {}", quote(f));
     }
     let order = match g.topo_order() {
         Ok(o) => o,
@@ -61,7 +61,7 @@ pub fn print(g: &Graph) -> String {
         }
         let _ = write!(out, " : {}", n.ty);
         if let Some(name) = &n.name {
-            let _ = write!(out, " !name={name:?}");
+            let _ = write!(out, " !name={}", quote(name));
         }
         if let Some(c) = &n.class {
             let _ = write!(out, " !class={c}");
@@ -178,6 +178,19 @@ impl<'a> Cursor<'a> {
                     Some((_, 't')) => out.push('\t'),
                     Some((_, '\\')) => out.push('\\'),
                     Some((_, '"')) => out.push('"'),
+                    Some((_, 'u')) => {
+                        let rest: String = chars
+                            .by_ref()
+                            .map(|(_, c)| c)
+                            .take_while(|&c| c != '}')
+                            .collect();
+                        let code = rest
+                            .strip_prefix('{')
+                            .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| format!("bad escape `\\u{rest}}}`"))?;
+                        out.push(code);
+                    }
                     Some((_, c)) => return Err(format!("unknown escape `\\{c}`")),
                     None => break,
                 },

@@ -30,9 +30,58 @@ pub fn parse(file: u32, src: &str) -> Result<File, Vec<Diagnostic>> {
     if !lex_errors.is_empty() {
         return Err(lex_errors);
     }
+    check_nesting(file, &tokens)?;
     grammar::FileParser::new()
         .parse(file, tokens)
         .map_err(|e| vec![parse_diag(file, src, e)])
+}
+
+/// Deepest bracket nesting and longest operator chain accepted. The parser,
+/// elaborator and AST are recursive; these limits keep any input from
+/// exhausting the stack while staying far above what a model needs.
+pub const MAX_NESTING: usize = 128;
+pub const MAX_CHAIN: usize = 2000;
+
+fn check_nesting(
+    file: u32,
+    tokens: &[Result<(usize, Tok, usize), LexError>],
+) -> Result<(), Vec<Diagnostic>> {
+    let mut depth = 0usize;
+    let mut chain = 0usize;
+    for (l, t, r) in tokens.iter().flatten() {
+        match t {
+            Tok::LParen | Tok::LBracket | Tok::LBrace => depth += 1,
+            Tok::RParen | Tok::RBracket | Tok::RBrace => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        match t {
+            Tok::Semi | Tok::LBrace | Tok::RBrace => chain = 0,
+            Tok::Plus
+            | Tok::Minus
+            | Tok::Star
+            | Tok::Slash
+            | Tok::Percent
+            | Tok::At
+            | Tok::As
+            | Tok::Bang => chain += 1,
+            Tok::Lt | Tok::Gt | Tok::Le | Tok::Ge | Tok::EqEq | Tok::Ne => chain += 1,
+            _ => {}
+        }
+        if depth > MAX_NESTING || chain > MAX_CHAIN {
+            let what = if depth > MAX_NESTING {
+                format!("brackets nest deeper than {MAX_NESTING} levels")
+            } else {
+                format!("an expression chains more than {MAX_CHAIN} operators")
+            };
+            return Err(vec![Diagnostic::error(
+                what,
+                Span::new(file, *l, *r),
+                "here",
+            )
+            .with_hint("split the expression with `let` bindings")]);
+        }
+    }
+    Ok(())
 }
 
 fn lex_diag(file: u32, e: &LexError) -> Diagnostic {

@@ -1,0 +1,214 @@
+//! The CLI's handling of bad input: every mistake gives a clear message and a
+//! failing exit status, never a panic.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ditto(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ditto"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("ditto runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "ditto {args:?} panicked:\n{stderr}"
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+fn fails_with(args: &[&str], want: &str) {
+    let (ok, _, err) = ditto(args);
+    assert!(!ok, "ditto {args:?} should fail");
+    assert!(
+        err.contains(want),
+        "ditto {args:?}: wanted {want:?} in:\n{err}"
+    );
+}
+
+fn tmp(name: &str) -> String {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn bad_weights_files_are_rejected_with_the_reason() {
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--weights",
+            "/nonexistent/w.safetensors",
+            "--ids",
+            "1",
+        ],
+        "cannot open weights file",
+    );
+    let garbage = tmp("garbage.safetensors");
+    std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--weights",
+            &garbage,
+            "--ids",
+            "1",
+        ],
+        "is not a valid safetensors file",
+    );
+    let short = tmp("short.safetensors");
+    std::fs::write(&short, b"\x01\x00").unwrap();
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--weights",
+            &short,
+            "--ids",
+            "1",
+        ],
+        "is not a valid safetensors file",
+    );
+    // Weights of another model: every missing tensor is named.
+    let w = tmp("gpt2-tiny-cli.safetensors");
+    let (ok, _, err) = ditto(&["gen-weights", "gpt2", "--config", "tiny", "-o", &w]);
+    assert!(ok, "{err}");
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--weights",
+            &w,
+            "--ids",
+            "1",
+        ],
+        "weight \"embeddings.word_embeddings.weight\" is not in the weights file",
+    );
+    fails_with(
+        &[
+            "check",
+            "models/bert.ditto",
+            "--config",
+            "tiny",
+            "--weights",
+            &w,
+        ],
+        "is not in the weights file",
+    );
+}
+
+#[test]
+fn bad_inputs_are_rejected() {
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--random-weights",
+            "1",
+            "--text",
+            "hi",
+        ],
+        "--text needs the tokenizer.json",
+    );
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--random-weights",
+            "1",
+            "--ids",
+            "1,x",
+        ],
+        "`x` is not a token id",
+    );
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "tiny",
+            "--random-weights",
+            "1",
+            "--ids",
+            "1,100000",
+        ],
+        "outside the table",
+    );
+    fails_with(
+        &["run", "bert", "--config", "tiny", "--random-weights", "1"],
+        "--text",
+    );
+    fails_with(
+        &[
+            "run",
+            "bert",
+            "--config",
+            "huge",
+            "--random-weights",
+            "1",
+            "--ids",
+            "1",
+        ],
+        "available configs: base, large, tiny",
+    );
+    fails_with(
+        &["check", "/nonexistent.ditto"],
+        "cannot read /nonexistent.ditto",
+    );
+    fails_with(
+        &["compile", "tests/diagnostics/unknown_name.ditto"],
+        "tests/diagnostics/unknown_name.ditto:3:16",
+    );
+    fails_with(
+        &["compile", "models/bert.ditto", "--size", "S"],
+        "--size takes NAME=N",
+    );
+}
+
+#[test]
+fn emits_ast_ir_and_dot() {
+    let (ok, out, err) = ditto(&["compile", "models/minilm.ditto", "--emit", "ast"]);
+    assert!(ok, "{err}");
+    let ast: serde_json::Value = serde_json::from_str(&out).expect("AST is JSON");
+    assert!(ast["items"].as_array().is_some_and(|i| i.len() >= 3));
+    let ir_path = tmp("minilm.ir");
+    let (ok, _, err) = ditto(&[
+        "compile",
+        "models/minilm.ditto",
+        "--emit",
+        "ir",
+        "--seq",
+        "7",
+        "--layers",
+        "1",
+        "-o",
+        &ir_path,
+    ]);
+    assert!(ok, "{err}");
+    let ir = std::fs::read_to_string(&ir_path).unwrap();
+    let g = ditto_compiler::ir::text::parse(&ir).expect("emitted IR parses");
+    assert!(ditto_compiler::ir::verify::verify(&g).is_empty());
+    // --layers 1 keeps one layer's weights only.
+    assert!(ir.contains("encoder.layer.0.") && !ir.contains("encoder.layer.1."));
+    assert!(ir.contains("s32.0[7]"));
+}
