@@ -1,4 +1,15 @@
-//! ditto-net: `Comm` implementations (in-memory, TCP, TLS) with byte and round
-//! counting.
+//! ditto-net: implementations of `ditto_protocol::Comm`.
 //!
-//! Status: not built yet (issue 3). This crate deliberately exports nothing.
+//! A [`Channel`] is one party's end of the three-party mesh. It frames every
+//! message with its length, the sender's step label and a per-link sequence
+//! number, checks all three on receipt, and counts bytes and rounds by phase.
+//! Links are in-memory ([`mem`], for tests and benchmarks) or TCP ([`tcp`]).
+//! [`harness`] runs the same party code on three threads over either.
+
+pub mod channel;
+pub mod harness;
+pub mod mem;
+pub mod tcp;
+
+pub use channel::{Channel, Link, LinkEvent, HEADER_LEN, MAX_FRAME};
+pub use harness::{run3, run3_tcp, Transport};

@@ -1,4 +1,17 @@
-//! ditto-protocol: rings Z_2^32 / Z_2^64, replicated secret shares and every MPC
-//! primitive of `shared/design/PROTOCOLS.md`.
-//!
-//! Status: not built yet (issue 3). This crate deliberately exports nothing.
+//! ditto-protocol: the 3-party replicated-secret-sharing engine of
+//! `shared/design/PROTOCOLS.md` — rings Z_2^32 / Z_2^64 ([`ring`]), local
+//! kernels ([`kernels`]), shares ([`share`]), correlated randomness ([`prg`])
+//! and every primitive ([`party`]). Synchronous and transport-agnostic: it
+//! talks through the [`comm::Comm`] trait and never opens a socket.
+
+pub mod comm;
+pub mod kernels;
+pub mod party;
+pub mod prg;
+pub mod ring;
+pub mod share;
+
+pub use comm::{Comm, CommError, Phase, ProtocolError, Stats};
+pub use party::Party;
+pub use ring::Ring;
+pub use share::{AShare, BShare, BitShare};

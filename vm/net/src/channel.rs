@@ -1,0 +1,224 @@
+//! Framing, validation and accounting over raw links.
+//!
+//! Frame: `len: u64 | step: u64 | seq: u64` (little-endian) then `len` bytes.
+//! `step` is the sender's label ([`Comm::set_step`]); `seq` counts frames on
+//! the link from 0. The receiver rejects a frame whose step or sequence
+//! number is not the one it expects, a frame shorter than its header says,
+//! and a length above [`MAX_FRAME`] — each as a typed error naming the peer.
+
+use ditto_protocol::{Comm, CommError, Phase, Stats};
+use std::time::Duration;
+
+pub const HEADER_LEN: usize = 24;
+/// Largest payload accepted (1 GiB): a corrupt length cannot exhaust memory.
+pub const MAX_FRAME: u64 = 1 << 30;
+
+/// What a link delivers.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A complete frame (header + payload).
+    Frame(Vec<u8>),
+    /// The peer closed the link (or vanished).
+    Closed,
+    /// The stream ended inside a frame.
+    Short(usize),
+    /// The header announced a payload above the limit.
+    Oversized(u64),
+    Io(String),
+}
+
+/// A bidirectional byte link to one peer that moves whole frames.
+pub trait Link: Send {
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), String>;
+    /// The next frame, or `None` after `timeout`.
+    fn recv(&mut self, timeout: Duration) -> Option<LinkEvent>;
+}
+
+pub fn frame(step: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(HEADER_LEN + payload.len());
+    f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    f.extend_from_slice(&step.to_le_bytes());
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// One party's end of the mesh.
+pub struct Channel {
+    id: usize,
+    links: [Option<Box<dyn Link>>; 3],
+    step: u64,
+    seq_out: [u64; 3],
+    seq_in: [u64; 3],
+    stats: Stats,
+    wire_bytes: u64,
+    timeout: Duration,
+    /// Received payloads, kept when recording (privacy tests).
+    view: Option<Vec<Vec<u8>>>,
+}
+
+impl Channel {
+    /// `links[j]` is the link to party j (`None` at `id`).
+    pub fn new(id: usize, links: [Option<Box<dyn Link>>; 3], timeout: Duration) -> Channel {
+        Channel {
+            id,
+            links,
+            step: 0,
+            seq_out: [0; 3],
+            seq_in: [0; 3],
+            stats: Stats::default(),
+            wire_bytes: 0,
+            timeout,
+            view: None,
+        }
+    }
+
+    /// Keeps every received payload from now on (see [`Channel::take_view`]).
+    pub fn record_view(&mut self) {
+        self.view = Some(Vec::new());
+    }
+
+    pub fn take_view(&mut self) -> Vec<Vec<u8>> {
+        self.view.take().unwrap_or_default()
+    }
+
+    /// Bytes sent including frame headers.
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire_bytes
+    }
+
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    fn link(&mut self, peer: usize) -> Result<&mut Box<dyn Link>, CommError> {
+        let step = self.step;
+        self.links
+            .get_mut(peer)
+            .and_then(|l| l.as_mut())
+            .ok_or(CommError::Io {
+                peer,
+                message: format!("no link to P{peer} (step {step})"),
+            })
+    }
+
+    fn recv_one(&mut self, peer: usize) -> Result<Vec<u8>, CommError> {
+        let step = self.step;
+        let timeout = self.timeout;
+        let ev = self.link(peer)?.recv(timeout);
+        let f = match ev {
+            None => {
+                return Err(CommError::Timeout {
+                    peer,
+                    step,
+                    millis: timeout.as_millis() as u64,
+                })
+            }
+            Some(LinkEvent::Closed) => return Err(CommError::Closed { peer, step }),
+            Some(LinkEvent::Short(got)) => return Err(CommError::ShortFrame { peer, step, got }),
+            Some(LinkEvent::Oversized(len)) => {
+                return Err(CommError::Oversized {
+                    peer,
+                    step,
+                    len,
+                    limit: MAX_FRAME,
+                })
+            }
+            Some(LinkEvent::Io(message)) => return Err(CommError::Io { peer, message }),
+            Some(LinkEvent::Frame(f)) => f,
+        };
+        if f.len() < HEADER_LEN {
+            return Err(CommError::ShortFrame {
+                peer,
+                step,
+                got: f.len(),
+            });
+        }
+        let word = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (len, their_step, seq) = (word(0), word(1), word(2));
+        if len > MAX_FRAME {
+            return Err(CommError::Oversized {
+                peer,
+                step,
+                len,
+                limit: MAX_FRAME,
+            });
+        }
+        if (f.len() - HEADER_LEN) as u64 != len {
+            return Err(CommError::ShortFrame {
+                peer,
+                step,
+                got: f.len(),
+            });
+        }
+        if their_step != step {
+            return Err(CommError::WrongStep {
+                peer,
+                expected: step,
+                got: their_step,
+            });
+        }
+        if seq != self.seq_in[peer] {
+            return Err(CommError::OutOfOrder {
+                peer,
+                step,
+                expected: self.seq_in[peer],
+                got: seq,
+            });
+        }
+        self.seq_in[peer] += 1;
+        Ok(f[HEADER_LEN..].to_vec())
+    }
+}
+
+impl Comm for Channel {
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn exchange(
+        &mut self,
+        phase: Phase,
+        sends: Vec<(usize, Vec<u8>)>,
+        from: &[usize],
+    ) -> Result<Vec<Vec<u8>>, CommError> {
+        if sends.is_empty() && from.is_empty() {
+            return Ok(vec![]);
+        }
+        for (to, payload) in sends {
+            let n = payload.len() as u64;
+            let f = frame(self.step, self.seq_out[to], &payload);
+            self.seq_out[to] += 1;
+            self.wire_bytes += f.len() as u64;
+            self.link(to)?
+                .send(f)
+                .map_err(|message| CommError::Io { peer: to, message })?;
+            match phase {
+                Phase::Online => self.stats.bytes_online += n,
+                Phase::Offline => self.stats.bytes_offline += n,
+            }
+            self.stats.messages += 1;
+        }
+        let mut out = Vec::with_capacity(from.len());
+        for &p in from {
+            let m = self.recv_one(p)?;
+            if let Some(v) = &mut self.view {
+                v.push(m.clone());
+            }
+            out.push(m);
+        }
+        match phase {
+            Phase::Online => self.stats.rounds_online += 1,
+            Phase::Offline => self.stats.rounds_offline += 1,
+        }
+        Ok(out)
+    }
+
+    fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+}

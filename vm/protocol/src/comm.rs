@@ -1,0 +1,141 @@
+//! The transport interface the protocols talk through. The protocol crate
+//! never opens a socket: `ditto-net` implements [`Comm`] over in-memory links,
+//! TCP and TLS, and counts bytes and rounds.
+//!
+//! Protocols communicate in explicit rounds: one [`Comm::exchange`] call sends
+//! this round's messages and then receives this round's messages. A round is
+//! counted for a party whenever its exchange sends or receives anything, under
+//! the exchange's [`Phase`].
+
+use std::fmt;
+
+/// Online messages depend on inputs; offline (helper) messages do not and
+/// may be sent ahead of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Online,
+    Offline,
+}
+
+/// Bytes and rounds one party has sent and taken part in, by phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub bytes_online: u64,
+    pub bytes_offline: u64,
+    pub rounds_online: u64,
+    pub rounds_offline: u64,
+    pub messages: u64,
+}
+
+impl Stats {
+    pub fn bytes(&self) -> u64 {
+        self.bytes_online + self.bytes_offline
+    }
+    /// Component-wise difference (for per-primitive accounting).
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        Stats {
+            bytes_online: self.bytes_online - earlier.bytes_online,
+            bytes_offline: self.bytes_offline - earlier.bytes_offline,
+            rounds_online: self.rounds_online - earlier.rounds_online,
+            rounds_offline: self.rounds_offline - earlier.rounds_offline,
+            messages: self.messages - earlier.messages,
+        }
+    }
+    pub fn add(&self, o: &Stats) -> Stats {
+        Stats {
+            bytes_online: self.bytes_online + o.bytes_online,
+            bytes_offline: self.bytes_offline + o.bytes_offline,
+            rounds_online: self.rounds_online + o.rounds_online,
+            rounds_offline: self.rounds_offline + o.rounds_offline,
+            messages: self.messages + o.messages,
+        }
+    }
+}
+
+/// What went wrong on a link; every variant names the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommError {
+    #[error("link to P{peer} closed during step {step}")]
+    Closed { peer: usize, step: u64 },
+    #[error("P{peer} sent a short frame during step {step} ({got} bytes)")]
+    ShortFrame { peer: usize, step: u64, got: usize },
+    #[error("P{peer} sent an oversized frame during step {step} ({len} bytes, limit {limit})")]
+    Oversized {
+        peer: usize,
+        step: u64,
+        len: u64,
+        limit: u64,
+    },
+    #[error("P{peer} sent a frame for step {got}, expected step {expected}")]
+    WrongStep {
+        peer: usize,
+        expected: u64,
+        got: u64,
+    },
+    #[error("P{peer} sent frame #{got} out of order (expected #{expected}) during step {step}")]
+    OutOfOrder {
+        peer: usize,
+        step: u64,
+        expected: u64,
+        got: u64,
+    },
+    #[error("no message from P{peer} within {millis} ms during step {step}")]
+    Timeout { peer: usize, step: u64, millis: u64 },
+    #[error("I/O error on the link to P{peer}: {message}")]
+    Io { peer: usize, message: String },
+}
+
+impl CommError {
+    pub fn peer(&self) -> usize {
+        match self {
+            CommError::Closed { peer, .. }
+            | CommError::ShortFrame { peer, .. }
+            | CommError::Oversized { peer, .. }
+            | CommError::WrongStep { peer, .. }
+            | CommError::OutOfOrder { peer, .. }
+            | CommError::Timeout { peer, .. }
+            | CommError::Io { peer, .. } => *peer,
+        }
+    }
+}
+
+/// A party's connection to the other two.
+pub trait Comm: Send {
+    /// This party's index, 0..3.
+    fn id(&self) -> usize;
+    /// Sends each `(to, bytes)`, then receives one message from each party of
+    /// `from`, in that order. One round.
+    fn exchange(
+        &mut self,
+        phase: Phase,
+        sends: Vec<(usize, Vec<u8>)>,
+        from: &[usize],
+    ) -> Result<Vec<Vec<u8>>, CommError>;
+    /// Labels the following messages (e.g. with the VM's instruction index);
+    /// a peer's frame with another label is rejected as [`CommError::WrongStep`].
+    fn set_step(&mut self, step: u64);
+    fn stats(&self) -> Stats;
+}
+
+/// A protocol failure: a transport error, or a peer's message that does not
+/// parse (wrong length for the expected elements).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error("P{peer} sent a malformed message for {what}: {detail}")]
+    Malformed {
+        peer: usize,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Online => "online",
+            Phase::Offline => "offline",
+        })
+    }
+}

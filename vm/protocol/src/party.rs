@@ -1,0 +1,698 @@
+//! One party's side of every MPC primitive. All three parties run the same
+//! code (SPMD); asymmetric protocols take their roles from a public counter
+//! that advances in lock-step, so the work rotates.
+//!
+//! Costs are stated per element, as bits summed over all parties unless said
+//! otherwise; "rounds" are sequential communication steps. The counting
+//! transport of `ditto-net` measures exactly these figures (tests assert it).
+
+use crate::comm::{Comm, Phase, ProtocolError};
+use crate::kernels;
+use crate::prg::Prg;
+use crate::ring::{from_bytes, pack_bits, to_bytes, unpack_bits, Ring};
+use crate::share::{AShare, BShare, BitShare};
+
+/// Pi's protocol state: its link, its PRG keys and the role counter.
+pub struct Party<'c> {
+    pub id: usize,
+    comm: &'c mut dyn Comm,
+    /// Key k_{i−1}, shared with P_{i−1}.
+    prev: Prg,
+    /// Key k_i, shared with P_{i+1}.
+    next: Prg,
+    /// Public counter choosing the roles of asymmetric protocols.
+    ctr: u64,
+}
+
+fn parse<R: Ring>(
+    bytes: &[u8],
+    n: usize,
+    peer: usize,
+    what: &'static str,
+) -> Result<Vec<R>, ProtocolError> {
+    from_bytes(bytes, n).ok_or_else(|| ProtocolError::Malformed {
+        peer,
+        what,
+        detail: format!(
+            "{} bytes, expected {} elements of {} bits",
+            bytes.len(),
+            n,
+            R::BITS
+        ),
+    })
+}
+
+fn parse_bits(
+    bytes: &[u8],
+    n: usize,
+    peer: usize,
+    what: &'static str,
+) -> Result<Vec<bool>, ProtocolError> {
+    unpack_bits(bytes, n).ok_or_else(|| ProtocolError::Malformed {
+        peer,
+        what,
+        detail: format!("{} bytes, expected {} packed bits", bytes.len(), n),
+    })
+}
+
+/// Roles of a conversion: A holds two shares, B one, H helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    A,
+    B,
+    H,
+}
+
+impl<'c> Party<'c> {
+    /// Key setup: Pi draws k_i from `seed` and sends it to P_{i+1} (one offline
+    /// round, 32 bytes per party). In deployment `seed` comes from the OS.
+    pub fn setup(comm: &'c mut dyn Comm, seed: [u8; 32]) -> Result<Party<'c>, ProtocolError> {
+        let id = comm.id();
+        let mut own = Prg::new(seed);
+        let k_next = own.key();
+        let got = comm.exchange(
+            Phase::Offline,
+            vec![((id + 1) % 3, k_next.to_vec())],
+            &[(id + 2) % 3],
+        )?;
+        let k_prev: [u8; 32] =
+            got[0]
+                .as_slice()
+                .try_into()
+                .map_err(|_| ProtocolError::Malformed {
+                    peer: (id + 2) % 3,
+                    what: "key setup",
+                    detail: format!("{} bytes, expected 32", got[0].len()),
+                })?;
+        Ok(Party {
+            id,
+            comm,
+            prev: Prg::new(k_prev),
+            next: Prg::new(k_next),
+            ctr: 0,
+        })
+    }
+
+    pub fn comm(&mut self) -> &mut dyn Comm {
+        self.comm
+    }
+
+    fn succ(&self) -> usize {
+        (self.id + 1) % 3
+    }
+
+    fn pred(&self) -> usize {
+        (self.id + 2) % 3
+    }
+
+    // ----- free randomness -----
+
+    /// A zero-sharing α_i = F(k_i) − F(k_{i−1}); Σα = 0. No communication.
+    pub fn zero_share<R: Ring>(&mut self, n: usize) -> Vec<R> {
+        let nx: Vec<R> = self.next.ring(n);
+        let pv: Vec<R> = self.prev.ring(n);
+        kernels::sub(&nx, &pv)
+    }
+
+    /// A boolean zero-sharing of words.
+    fn zero_share_bool<R: Ring>(&mut self, n: usize) -> Vec<R> {
+        let nx: Vec<R> = self.next.ring(n);
+        let pv: Vec<R> = self.prev.ring(n);
+        kernels::xor(&nx, &pv)
+    }
+
+    fn zero_share_bits(&mut self, n: usize) -> Vec<bool> {
+        let nx = self.next.bits(n);
+        let pv = self.prev.bits(n);
+        nx.iter().zip(&pv).map(|(a, b)| a ^ b).collect()
+    }
+
+    /// A random shared value r with component r_i = F(k_{i−1}): Pi holds
+    /// (F(k_{i−1}), F(k_i)). No communication; nobody knows r.
+    pub fn rand_share<R: Ring>(&mut self, n: usize) -> AShare<R> {
+        let a = self.prev.ring(n);
+        let b = self.next.ring(n);
+        AShare { a, b }
+    }
+
+    // ----- inputs and outputs -----
+
+    /// Sharing of a value known to party `owner` (`x` is `Some` there).
+    /// Components: x_{o−1} = 0, x_o = F(k_{o−1}), x_{o+1} = x − x_o, which the
+    /// owner sends to P_{o+1}. 1 round, k bits (one element to one neighbour).
+    pub fn input<R: Ring>(
+        &mut self,
+        owner: usize,
+        x: Option<&[R]>,
+        n: usize,
+    ) -> Result<AShare<R>, ProtocolError> {
+        let o = owner % 3;
+        if self.id == o {
+            let x = x.expect("the owner supplies its input");
+            assert_eq!(x.len(), n, "input length");
+            let xo: Vec<R> = self.prev.ring(n);
+            let rest = kernels::sub(x, &xo);
+            self.comm
+                .exchange(Phase::Online, vec![(self.succ(), to_bytes(&rest))], &[])?;
+            Ok(AShare { a: xo, b: rest })
+        } else if self.id == (o + 1) % 3 {
+            let got = self.comm.exchange(Phase::Online, vec![], &[o])?;
+            Ok(AShare {
+                a: parse(&got[0], n, o, "input")?,
+                b: vec![R::ZERO; n],
+            })
+        } else {
+            let xo: Vec<R> = self.next.ring(n);
+            Ok(AShare {
+                a: vec![R::ZERO; n],
+                b: xo,
+            })
+        }
+    }
+
+    /// Reveal to all: P_{i+1} sends x_{i+2} to Pi. 1 round, 3k bits.
+    pub fn reveal<R: Ring>(&mut self, x: &AShare<R>) -> Result<Vec<R>, ProtocolError> {
+        let n = x.len();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), to_bytes(&x.b))],
+            &[self.succ()],
+        )?;
+        let third: Vec<R> = parse(&got[0], n, self.succ(), "reveal")?;
+        Ok((0..n).map(|j| x.a[j].add(x.b[j]).add(third[j])).collect())
+    }
+
+    /// Reveal to party `to` only: P_{to+1} sends x_{to+2}. 1 round, k bits.
+    pub fn reveal_to<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        to: usize,
+    ) -> Result<Option<Vec<R>>, ProtocolError> {
+        let to = to % 3;
+        let n = x.len();
+        if self.id == to {
+            let got = self.comm.exchange(Phase::Online, vec![], &[self.succ()])?;
+            let third: Vec<R> = parse(&got[0], n, self.succ(), "reveal")?;
+            Ok(Some(
+                (0..n).map(|j| x.a[j].add(x.b[j]).add(third[j])).collect(),
+            ))
+        } else if self.id == (to + 1) % 3 {
+            self.comm
+                .exchange(Phase::Online, vec![(to, to_bytes(&x.b))], &[])?;
+            Ok(None)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Turns a 3-out-of-3 additive sharing (z_i at Pi, already masked by a
+    /// zero-sharing) into RSS: Pi sends z_i to P_{i−1}. 1 round, 3k bits.
+    fn reshare<R: Ring>(
+        &mut self,
+        z: Vec<R>,
+        what: &'static str,
+    ) -> Result<AShare<R>, ProtocolError> {
+        let n = z.len();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), to_bytes(&z))],
+            &[self.succ()],
+        )?;
+        let b = parse(&got[0], n, self.succ(), what)?;
+        Ok(AShare { a: z, b })
+    }
+
+    /// Element-wise product (Araki et al. CCS'16):
+    /// z_i = x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i + α_i, then reshare.
+    /// 1 round, 3k bits per element. No truncation: fraction bits add up.
+    pub fn mul<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        y: &AShare<R>,
+    ) -> Result<AShare<R>, ProtocolError> {
+        let n = x.len();
+        let alpha = self.zero_share::<R>(n);
+        let z = (0..n)
+            .map(|j| {
+                x.a[j]
+                    .mul(y.a[j])
+                    .add(x.a[j].mul(y.b[j]))
+                    .add(x.b[j].mul(y.a[j]))
+                    .add(alpha[j])
+            })
+            .collect();
+        self.reshare(z, "mul")
+    }
+
+    /// Matrix product, optionally batched: x is batch×m×k, y batch×k×n (or
+    /// k×n when `y_shared`). Z_i = X_i·(Y_i + Y_{i+1}) + X_{i+1}·Y_i + α_i:
+    /// two local products per party; 1 round, 3k bits per *output* element.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        y: &AShare<R>,
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        y_shared: bool,
+    ) -> Result<AShare<R>, ProtocolError> {
+        let ysum = kernels::add(&y.a, &y.b);
+        let mut z = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, y_shared);
+        let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, y_shared);
+        kernels::add_assign(&mut z, &z2);
+        let alpha = self.zero_share::<R>(z.len());
+        kernels::add_assign(&mut z, &alpha);
+        self.reshare(z, "matmul")
+    }
+
+    // ----- the conversion primitive -----
+
+    /// Roles of the next asymmetric protocol (H = ctr mod 3, A = H+1, B = H+2);
+    /// advances the public counter.
+    fn next_roles(&mut self) -> (Role, usize, usize, usize) {
+        let h = (self.ctr % 3) as usize;
+        self.ctr += 1;
+        let (a, b) = ((h + 1) % 3, (h + 2) % 3);
+        let role = if self.id == a {
+            Role::A
+        } else if self.id == b {
+            Role::B
+        } else {
+            Role::H
+        };
+        (role, a, b, h)
+    }
+
+    /// Ditto's conversion (PROTOCOLS.md): from x shared in Z_2^k_in with
+    /// |x| < 2^(k_in−2), a sharing in Z_2^k_out of y = ⌊x / 2^m⌋ + u, u ∈ {0, 1}
+    /// (u = 0 when m = 0). Covers probabilistic truncation (k_out = k_in),
+    /// exact upcast (m = 0, k_out > k_in), downcast with truncation and
+    /// truncate-then-upcast. Requires m ≤ k_in − 2.
+    ///
+    /// Offline: H → B two k_out-bit elements (B's shares of r_msb and r_mid;
+    /// r's shares and A's parts come from the A–H and B–H keys).
+    /// Online: 2 rounds (A and B only), 2·k_in + 2·k_out bits:
+    /// A and B open c = x + 2^(k_in−2) + r to each other, compute
+    /// y = ⌊c'/2^m⌋ − r_mid + (r_msb ⊕ c_msb)·2^(k_in−1−m) − 2^(k_in−2−m) as a
+    /// 2-out-of-2 sharing, and reshare it (A–H key gives y_a, B–H key y_{a+2},
+    /// A and B exchange the masked rest).
+    pub fn convert<Ri: Ring, Ro: Ring>(
+        &mut self,
+        x: &AShare<Ri>,
+        m: u32,
+    ) -> Result<AShare<Ro>, ProtocolError> {
+        let kin = Ri::BITS;
+        assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
+        let n = x.len();
+        let (role, a_id, b_id, h_id) = self.next_roles();
+        let half = Ri::ONE.shl(kin - 1);
+        let low = |v: Ri| v.and(half.sub(Ri::ONE));
+        match role {
+            Role::H => {
+                // A–H key is H's `next`, B–H key is H's `prev`.
+                let ra: Vec<Ri> = self.next.ring(n);
+                let rb: Vec<Ri> = self.prev.ring(n);
+                let msb_a: Vec<Ro> = self.next.ring(n);
+                let mid_a: Vec<Ro> = self.next.ring(n);
+                let mut msg = Vec::with_capacity(2 * n * (Ro::BITS as usize / 8));
+                let mut mid_b = Vec::with_capacity(n);
+                let mut msb_b = Vec::with_capacity(n);
+                for j in 0..n {
+                    let r = ra[j].add(rb[j]);
+                    let r_msb = Ro::from_u64(r.shr(kin - 1).to_u64());
+                    let r_mid = Ro::from_u64(low(r).shr(m).to_u64());
+                    msb_b.push(r_msb.sub(msb_a[j]));
+                    mid_b.push(r_mid.sub(mid_a[j]));
+                }
+                msg.extend(to_bytes(&msb_b));
+                msg.extend(to_bytes(&mid_b));
+                self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
+                // Reshare: y_a from the A–H key, y_{a+2} from the B–H key.
+                let ya: Vec<Ro> = self.next.ring(n);
+                let yc: Vec<Ro> = self.prev.ring(n);
+                Ok(AShare { a: yc, b: ya })
+            }
+            Role::A | Role::B => {
+                let is_a = role == Role::A;
+                let (r_share, msb_s, mid_s): (Vec<Ri>, Vec<Ro>, Vec<Ro>) = if is_a {
+                    let r = self.prev.ring(n);
+                    let ms = self.prev.ring(n);
+                    let md = self.prev.ring(n);
+                    (r, ms, md)
+                } else {
+                    let r = self.next.ring(n);
+                    let got = self.comm.exchange(Phase::Offline, vec![], &[h_id])?;
+                    let both: Vec<Ro> = parse(&got[0], 2 * n, h_id, "conversion helper message")?;
+                    let (ms, md) = both.split_at(n);
+                    (r, ms.to_vec(), md.to_vec())
+                };
+                // Online round 1: open c between A and B.
+                let bias = Ri::ONE.shl(kin - 2);
+                let c_mine: Vec<Ri> = (0..n)
+                    .map(|j| {
+                        let xs = if is_a {
+                            x.a[j].add(x.b[j]).add(bias)
+                        } else {
+                            x.b[j]
+                        };
+                        xs.add(r_share[j])
+                    })
+                    .collect();
+                let peer = if is_a { b_id } else { a_id };
+                let got =
+                    self.comm
+                        .exchange(Phase::Online, vec![(peer, to_bytes(&c_mine))], &[peer])?;
+                let c_peer: Vec<Ri> = parse(&got[0], n, peer, "conversion opening")?;
+                let scale = Ro::ONE.shl(kin - 1 - m);
+                let offset = Ro::ONE.shl(kin - 2 - m);
+                let y: Vec<Ro> = (0..n)
+                    .map(|j| {
+                        let c = c_mine[j].add(c_peer[j]);
+                        let c_msb = c.shr(kin - 1).to_u64();
+                        // b = r_msb ⊕ c_msb = r_msb·(1 − 2c_msb) + c_msb, linear in r_msb's share.
+                        let flip = if c_msb == 1 { Ro::ONE.neg() } else { Ro::ONE };
+                        let mut bshare = msb_s[j].mul(flip);
+                        let mut v = mid_s[j].neg();
+                        if is_a {
+                            bshare = bshare.add(Ro::from_u64(c_msb));
+                            v = v.add(Ro::from_u64(low(c).shr(m).to_u64())).sub(offset);
+                        }
+                        v.add(bshare.mul(scale))
+                    })
+                    .collect();
+                // Online round 2: reshare the 2-out-of-2 result.
+                if is_a {
+                    let ya: Vec<Ro> = self.prev.ring(n); // A–H key
+                    let t: Vec<Ro> = kernels::sub(&y, &ya);
+                    let got =
+                        self.comm
+                            .exchange(Phase::Online, vec![(b_id, to_bytes(&t))], &[b_id])?;
+                    let tb: Vec<Ro> = parse(&got[0], n, b_id, "conversion reshare")?;
+                    Ok(AShare {
+                        a: ya,
+                        b: kernels::add(&t, &tb),
+                    })
+                } else {
+                    let yc: Vec<Ro> = self.next.ring(n); // B–H key
+                    let t: Vec<Ro> = kernels::sub(&y, &yc);
+                    let got =
+                        self.comm
+                            .exchange(Phase::Online, vec![(a_id, to_bytes(&t))], &[a_id])?;
+                    let ta: Vec<Ro> = parse(&got[0], n, a_id, "conversion reshare")?;
+                    Ok(AShare {
+                        a: kernels::add(&t, &ta),
+                        b: yc,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Probabilistic truncation by m bits in the same ring (a conversion).
+    pub fn trunc<R: Ring>(&mut self, x: &AShare<R>, m: u32) -> Result<AShare<R>, ProtocolError> {
+        self.convert::<R, R>(x, m)
+    }
+
+    // ----- boolean circuits -----
+
+    /// AND of boolean-shared words: z_i = x_i·y_i ⊕ x_i·y_{i+1} ⊕ x_{i+1}·y_i ⊕ α_i,
+    /// then reshare. 1 round, 3k bits per word.
+    pub fn and<R: Ring>(
+        &mut self,
+        x: &BShare<R>,
+        y: &BShare<R>,
+    ) -> Result<BShare<R>, ProtocolError> {
+        let mut r = self.and_many(&[(x, y)])?;
+        Ok(r.pop().expect("one pair in, one out"))
+    }
+
+    /// Several independent ANDs in one round.
+    fn and_many<R: Ring>(
+        &mut self,
+        pairs: &[(&BShare<R>, &BShare<R>)],
+    ) -> Result<Vec<BShare<R>>, ProtocolError> {
+        let mut z = Vec::new();
+        let mut lens = Vec::new();
+        for (x, y) in pairs {
+            let n = x.len();
+            let alpha = self.zero_share_bool::<R>(n);
+            z.extend((0..n).map(|j| {
+                x.a[j]
+                    .and(y.a[j])
+                    .xor(x.a[j].and(y.b[j]))
+                    .xor(x.b[j].and(y.a[j]))
+                    .xor(alpha[j])
+            }));
+            lens.push(n);
+        }
+        let total = z.len();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), to_bytes(&z))],
+            &[self.succ()],
+        )?;
+        let zb: Vec<R> = parse(&got[0], total, self.succ(), "and")?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        for n in lens {
+            out.push(BShare {
+                a: z[off..off + n].to_vec(),
+                b: zb[off..off + n].to_vec(),
+            });
+            off += n;
+        }
+        Ok(out)
+    }
+
+    /// AND of bit shares, packed on the wire: 1 round, 3 bits per element.
+    pub fn and_bits(&mut self, x: &BitShare, y: &BitShare) -> Result<BitShare, ProtocolError> {
+        let n = x.len();
+        let alpha = self.zero_share_bits(n);
+        let z: Vec<bool> = (0..n)
+            .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ alpha[j])
+            .collect();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), pack_bits(&z))],
+            &[self.succ()],
+        )?;
+        let b = parse_bits(&got[0], n, self.succ(), "and")?;
+        Ok(BitShare { a: z, b })
+    }
+
+    /// The three components x_0, x_1, x_2 of an arithmetic sharing as trivial
+    /// boolean sharings (component j of word j is x_j, the others 0). Local.
+    fn components<R: Ring>(&self, x: &AShare<R>) -> [BShare<R>; 3] {
+        let n = x.len();
+        let zero = vec![R::ZERO; n];
+        [0, 1, 2].map(|j| BShare {
+            a: if j == self.id {
+                x.a.clone()
+            } else {
+                zero.clone()
+            },
+            b: if j == (self.id + 1) % 3 {
+                x.b.clone()
+            } else {
+                zero.clone()
+            },
+        })
+    }
+
+    /// Levels of the parallel-prefix adder: ⌈log2(k − 1)⌉.
+    pub fn prefix_levels(bits: u32) -> u32 {
+        32 - (bits - 2).leading_zeros()
+    }
+
+    /// Boolean sharing of x's bits (ABY3 §5.3): a carry-save layer turns
+    /// x0 + x1 + x2 into s + c (1 round of AND), then a Kogge–Stone adder
+    /// computes every carry (1 round for generate, then L = ⌈log2(k−1)⌉
+    /// rounds of prefix combination). Rounds: 2 + L (7 for k = 32, 8 for
+    /// k = 64). Bits: 3k·(2L + 1) per element (the last prefix level needs no
+    /// propagate term).
+    pub fn bit_decompose<R: Ring>(&mut self, x: &AShare<R>) -> Result<BShare<R>, ProtocolError> {
+        let [w0, w1, w2] = self.components(x);
+        let s = w0.xor(&w1).xor(&w2);
+        // majority(w0, w1, w2) = ((w0 ⊕ w2) ∧ (w1 ⊕ w2)) ⊕ w2
+        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
+        let c = maj.shl(1);
+        let mut p = s.xor(&c);
+        let mut g = self.and(&s, &c)?;
+        let levels = Self::prefix_levels(R::BITS);
+        for l in 0..levels {
+            let d = 1u32 << l;
+            let gs = g.shl(d);
+            if l + 1 < levels {
+                let ps = p.shl(d);
+                let mut r = self.and_many(&[(&p, &gs), (&p, &ps)])?;
+                let pp = r.pop().expect("two results");
+                let pg = r.pop().expect("two results");
+                g = g.xor(&pg);
+                p = pp;
+            } else {
+                let pg = self.and(&p, &gs)?;
+                g = g.xor(&pg);
+            }
+        }
+        // sum bit i = s_i ⊕ c_i ⊕ carry into i = s ⊕ c ⊕ (G << 1)
+        Ok(s.xor(&c).xor(&g.shl(1)))
+    }
+
+    /// The sign bit [x < 0] as a bit share (the top bit of the decomposition).
+    /// Same cost as [`Party::bit_decompose`].
+    pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
+        Ok(self.bit_decompose(x)?.bit(R::BITS - 1))
+    }
+
+    /// Highest set bit of boolean-shared words, one-hot: prefix-OR from the
+    /// top (y |= y >> 2^l for l < ⌈log2 k⌉, OR = a ⊕ b ⊕ ab), then y ⊕ (y >> 1).
+    /// Rounds: log2 k; bits: 3k·log2 k per word.
+    pub fn highest_bit<R: Ring>(&mut self, w: &BShare<R>) -> Result<BShare<R>, ProtocolError> {
+        let mut y = w.clone();
+        let levels = R::BITS.trailing_zeros();
+        for l in 0..levels {
+            let sh = y.shr(1 << l);
+            let both = self.and(&y, &sh)?;
+            y = y.xor(&sh).xor(&both);
+        }
+        Ok(y.xor(&y.shr(1)))
+    }
+
+    /// Bit to arithmetic. Offline (input-independent): a random bit
+    /// r = ρ0 ⊕ ρ1 ⊕ ρ2 from the three keys, known to nobody, is computed in
+    /// arithmetic form with two multiplications (2 rounds, 6k bits).
+    /// Online: open c = b ⊕ r to all (1 round, 3 bits packed), then
+    /// b = c + r − 2·c·r locally.
+    pub fn b2a<R: Ring>(&mut self, bits: &BitShare) -> Result<AShare<R>, ProtocolError> {
+        let n = bits.len();
+        // ρ_j = F(k_{j−1}) as component j: Pi holds (ρ_i, ρ_{i+1}) = (prev, next).
+        let rho_a = self.prev.bits(n);
+        let rho_b = self.next.bits(n);
+        let as_ring = |v: &[bool]| -> Vec<R> {
+            v.iter()
+                .map(|&x| if x { R::ONE } else { R::ZERO })
+                .collect()
+        };
+        let zero = vec![R::ZERO; n];
+        let comp = |j: usize, me: usize| -> AShare<R> {
+            AShare {
+                a: if j == me {
+                    as_ring(&rho_a)
+                } else {
+                    zero.clone()
+                },
+                b: if j == (me + 1) % 3 {
+                    as_ring(&rho_b)
+                } else {
+                    zero.clone()
+                },
+            }
+        };
+        let (p0, p1, p2) = (comp(0, self.id), comp(1, self.id), comp(2, self.id));
+        let t = self.xor_arith(&p0, &p1, Phase::Offline)?;
+        let r = self.xor_arith(&t, &p2, Phase::Offline)?;
+        // Online: open c = b ⊕ r (boolean) to everyone.
+        let rb = BitShare { a: rho_a, b: rho_b };
+        let masked = bits.xor(&rb);
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), pack_bits(&masked.b))],
+            &[self.succ()],
+        )?;
+        let third = parse_bits(&got[0], n, self.succ(), "b2a opening")?;
+        let c: Vec<bool> = (0..n)
+            .map(|j| masked.a[j] ^ masked.b[j] ^ third[j])
+            .collect();
+        // b = c + r − 2cr = r·(1 − 2c) + c
+        let coef: Vec<R> = c
+            .iter()
+            .map(|&ci| if ci { R::ONE.neg() } else { R::ONE })
+            .collect();
+        let cvals = as_ring(&c);
+        Ok(r.mul_public(&coef).add_public(self.id, &cvals))
+    }
+
+    /// x ⊕ y = x + y − 2xy for arithmetic shares of bits; one multiplication.
+    fn xor_arith<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        y: &AShare<R>,
+        phase: Phase,
+    ) -> Result<AShare<R>, ProtocolError> {
+        let n = x.len();
+        let alpha = self.zero_share::<R>(n);
+        let z: Vec<R> = (0..n)
+            .map(|j| {
+                x.a[j]
+                    .mul(y.a[j])
+                    .add(x.a[j].mul(y.b[j]))
+                    .add(x.b[j].mul(y.a[j]))
+                    .add(alpha[j])
+            })
+            .collect();
+        let got = self
+            .comm
+            .exchange(phase, vec![(self.pred(), to_bytes(&z))], &[self.succ()])?;
+        let zb: Vec<R> = parse(&got[0], n, self.succ(), "b2a setup")?;
+        let xy = AShare { a: z, b: zb };
+        Ok(x.add(y).sub(&xy.mul_scalar(R::from_u64(2))))
+    }
+
+    /// select(s, x, y) = s·(x − y) + y for an arithmetic 0/1 selector s.
+    /// One multiplication: 1 round, 3k bits; exact (no truncation).
+    pub fn select<R: Ring>(
+        &mut self,
+        s: &AShare<R>,
+        x: &AShare<R>,
+        y: &AShare<R>,
+    ) -> Result<AShare<R>, ProtocolError> {
+        Ok(self.mul(s, &x.sub(y))?.add(y))
+    }
+
+    /// Maximum of each row of a rows×cols matrix: a tree of ⌈log2 cols⌉
+    /// levels of (a − b < 0, B2A, select). Per level: 2 + L + 1 + 1 online
+    /// rounds (decomposition, B2A opening, select) and 2 offline rounds.
+    pub fn max_rows<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<AShare<R>, ProtocolError> {
+        assert_eq!(x.len(), rows * cols, "max_rows shape");
+        let mut cur = x.clone();
+        let mut w = cols;
+        while w > 1 {
+            let half = w / 2;
+            let (mut ia, mut ib) = (vec![], vec![]);
+            for r in 0..rows {
+                for j in 0..half {
+                    ia.push(r * w + 2 * j);
+                    ib.push(r * w + 2 * j + 1);
+                }
+            }
+            let (a, b) = (cur.gather(&ia), cur.gather(&ib));
+            let lt = self.ltz(&a.sub(&b))?;
+            let s = self.b2a::<R>(&lt)?;
+            let m = self.select(&s, &b, &a)?;
+            let nw = half + w % 2;
+            let mut next = AShare::zeros(rows * nw);
+            for r in 0..rows {
+                for j in 0..half {
+                    next.a[r * nw + j] = m.a[r * half + j];
+                    next.b[r * nw + j] = m.b[r * half + j];
+                }
+                if w % 2 == 1 {
+                    // an odd element out goes up unchanged
+                    let k = r * w + w - 1;
+                    next.a[r * nw + half] = cur.a[k];
+                    next.b[r * nw + half] = cur.b[k];
+                }
+            }
+            cur = next;
+            w = nw;
+        }
+        Ok(cur)
+    }
+}

@@ -1,0 +1,41 @@
+//! Correlated randomness without communication (PRSS). Each adjacent pair
+//! (Pi, Pi+1) shares a key k_i; Pi holds k_{i−1} ("prev", shared with Pi−1) and
+//! k_i ("next", shared with Pi+1). Both holders of a key draw from it in
+//! lock-step: every protocol consumes the same number of elements of the same
+//! width from a key on both sides, whatever roles the parties play.
+
+use crate::ring::Ring;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+/// A keyed stream (ChaCha12).
+#[derive(Clone)]
+pub struct Prg(ChaCha12Rng);
+
+impl Prg {
+    pub fn new(key: [u8; 32]) -> Prg {
+        Prg(ChaCha12Rng::from_seed(key))
+    }
+    pub fn ring<R: Ring>(&mut self, n: usize) -> Vec<R> {
+        if R::BITS == 32 {
+            (0..n)
+                .map(|_| R::from_u64(self.0.next_u32() as u64))
+                .collect()
+        } else {
+            (0..n).map(|_| R::from_u64(self.0.next_u64())).collect()
+        }
+    }
+    pub fn key(&mut self) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        self.0.fill_bytes(&mut k);
+        k
+    }
+    pub fn bits(&mut self, n: usize) -> Vec<bool> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let w = self.0.next_u64();
+            out.extend((0..64.min(n - out.len())).map(|i| w >> i & 1 == 1));
+        }
+        out
+    }
+}

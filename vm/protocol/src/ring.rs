@@ -1,0 +1,151 @@
+//! The rings Z_2^32 and Z_2^64 behind one trait, with fixed-point encoding.
+//!
+//! Elements are unsigned words with wrapping arithmetic; a signed value is its
+//! two's-complement representative. A real v in format (k, f) is stored as
+//! round(v·2^f) mod 2^k.
+
+use std::fmt::Debug;
+
+pub trait Ring:
+    Copy + Clone + Default + Debug + PartialEq + Eq + Send + Sync + 'static + std::hash::Hash
+{
+    const BITS: u32;
+    const ZERO: Self;
+    const ONE: Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn neg(self) -> Self;
+    fn xor(self, o: Self) -> Self;
+    fn and(self, o: Self) -> Self;
+    fn not(self) -> Self;
+    fn shl(self, n: u32) -> Self;
+    /// Logical right shift.
+    fn shr(self, n: u32) -> Self;
+    fn from_u64(v: u64) -> Self;
+    fn to_u64(self) -> u64;
+    /// The element ≡ v (mod 2^k).
+    fn from_i64(v: i64) -> Self {
+        Self::from_u64(v as u64)
+    }
+    /// The signed (two's-complement) value.
+    fn to_i64(self) -> i64;
+    fn bit(self, i: u32) -> bool {
+        self.shr(i).to_u64() & 1 == 1
+    }
+    /// Little-endian bytes, `BITS / 8` of them.
+    fn write_le(self, out: &mut Vec<u8>);
+    fn read_le(bytes: &[u8]) -> Self;
+    /// Fixed-point encoding of `v` with `frac` fraction bits (round to nearest).
+    fn encode(v: f64, frac: u32) -> Self {
+        Self::from_i64((v * (frac as f64).exp2()).round() as i64)
+    }
+    fn decode(self, frac: u32) -> f64 {
+        self.to_i64() as f64 / (frac as f64).exp2()
+    }
+}
+
+macro_rules! impl_ring {
+    ($t:ty, $s:ty) => {
+        impl Ring for $t {
+            const BITS: u32 = <$t>::BITS;
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            #[inline(always)]
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            #[inline(always)]
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            #[inline(always)]
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            #[inline(always)]
+            fn neg(self) -> Self {
+                self.wrapping_neg()
+            }
+            #[inline(always)]
+            fn xor(self, o: Self) -> Self {
+                self ^ o
+            }
+            #[inline(always)]
+            fn and(self, o: Self) -> Self {
+                self & o
+            }
+            #[inline(always)]
+            fn not(self) -> Self {
+                !self
+            }
+            #[inline(always)]
+            fn shl(self, n: u32) -> Self {
+                self.checked_shl(n).unwrap_or(0)
+            }
+            #[inline(always)]
+            fn shr(self, n: u32) -> Self {
+                self.checked_shr(n).unwrap_or(0)
+            }
+            #[inline(always)]
+            fn from_u64(v: u64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_u64(self) -> u64 {
+                self as u64
+            }
+            #[inline(always)]
+            fn to_i64(self) -> i64 {
+                self as $s as i64
+            }
+            fn write_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn read_le(bytes: &[u8]) -> Self {
+                let mut b = [0u8; std::mem::size_of::<$t>()];
+                b.copy_from_slice(&bytes[..std::mem::size_of::<$t>()]);
+                <$t>::from_le_bytes(b)
+            }
+        }
+    };
+}
+
+impl_ring!(u32, i32);
+impl_ring!(u64, i64);
+
+/// Serialises ring elements (little-endian).
+pub fn to_bytes<R: Ring>(xs: &[R]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(xs.len() * (R::BITS as usize / 8));
+    for &x in xs {
+        x.write_le(&mut out);
+    }
+    out
+}
+
+/// Parses exactly `n` ring elements; `None` if the length is wrong.
+pub fn from_bytes<R: Ring>(bytes: &[u8], n: usize) -> Option<Vec<R>> {
+    let w = R::BITS as usize / 8;
+    if bytes.len() != n * w {
+        return None;
+    }
+    Some(bytes.chunks_exact(w).map(R::read_le).collect())
+}
+
+/// Packs bits (one per element) into bytes, LSB first.
+pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
+    let mut out = vec![0u8; bits.len().div_ceil(8)];
+    for (i, &b) in bits.iter().enumerate() {
+        if b {
+            out[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
+pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
+    if bytes.len() != n.div_ceil(8) {
+        return None;
+    }
+    Some((0..n).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1).collect())
+}

@@ -1,0 +1,540 @@
+//! Every primitive, in both rings, with all three parties in-process:
+//! reconstructed outputs against plaintext (random and edge inputs), measured
+//! bytes and rounds against the stated costs, and each party's view against
+//! the secret (privacy).
+
+use ditto_net::{run3, Channel};
+use ditto_protocol::share::{deal, open, open_bits, open_bool};
+use ditto_protocol::{AShare, Comm, Party, Ring, Stats};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn seed_of(base: u64, id: usize) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&base.to_le_bytes());
+    s[8] = id as u8;
+    s
+}
+
+/// Runs `f` on three parties after key setup; returns each party's result and
+/// the stats `f` alone caused.
+fn with_parties<T: Send>(seed: u64, f: impl Fn(&mut Party) -> T + Sync) -> [(T, Stats); 3] {
+    run3(|c: &mut Channel| {
+        let id = c.id();
+        let mut p = Party::setup(c, seed_of(seed, id)).expect("setup");
+        let before = p.comm().stats();
+        let out = f(&mut p);
+        let st = p.comm().stats().since(&before);
+        (out, st)
+    })
+}
+
+fn total(r: &[(impl Sized, Stats); 3]) -> Stats {
+    r.iter().fold(Stats::default(), |acc, (_, s)| acc.add(s))
+}
+
+fn max_rounds(r: &[(impl Sized, Stats); 3]) -> (u64, u64) {
+    (
+        r.iter().map(|x| x.1.rounds_online).max().unwrap(),
+        r.iter().map(|x| x.1.rounds_offline).max().unwrap(),
+    )
+}
+
+fn shares<R: Ring>(x: &[R], seed: u64) -> [AShare<R>; 3] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    deal(x, || R::from_u64(rng.random()))
+}
+
+fn outs<T: Clone>(r: &[(T, Stats); 3]) -> [T; 3] {
+    [r[0].0.clone(), r[1].0.clone(), r[2].0.clone()]
+}
+
+/// Signed values spread over ±2^bits plus the edges 0, ±1 and ±(2^bits − 1).
+fn values<R: Ring>(n: usize, bits: u32, seed: u64) -> Vec<R> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let lim = 1i64 << bits;
+    let mut v: Vec<i64> = vec![0, 1, -1, lim - 1, -(lim - 1), -lim];
+    while v.len() < n {
+        v.push(rng.random_range(-lim..lim));
+    }
+    v.truncate(n.max(6));
+    v.into_iter().map(R::from_i64).collect()
+}
+
+// ----- multiplication, matmul, input, reveal -----
+
+fn check_mul<R: Ring>(seed: u64) {
+    let n = 50;
+    let x = values::<R>(n, R::BITS / 2 - 1, seed);
+    let y = values::<R>(n, R::BITS / 2 - 1, seed + 1);
+    let (sx, sy) = (shares(&x, seed), shares(&y, seed + 7));
+    let r = with_parties(seed, |p| p.mul(&sx[p.id], &sy[p.id]).unwrap());
+    let z = open(&outs(&r)).expect("consistent shares");
+    let want: Vec<R> = x.iter().zip(&y).map(|(a, b)| a.mul(*b)).collect();
+    assert_eq!(z, want);
+    // 1 round, k bits per party per element.
+    let t = total(&r);
+    assert_eq!(t.bytes_online, 3 * n as u64 * (R::BITS as u64 / 8));
+    assert_eq!(max_rounds(&r), (1, 0));
+}
+
+#[test]
+fn mul_both_rings() {
+    check_mul::<u32>(1);
+    check_mul::<u64>(2);
+}
+
+fn check_matmul<R: Ring>(seed: u64, batch: usize, m: usize, k: usize, n: usize, shared_b: bool) {
+    let x = values::<R>(batch * m * k, 8, seed);
+    let y = values::<R>(if shared_b { k * n } else { batch * k * n }, 8, seed + 1);
+    let (sx, sy) = (shares(&x, seed), shares(&y, seed + 3));
+    let r = with_parties(seed, |p| {
+        p.matmul(&sx[p.id], &sy[p.id], batch, m, k, n, shared_b)
+            .unwrap()
+    });
+    let z = open(&outs(&r)).unwrap();
+    let want = ditto_protocol::kernels::matmul_batched(&x, &y, batch, m, k, n, shared_b);
+    // reference: naive triple loop
+    for b in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = R::ZERO;
+                for l in 0..k {
+                    let yb = if shared_b { 0 } else { b * k * n };
+                    acc = acc.add(x[b * m * k + i * k + l].mul(y[yb + l * n + j]));
+                }
+                assert_eq!(want[b * m * n + i * n + j], acc);
+            }
+        }
+    }
+    assert_eq!(z, want);
+    assert_eq!(
+        total(&r).bytes_online,
+        3 * (batch * m * n) as u64 * (R::BITS as u64 / 8)
+    );
+    assert_eq!(max_rounds(&r), (1, 0));
+}
+
+#[test]
+fn matmul_both_rings() {
+    check_matmul::<u32>(3, 1, 7, 13, 5, false);
+    check_matmul::<u64>(4, 1, 9, 130, 33, false);
+    check_matmul::<u32>(5, 3, 4, 6, 5, false);
+    check_matmul::<u64>(6, 2, 5, 3, 4, true);
+    check_matmul::<u32>(7, 1, 64, 200, 70, false); // takes the parallel path
+}
+
+fn check_input_reveal<R: Ring>(seed: u64) {
+    let x = values::<R>(20, R::BITS - 2, seed);
+    for owner in 0..3 {
+        let r = with_parties(seed, |p| {
+            let mine = (p.id == owner).then_some(x.as_slice());
+            let s = p.input::<R>(owner, mine, x.len()).unwrap();
+            let all = p.reveal(&s).unwrap();
+            let to1 = p.reveal_to(&s, 1).unwrap();
+            (s, all, to1)
+        });
+        let s = [r[0].0 .0.clone(), r[1].0 .0.clone(), r[2].0 .0.clone()];
+        assert_eq!(open(&s).unwrap(), x);
+        for (out, _) in &r {
+            assert_eq!(out.1, x);
+        }
+        assert_eq!(r[1].0 .2.as_ref(), Some(&x));
+        assert!(r[0].0 .2.is_none() && r[2].0 .2.is_none());
+        // input: k bits; reveal: 3k bits; reveal_to: k bits (per element).
+        let w = R::BITS as u64 / 8;
+        assert_eq!(total(&r).bytes_online, (1 + 3 + 1) * 20 * w);
+        assert_eq!(max_rounds(&r), (3, 0));
+    }
+}
+
+#[test]
+fn input_and_reveal_both_rings() {
+    check_input_reveal::<u32>(8);
+    check_input_reveal::<u64>(9);
+}
+
+// ----- the conversion primitive -----
+
+/// Converts values of magnitude < 2^(k_in−2) (random, and the range ends)
+/// and checks y ∈ {⌊x/2^m⌋, ⌊x/2^m⌋ + 1} (exact when m = 0) in Z_2^k_out.
+fn check_convert<Ri: Ring, Ro: Ring>(m: u32, seed: u64) {
+    let n = 64;
+    let mut bits = Ri::BITS - 3;
+    if Ro::BITS < Ri::BITS {
+        // the result must fit the smaller ring: |y| < 2^(k_out−2)
+        bits = bits.min(Ro::BITS - 3 + m);
+    }
+    let x = values::<Ri>(n, bits, seed);
+    let sx = shares(&x, seed);
+    let r = with_parties(seed, |p| p.convert::<Ri, Ro>(&sx[p.id], m).unwrap());
+    let y = open(&outs(&r)).expect("consistent");
+    for (xi, yi) in x.iter().zip(&y) {
+        let exact = xi.to_i64() >> m; // floor division
+        let got = yi.to_i64();
+        let ok = if m == 0 {
+            got == exact
+        } else {
+            got == exact || got == exact + 1
+        };
+        assert!(
+            ok,
+            "convert {}→{} m={m}: x={} got {got}, want {exact} (+1)",
+            Ri::BITS,
+            Ro::BITS,
+            xi.to_i64()
+        );
+    }
+    // Online 2 rounds, 2·k_in + 2·k_out bits; offline H → B 2·k_out bits.
+    let t = total(&r);
+    let (bi, bo) = (Ri::BITS as u64 / 8, Ro::BITS as u64 / 8);
+    assert_eq!(t.bytes_online, n as u64 * (2 * bi + 2 * bo));
+    assert_eq!(t.bytes_offline, n as u64 * 2 * bo);
+    assert_eq!(max_rounds(&r), (2, 1));
+}
+
+#[test]
+fn convert_every_combination() {
+    for m in [0, 1, 8, 12, 18, 20] {
+        check_convert::<u32, u32>(m, 10 + m as u64);
+        check_convert::<u64, u64>(m, 20 + m as u64);
+        check_convert::<u32, u64>(m, 30 + m as u64);
+        check_convert::<u64, u32>(m.max(10), 40 + m as u64);
+    }
+    // the compiler's favourites: (32,16)→(32,8), (64,36)→(64,18), (32,8)↑(64,18)
+    check_convert::<u32, u32>(8, 50);
+    check_convert::<u64, u64>(18, 51);
+    check_convert::<u64, u64>(30, 52);
+    check_convert::<u64, u32>(10, 53);
+}
+
+#[test]
+fn local_downcast_is_exact_when_the_value_fits() {
+    let x = values::<u64>(40, 29, 60);
+    let sx = shares(&x, 60);
+    let y = open(&[
+        sx[0].downcast::<u32>(),
+        sx[1].downcast::<u32>(),
+        sx[2].downcast::<u32>(),
+    ])
+    .unwrap();
+    for (a, b) in x.iter().zip(&y) {
+        assert_eq!(a.to_i64(), b.to_i64());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn convert_random_values(xs in prop::collection::vec(-(1i64 << 29)..(1i64 << 29), 1..40), m in 0u32..20, seed in any::<u64>()) {
+        let x: Vec<u32> = xs.iter().map(|&v| u32::from_i64(v)).collect();
+        let sx = shares(&x, seed);
+        let r = with_parties(seed, |p| p.convert::<u32, u64>(&sx[p.id], m).unwrap());
+        let y = open(&outs(&r)).unwrap();
+        for (v, yi) in xs.iter().zip(&y) {
+            let d = yi.to_i64() - (v >> m);
+            prop_assert!(d == 0 || (m > 0 && d == 1), "x={v} m={m} y={}", yi.to_i64());
+        }
+    }
+
+    #[test]
+    fn ltz_random_values(xs in prop::collection::vec(any::<i64>(), 1..30), seed in any::<u64>()) {
+        let x: Vec<u64> = xs.iter().map(|&v| v as u64).collect();
+        let sx = shares(&x, seed);
+        let r = with_parties(seed, |p| p.ltz(&sx[p.id]).unwrap());
+        let bits = open_bits(&outs(&r)).unwrap();
+        for (v, b) in xs.iter().zip(bits) {
+            prop_assert_eq!(b, *v < 0);
+        }
+    }
+}
+
+// ----- comparison, bits, select, max -----
+
+fn check_bits<R: Ring>(seed: u64) {
+    let n = 40;
+    let mut x = values::<R>(n, R::BITS - 2, seed);
+    x.push(R::ONE.shl(R::BITS - 1)); // the most negative value
+    x.push(R::ONE.shl(R::BITS - 1).sub(R::ONE)); // the most positive
+    let n = x.len();
+    let sx = shares(&x, seed);
+    let r = with_parties(seed, |p| p.bit_decompose(&sx[p.id]).unwrap());
+    assert_eq!(open_bool(&outs(&r)).unwrap(), x);
+    let l = Party::prefix_levels(R::BITS) as u64;
+    assert_eq!(max_rounds(&r), (2 + l, 0));
+    assert_eq!(
+        total(&r).bytes_online,
+        3 * n as u64 * (R::BITS as u64 / 8) * (2 * l + 1)
+    );
+    let r = with_parties(seed, |p| p.ltz(&sx[p.id]).unwrap());
+    let b = open_bits(&outs(&r)).unwrap();
+    for (xi, bi) in x.iter().zip(&b) {
+        assert_eq!(*bi, xi.to_i64() < 0);
+    }
+    // highest set bit of the decomposed words
+    let r = with_parties(seed, |p| {
+        let w = p.bit_decompose(&sx[p.id]).unwrap();
+        let before = p.comm().stats();
+        let h = p.highest_bit(&w).unwrap();
+        (h, p.comm().stats().since(&before))
+    });
+    let h = open_bool(&[r[0].0 .0.clone(), r[1].0 .0.clone(), r[2].0 .0.clone()]).unwrap();
+    for (xi, hi) in x.iter().zip(&h) {
+        let v = xi.to_u64();
+        let want = if v == 0 {
+            0
+        } else {
+            1u64 << (63 - v.leading_zeros())
+        };
+        assert_eq!(hi.to_u64(), want, "x = {v:#x}");
+    }
+    let levels = R::BITS.trailing_zeros() as u64;
+    assert_eq!(r[0].0 .1.rounds_online, levels);
+}
+
+#[test]
+fn bit_decomposition_ltz_and_highest_bit_both_rings() {
+    check_bits::<u32>(70);
+    check_bits::<u64>(71);
+}
+
+fn check_b2a_select_max<R: Ring>(seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = 33;
+    let bits: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+    // bit shares from a dealer: three random components XOR to the bit
+    let c0: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+    let c1: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+    let c2: Vec<bool> = (0..n).map(|j| bits[j] ^ c0[j] ^ c1[j]).collect();
+    let comps = [c0, c1, c2];
+    let bs: [ditto_protocol::BitShare; 3] = [0, 1, 2].map(|i| ditto_protocol::BitShare {
+        a: comps[i].clone(),
+        b: comps[(i + 1) % 3].clone(),
+    });
+    let r = with_parties(seed, |p| p.b2a::<R>(&bs[p.id]).unwrap());
+    let a = open(&outs(&r)).unwrap();
+    assert_eq!(
+        a,
+        bits.iter()
+            .map(|&b| if b { R::ONE } else { R::ZERO })
+            .collect::<Vec<_>>()
+    );
+    // offline 2 multiplications (3k bits each), online 3 bits packed.
+    let t = total(&r);
+    assert_eq!(t.bytes_offline, 2 * 3 * n as u64 * (R::BITS as u64 / 8));
+    assert_eq!(t.bytes_online, 3 * n.div_ceil(8) as u64);
+    assert_eq!(max_rounds(&r), (1, 2));
+
+    // select with the converted bits
+    let x = values::<R>(n, 20, seed + 1);
+    let y = values::<R>(n, 20, seed + 2);
+    let (sa, sx, sy) = (outs(&r), shares(&x, seed + 3), shares(&y, seed + 4));
+    let r = with_parties(seed, |p| p.select(&sa[p.id], &sx[p.id], &sy[p.id]).unwrap());
+    let z = open(&outs(&r)).unwrap();
+    for j in 0..n {
+        assert_eq!(z[j], if bits[j] { x[j] } else { y[j] });
+    }
+    assert_eq!(max_rounds(&r), (1, 0));
+
+    // row max, odd and even widths, negative values
+    for (rows, cols) in [(3, 8), (2, 7), (4, 1), (1, 13)] {
+        let x = values::<R>(rows * cols, 20, seed + cols as u64);
+        let x = x[..rows * cols].to_vec();
+        let sx = shares(&x, seed + 9);
+        let r = with_parties(seed, |p| p.max_rows(&sx[p.id], rows, cols).unwrap());
+        let m = open(&outs(&r)).unwrap();
+        for i in 0..rows {
+            let want = x[i * cols..(i + 1) * cols]
+                .iter()
+                .map(|v| v.to_i64())
+                .max()
+                .unwrap();
+            assert_eq!(m[i].to_i64(), want, "row {i} of {rows}×{cols}");
+        }
+        let levels = (cols as f64).log2().ceil() as u64;
+        let l = Party::prefix_levels(R::BITS) as u64;
+        assert_eq!(max_rounds(&r), (levels * (2 + l + 2), levels * 2));
+    }
+}
+
+#[test]
+fn b2a_select_and_row_max_both_rings() {
+    check_b2a_select_max::<u32>(80);
+    check_b2a_select_max::<u64>(81);
+}
+
+#[test]
+fn roles_rotate_across_conversions() {
+    // Three conversions in a row: each party is the helper once, so each
+    // party is idle online in exactly one of them.
+    let x = values::<u64>(10, 40, 90);
+    let sx = shares(&x, 90);
+    let r = with_parties(90, |p| {
+        let mut rounds = vec![];
+        for _ in 0..3 {
+            let before = p.comm().stats();
+            p.trunc(&sx[p.id], 5).unwrap();
+            rounds.push(p.comm().stats().since(&before).rounds_online);
+        }
+        rounds
+    });
+    for (rounds, _) in &r {
+        assert_eq!(rounds.iter().filter(|&&x| x == 0).count(), 1, "{rounds:?}");
+    }
+}
+
+// ----- privacy -----
+
+/// The view of `party` when `f` runs on secret `x`, over `runs` runs: the
+/// party's own shares and keys stay fixed (as do those of its predecessor,
+/// whose key it shares); only the randomness it does not know — the key its
+/// two peers share — is fresh in each run. Returns the byte histogram of
+/// everything the party received. A secure protocol gives the same histogram
+/// for any two secrets; a leak (see `the_view_test_detects_a_leak`) does not.
+fn view_histogram(
+    party: usize,
+    runs: u64,
+    f: &(dyn Fn(&mut Party, &AShare<u64>) + Sync),
+    x: &[u64],
+) -> Vec<u64> {
+    let n = x.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(4242);
+    let own: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+    let next: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+    let rest: Vec<u64> = (0..n)
+        .map(|j| x[j].wrapping_sub(own[j]).wrapping_sub(next[j]))
+        .collect();
+    let mut comps = [vec![], vec![], vec![]];
+    comps[party] = own;
+    comps[(party + 1) % 3] = next;
+    comps[(party + 2) % 3] = rest;
+    let sx: [AShare<u64>; 3] = [0, 1, 2].map(|i| AShare {
+        a: comps[i].clone(),
+        b: comps[(i + 1) % 3].clone(),
+    });
+    let mut hist = vec![0u64; 256];
+    for run in 0..runs {
+        let views = run3(|c: &mut Channel| {
+            let id = c.id();
+            let seed = if id == (party + 1) % 3 {
+                7000 + run
+            } else {
+                99
+            };
+            c.record_view();
+            let mut p = Party::setup(c, seed_of(seed, id)).unwrap();
+            f(&mut p, &sx[id]);
+            c.take_view()
+        });
+        // skip the key-setup message (the first received payload)
+        for m in views[party].iter().skip(1) {
+            for &b in m {
+                hist[b as usize] += 1;
+            }
+        }
+    }
+    hist
+}
+
+type Prim = Box<dyn Fn(&mut Party, &AShare<u64>) + Sync>;
+
+/// Two-sample chi-square statistic over 256 bins.
+fn chi2(a: &[u64], b: &[u64]) -> f64 {
+    let (na, nb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
+    let (ka, kb) = ((nb / na).sqrt(), (na / nb).sqrt());
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| **x + **y > 0)
+        .map(|(&x, &y)| {
+            let d = ka * x as f64 - kb * y as f64;
+            d * d / (x + y) as f64
+        })
+        .sum()
+}
+
+#[test]
+fn views_do_not_depend_on_the_secret() {
+    let zeros = vec![0u64; 64];
+    let big: Vec<u64> = (0..64)
+        .map(|i| u64::from_i64(((i as i64) - 32) << 38))
+        .collect();
+    let prims: Vec<(&str, Prim)> = vec![
+        ("mul", Box::new(|p, s| drop(p.mul(s, s).unwrap()))),
+        ("trunc", Box::new(|p, s| drop(p.trunc(s, 18).unwrap()))),
+        (
+            "downcast",
+            Box::new(|p, s| drop(p.convert::<u64, u32>(s, 30).unwrap())),
+        ),
+        ("ltz", Box::new(|p, s| drop(p.ltz(s).unwrap()))),
+        (
+            "b2a",
+            Box::new(|p, s| {
+                let b = p.ltz(s).unwrap();
+                drop(p.b2a::<u64>(&b).unwrap())
+            }),
+        ),
+        ("max", Box::new(|p, s| drop(p.max_rows(s, 8, 8).unwrap()))),
+    ];
+    for (name, f) in &prims {
+        for party in 0..3 {
+            let h0 = view_histogram(party, 12, f.as_ref(), &zeros);
+            let h1 = view_histogram(party, 12, f.as_ref(), &big);
+            assert_eq!(
+                h0.iter().sum::<u64>(),
+                h1.iter().sum::<u64>(),
+                "{name}: P{party}'s view sizes differ"
+            );
+            let c = chi2(&h0, &h1);
+            // 255 degrees of freedom: the 99.99th percentile is about 350.
+            assert!(
+                c < 350.0,
+                "{name}: P{party}'s view depends on the secret (chi2 = {c:.0})"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_party_input_reveals_nothing_to_the_others() {
+    // The owner's neighbour receives x − F(k): for x = 0 and x = 2^40 the
+    // received bytes have the same distribution.
+    let f = |x: u64| {
+        let mut hist = vec![0u64; 256];
+        for run in 0..40 {
+            let v = run3(|c: &mut Channel| {
+                let id = c.id();
+                let xs = vec![x; 64];
+                let mine = (id == 0).then_some(xs.as_slice());
+                c.record_view();
+                let mut p = Party::setup(c, seed_of(1900 + run, id)).unwrap();
+                p.input::<u64>(0, mine, 64).unwrap();
+                c.take_view()
+            });
+            for &b in v[1].iter().skip(1).flatten() {
+                hist[b as usize] += 1;
+            }
+        }
+        hist
+    };
+    let c = chi2(&f(0), &f(1 << 40));
+    assert!(c < 350.0, "chi2 = {c}");
+}
+
+#[test]
+fn the_view_test_detects_a_leak() {
+    // Control: revealing the secret must fail the same statistical test.
+    let zeros = vec![0u64; 64];
+    let big: Vec<u64> = (0..64)
+        .map(|i| u64::from_i64(((i as i64) - 32) << 38))
+        .collect();
+    let leak = |p: &mut Party, s: &AShare<u64>| drop(p.reveal(s).unwrap());
+    let c = chi2(
+        &view_histogram(0, 12, &leak, &zeros),
+        &view_histogram(0, 12, &leak, &big),
+    );
+    assert!(
+        c >= 350.0,
+        "a revealed secret went unnoticed (chi2 = {c:.0})"
+    );
+}
