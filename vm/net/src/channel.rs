@@ -29,7 +29,9 @@ pub enum LinkEvent {
 
 /// A bidirectional byte link to one peer that moves whole frames.
 pub trait Link: Send {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), String>;
+    /// Sends a frame; a peer that is gone is reported as [`LinkEvent::Closed`],
+    /// other failures as [`LinkEvent::Io`].
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent>;
     /// The next frame, or `None` after `timeout`.
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent>;
 }
@@ -85,6 +87,14 @@ impl Channel {
     /// Bytes sent including frame headers.
     pub fn wire_bytes(&self) -> u64 {
         self.wire_bytes
+    }
+
+    /// Sends raw bytes on the link to `peer`, bypassing framing and
+    /// accounting (fault-injection tests only; an error is ignored).
+    pub fn send_raw(&mut self, peer: usize, bytes: Vec<u8>) {
+        if let Ok(l) = self.link(peer) {
+            let _ = l.send(bytes);
+        }
     }
 
     pub fn set_timeout(&mut self, t: Duration) {
@@ -190,9 +200,15 @@ impl Comm for Channel {
             let f = frame(self.step, self.seq_out[to], &payload);
             self.seq_out[to] += 1;
             self.wire_bytes += f.len() as u64;
-            self.link(to)?
-                .send(f)
-                .map_err(|message| CommError::Io { peer: to, message })?;
+            let step = self.step;
+            self.link(to)?.send(f).map_err(|e| match e {
+                LinkEvent::Closed => CommError::Closed { peer: to, step },
+                LinkEvent::Io(message) => CommError::Io { peer: to, message },
+                other => CommError::Io {
+                    peer: to,
+                    message: format!("{other:?}"),
+                },
+            })?;
             match phase {
                 Phase::Online => self.stats.bytes_online += n,
                 Phase::Offline => self.stats.bytes_offline += n,

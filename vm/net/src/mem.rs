@@ -18,7 +18,7 @@ pub fn pair() -> (MemLink, MemLink) {
 }
 
 impl Link for MemLink {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
         // A send to a peer that is gone is not an error here: the failure
         // surfaces when a reply is awaited, naming the peer.
         let _ = self.tx.send(frame);

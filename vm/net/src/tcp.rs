@@ -62,8 +62,12 @@ impl TcpLink {
 }
 
 impl Link for TcpLink {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
-        self.stream.write_all(&frame).map_err(|e| e.to_string())
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
+        use std::io::ErrorKind::*;
+        self.stream.write_all(&frame).map_err(|e| match e.kind() {
+            BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected => LinkEvent::Closed,
+            _ => LinkEvent::Io(e.to_string()),
+        })
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {
