@@ -1,5 +1,6 @@
 //! The `ditto` command line: check, compile, run models; generate weights.
 
+mod bench;
 mod genweights;
 mod run;
 mod tokens;
@@ -65,6 +66,11 @@ enum Cmd {
     },
     /// Run a model on an input.
     Run(run::RunArgs),
+    /// Measure performance (`ditto bench kernels`).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Write seeded random weights under the model's (HuggingFace) tensor names.
     GenWeights {
         /// A model file, or the name of one in models/ (bert, gpt2, minilm).
@@ -75,6 +81,15 @@ enum Cmd {
         seed: u64,
         #[arg(short, long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// GOP/s of the u32 and u64 matmul kernels at 128×768×768 and 128×768×3072.
+    Kernels {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -100,6 +115,9 @@ fn main() -> ExitCode {
             shape,
         } => compile(&file, emit, output.as_deref(), &shape),
         Cmd::Run(args) => run::run(args),
+        Cmd::Bench {
+            what: BenchCmd::Kernels { json },
+        } => bench::kernels(json),
         Cmd::GenWeights {
             model,
             config,

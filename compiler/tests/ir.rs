@@ -205,6 +205,11 @@ fn parser_rejects_malformed_text() {
             "expected `,` or `]`",
         ),
         ("graph g\nfile 1 \"x\"", "expected file 0"),
+        // found by the ir_text fuzz target: a message quoting a multi-byte character
+        (
+            "graph g\n%0 = const value=1.0 : p32.8[] !߻",
+            "expected a word",
+        ),
     ];
     for (text, want) in cases {
         let e = parse(text).expect_err(text);

@@ -116,9 +116,9 @@ impl<'a> Cursor<'a> {
             Err(format!("expected `{t}` at `{}`", self.rest()))
         }
     }
-    fn rest(&self) -> &str {
-        let r = &self.s[self.pos..];
-        &r[..r.len().min(20)]
+    /// Up to 20 characters of the remaining text, for messages.
+    fn rest(&self) -> String {
+        self.s[self.pos..].chars().take(20).collect()
     }
     fn word(&mut self) -> Result<&'a str, String> {
         self.ws();
