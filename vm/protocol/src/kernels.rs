@@ -5,57 +5,82 @@
 use crate::ring::Ring;
 use rayon::prelude::*;
 
-/// Rows of A processed together (B's rows are reused across them).
-const MR: usize = 4;
-/// Depth and width of one cache block.
-const KB: usize = 128;
-const NB: usize = 512;
+/// Register tile: MR rows × NR columns of C stay in registers while the
+/// whole depth k streams through (NR = 16 words: one 512-bit register of u32,
+/// two of u64).
+const MR: usize = 8;
+const NR: usize = 16;
 
+/// Depth of one pass over A: an MR×KB block of A and a KB×NR strip of B
+/// stay in L1/L2 while the register tile accumulates.
+const KB: usize = 256;
+
+/// Column tiles `tiles` (each NR wide, inside n) of C = A·B, all rows, into
+/// `out` (m × tiles·NR, row-major, accumulated into). Remainder rows use a
+/// one-row loop.
 #[inline(always)]
-fn block<R: Ring>(a: &[R], b: &[R], c: &mut [R], rows: usize, k: usize, n: usize) {
-    // c: rows×n (this row block of C), a: rows×k
+fn tiles_kernel<R: Ring>(
+    a: &[R],
+    b: &[R],
+    out: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+    tiles: std::ops::Range<usize>,
+) {
+    let w = tiles.len() * NR;
     for kb in (0..k).step_by(KB) {
         let ke = (kb + KB).min(k);
-        for nb in (0..n).step_by(NB) {
-            let ne = (nb + NB).min(n);
-            let w = ne - nb;
-            let mut r = 0;
-            while r + MR <= rows {
-                let (c0, rest) = c[r * n..].split_at_mut(n);
-                let (c1, rest) = rest.split_at_mut(n);
-                let (c2, c3) = rest.split_at_mut(n);
-                let (c0, c1, c2, c3) = (
-                    &mut c0[nb..ne],
-                    &mut c1[nb..ne],
-                    &mut c2[nb..ne],
-                    &mut c3[nb..ne],
-                );
+        for (ti, t) in tiles.clone().enumerate() {
+            let j0 = t * NR;
+            let o0 = ti * NR;
+            let mut i0 = 0;
+            while i0 + MR <= m {
+                let mut acc = [[R::ZERO; NR]; MR];
                 for kk in kb..ke {
-                    let a0 = a[r * k + kk];
-                    let a1 = a[(r + 1) * k + kk];
-                    let a2 = a[(r + 2) * k + kk];
-                    let a3 = a[(r + 3) * k + kk];
-                    let brow = &b[kk * n + nb..kk * n + ne];
-                    for j in 0..w {
-                        let bv = brow[j];
-                        c0[j] = c0[j].add(a0.mul(bv));
-                        c1[j] = c1[j].add(a1.mul(bv));
-                        c2[j] = c2[j].add(a2.mul(bv));
-                        c3[j] = c3[j].add(a3.mul(bv));
+                    let brow: &[R; NR] = b[kk * n + j0..kk * n + j0 + NR]
+                        .try_into()
+                        .expect("NR columns");
+                    for r in 0..MR {
+                        let av = a[(i0 + r) * k + kk];
+                        for j in 0..NR {
+                            acc[r][j] = acc[r][j].add(av.mul(brow[j]));
+                        }
                     }
                 }
-                r += MR;
+                for (r, accr) in acc.iter().enumerate() {
+                    let orow = &mut out[(i0 + r) * w + o0..(i0 + r) * w + o0 + NR];
+                    for j in 0..NR {
+                        orow[j] = orow[j].add(accr[j]);
+                    }
+                }
+                i0 += MR;
             }
-            while r < rows {
-                let crow = &mut c[r * n + nb..r * n + ne];
+            for i in i0..m {
+                let mut acc = [R::ZERO; NR];
                 for kk in kb..ke {
-                    let av = a[r * k + kk];
-                    let brow = &b[kk * n + nb..kk * n + ne];
-                    for j in 0..w {
-                        crow[j] = crow[j].add(av.mul(brow[j]));
+                    let av = a[i * k + kk];
+                    let brow = &b[kk * n + j0..kk * n + j0 + NR];
+                    for j in 0..NR {
+                        acc[j] = acc[j].add(av.mul(brow[j]));
                     }
                 }
-                r += 1;
+                let orow = &mut out[i * w + o0..i * w + o0 + NR];
+                for j in 0..NR {
+                    orow[j] = orow[j].add(acc[j]);
+                }
+            }
+        }
+    }
+}
+
+/// The columns right of the last full tile (fewer than NR), all rows.
+fn edge_kernel<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize, j0: usize) {
+    for i in 0..m {
+        for kk in 0..k {
+            let av = a[i * k + kk];
+            for j in j0..n {
+                c[i * n + j] = c[i * n + j].add(av.mul(b[kk * n + j]));
             }
         }
     }
@@ -63,36 +88,85 @@ fn block<R: Ring>(a: &[R], b: &[R], c: &mut [R], rows: usize, k: usize, n: usize
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-unsafe fn block_avx512<R: Ring>(a: &[R], b: &[R], c: &mut [R], rows: usize, k: usize, n: usize) {
-    block(a, b, c, rows, k, n)
+unsafe fn tiles_avx512<R: Ring>(
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+    tiles: std::ops::Range<usize>,
+) {
+    tiles_kernel(a, b, c, m, k, n, tiles)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn block_avx2<R: Ring>(a: &[R], b: &[R], c: &mut [R], rows: usize, k: usize, n: usize) {
-    block(a, b, c, rows, k, n)
+unsafe fn tiles_avx2<R: Ring>(
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+    tiles: std::ops::Range<usize>,
+) {
+    tiles_kernel(a, b, c, m, k, n, tiles)
 }
 
-fn block_dispatch<R: Ring>(a: &[R], b: &[R], c: &mut [R], rows: usize, k: usize, n: usize) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Generic,
+}
+
+fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-        {
-            // SAFETY: the CPU supports every feature the function enables.
-            return unsafe { block_avx512(a, b, c, rows, k, n) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { block_avx2(a, b, c, rows, k, n) };
-        }
+        use std::sync::OnceLock;
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                Isa::Avx512
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                Isa::Avx2
+            } else {
+                Isa::Generic
+            }
+        })
     }
-    block(a, b, c, rows, k, n)
+    #[cfg(not(target_arch = "x86_64"))]
+    Isa::Generic
 }
 
-/// C += A·B with A m×k, B k×n, C m×n (row-major), rows in parallel.
+fn tiles_dispatch<R: Ring>(
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+    tiles: std::ops::Range<usize>,
+) {
+    match isa() {
+        // SAFETY: `isa()` checked that the CPU supports the enabled features.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { tiles_avx512(a, b, c, m, k, n, tiles) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { tiles_avx2(a, b, c, m, k, n, tiles) },
+        _ => tiles_kernel(a, b, c, m, k, n, tiles),
+    }
+}
+
+/// C += A·B with A m×k, B k×n, C m×n (row-major). Column tiles are
+/// spread over threads; each task computes its columns for all rows into a
+/// local buffer, so a strip of B is reused by every row while it is in cache.
 pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize) {
     assert_eq!(a.len(), m * k, "matmul: A is not m×k");
     assert_eq!(b.len(), k * n, "matmul: B is not k×n");
@@ -100,20 +174,52 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
     if m == 0 || n == 0 {
         return;
     }
-    let rows_per_task = (m.div_ceil(rayon::current_num_threads() * 4))
-        .max(MR)
-        .next_multiple_of(MR);
-    if m * k * n < 1 << 15 {
-        block_dispatch(a, b, c, m, k, n);
+    let full = n / NR;
+    let threads = rayon::current_num_threads();
+    let tasks = if m * k * n < 1 << 16 {
+        1
+    } else {
+        (threads * 3).min(full.max(1))
+    };
+    let per = full.div_ceil(tasks.max(1)).max(1);
+    let ranges: Vec<std::ops::Range<usize>> = (0..full)
+        .step_by(per)
+        .map(|t| t..(t + per).min(full))
+        .collect();
+    let parts: Vec<(usize, Vec<R>)> = ranges
+        .into_par_iter()
+        .map(|tr| {
+            let w = tr.len() * NR;
+            let mut buf = vec![R::ZERO; m * w];
+            tiles_dispatch(a, b, &mut buf, m, k, n, tr.clone());
+            (tr.start * NR, buf)
+        })
+        .collect();
+    for (j0, buf) in parts {
+        let w = buf.len() / m;
+        for i in 0..m {
+            add_assign(&mut c[i * n + j0..i * n + j0 + w], &buf[i * w..(i + 1) * w]);
+        }
+    }
+    if full * NR < n {
+        edge_kernel(a, b, c, m, k, n, full * NR);
+    }
+}
+
+/// C += A·B on the calling thread (used per head by the batched product).
+fn matmul_seq<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize) {
+    let full = n / NR;
+    if full * NR == n {
+        tiles_dispatch(a, b, c, m, k, n, 0..full);
         return;
     }
-    c.par_chunks_mut(rows_per_task * n)
-        .enumerate()
-        .for_each(|(t, cc)| {
-            let r0 = t * rows_per_task;
-            let rows = cc.len() / n;
-            block_dispatch(&a[r0 * k..(r0 + rows) * k], b, cc, rows, k, n);
-        });
+    let w = full * NR;
+    let mut buf = vec![R::ZERO; m * w];
+    tiles_dispatch(a, b, &mut buf, m, k, n, 0..full);
+    for i in 0..m {
+        add_assign(&mut c[i * n..i * n + w], &buf[i * w..(i + 1) * w]);
+    }
+    edge_kernel(a, b, c, m, k, n, w);
 }
 
 /// A·B.
@@ -139,7 +245,7 @@ pub fn matmul_batched<R: Ring>(
     }
     let mut c = vec![R::ZERO; batch * m * n];
     c.par_chunks_mut(m * n).enumerate().for_each(|(i, cc)| {
-        block_dispatch(
+        matmul_seq(
             &a[i * m * k..(i + 1) * m * k],
             &b[i * k * n..(i + 1) * k * n],
             cc,
