@@ -239,6 +239,34 @@ proptest! {
     }
 
     #[test]
+    fn mul_and_select_random_values(xs in prop::collection::vec((any::<u32>(), any::<u32>(), any::<bool>()), 1..40), seed in any::<u64>()) {
+        let x: Vec<u32> = xs.iter().map(|v| v.0).collect();
+        let y: Vec<u32> = xs.iter().map(|v| v.1).collect();
+        let s: Vec<u32> = xs.iter().map(|v| v.2 as u32).collect();
+        let (sx, sy, ss) = (shares(&x, seed), shares(&y, seed ^ 5), shares(&s, seed ^ 9));
+        let r = with_parties(seed, |p| (p.mul(&sx[p.id], &sy[p.id]).unwrap(), p.select(&ss[p.id], &sx[p.id], &sy[p.id]).unwrap()));
+        let prod = open(&[r[0].0 .0.clone(), r[1].0 .0.clone(), r[2].0 .0.clone()]).unwrap();
+        let sel = open(&[r[0].0 .1.clone(), r[1].0 .1.clone(), r[2].0 .1.clone()]).unwrap();
+        for (j, v) in xs.iter().enumerate() {
+            prop_assert_eq!(prod[j], v.0.wrapping_mul(v.1));
+            prop_assert_eq!(sel[j], if v.2 { v.0 } else { v.1 });
+        }
+    }
+
+    #[test]
+    fn row_max_random_values(xs in prop::collection::vec(-(1i64 << 40)..(1i64 << 40), 1..24), rows in 1usize..4, seed in any::<u64>()) {
+        let cols = xs.len();
+        let x: Vec<u64> = (0..rows).flat_map(|r| xs.iter().map(move |&v| u64::from_i64(v - r as i64))).collect();
+        let sx = shares(&x, seed);
+        let r = with_parties(seed, |p| p.max_rows(&sx[p.id], rows, cols).unwrap());
+        let m = open(&outs(&r)).unwrap();
+        let top = *xs.iter().max().unwrap();
+        for (row, v) in m.iter().enumerate() {
+            prop_assert_eq!(v.to_i64(), top - row as i64);
+        }
+    }
+
+    #[test]
     fn ltz_random_values(xs in prop::collection::vec(any::<i64>(), 1..30), seed in any::<u64>()) {
         let x: Vec<u64> = xs.iter().map(|&v| v as u64).collect();
         let sx = shares(&x, seed);
