@@ -63,7 +63,11 @@ enum Cmd {
         output: Option<PathBuf>,
         #[command(flatten)]
         shape: ShapeArgs,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
     },
+    /// List the compiler passes and the default pipeline.
+    Passes,
     /// Run a model on an input.
     Run(run::RunArgs),
     /// Measure performance (`ditto bench kernels`).
@@ -84,6 +88,32 @@ enum Cmd {
     },
 }
 
+/// Options of the pass pipeline.
+#[derive(clap::Args, Clone, Default)]
+pub struct PipelineArgs {
+    /// Precision policy: uniform64, ditto, ditto-quad.
+    #[arg(long, default_value = "ditto")]
+    policy: String,
+    /// A policy of your own (JSON; see docs/passes.md). Overrides --policy.
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
+    /// Run exactly these passes (comma-separated) instead of the default pipeline.
+    #[arg(long, value_delimiter = ',')]
+    passes: Option<Vec<String>>,
+    /// Leave these passes out (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Print the IR after this pass (`name`, `name.N` for a repeat, or `all`).
+    #[arg(long)]
+    dump_after: Option<String>,
+    /// Write the IR after every pass to DIR, one numbered file per pass.
+    #[arg(long)]
+    dump_dir: Option<PathBuf>,
+    /// Per pass: nodes, conversions by kind, estimated bits and rounds.
+    #[arg(long)]
+    stats: bool,
+}
+
 #[derive(Subcommand)]
 enum BenchCmd {
     /// GOP/s of the u32 and u64 matmul kernels at 128×768×768 and 128×768×3072.
@@ -95,8 +125,13 @@ enum BenchCmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Emit {
+    /// The syntax tree (JSON).
     Ast,
+    /// The elaborated IR, before any pass.
     Ir,
+    /// The IR after the pass pipeline.
+    Lowered,
+    /// Graphviz of the elaborated IR.
     Dot,
 }
 
@@ -113,7 +148,12 @@ fn main() -> ExitCode {
             emit,
             output,
             shape,
-        } => compile(&file, emit, output.as_deref(), &shape),
+            pipeline,
+        } => compile(&file, emit, output.as_deref(), &shape, &pipeline),
+        Cmd::Passes => {
+            list_passes();
+            Ok(())
+        }
         Cmd::Run(args) => run::run(args),
         Cmd::Bench {
             what: BenchCmd::Kernels { json },
@@ -226,7 +266,130 @@ fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result
     Ok(())
 }
 
-fn compile(file: &Path, emit: Emit, output: Option<&Path>, shape: &ShapeArgs) -> Result<()> {
+fn list_passes() {
+    println!("passes (default pipeline order):");
+    for p in ditto_compiler::passes::registry() {
+        let mark = if ditto_compiler::passes::DEFAULT_PIPELINE.contains(&p.name()) {
+            "*"
+        } else {
+            " "
+        };
+        println!("  {mark} {:<20} {}", p.name(), p.description());
+    }
+    println!(
+        "default pipeline: {}",
+        ditto_compiler::passes::DEFAULT_PIPELINE.join(", ")
+    );
+    println!(
+        "policies: {} (or --policy-file FILE)",
+        ditto_compiler::policy::BUILTIN.join(", ")
+    );
+}
+
+/// The policy named by the pipeline options.
+pub fn policy(args: &PipelineArgs) -> Result<ditto_compiler::policy::Policy> {
+    use ditto_compiler::policy::{Policy, BUILTIN};
+    if let Some(f) = &args.policy_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read policy file {}", f.display()))?;
+        return Policy::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
+    }
+    Policy::builtin(&args.policy).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown policy `{}`; policies are: {}",
+            args.policy,
+            BUILTIN.join(", ")
+        )
+    })
+}
+
+/// Runs the pass pipeline on `g` as the options say; prints stats and dumps.
+fn lower(g: &mut ditto_compiler::ir::Graph, sources: &Sources, args: &PipelineArgs) -> Result<()> {
+    use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
+    let policy = policy(args)?;
+    let pipeline = plan(args.passes.as_deref(), &args.skip).map_err(|e| anyhow::anyhow!(e))?;
+    let dump = match (&args.dump_after, &args.dump_dir) {
+        (_, Some(_)) => DumpAfter::All,
+        (Some(a), None) if a == "all" => DumpAfter::All,
+        (Some(a), None) => {
+            let base = a.split('.').next().unwrap_or(a);
+            if !pipeline.contains(&base) {
+                bail!(
+                    "--dump-after {a}: no such pass in the pipeline ({})",
+                    pipeline.join(", ")
+                );
+            }
+            DumpAfter::Pass(a.clone())
+        }
+        (None, None) => DumpAfter::None,
+    };
+    let before = ditto_compiler::passes::stats(g);
+    let records = match run(g, &pipeline, &Ctx { policy: &policy }, &dump) {
+        Ok(r) => r,
+        Err(d) => {
+            report(sources, &d);
+            bail!("the pass pipeline failed");
+        }
+    };
+    if args.stats {
+        eprintln!("policy {}", policy.describe());
+        eprintln!(
+            "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}",
+            "#", "after", "nodes", "conv", "trunc", "up", "down", "est. bytes", "rounds"
+        );
+        let row =
+            |i: String, label: &str, s: &ditto_compiler::passes::GraphStats, changed: &str| {
+                eprintln!(
+                    "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}{}",
+                    i,
+                    label,
+                    s.nodes,
+                    s.conversions,
+                    s.truncations,
+                    s.upcasts,
+                    s.downcasts,
+                    s.est_bits / 8,
+                    s.est_rounds,
+                    changed
+                )
+            };
+        row("0".into(), "(elaborated)", &before, "");
+        for (i, r) in records.iter().enumerate() {
+            row(
+                (i + 1).to_string(),
+                &r.label,
+                &r.stats,
+                if r.changed { "" } else { "  (unchanged)" },
+            );
+        }
+    }
+    if let Some(dir) = &args.dump_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (i, r) in records.iter().enumerate() {
+            if let Some(text) = &r.dump {
+                let p = dir.join(format!("{:02}-{}.ir", i + 1, r.label));
+                std::fs::write(&p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+            }
+        }
+    } else {
+        for r in &records {
+            if let Some(text) = &r.dump {
+                eprintln!("; ---- after {} ----", r.label);
+                eprint!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compile(
+    file: &Path,
+    emit: Emit,
+    output: Option<&Path>,
+    shape: &ShapeArgs,
+    pipeline: &PipelineArgs,
+) -> Result<()> {
     let opts = shape.options(8)?;
     let text = match emit {
         Emit::Ast => {
@@ -243,6 +406,11 @@ fn compile(file: &Path, emit: Emit, output: Option<&Path>, shape: &ShapeArgs) ->
             }
         }
         Emit::Ir => ditto_compiler::ir::text::print(&compile_reported(file, &opts)?.1.graph),
+        Emit::Lowered => {
+            let (sources, mut e) = compile_reported(file, &opts)?;
+            lower(&mut e.graph, &sources, pipeline)?;
+            ditto_compiler::ir::text::print(&e.graph)
+        }
         Emit::Dot => ditto_compiler::ir::dot::to_dot(&compile_reported(file, &opts)?.1.graph),
     };
     match output {

@@ -212,3 +212,117 @@ fn emits_ast_ir_and_dot() {
     assert!(ir.contains("encoder.layer.0.") && !ir.contains("encoder.layer.1."));
     assert!(ir.contains("s32.0[7]"));
 }
+
+#[test]
+fn pass_pipeline_options() {
+    let (ok, out, _) = ditto(&["passes"]);
+    assert!(ok && out.contains("insert-conversions") && out.contains("default pipeline"));
+    let (ok, _, err) = ditto(&[
+        "compile",
+        "models/bert.ditto",
+        "--config",
+        "tiny",
+        "--emit",
+        "lowered",
+        "--stats",
+        "-o",
+        &tmp("bert.low"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("policy ditto") && err.contains("insert-conversions"),
+        "{err}"
+    );
+    let (ok, _, err) = ditto(&[
+        "compile",
+        "models/bert.ditto",
+        "--config",
+        "tiny",
+        "--emit",
+        "lowered",
+        "--dump-after",
+        "apply-policy",
+        "-o",
+        &tmp("bert2.low"),
+    ]);
+    assert!(
+        ok && err.contains("; ---- after apply-policy ----\ngraph bert"),
+        "{err}"
+    );
+    let dir = tmp("dumps");
+    let (ok, _, err) = ditto(&[
+        "compile",
+        "models/gpt2.ditto",
+        "--config",
+        "tiny",
+        "--emit",
+        "lowered",
+        "--dump-dir",
+        &dir,
+        "-o",
+        &tmp("gpt2.low"),
+    ]);
+    assert!(ok, "{err}");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "01-apply-policy.ir",
+            "02-insert-conversions.ir",
+            "03-cse.ir",
+            "04-dce.ir"
+        ]
+    );
+    fails_with(
+        &[
+            "compile",
+            "models/bert.ditto",
+            "--emit",
+            "lowered",
+            "--policy",
+            "ditto2",
+        ],
+        "unknown policy `ditto2`; policies are: uniform64, ditto, ditto-quad",
+    );
+    fails_with(
+        &[
+            "compile",
+            "models/bert.ditto",
+            "--emit",
+            "lowered",
+            "--passes",
+            "fuse",
+        ],
+        "unknown pass `fuse`",
+    );
+    fails_with(
+        &[
+            "compile",
+            "models/bert.ditto",
+            "--emit",
+            "lowered",
+            "--dump-after",
+            "cse",
+            "--skip",
+            "cse",
+        ],
+        "no such pass in the pipeline",
+    );
+    let pf = tmp("bad-policy.json");
+    std::fs::write(&pf, r#"{"name": "x", "formats": {"linear": [32, 40]}}"#).unwrap();
+    fails_with(
+        &[
+            "compile",
+            "models/bert.ditto",
+            "--emit",
+            "lowered",
+            "--policy-file",
+            &pf,
+        ],
+        "format of `linear`",
+    );
+}

@@ -8,6 +8,8 @@ pub mod diag;
 pub mod driver;
 pub mod elab;
 pub mod ir;
+pub mod passes;
+pub mod policy;
 pub mod stdlib;
 pub mod syntax;
 pub mod weights;

@@ -575,7 +575,10 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             }
             let ring = e.region_format().ring;
             let ty = Type::fixed(Vis::Public, Format { ring, frac: 0 }, vec![n as usize]);
-            Val::Tensor(e.add_node(Op::Iota { n: n as usize }, ty, &[], span))
+            let id = e.add_node(Op::Iota { n: n as usize }, ty, &[], span);
+            // integers are not real values: no policy applies to them
+            e.g.node_mut(id).class = None;
+            Val::Tensor(id)
         }
         "dim" => {
             let x = tensor(e, a, 0, "the operand")?;

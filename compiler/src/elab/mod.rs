@@ -589,6 +589,8 @@ impl<'s> Elab<'s> {
     }
 
     pub(crate) fn op_fmt(&mut self, op: Op, args: &[NodeId], span: Span, format: Format) -> Val {
+        // Data movement keeps its operand's format (see `ir::formats`).
+        let format = crate::ir::formats::inherited(&self.g, &op, args).unwrap_or(format);
         let types: Vec<&Type> = args.iter().map(|&a| &self.g.node(a).ty).collect();
         match infer(&op, &types) {
             Ok(Some(inf)) => {
@@ -1121,7 +1123,9 @@ impl<'s> Elab<'s> {
         }
     }
 
-    fn leaf_type(&mut self, t: &TypeExpr, what: &str) -> Option<Type> {
+    /// The declared type of an input or weight, and whether its format was
+    /// written explicitly (then it is pinned: policies do not change it).
+    fn leaf_type(&mut self, t: &TypeExpr, what: &str) -> Option<(Type, bool)> {
         let (vis, elem, dims) = self.type_expr(t)?;
         let Some(shape) = dims else {
             self.err(
@@ -1139,10 +1143,26 @@ impl<'s> Elab<'s> {
                 ));
                 return None;
             }
-            Some(e) => e,
-            None => Elem::Fixed(self.region_format()),
+            Some(e) => (e, true),
+            None => (Elem::Fixed(self.region_format()), false),
         };
-        Some(Type { vis, elem, shape })
+        Some((
+            Type {
+                vis,
+                elem: elem.0,
+                shape,
+            },
+            elem.1,
+        ))
+    }
+
+    /// Adds a leaf; a pinned (explicitly formatted) leaf belongs to no class.
+    fn add_leaf(&mut self, op: Op, ty: Type, pinned: bool, span: Span) -> NodeId {
+        let id = self.add_node(op, ty, &[], span);
+        if pinned {
+            self.g.node_mut(id).class = None;
+        }
+        id
     }
 
     fn input(&mut self, name: &Ident, ty: &TypeExpr, owner: &Ident, span: Span) -> Val {
@@ -1156,7 +1176,7 @@ impl<'s> Elab<'s> {
                 .with_hint("inputs come `from client` or `from model_owner`"),
             );
         };
-        let Some(ty) = self.leaf_type(ty, "an input") else {
+        let Some((ty, pinned)) = self.leaf_type(ty, "an input") else {
             return Val::Poison;
         };
         if let Some(prev) = self.inputs.get(&name.name) {
@@ -1169,15 +1189,11 @@ impl<'s> Elab<'s> {
             return self.err(d);
         }
         self.inputs.insert(name.name.clone(), name.span);
-        Val::Tensor(self.add_node(
-            Op::Input {
-                name: name.name.clone(),
-                owner: owner_v,
-            },
-            ty,
-            &[],
-            span,
-        ))
+        let op = Op::Input {
+            name: name.name.clone(),
+            owner: owner_v,
+        };
+        Val::Tensor(self.add_leaf(op, ty, pinned, span))
     }
 
     fn weight(&mut self, ty: &TypeExpr, key: &Expr, span: Span) -> Val {
@@ -1192,7 +1208,7 @@ impl<'s> Elab<'s> {
                 )
             }
         };
-        let Some(ty) = self.leaf_type(ty, "a weight") else {
+        let Some((ty, pinned)) = self.leaf_type(ty, "a weight") else {
             return Val::Poison;
         };
         if let Some(&prev) = self.weights.get(&key_s) {
@@ -1250,12 +1266,12 @@ impl<'s> Elab<'s> {
                 Some(_) => {}
             }
         }
-        let id = self.add_node(
+        let id = self.add_leaf(
             Op::Weight {
                 name: key_s.clone(),
             },
             ty,
-            &[],
+            pinned,
             span,
         );
         self.weights.insert(key_s, id);

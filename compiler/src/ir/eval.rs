@@ -87,8 +87,13 @@ pub fn evaluate(
     let order = g
         .topo_order()
         .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
-    let mut remaining: HashMap<NodeId, usize> =
-        order.iter().map(|&n| (n, g.users(n).len())).collect();
+    // Uses count operand positions: `mul %1, %1` uses %1 twice.
+    let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
+    for &n in &order {
+        for o in g.operands(n) {
+            *remaining.get_mut(&o).expect("operands are nodes") += 1;
+        }
+    }
     let mut vals: HashMap<NodeId, Tensor> = HashMap::new();
     let mut out = Evaluation {
         outputs: IndexMap::new(),

@@ -167,6 +167,19 @@ impl Graph {
         }
     }
 
+    /// Makes operand `pos` of `user` be `new` (other operands unchanged).
+    pub fn set_operand(&mut self, user: NodeId, pos: usize, new: NodeId) {
+        let e = self
+            .g
+            .edges_directed(user.idx(), Direction::Incoming)
+            .find(|e| *e.weight() == pos as u32)
+            .map(|e| e.id());
+        if let Some(e) = e {
+            self.g.remove_edge(e);
+        }
+        self.g.add_edge(new.idx(), user.idx(), pos as u32);
+    }
+
     /// A deterministic topological order (Kahn's algorithm, smallest index
     /// first). `Err` holds a node on a cycle.
     pub fn topo_order(&self) -> Result<Vec<NodeId>, NodeId> {

@@ -4,6 +4,7 @@
 
 pub mod dot;
 pub mod eval;
+pub mod formats;
 pub mod graph;
 pub mod infer;
 pub mod ops;

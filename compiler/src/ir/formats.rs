@@ -1,0 +1,35 @@
+//! Format rules shared by elaboration and the passes: which ops carry an
+//! operand's format rather than their region's. Data movement (transpose,
+//! reshape, slice, broadcast, concatenation, row lookup) and negation never
+//! rescale values, so converting around them would only cost communication;
+//! they keep the format of the operand they move.
+
+use super::graph::{Graph, NodeId};
+use super::ops::Op;
+use super::types::Format;
+
+/// The operand whose format `op` keeps, if it keeps one.
+pub fn inherits_from(op: &Op) -> Option<usize> {
+    match op {
+        Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::Broadcast { .. }
+        | Op::Concat { .. }
+        | Op::Neg
+        | Op::Output { .. } => Some(0),
+        Op::Embed => Some(1),
+        _ => None,
+    }
+}
+
+/// The format a node of `op` over `args` inherits, if any. A concatenation
+/// inherits only when all its operands agree.
+pub fn inherited(g: &Graph, op: &Op, args: &[NodeId]) -> Option<Format> {
+    let i = inherits_from(op)?;
+    let f = g.node(*args.get(i)?).ty.format()?;
+    if matches!(op, Op::Concat { .. }) && args.iter().any(|&a| g.node(a).ty.format() != Some(f)) {
+        return None;
+    }
+    Some(f)
+}

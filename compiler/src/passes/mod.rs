@@ -1,0 +1,202 @@
+//! The pass manager. Each pass has a kebab-case name equal to its file name,
+//! a one-line description, and reports whether it changed the graph.
+//! Pipelines are data ([`DEFAULT_PIPELINE`]); `--passes` and `--skip` edit
+//! them; unknown names are errors listing the valid ones. The verifier runs
+//! after every pass (always: it is cheap next to MPC), and a pass that
+//! breaks an invariant is reported by name.
+//!
+//! Status (issue 4, in progress): `apply-policy`, `insert-conversions`, `cse`
+//! and `dce` exist. `lower-nonlinear`, `insert-truncations`,
+//! `fuse-truncations`, `fold-constants`, `check-ranges`, `schedule` and
+//! `codegen` do not yet, and no pass here claims their work.
+
+pub mod apply_policy;
+pub mod cse;
+pub mod dce;
+pub mod insert_conversions;
+
+use crate::diag::Diagnostic;
+use crate::ir::verify::verify;
+use crate::ir::{Graph, Op, Vis};
+use crate::policy::Policy;
+
+/// What a pass can read besides the graph.
+pub struct Ctx<'a> {
+    pub policy: &'a Policy,
+}
+
+pub trait Pass {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// Runs the pass; `Ok(true)` if the graph changed.
+    fn run(&self, g: &mut Graph, ctx: &Ctx) -> Result<bool, Vec<Diagnostic>>;
+}
+
+/// Every pass, in pipeline order.
+pub fn registry() -> Vec<Box<dyn Pass>> {
+    vec![
+        Box::new(apply_policy::ApplyPolicy),
+        Box::new(insert_conversions::InsertConversions),
+        Box::new(cse::Cse),
+        Box::new(dce::Dce),
+    ]
+}
+
+pub const DEFAULT_PIPELINE: &[&str] = &["apply-policy", "insert-conversions", "cse", "dce"];
+
+/// Counts of one graph state, for `--stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraphStats {
+    pub nodes: usize,
+    pub conversions: usize,
+    pub truncations: usize,
+    pub upcasts: usize,
+    pub downcasts: usize,
+    /// Estimated online bits (all parties) of the operations whose protocol
+    /// cost is known (products, conversions); see [`stats`].
+    pub est_bits: u64,
+    pub est_rounds: u64,
+}
+
+/// Counts conversions by kind (a conversion may be several kinds at once:
+/// truncate-and-downcast counts as both) and estimates communication from
+/// the cost model of docs/protocols.md: a secret product or matmul costs
+/// 3k bits per output element and 1 round; a secret conversion costs
+/// 2·k_in + 2·k_out bits per element and 2 rounds. Rounds are summed along
+/// the graph's critical path. Non-linear operations are not counted until
+/// they are lowered (not built yet).
+pub fn stats(g: &Graph) -> GraphStats {
+    let mut s = GraphStats {
+        nodes: g.len(),
+        ..Default::default()
+    };
+    let order = g.topo_order().unwrap_or_else(|_| g.ids());
+    let mut depth = std::collections::HashMap::new();
+    for id in order {
+        let n = g.node(id);
+        let ops = g.operands(id);
+        let d_in = ops
+            .iter()
+            .map(|o| depth.get(o).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0u64);
+        let secret = n.ty.vis == Vis::Secret;
+        let mut rounds = 0;
+        match &n.op {
+            Op::Convert => {
+                s.conversions += 1;
+                let (Some(fi), Some(fo)) = (g.node(ops[0]).ty.format(), n.ty.format()) else {
+                    continue;
+                };
+                s.truncations += usize::from(fo.frac < fi.frac);
+                s.upcasts += usize::from(fo.ring > fi.ring);
+                s.downcasts += usize::from(fo.ring < fi.ring);
+                let primitive = fo.frac < fi.frac || fo.ring > fi.ring;
+                if secret && primitive {
+                    s.est_bits +=
+                        n.ty.numel() as u64 * 2 * (fi.ring.bits() + fo.ring.bits()) as u64;
+                    rounds = 2;
+                }
+            }
+            Op::Mul | Op::MatMul if secret => {
+                let both_secret = ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
+                if both_secret {
+                    let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                    s.est_bits += 3 * k * n.ty.numel() as u64;
+                    rounds = 1;
+                }
+            }
+            _ => {}
+        }
+        depth.insert(id, d_in + rounds);
+    }
+    s.est_rounds = depth.values().copied().max().unwrap_or(0);
+    s
+}
+
+/// Which passes' results to print.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DumpAfter {
+    #[default]
+    None,
+    All,
+    Pass(String),
+}
+
+/// One executed pass.
+#[derive(Debug, Clone)]
+pub struct PassRecord {
+    /// `name` or `name.N` when the pass runs more than once.
+    pub label: String,
+    pub changed: bool,
+    pub stats: GraphStats,
+    pub dump: Option<String>,
+}
+
+/// Resolves the pipeline: `passes` replaces the default, `skip` removes.
+/// Unknown names are an error listing the valid ones.
+pub fn plan(passes: Option<&[String]>, skip: &[String]) -> Result<Vec<&'static str>, String> {
+    let known: Vec<&'static str> = registry().iter().map(|p| p.name()).collect();
+    let check = |n: &str| -> Result<&'static str, String> {
+        known
+            .iter()
+            .copied()
+            .find(|k| *k == n)
+            .ok_or_else(|| format!("unknown pass `{n}`; passes are: {}", known.join(", ")))
+    };
+    let mut out: Vec<&'static str> = match passes {
+        Some(list) => list.iter().map(|n| check(n)).collect::<Result<_, _>>()?,
+        None => DEFAULT_PIPELINE.to_vec(),
+    };
+    for s in skip {
+        let s = check(s)?;
+        out.retain(|p| *p != s);
+    }
+    Ok(out)
+}
+
+/// Runs `pipeline` on `g`, verifying after each pass.
+pub fn run(
+    g: &mut Graph,
+    pipeline: &[&str],
+    ctx: &Ctx,
+    dump: &DumpAfter,
+) -> Result<Vec<PassRecord>, Vec<Diagnostic>> {
+    let reg = registry();
+    let mut records = vec![];
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for &name in pipeline {
+        let pass = reg
+            .iter()
+            .find(|p| p.name() == name)
+            .expect("plan() checked the name");
+        let count = seen.entry(name).or_insert(0);
+        *count += 1;
+        let label = if *count == 1 {
+            name.to_string()
+        } else {
+            format!("{name}.{count}")
+        };
+        let changed = pass.run(g, ctx)?;
+        let errs = verify(g);
+        if !errs.is_empty() {
+            let msg: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            return Err(vec![Diagnostic::global(format!(
+                "internal error: pass `{label}` produced an invalid graph: {}",
+                msg.join("; ")
+            ))]);
+        }
+        let want = match dump {
+            DumpAfter::All => true,
+            DumpAfter::Pass(p) => p == name || *p == label,
+            DumpAfter::None => false,
+        };
+        records.push(PassRecord {
+            label,
+            changed,
+            stats: stats(g),
+            dump: want.then(|| crate::ir::text::print(g)),
+        });
+    }
+    Ok(records)
+}

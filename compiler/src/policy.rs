@@ -1,0 +1,153 @@
+//! Precision policies as data (NUMERICS.md): a table from format class to
+//! format, plus the approximation choices the lowering will read. Built-in
+//! policies: `uniform64` (PUMA-like baseline), `ditto` (Ditto's mixed
+//! precision), `ditto-quad` (also Quad GeLU in (32, 8), for distilled models).
+//! Users write their own as JSON (`--policy-file`):
+//!
+//! ```json
+//! { "name": "mine", "formats": { "linear": [32, 10], "scores": [32, 8] },
+//!   "gelu": "puma", "exp_squarings": 8 }
+//! ```
+//!
+//! Classes a policy does not name keep the format the model declares.
+
+use crate::ir::Format;
+use std::collections::BTreeMap;
+
+/// Which GeLU approximation the lowering uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeluApprox {
+    /// PUMA's piecewise polynomial (valid for any pretrained model).
+    Puma,
+    /// MPCFormer's 0.125x² + 0.25x + 0.5 (distilled models only).
+    Quad,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub formats: BTreeMap<String, Format>,
+    pub gelu: GeluApprox,
+    /// Squarings of exp's (1 + x/2^t)^(2^t).
+    pub exp_squarings: u32,
+}
+
+/// The format classes of `std.transformer` (NUMERICS.md's table rows).
+pub const CLASSES: &[&str] = &[
+    "embedding",
+    "linear",
+    "scores",
+    "softmax",
+    "probs_v",
+    "gelu",
+    "residual",
+    "head",
+];
+
+pub const BUILTIN: &[&str] = &["uniform64", "ditto", "ditto-quad"];
+
+impl Policy {
+    pub fn builtin(name: &str) -> Option<Policy> {
+        let low = |c: &str| matches!(c, "linear" | "scores");
+        let formats = |quad: bool, all_high: bool| -> BTreeMap<String, Format> {
+            CLASSES
+                .iter()
+                .map(|&c| {
+                    let f = if all_high {
+                        Format::HIGH
+                    } else if low(c) || (quad && c == "gelu") {
+                        Format::LOW
+                    } else {
+                        Format::HIGH
+                    };
+                    (c.to_string(), f)
+                })
+                .collect()
+        };
+        let (fm, gelu) = match name {
+            "uniform64" => (formats(false, true), GeluApprox::Puma),
+            "ditto" => (formats(false, false), GeluApprox::Puma),
+            "ditto-quad" => (formats(true, false), GeluApprox::Quad),
+            _ => return None,
+        };
+        Some(Policy {
+            name: name.to_string(),
+            formats: fm,
+            gelu,
+            exp_squarings: 8,
+        })
+    }
+
+    /// Parses a policy file; errors say which field is wrong.
+    pub fn from_json(text: &str) -> Result<Policy, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        let obj = v.as_object().ok_or("a policy file holds one JSON object")?;
+        for k in obj.keys() {
+            if !["name", "formats", "gelu", "exp_squarings"].contains(&k.as_str()) {
+                return Err(format!(
+                    "unknown field `{k}` (expected name, formats, gelu, exp_squarings)"
+                ));
+            }
+        }
+        let name = obj
+            .get("name")
+            .and_then(|n| n.as_str())
+            .ok_or("field `name` (a string) is missing")?
+            .to_string();
+        let mut formats = BTreeMap::new();
+        if let Some(f) = obj.get("formats") {
+            let f = f
+                .as_object()
+                .ok_or("`formats` maps class names to [ring, frac] pairs")?;
+            for (class, pair) in f {
+                let p = pair
+                    .as_array()
+                    .filter(|p| p.len() == 2)
+                    .and_then(|p| Some((p[0].as_i64()?, p[1].as_i64()?)));
+                let (k, fr) = p.ok_or_else(|| {
+                    format!("format of `{class}` must be [ring, frac], e.g. [32, 8]")
+                })?;
+                formats.insert(
+                    class.clone(),
+                    Format::new(k, fr).map_err(|e| format!("format of `{class}`: {e}"))?,
+                );
+            }
+        }
+        let gelu = match obj.get("gelu").map(|g| g.as_str()) {
+            None | Some(Some("puma")) => GeluApprox::Puma,
+            Some(Some("quad")) => GeluApprox::Quad,
+            _ => return Err("`gelu` must be \"puma\" or \"quad\"".into()),
+        };
+        let exp_squarings = match obj.get("exp_squarings") {
+            None => 8,
+            Some(x) => {
+                x.as_u64()
+                    .filter(|&t| (1..=16).contains(&t))
+                    .ok_or("`exp_squarings` must be an integer in 1..=16")? as u32
+            }
+        };
+        Ok(Policy {
+            name,
+            formats,
+            gelu,
+            exp_squarings,
+        })
+    }
+
+    /// One line per class, for reports and dumps.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .formats
+            .iter()
+            .map(|(c, f)| format!("{c}={f}"))
+            .collect();
+        format!(
+            "{}: {}; gelu={:?}; exp squarings={}",
+            self.name,
+            parts.join(" "),
+            self.gelu,
+            self.exp_squarings
+        )
+    }
+}

@@ -1,0 +1,186 @@
+//! Pass tests. Golden files: each `tests/passes/*.ir` starts with
+//! `; run: PASS[,PASS...] [policy=NAME]`, holds IR text, and its expected
+//! output after those passes is in the `.expected` file beside it
+//! (`BLESS=1 cargo test -p ditto-compiler --test passes` rewrites them).
+//! Properties: on random graphs and on every shipped model, the default
+//! pipeline keeps the graph valid and its float evaluation unchanged.
+
+mod common;
+
+use ditto_compiler::driver::compile_text;
+use ditto_compiler::elab::Options;
+use ditto_compiler::ir::eval::{evaluate, Tensor};
+use ditto_compiler::ir::text::{parse, print};
+use ditto_compiler::ir::verify::verify;
+use ditto_compiler::ir::{Graph, Op};
+use ditto_compiler::passes::{plan, run, stats, Ctx, DumpAfter, DEFAULT_PIPELINE};
+use ditto_compiler::policy::Policy;
+use ditto_compiler::weights::InMemory;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+fn run_passes(g: &mut Graph, passes: &[&str], policy: &str) {
+    let policy = Policy::builtin(policy).expect("built-in policy");
+    run(g, passes, &Ctx { policy: &policy }, &DumpAfter::None).unwrap_or_else(|d| panic!("{d:?}"));
+}
+
+#[test]
+fn golden_pass_outputs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/passes");
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/passes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ir"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected golden cases in {}",
+        dir.display()
+    );
+    let mut failures = vec![];
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("readable");
+        let header = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("; run: "))
+            .expect("`; run:` header");
+        let mut words = header.split_whitespace();
+        let passes: Vec<&str> = words.next().expect("passes").split(',').collect();
+        let policy = words
+            .find_map(|w| w.strip_prefix("policy="))
+            .unwrap_or("ditto");
+        let mut g = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(verify(&g), vec![], "{}: input is invalid", f.display());
+        run_passes(&mut g, &passes, policy);
+        let got = print(&g);
+        let exp = f.with_extension("expected");
+        if bless {
+            std::fs::write(&exp, &got).expect("writable");
+        } else if std::fs::read_to_string(&exp).unwrap_or_default() != got {
+            failures.push(format!("{}:\n{got}", f.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden outputs differ (BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn unknown_pass_names_list_the_valid_ones() {
+    let e = plan(Some(&["insert-conversion".to_string()]), &[]).unwrap_err();
+    assert!(
+        e.contains("unknown pass `insert-conversion`") && e.contains("insert-conversions"),
+        "{e}"
+    );
+    let p = plan(None, &["cse".to_string()]).unwrap();
+    assert!(!p.contains(&"cse") && p.contains(&"dce"));
+}
+
+#[test]
+fn policies_from_json() {
+    let p =
+        Policy::from_json(r#"{"name": "mine", "formats": {"linear": [32, 10]}, "gelu": "quad"}"#)
+            .unwrap();
+    assert_eq!(p.formats["linear"].frac, 10);
+    for (bad, why) in [
+        ("{", "not valid JSON"),
+        (r#"{"formats": {}}"#, "`name`"),
+        (
+            r#"{"name": "x", "formats": {"linear": [33, 8]}}"#,
+            "ring must be 32 or 64",
+        ),
+        (
+            r#"{"name": "x", "formats": {"linear": [32, 30]}}"#,
+            "fraction bits",
+        ),
+        (r#"{"name": "x", "gelu": "exact"}"#, "`gelu`"),
+        (r#"{"name": "x", "colour": 1}"#, "unknown field `colour`"),
+    ] {
+        let e = Policy::from_json(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+fn eval(g: &Graph, inputs: &HashMap<String, Tensor>, w: &InMemory) -> Vec<Tensor> {
+    evaluate(g, inputs, w, &|_| false)
+        .expect("evaluates")
+        .outputs
+        .into_values()
+        .collect()
+}
+
+fn close(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.shape == y.shape
+                && x.data.iter().zip(&y.data).all(|(p, q)| {
+                    p == q || (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-9 * (1.0 + p.abs())
+                })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+    #[test]
+    fn pipeline_keeps_random_graphs_valid_and_equal(steps in prop::collection::vec((any::<u8>(), any::<u16>(), any::<u16>(), any::<u16>()), 0..40), policy in 0usize..3) {
+        let g0 = common::random_graph(&steps);
+        let mut g = g0.clone();
+        run_passes(&mut g, DEFAULT_PIPELINE, ditto_compiler::policy::BUILTIN[policy]);
+        prop_assert_eq!(verify(&g), vec![]);
+        let inputs = HashMap::from([("a".to_string(), Tensor::new(vec![3, 4], (0..12).map(|i| (i as f64 - 5.0) / 7.0).collect()))]);
+        let w = InMemory(BTreeMap::from([("w".to_string(), Tensor::new(vec![4, 3], (0..12).map(|i| (i as f64) / 11.0 - 0.4).collect()))]));
+        let (e0, e1) = (eval(&g0, &inputs, &w), eval(&g, &inputs, &w));
+        prop_assert!(close(&e0, &e1), "before:\n{}\nafter:\n{}\n{:?}\n{:?}", print(&g0), print(&g), e0, e1);
+    }
+}
+
+#[test]
+fn pipeline_on_models_adds_conversions_only_at_boundaries() {
+    let path = format!("{}/../models/bert.ditto", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let opts = Options {
+        config: Some("tiny".into()),
+        seq: Some(5),
+        ..Default::default()
+    };
+    let g0 = compile_text(&path, &text, &opts)
+        .result
+        .expect("compiles")
+        .graph;
+    // uniform64: every class is (64, 18): nothing to convert.
+    let mut g = g0.clone();
+    run_passes(&mut g, DEFAULT_PIPELINE, "uniform64");
+    assert_eq!(stats(&g).conversions, 0);
+    // ditto: per layer, Q/K/V and FFN-1 take converted activations (the three
+    // projections share one), the scores go up to the softmax, and so on.
+    let mut g = g0.clone();
+    run_passes(&mut g, DEFAULT_PIPELINE, "ditto");
+    let s = stats(&g);
+    assert!(
+        s.conversions > 0 && s.upcasts > 0 && s.downcasts > 0,
+        "{s:?}"
+    );
+    for id in g.ids() {
+        let n = g.node(id);
+        if matches!(n.op, Op::Convert) {
+            let src = g.node(g.operands(id)[0]).ty.format();
+            assert_ne!(src, n.ty.format(), "a conversion that changes nothing");
+        }
+    }
+    // Conversions of one value to one format are shared.
+    let mut keys = std::collections::HashSet::new();
+    for id in g.ids() {
+        if matches!(g.node(id).op, Op::Convert) {
+            assert!(
+                keys.insert((g.operands(id)[0], g.node(id).ty.format())),
+                "duplicate conversion"
+            );
+        }
+    }
+}
