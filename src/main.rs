@@ -304,7 +304,11 @@ pub fn policy(args: &PipelineArgs) -> Result<ditto_compiler::policy::Policy> {
 }
 
 /// Runs the pass pipeline on `g` as the options say; prints stats and dumps.
-fn lower(g: &mut ditto_compiler::ir::Graph, sources: &Sources, args: &PipelineArgs) -> Result<()> {
+pub fn lower(
+    g: &mut ditto_compiler::ir::Graph,
+    sources: &Sources,
+    args: &PipelineArgs,
+) -> Result<()> {
     use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
     let policy = policy(args)?;
     let pipeline = plan(args.passes.as_deref(), &args.skip).map_err(|e| anyhow::anyhow!(e))?;

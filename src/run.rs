@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 pub enum Backend {
     /// Exact f64 evaluation of the unlowered graph (the utility reference).
     Float,
+    /// Cleartext ring emulation of the lowered graph: the MPC arithmetic
+    /// (formats, wrapping, truncations) without the secret sharing. Not yet
+    /// lowered non-linear ops are computed exactly on quantized values.
+    Fixed,
 }
 
 #[derive(clap::Args)]
@@ -44,6 +48,8 @@ pub struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pipeline: crate::PipelineArgs,
 }
 
 /// Opens a safetensors file, or `model.safetensors` inside a folder.
@@ -110,7 +116,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         layers: args.layers,
         seq: Some(ids.len() as i64),
     };
-    let (_, e) = crate::compile_reported(&path, &opts)?;
+    let (sources, e) = crate::compile_reported(&path, &opts)?;
     let g = &e.graph;
     let client_inputs: Vec<_> = g
         .ids()
@@ -134,15 +140,43 @@ pub fn run(args: RunArgs) -> Result<()> {
         Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
     )]);
     let start = std::time::Instant::now();
-    let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
-        .map_err(|e| anyhow!("evaluation failed: {e}"))?;
+    let (policy, (name, out)) = match args.backend {
+        Backend::Float => {
+            let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
+                .map_err(|e| anyhow!("evaluation failed: {e}"))?;
+            (
+                None,
+                result
+                    .outputs
+                    .into_iter()
+                    .next()
+                    .context("the model has no output")?,
+            )
+        }
+        Backend::Fixed => {
+            let mut lowered = g.clone();
+            crate::lower(&mut lowered, &sources, &args.pipeline)?;
+            let result =
+                ditto_compiler::ir::fixed::evaluate_fixed(&lowered, &inputs, weights.as_ref())
+                    .map_err(|e| anyhow!("evaluation failed: {e}"))?;
+            let (n, t) = result
+                .into_iter()
+                .next()
+                .context("the model has no output")?;
+            (Some(crate::policy(&args.pipeline)?.name), (n, t.decode()))
+        }
+    };
+    let backend = match args.backend {
+        Backend::Float => "float",
+        Backend::Fixed => "fixed",
+    };
     let wall = start.elapsed().as_secs_f64();
-    let (name, out) = result.outputs.first().context("the model has no output")?;
     if args.json {
         let obj = serde_json::json!({
             "model": e.model,
             "config": e.config,
-            "backend": "float",
+            "backend": backend,
+            "policy": policy,
             "output_name": name,
             "output": out.data,
             "shape": out.shape,
@@ -152,7 +186,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{obj}");
     } else {
         println!(
-            "model {} (config {}), backend float, {} tokens, {:.3} s",
+            "model {} (config {}), backend {backend}, {} tokens, {:.3} s",
             e.model,
             e.config,
             ids.len(),

@@ -207,5 +207,25 @@ fn minilm_float_matches_independent_reference() {
         assert_eq!(r["shape"], serde_json::json!([384]));
         let cos = cosine(&floats(&r["output"]), &floats(&s["embedding"]));
         assert!(cos >= 0.99999, "{text}: cosine {cos}");
+        // Fixed point: the formats alone (non-linear ops still exact). The
+        // (32, 8) linear layers of `ditto` cost about 0.003 of cosine.
+        for (policy, min) in [("uniform64", 0.9999), ("ditto", 0.995)] {
+            let r = json(&ditto(&[
+                "run",
+                "models/minilm.ditto",
+                "--backend",
+                "fixed",
+                "--policy",
+                policy,
+                "--weights",
+                folder.to_str().unwrap(),
+                "--text",
+                text,
+                "--json",
+            ]));
+            assert_eq!(r["policy"], policy);
+            let cos = cosine(&floats(&r["output"]), &floats(&s["embedding"]));
+            assert!(cos >= min, "{text}: fixed {policy} cosine {cos}");
+        }
     }
 }

@@ -10,6 +10,7 @@ mod common;
 use ditto_compiler::driver::compile_text;
 use ditto_compiler::elab::Options;
 use ditto_compiler::ir::eval::{evaluate, Tensor};
+use ditto_compiler::ir::fixed::evaluate_fixed;
 use ditto_compiler::ir::text::{parse, print};
 use ditto_compiler::ir::verify::verify;
 use ditto_compiler::ir::{Graph, Op};
@@ -138,6 +139,41 @@ proptest! {
         let (e0, e1) = (eval(&g0, &inputs, &w), eval(&g, &inputs, &w));
         prop_assert!(close(&e0, &e1), "before:\n{}\nafter:\n{}\n{:?}\n{:?}", print(&g0), print(&g), e0, e1);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+    /// `insert-conversions`, `cse` and `dce` change no fixed-point value: an
+    /// explicit conversion computes exactly what the implicit rescaling did.
+    #[test]
+    fn explicit_conversions_are_bit_exact(steps in prop::collection::vec((any::<u8>(), any::<u16>(), any::<u16>(), any::<u16>()), 0..40), policy in 0usize..3) {
+        let mut g0 = common::random_graph(&steps);
+        let pol = ditto_compiler::policy::BUILTIN[policy];
+        run_passes(&mut g0, &["apply-policy"], pol);
+        let mut g = g0.clone();
+        run_passes(&mut g, &["insert-conversions", "cse", "dce"], pol);
+        let inputs = HashMap::from([("a".to_string(), Tensor::new(vec![3, 4], (0..12).map(|i| (i as f64 - 5.0) / 7.0).collect()))]);
+        let w = InMemory(BTreeMap::from([("w".to_string(), Tensor::new(vec![4, 3], (0..12).map(|i| (i as f64) / 11.0 - 0.4).collect()))]));
+        let a = evaluate_fixed(&g0, &inputs, &w).expect("evaluates");
+        let b = evaluate_fixed(&g, &inputs, &w).expect("evaluates");
+        prop_assert_eq!(a, b, "before:\n{}\nafter:\n{}", print(&g0), print(&g));
+    }
+}
+
+#[test]
+fn rescale_floors_and_wraps() {
+    use ditto_compiler::ir::fixed::{rescale, wrap};
+    use ditto_compiler::ir::Format;
+    let f = |k, fr| Format::new(k, fr).unwrap();
+    assert_eq!(rescale(-1, f(64, 18), f(64, 8)), -1); // floor, not toward zero
+    assert_eq!(rescale(1023, f(64, 18), f(64, 8)), 0);
+    assert_eq!(rescale(-1024, f(64, 18), f(64, 8)), -1);
+    assert_eq!(rescale(3, f(32, 8), f(64, 18)), 3 << 10); // exact upcast
+    assert_eq!(rescale(1 << 40, f(64, 18), f(32, 8)), 1 << 30); // fits
+    assert_eq!(rescale(1 << 41, f(64, 18), f(32, 8)), i32::MIN as i64); // wraps like the ring
+    assert_eq!(rescale(1 << 42, f(64, 18), f(32, 8)), 0);
+    assert_eq!(wrap(1 << 31, 32), -(1 << 31));
+    assert_eq!(wrap(-1, 64), -1);
 }
 
 #[test]

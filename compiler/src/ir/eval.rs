@@ -271,6 +271,20 @@ fn eval_op(
             }
             Tensor::new(shape.to_vec(), t.data)
         }
+        other => eval_real(other, shape, a)?,
+    })
+}
+
+/// The exact real semantics of every non-leaf op (shared with the
+/// fixed-point evaluator for ops it does not lower yet).
+pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tensor, EvalError> {
+    Ok(match op {
+        Op::Input { .. } | Op::Weight { .. } => {
+            return Err(EvalError::Invalid(format!(
+                "`{}` has no operands to compute from",
+                op.name()
+            )))
+        }
         Op::Const { value } => Tensor::scalar(*value),
         Op::Iota { n } => Tensor::new(vec![*n], (0..*n).map(|i| i as f64).collect()),
         Op::Add => binary(a[0], a[1], |x, y| x + y),

@@ -33,3 +33,15 @@ pub fn inherited(g: &Graph, op: &Op, args: &[NodeId]) -> Option<Format> {
     }
     Some(f)
 }
+
+/// The format an operand of a product (`mul`, `matmul`) is used in: an
+/// operand already in the product's ring keeps its fraction bits (the
+/// product's fraction bits are their sum, truncated afterwards); one from the
+/// other ring is converted to the product's own format.
+pub fn product_operand(have: Format, product: Format) -> Format {
+    if have.ring == product.ring {
+        have
+    } else {
+        product
+    }
+}

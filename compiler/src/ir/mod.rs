@@ -4,6 +4,7 @@
 
 pub mod dot;
 pub mod eval;
+pub mod fixed;
 pub mod formats;
 pub mod graph;
 pub mod infer;

@@ -29,16 +29,7 @@ fn required(g: &Graph, user: NodeId, pos: usize, operand: NodeId) -> Option<Form
         return None;
     }
     match &u.op {
-        Op::Mul | Op::MatMul => {
-            let f = u.ty.format()?;
-            // same ring: keep the operand's fraction bits (mixed formats such
-            // as (32,12)·(32,6) are legal); another ring: the product's format.
-            if have.ring == f.ring {
-                None
-            } else {
-                Some(f)
-            }
-        }
+        Op::Mul | Op::MatMul => Some(crate::ir::formats::product_operand(have, u.ty.format()?)),
         Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
             let first = g.node(g.operands(user)[0]).ty.format()?;
             (pos == 1).then_some(first)

@@ -1,0 +1,488 @@
+//! Fixed-point evaluation: runs an IR graph on cleartext ring elements with
+//! the arithmetic the MPC backend performs — values in Z_2^k with f fraction
+//! bits as each node's type says, wrapping sums and products, products whose
+//! fraction bits add up. It separates quantization error from protocol bugs.
+//!
+//! Semantics of formats: wherever an operand's format differs from the one
+//! its op needs, the value is rescaled exactly as an explicit `convert` would
+//! (shift right with floor, or left; then reduce into the target ring), so
+//! `insert-conversions` and `insert-truncations` leave results bit-identical.
+//! Truncation is the deterministic floor, the u = 0 case of the MPC
+//! protocol's ⌊x/2^m⌋ + u.
+//!
+//! Not yet lowered ops (exp, reciprocal, rsqrt, tanh, GeLU, softmax,
+//! LayerNorm) are computed exactly on the decoded inputs and re-encoded, until
+//! `lower-nonlinear` replaces them by their fixed-point approximations.
+
+use super::eval::{EvalError, Tensor, WeightSource};
+use super::graph::{Graph, NodeId};
+use super::ops::Op;
+use super::types::{Elem, Format};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// A tensor of ring elements with its format (`None` for booleans, stored as
+/// 0/1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixedTensor {
+    pub shape: Vec<usize>,
+    pub format: Option<Format>,
+    /// Signed representatives (sign-extended from the ring's width).
+    pub data: Vec<i64>,
+    /// For a public constant, its real value: a constant needed in another
+    /// format is re-encoded (as `insert-conversions` does), not rescaled.
+    pub exact: Option<f64>,
+}
+
+impl FixedTensor {
+    pub fn decode(&self) -> Tensor {
+        let scale = self.format.map(|f| (f.frac as f64).exp2()).unwrap_or(1.0);
+        Tensor::new(
+            self.shape.clone(),
+            self.data.iter().map(|&v| v as f64 / scale).collect(),
+        )
+    }
+}
+
+/// Reduces into Z_2^bits and returns the signed representative.
+#[inline]
+pub fn wrap(v: i128, bits: u32) -> i64 {
+    let s = 128 - bits;
+    ((v << s) >> s) as i64
+}
+
+fn encode(x: f64, f: Format) -> i64 {
+    let v = (x * (f.frac as f64).exp2()).round();
+    // saturate into i128 range first; then the ring wraps like the MPC sharing
+    wrap(v.clamp(-1.7e38, 1.7e38) as i128, f.ring.bits())
+}
+
+/// The value `v` in format `from`, rescaled to `to` (floor on the way down).
+#[inline]
+pub fn rescale(v: i64, from: Format, to: Format) -> i64 {
+    let x = v as i128;
+    let y = if to.frac <= from.frac {
+        x >> (from.frac - to.frac)
+    } else {
+        x << (to.frac - from.frac)
+    };
+    wrap(y, to.ring.bits())
+}
+
+fn rescaled(t: &FixedTensor, to: Format) -> Vec<i64> {
+    if let Some(x) = t.exact {
+        return vec![encode(x, to)];
+    }
+    match t.format {
+        Some(from) if from != to => t.data.iter().map(|&v| rescale(v, from, to)).collect(),
+        _ => t.data.clone(),
+    }
+}
+
+/// Evaluates `g` in fixed point. Inputs and weights arrive as reals and are
+/// encoded in their nodes' formats.
+pub fn evaluate_fixed(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    weights: &dyn WeightSource,
+) -> Result<indexmap::IndexMap<String, FixedTensor>, EvalError> {
+    let order = g
+        .topo_order()
+        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
+    let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
+    for &n in &order {
+        for o in g.operands(n) {
+            *remaining.get_mut(&o).expect("operands are nodes") += 1;
+        }
+    }
+    let mut vals: HashMap<NodeId, FixedTensor> = HashMap::new();
+    let mut outputs = indexmap::IndexMap::new();
+    for &id in &order {
+        let node = g.node(id);
+        let operands = g.operands(id);
+        let args: Vec<&FixedTensor> = operands.iter().map(|o| &vals[o]).collect();
+        let format = match node.ty.elem {
+            Elem::Fixed(f) => Some(f),
+            Elem::Bool => None,
+        };
+        let data = eval_op(&node.op, &node.ty.shape, format, &args, inputs, weights)?;
+        let exact = match node.op {
+            Op::Const { value } => Some(value),
+            _ => None,
+        };
+        let v = FixedTensor {
+            shape: node.ty.shape.clone(),
+            format,
+            data,
+            exact,
+        };
+        if let Op::Output { name } = &node.op {
+            outputs.insert(name.clone(), v.clone());
+        }
+        for o in operands {
+            let r = remaining.get_mut(&o).expect("operand is in the order");
+            *r -= 1;
+            if *r == 0 {
+                vals.remove(&o);
+            }
+        }
+        vals.insert(id, v);
+    }
+    Ok(outputs)
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+fn gather(data: &[i64], out_shape: &[usize], src_strides: &[usize]) -> Vec<i64> {
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; out_shape.len()];
+    for _ in 0..n {
+        out.push(
+            data[idx
+                .iter()
+                .zip(src_strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()],
+        );
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// The operand as the op sees it: numbers rescaled to the node's format
+/// (as `insert-conversions` would make explicit), booleans unchanged.
+fn in_format(t: &FixedTensor, to: Format) -> FixedTensor {
+    match t.format {
+        Some(_) => FixedTensor {
+            shape: t.shape.clone(),
+            format: Some(to),
+            data: rescaled(t, to),
+            exact: t.exact,
+        },
+        None => t.clone(),
+    }
+}
+
+/// Applies an exact real function to the operand (in the node's format) and
+/// re-encodes.
+fn real_map(t: &FixedTensor, to: Format, f: impl Fn(f64) -> f64 + Sync) -> Vec<i64> {
+    let d = in_format(t, to).decode();
+    d.data.par_iter().map(|&x| encode(f(x), to)).collect()
+}
+
+fn eval_op(
+    op: &Op,
+    shape: &[usize],
+    fmt: Option<Format>,
+    a: &[&FixedTensor],
+    inputs: &HashMap<String, Tensor>,
+    weights: &dyn WeightSource,
+) -> Result<Vec<i64>, EvalError> {
+    let numel: usize = shape.iter().product();
+    let f = || fmt.expect("numeric node (verified)");
+    let bits = || f().ring.bits();
+    Ok(match op {
+        Op::Input { name, .. } => {
+            let t = inputs
+                .get(name)
+                .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
+            if t.shape != shape {
+                return Err(EvalError::InputShape {
+                    name: name.clone(),
+                    got: t.shape.clone(),
+                    want: shape.to_vec(),
+                });
+            }
+            t.data.iter().map(|&x| encode(x, f())).collect()
+        }
+        Op::Weight { name } => {
+            let t = weights.tensor(name).map_err(|message| EvalError::Weight {
+                name: name.clone(),
+                message,
+            })?;
+            if t.numel() != numel {
+                return Err(EvalError::Weight {
+                    name: name.clone(),
+                    message: format!("has shape {:?}, the model expects {:?}", t.shape, shape),
+                });
+            }
+            t.data.par_iter().map(|&x| encode(x, f())).collect()
+        }
+        Op::Const { value } => vec![encode(*value, f())],
+        Op::Iota { n } => (0..*n as i64)
+            .map(|i| {
+                rescale(
+                    i,
+                    Format {
+                        ring: f().ring,
+                        frac: 0,
+                    },
+                    f(),
+                )
+            })
+            .collect(),
+        Op::Add | Op::Sub => {
+            let (x, y) = (rescaled(a[0], f()), rescaled(a[1], f()));
+            let sub = matches!(op, Op::Sub);
+            (0..numel)
+                .map(|i| {
+                    let (p, q) = (
+                        x[if x.len() == 1 { 0 } else { i }] as i128,
+                        y[if y.len() == 1 { 0 } else { i }] as i128,
+                    );
+                    wrap(if sub { p - q } else { p + q }, bits())
+                })
+                .collect()
+        }
+        Op::Mul | Op::MatMul => {
+            // Operands in the product's ring, each with its own fraction bits;
+            // the product has their sum, then is rescaled to the node's format.
+            let ring = f().ring;
+            let fa = super::formats::product_operand(a[0].format.expect("numeric"), f());
+            let fb = super::formats::product_operand(a[1].format.expect("numeric"), f());
+            let (x, y) = (rescaled(a[0], fa), rescaled(a[1], fb));
+            let raw = Format {
+                ring,
+                frac: fa.frac + fb.frac,
+            };
+            let prod: Vec<i64> = if matches!(op, Op::Mul) {
+                (0..numel)
+                    .map(|i| {
+                        let p = x[if x.len() == 1 { 0 } else { i }] as i128;
+                        let q = y[if y.len() == 1 { 0 } else { i }] as i128;
+                        wrap(p * q, ring.bits())
+                    })
+                    .collect()
+            } else {
+                matmul(&x, &a[0].shape, &y, &a[1].shape, ring.bits())
+            };
+            if raw == f() {
+                prod
+            } else {
+                prod.iter().map(|&v| rescale(v, raw, f())).collect()
+            }
+        }
+        Op::Neg => a[0]
+            .data
+            .iter()
+            .map(|&v| {
+                wrap(
+                    -(v as i128),
+                    a[0].format.map(|f| f.ring.bits()).unwrap_or(64),
+                )
+            })
+            .collect(),
+        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
+            let fa = a[0].format.expect("numeric operand");
+            let (x, y) = (a[0].data.clone(), rescaled(a[1], fa));
+            (0..numel)
+                .map(|i| {
+                    let p = x[if x.len() == 1 { 0 } else { i }];
+                    let q = y[if y.len() == 1 { 0 } else { i }];
+                    let r = match op {
+                        Op::Lt => p < q,
+                        Op::Gt => p > q,
+                        Op::Le => p <= q,
+                        Op::Ge => p >= q,
+                        Op::Eq => p == q,
+                        _ => p != q,
+                    };
+                    r as i64
+                })
+                .collect()
+        }
+        Op::Not => a[0].data.iter().map(|&v| (v == 0) as i64).collect(),
+        Op::Select => {
+            let (x, y) = (rescaled(a[1], f()), rescaled(a[2], f()));
+            (0..numel)
+                .map(|i| {
+                    let pick = |v: &Vec<i64>| v[if v.len() == 1 { 0 } else { i }];
+                    if a[0].data[i] != 0 {
+                        pick(&x)
+                    } else {
+                        pick(&y)
+                    }
+                })
+                .collect()
+        }
+        Op::Transpose { perm } => {
+            let st = strides(&a[0].shape);
+            let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+            same_format(a[0], fmt, gather(&a[0].data, shape, &src))
+        }
+        Op::Reshape { .. } => same_format(a[0], fmt, a[0].data.clone()),
+        Op::Convert | Op::Output { .. } => match fmt {
+            Some(to) => rescaled(a[0], to),
+            None => a[0].data.clone(),
+        },
+        Op::Slice { axis, start, end } => {
+            let outer: usize = a[0].shape[..*axis].iter().product();
+            let inner: usize = a[0].shape[axis + 1..].iter().product();
+            let len = a[0].shape[*axis];
+            let mut out = Vec::with_capacity(numel);
+            for o in 0..outer {
+                out.extend_from_slice(
+                    &a[0].data[(o * len + start) * inner..(o * len + end) * inner],
+                );
+            }
+            same_format(a[0], fmt, out)
+        }
+        Op::Concat { axis } => {
+            let outer: usize = shape[..*axis].iter().product();
+            let parts: Vec<Vec<i64>> = a
+                .iter()
+                .map(|t| match fmt {
+                    Some(to) => rescaled(t, to),
+                    None => t.data.clone(),
+                })
+                .collect();
+            let mut out = Vec::with_capacity(numel);
+            for o in 0..outer {
+                for (t, p) in a.iter().zip(&parts) {
+                    let inner: usize = t.shape[*axis..].iter().product();
+                    out.extend_from_slice(&p[o * inner..(o + 1) * inner]);
+                }
+            }
+            out
+        }
+        Op::Broadcast { shape: to } => {
+            let t = a[0];
+            let off = to.len() - t.shape.len();
+            let st = strides(&t.shape);
+            let src: Vec<usize> = (0..to.len())
+                .map(|i| {
+                    if i < off || t.shape[i - off] == 1 {
+                        0
+                    } else {
+                        st[i - off]
+                    }
+                })
+                .collect();
+            same_format(t, fmt, gather(&t.data, to, &src))
+        }
+        Op::Sum { axis } | Op::Max { axis } | Op::Mean { axis } => {
+            let x = rescaled(a[0], f());
+            let t = a[0];
+            let outer: usize = t.shape[..*axis].iter().product();
+            let inner: usize = t.shape[axis + 1..].iter().product();
+            let len = t.shape[*axis];
+            let mut out = vec![
+                if matches!(op, Op::Max { .. }) {
+                    i64::MIN
+                } else {
+                    0
+                };
+                outer * inner
+            ];
+            for o in 0..outer {
+                for l in 0..len {
+                    for i in 0..inner {
+                        let v = x[(o * len + l) * inner + i];
+                        let d = &mut out[o * inner + i];
+                        *d = if matches!(op, Op::Max { .. }) {
+                            (*d).max(v)
+                        } else {
+                            wrap(*d as i128 + v as i128, bits())
+                        };
+                    }
+                }
+            }
+            if matches!(op, Op::Mean { .. }) {
+                // multiply by the public 1/len in the same format, then truncate
+                let inv = encode(1.0 / len as f64, f());
+                out.iter()
+                    .map(|&s| wrap((s as i128 * inv as i128) >> f().frac, bits()))
+                    .collect()
+            } else {
+                out
+            }
+        }
+        Op::Exp => real_map(a[0], f(), f64::exp),
+        Op::Recip => real_map(a[0], f(), |x| 1.0 / x),
+        Op::Rsqrt => real_map(a[0], f(), |x| 1.0 / x.sqrt()),
+        Op::Tanh => real_map(a[0], f(), f64::tanh),
+        Op::Gelu { .. } | Op::Softmax { .. } | Op::LayerNorm { .. } => {
+            // Exact on decoded inputs (see the module doc).
+            let decoded: Vec<Tensor> = a.iter().map(|t| in_format(t, f()).decode()).collect();
+            let refs: Vec<&Tensor> = decoded.iter().collect();
+            let out = super::eval::eval_real(op, shape, &refs)?;
+            out.data.iter().map(|&x| encode(x, f())).collect()
+        }
+        Op::Embed => {
+            let (ids, table) = (a[0], a[1]);
+            let rows = table.shape[0];
+            let d = table.shape[1];
+            let tv = rescaled(table, f());
+            let idf = ids.format.expect("integer ids");
+            let mut out = Vec::with_capacity(numel);
+            for &raw in &ids.data {
+                let id = rescale(
+                    raw,
+                    idf,
+                    Format {
+                        ring: idf.ring,
+                        frac: 0,
+                    },
+                );
+                if id < 0 || id as usize >= rows {
+                    return Err(EvalError::IdOutOfRange {
+                        id: id as f64,
+                        rows,
+                    });
+                }
+                out.extend_from_slice(&tv[id as usize * d..(id as usize + 1) * d]);
+            }
+            out
+        }
+    })
+}
+
+/// Data movement keeps the operand's values; if the node's format differs
+/// (only possible in hand-written IR), rescale.
+fn same_format(t: &FixedTensor, fmt: Option<Format>, data: Vec<i64>) -> Vec<i64> {
+    match (t.format, fmt) {
+        (Some(from), Some(to)) if from != to => {
+            data.iter().map(|&v| rescale(v, from, to)).collect()
+        }
+        _ => data,
+    }
+}
+
+/// Batched wrapping matmul over the last two axes (right side shared or
+/// batched), in Z_2^bits.
+fn matmul(x: &[i64], xs: &[usize], y: &[i64], ys: &[usize], bits: u32) -> Vec<i64> {
+    let (ra, rb) = (xs.len(), ys.len());
+    let (m, k, n) = (xs[ra - 2], xs[ra - 1], ys[rb - 1]);
+    let batch: usize = xs[..ra - 2].iter().product();
+    let shared = rb == 2;
+    let mut out = vec![0i64; batch * m * n];
+    out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+        let bi = row / m;
+        let xrow = &x[row * k..(row + 1) * k];
+        let yb = if shared { 0 } else { bi * k * n };
+        let mut acc = vec![0u64; n];
+        for (l, &xv) in xrow.iter().enumerate() {
+            let yrow = &y[yb + l * n..yb + (l + 1) * n];
+            for (c, &yv) in yrow.iter().enumerate() {
+                acc[c] = acc[c].wrapping_add((xv as u64).wrapping_mul(yv as u64));
+            }
+        }
+        for (c, v) in acc.into_iter().enumerate() {
+            o[c] = wrap(v as i64 as i128, bits);
+        }
+    });
+    out
+}
