@@ -328,7 +328,11 @@ pub fn lower(
         (None, None) => DumpAfter::None,
     };
     let before = ditto_compiler::passes::stats(g);
-    let records = match run(g, &pipeline, &Ctx { policy: &policy }, &dump) {
+    let ctx = Ctx {
+        policy: &policy,
+        sources: Some(sources),
+    };
+    let records = match run(g, &pipeline, &ctx, &dump) {
         Ok(r) => r,
         Err(d) => {
             report(sources, &d);
@@ -338,13 +342,13 @@ pub fn lower(
     if args.stats {
         eprintln!("policy {}", policy.describe());
         eprintln!(
-            "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}",
-            "#", "after", "nodes", "conv", "trunc", "up", "down", "est. bytes", "rounds"
+            "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}",
+            "#", "after", "nodes", "conv", "trunc", "up", "down", "local", "est. bytes", "rounds"
         );
         let row =
             |i: String, label: &str, s: &ditto_compiler::passes::GraphStats, changed: &str| {
                 eprintln!(
-                    "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}{}",
+                    "{:<4} {:<22} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>12} {:>7}{}",
                     i,
                     label,
                     s.nodes,
@@ -352,6 +356,7 @@ pub fn lower(
                     s.truncations,
                     s.upcasts,
                     s.downcasts,
+                    s.local_conversions,
                     s.est_bits / 8,
                     s.est_rounds,
                     changed
@@ -369,6 +374,16 @@ pub fn lower(
     }
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Remove the dumps of an earlier run so the folder shows this one only.
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let numbered = name.len() > 3
+                && name[..2].bytes().all(|b| b.is_ascii_digit())
+                && &name[2..3] == "-";
+            if numbered && name.ends_with(".ir") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
         for (i, r) in records.iter().enumerate() {
             if let Some(text) = &r.dump {
                 let p = dir.join(format!("{:02}-{}.ir", i + 1, r.label));

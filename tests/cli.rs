@@ -273,8 +273,9 @@ fn pass_pipeline_options() {
         [
             "01-apply-policy.ir",
             "02-insert-conversions.ir",
-            "03-cse.ir",
-            "04-dce.ir"
+            "03-insert-truncations.ir",
+            "04-cse.ir",
+            "05-dce.ir"
         ]
     );
     fails_with(
@@ -325,4 +326,19 @@ fn pass_pipeline_options() {
         ],
         "format of `linear`",
     );
+}
+
+#[test]
+fn a_product_too_precise_for_its_ring_is_a_compile_error_at_its_line() {
+    let f = tmp("precise.ditto");
+    std::fs::write(
+        &f,
+        "model m(S) {\n    input x: s32.16[S, 4] from client;\n    precision (32, 16) {\n        let y = x * x;\n    }\n    output y;\n}\n",
+    )
+    .unwrap();
+    fails_with(
+        &["compile", &f, "--emit", "lowered"],
+        "needs 32 fraction bits; the 32-bit ring holds at most 28",
+    );
+    fails_with(&["compile", &f, "--emit", "lowered"], "precise.ditto:4:17");
 }

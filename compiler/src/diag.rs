@@ -103,6 +103,26 @@ impl Sources {
             + 1;
         (line, col)
     }
+    /// The span of an IR location (line/column back to byte offsets).
+    pub fn span_of(&self, loc: crate::ir::Loc) -> Span {
+        let text = self.text(loc.file);
+        let mut off = 0usize;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            if i + 1 == loc.line as usize {
+                let col: usize = line
+                    .chars()
+                    .take(loc.col.saturating_sub(1) as usize)
+                    .map(char::len_utf8)
+                    .sum();
+                off += col;
+                break;
+            }
+            off += line.len();
+        }
+        let start = off.min(text.len());
+        Span::new(loc.file, start, (start + loc.len as usize).min(text.len()))
+    }
+
     /// `file:line:col` of a span's start.
     pub fn location(&self, span: Span) -> String {
         let (l, c) = self.line_col(span.file, span.start);

@@ -23,7 +23,16 @@ use std::path::Path;
 
 fn run_passes(g: &mut Graph, passes: &[&str], policy: &str) {
     let policy = Policy::builtin(policy).expect("built-in policy");
-    run(g, passes, &Ctx { policy: &policy }, &DumpAfter::None).unwrap_or_else(|d| panic!("{d:?}"));
+    run(
+        g,
+        passes,
+        &Ctx {
+            policy: &policy,
+            sources: None,
+        },
+        &DumpAfter::None,
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
 }
 
 #[test]
@@ -143,15 +152,16 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(120))]
-    /// `insert-conversions`, `cse` and `dce` change no fixed-point value: an
-    /// explicit conversion computes exactly what the implicit rescaling did.
+    /// `insert-conversions`, `insert-truncations`, `cse` and `dce` change no
+    /// fixed-point value: an explicit conversion or truncation computes
+    /// exactly what the implicit rescaling did.
     #[test]
     fn explicit_conversions_are_bit_exact(steps in prop::collection::vec((any::<u8>(), any::<u16>(), any::<u16>(), any::<u16>()), 0..40), policy in 0usize..3) {
         let mut g0 = common::random_graph(&steps);
         let pol = ditto_compiler::policy::BUILTIN[policy];
         run_passes(&mut g0, &["apply-policy"], pol);
         let mut g = g0.clone();
-        run_passes(&mut g, &["insert-conversions", "cse", "dce"], pol);
+        run_passes(&mut g, &["insert-conversions", "insert-truncations", "cse", "dce"], pol);
         let inputs = HashMap::from([("a".to_string(), Tensor::new(vec![3, 4], (0..12).map(|i| (i as f64 - 5.0) / 7.0).collect()))]);
         let w = InMemory(BTreeMap::from([("w".to_string(), Tensor::new(vec![4, 3], (0..12).map(|i| (i as f64) / 11.0 - 0.4).collect()))]));
         let a = evaluate_fixed(&g0, &inputs, &w).expect("evaluates");
@@ -189,10 +199,15 @@ fn pipeline_on_models_adds_conversions_only_at_boundaries() {
         .result
         .expect("compiles")
         .graph;
-    // uniform64: every class is (64, 18): nothing to convert.
+    // uniform64: every class is (64, 18): the only conversions are the
+    // truncations after products.
     let mut g = g0.clone();
     run_passes(&mut g, DEFAULT_PIPELINE, "uniform64");
-    assert_eq!(stats(&g).conversions, 0);
+    let s = stats(&g);
+    assert!(
+        s.truncations > 0 && s.conversions == s.truncations && s.upcasts == 0 && s.downcasts == 0,
+        "{s:?}"
+    );
     // ditto: per layer, Q/K/V and FFN-1 take converted activations (the three
     // projections share one), the scores go up to the softmax, and so on.
     let mut g = g0.clone();

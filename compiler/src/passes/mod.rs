@@ -5,15 +5,17 @@
 //! after every pass (always: it is cheap next to MPC), and a pass that
 //! breaks an invariant is reported by name.
 //!
-//! Status (issue 4, in progress): `apply-policy`, `insert-conversions`, `cse`
-//! and `dce` exist. `lower-nonlinear`, `insert-truncations`,
-//! `fuse-truncations`, `fold-constants`, `check-ranges`, `schedule` and
+//! Status (issue 4, in progress): `apply-policy`, `insert-conversions`,
+//! `insert-truncations`, `fuse-truncations`, `cse` and `dce` exist.
+//! `lower-nonlinear`, `fold-constants`, `check-ranges`, `schedule` and
 //! `codegen` do not yet, and no pass here claims their work.
 
 pub mod apply_policy;
 pub mod cse;
 pub mod dce;
+pub mod fuse_truncations;
 pub mod insert_conversions;
+pub mod insert_truncations;
 
 use crate::diag::Diagnostic;
 use crate::ir::verify::verify;
@@ -23,6 +25,32 @@ use crate::policy::Policy;
 /// What a pass can read besides the graph.
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
+    /// The sources the graph came from, to point diagnostics at DSL lines.
+    pub sources: Option<&'a crate::diag::Sources>,
+}
+
+impl Ctx<'_> {
+    /// An error at a node's DSL location (or without one).
+    pub fn error_at(
+        &self,
+        g: &Graph,
+        id: crate::ir::NodeId,
+        message: String,
+        label: &str,
+    ) -> Diagnostic {
+        match (g.node(id).loc, self.sources) {
+            (Some(loc), Some(src)) => Diagnostic::error(message, src.span_of(loc), label),
+            (Some(loc), None) => {
+                let file = g
+                    .files
+                    .get(loc.file as usize)
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                Diagnostic::global(format!("{file}:{}:{}: {message}", loc.line, loc.col))
+            }
+            _ => Diagnostic::global(message),
+        }
+    }
 }
 
 pub trait Pass {
@@ -37,18 +65,31 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(apply_policy::ApplyPolicy),
         Box::new(insert_conversions::InsertConversions),
+        Box::new(insert_truncations::InsertTruncations),
+        Box::new(fuse_truncations::FuseTruncations),
         Box::new(cse::Cse),
         Box::new(dce::Dce),
     ]
 }
 
-pub const DEFAULT_PIPELINE: &[&str] = &["apply-policy", "insert-conversions", "cse", "dce"];
+pub const DEFAULT_PIPELINE: &[&str] = &[
+    "apply-policy",
+    "insert-conversions",
+    "insert-truncations",
+    "cse",
+    "fuse-truncations",
+    "dce",
+];
 
 /// Counts of one graph state, for `--stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GraphStats {
     pub nodes: usize,
+    /// Calls of the conversion protocol (a truncation or an upcast of a
+    /// secret); a chain fused into one call counts once.
     pub conversions: usize,
+    /// Conversions done locally: left shifts, plain downcasts, public values.
+    pub local_conversions: usize,
     pub truncations: usize,
     pub upcasts: usize,
     pub downcasts: usize,
@@ -58,8 +99,9 @@ pub struct GraphStats {
     pub est_rounds: u64,
 }
 
-/// Counts conversions by kind (a conversion may be several kinds at once:
-/// truncate-and-downcast counts as both) and estimates communication from
+/// Counts conversion calls by kind (one call may be several kinds at once:
+/// truncate-and-downcast counts as both; local conversions are counted
+/// apart) and estimates communication from
 /// the cost model of docs/protocols.md: a secret product or matmul costs
 /// 3k bits per output element and 1 round; a secret conversion costs
 /// 2·k_in + 2·k_out bits per element and 2 rounds. Rounds are summed along
@@ -84,18 +126,19 @@ pub fn stats(g: &Graph) -> GraphStats {
         let mut rounds = 0;
         match &n.op {
             Op::Convert => {
-                s.conversions += 1;
-                let (Some(fi), Some(fo)) = (g.node(ops[0]).ty.format(), n.ty.format()) else {
-                    continue;
-                };
-                s.truncations += usize::from(fo.frac < fi.frac);
-                s.upcasts += usize::from(fo.ring > fi.ring);
-                s.downcasts += usize::from(fo.ring < fi.ring);
-                let primitive = fo.frac < fi.frac || fo.ring > fi.ring;
-                if secret && primitive {
-                    s.est_bits +=
-                        n.ty.numel() as u64 * 2 * (fi.ring.bits() + fo.ring.bits()) as u64;
-                    rounds = 2;
+                if let (Some(fi), Some(fo)) = (g.node(ops[0]).ty.format(), n.ty.format()) {
+                    let primitive = secret && (fo.frac < fi.frac || fo.ring > fi.ring);
+                    if primitive {
+                        s.conversions += 1;
+                        s.truncations += usize::from(fo.frac < fi.frac);
+                        s.upcasts += usize::from(fo.ring > fi.ring);
+                        s.downcasts += usize::from(fo.ring < fi.ring);
+                        s.est_bits +=
+                            n.ty.numel() as u64 * 2 * (fi.ring.bits() + fo.ring.bits()) as u64;
+                        rounds = 2;
+                    } else {
+                        s.local_conversions += 1;
+                    }
                 }
             }
             Op::Mul | Op::MatMul if secret => {

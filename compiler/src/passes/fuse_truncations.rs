@@ -1,0 +1,156 @@
+//! `fuse-truncations`: fewer, cheaper conversion calls. Rules, applied until
+//! nothing changes:
+//!
+//! 1. **identity** — a `convert` to its operand's own format is removed;
+//! 2. **chain** — `convert(convert(x))` whose inner conversion has no other
+//!    user becomes one conversion of x (and an exact widening followed by its
+//!    inverse cancels even when the widened value has other users) (truncate-then-downcast,
+//!    truncate-then-upcast, upcast-then-downcast cancelling). Each piece of
+//!    Ditto's primitive handles both a shift and a ring change, so the chain
+//!    costs one call; its rounding is never worse (one floor instead of two),
+//!    and its range conditions are those of the first and last links, which
+//!    the chain already had to meet;
+//! 3. **sum** — `add`/`sub` of two truncations from the same format, or of a
+//!    truncation and a value already in the target format, becomes one
+//!    truncation of the sum taken at the product scale: biases are added
+//!    before truncating (shifting a value left is local, free under MPC).
+//!    The sum must stay inside the ring at the larger scale; `check-ranges`
+//!    (not built yet) is where that is proved.
+
+use super::{Ctx, Pass};
+use crate::diag::Diagnostic;
+use crate::ir::{Elem, Format, Graph, Node, NodeId, Op};
+
+pub struct FuseTruncations;
+
+fn convert_src(g: &Graph, id: NodeId) -> Option<NodeId> {
+    matches!(g.node(id).op, Op::Convert).then(|| g.operands(id)[0])
+}
+
+fn fmt(g: &Graph, id: NodeId) -> Option<Format> {
+    g.node(id).ty.format()
+}
+
+/// A truncation within one ring: (k, f_in) → (k, f) with f < f_in.
+fn is_trunc(g: &Graph, id: NodeId) -> Option<(NodeId, Format)> {
+    let src = convert_src(g, id)?;
+    let (fi, fo) = (fmt(g, src)?, fmt(g, id)?);
+    (fi.ring == fo.ring && fo.frac < fi.frac).then_some((src, fi))
+}
+
+fn single_user(g: &Graph, id: NodeId) -> bool {
+    g.users(id).len() == 1
+        && g.operands(g.users(id)[0])
+            .iter()
+            .filter(|&&o| o == id)
+            .count()
+            == 1
+}
+
+impl FuseTruncations {
+    fn step(&self, g: &mut Graph) -> bool {
+        let order = match g.topo_order() {
+            Ok(o) => o,
+            Err(_) => return false,
+        };
+        for id in order {
+            if !g.contains(id) {
+                continue;
+            }
+            // 1. identity
+            if let Some(src) = convert_src(g, id) {
+                if g.node(src).ty == g.node(id).ty {
+                    g.replace_uses(id, src);
+                    g.remove(id);
+                    return true;
+                }
+                // 2. chain (with other users of the inner conversion only when
+                // the pair cancels: an exact widening undone)
+                if let Some(inner_src) = convert_src(g, src) {
+                    let widening = matches!((fmt(g, inner_src), fmt(g, src)), (Some(a), Some(b)) if b.frac >= a.frac && b.ring >= a.ring);
+                    if !single_user(g, src) && widening && g.node(inner_src).ty == g.node(id).ty {
+                        g.replace_uses(id, inner_src);
+                        g.remove(id);
+                        return true;
+                    }
+                    if single_user(g, src) {
+                        g.set_operand(id, 0, inner_src);
+                        g.remove(src);
+                        return true;
+                    }
+                }
+            }
+            // 3. sum
+            if matches!(g.node(id).op, Op::Add | Op::Sub) && g.node(id).ty.vis == g.node(id).ty.vis
+            {
+                let ops = g.operands(id);
+                let (a, b) = (ops[0], ops[1]);
+                if a == b || g.node(a).ty.shape != g.node(b).ty.shape {
+                    continue;
+                }
+                let (ta, tb) = (
+                    is_trunc(g, a).filter(|_| single_user(g, a)),
+                    is_trunc(g, b).filter(|_| single_user(g, b)),
+                );
+                let Some(out) = fmt(g, id) else { continue };
+                let plan = match (ta, tb) {
+                    (Some((pa, fa)), Some((pb, fb))) if fa == fb => Some((fa, pa, pb)),
+                    (Some((pa, fa)), None) if fmt(g, b) == Some(out) => Some((fa, pa, b)),
+                    (None, Some((pb, fb))) if fmt(g, a) == Some(out) => Some((fb, a, pb)),
+                    _ => None,
+                };
+                let Some((raw, na, nb)) = plan else { continue };
+                // operands at the raw scale: a value in `out` is shifted left (local)
+                let lift = |g: &mut Graph, x: NodeId| -> NodeId {
+                    if fmt(g, x) == Some(raw) {
+                        return x;
+                    }
+                    let src = g.node(x);
+                    let mut ty = src.ty.clone();
+                    ty.elem = Elem::Fixed(raw);
+                    let mut n = Node::new(Op::Convert, ty);
+                    n.loc = src.loc;
+                    n.class = src.class.clone();
+                    g.add(n, &[x])
+                };
+                let (la, lb) = (lift(g, na), lift(g, nb));
+                let node = g.node(id).clone();
+                let mut sum = Node::new(node.op.clone(), node.ty.clone());
+                sum.ty.elem = Elem::Fixed(raw);
+                sum.loc = node.loc;
+                sum.class = node.class.clone();
+                let sid = g.add(sum, &[la, lb]);
+                let mut t = Node::new(Op::Convert, node.ty.clone());
+                t.loc = node.loc;
+                t.class = node.class;
+                t.name = node.name;
+                t.bound = node.bound;
+                let tid = g.add(t, &[sid]);
+                g.replace_uses(id, tid);
+                g.remove(id);
+                g.prune_dead();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Pass for FuseTruncations {
+    fn name(&self) -> &'static str {
+        "fuse-truncations"
+    }
+    fn description(&self) -> &'static str {
+        "merge conversion chains into single calls; truncate sums of products once"
+    }
+    fn run(&self, g: &mut Graph, _: &Ctx) -> Result<bool, Vec<Diagnostic>> {
+        let mut changed = false;
+        while self.step(g) {
+            changed = true;
+        }
+        if changed {
+            g.prune_dead();
+        }
+        Ok(changed)
+    }
+}
