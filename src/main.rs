@@ -308,6 +308,7 @@ pub fn lower(
     g: &mut ditto_compiler::ir::Graph,
     sources: &Sources,
     args: &PipelineArgs,
+    weight_bounds: Option<&std::collections::HashMap<String, f64>>,
 ) -> Result<()> {
     use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
     let policy = policy(args)?;
@@ -331,6 +332,7 @@ pub fn lower(
     let ctx = Ctx {
         policy: &policy,
         sources: Some(sources),
+        weight_bounds,
     };
     let records = match run(g, &pipeline, &ctx, &dump) {
         Ok(r) => r,
@@ -427,7 +429,7 @@ fn compile(
         Emit::Ir => ditto_compiler::ir::text::print(&compile_reported(file, &opts)?.1.graph),
         Emit::Lowered => {
             let (sources, mut e) = compile_reported(file, &opts)?;
-            lower(&mut e.graph, &sources, pipeline)?;
+            lower(&mut e.graph, &sources, pipeline, None)?;
             ditto_compiler::ir::text::print(&e.graph)
         }
         Emit::Dot => ditto_compiler::ir::dot::to_dot(&compile_reported(file, &opts)?.1.graph),

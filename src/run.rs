@@ -155,7 +155,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Backend::Fixed => {
             let mut lowered = g.clone();
-            crate::lower(&mut lowered, &sources, &args.pipeline)?;
+            // check-ranges uses declared bounds only: propagating the weights'
+            // largest |w| through matmuls overestimates by orders of magnitude
+            // (docs/passes.md), so weight statistics wait for calibration.
+            crate::lower(&mut lowered, &sources, &args.pipeline, None)?;
             let result =
                 ditto_compiler::ir::fixed::evaluate_fixed(&lowered, &inputs, weights.as_ref())
                     .map_err(|e| anyhow!("evaluation failed: {e}"))?;

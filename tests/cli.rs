@@ -275,7 +275,9 @@ fn pass_pipeline_options() {
             "02-insert-conversions.ir",
             "03-insert-truncations.ir",
             "04-cse.ir",
-            "05-dce.ir"
+            "05-fuse-truncations.ir",
+            "06-dce.ir",
+            "07-check-ranges.ir"
         ]
     );
     fails_with(
@@ -341,4 +343,28 @@ fn a_product_too_precise_for_its_ring_is_a_compile_error_at_its_line() {
         "needs 32 fraction bits; the 32-bit ring holds at most 28",
     );
     fails_with(&["compile", &f, "--emit", "lowered"], "precise.ditto:4:17");
+}
+
+#[test]
+fn check_ranges_refuses_an_overflowing_accumulator_at_its_line() {
+    // |x| ≤ 8, |w| ≤ 1, 64 terms: the dot product may reach 512; a
+    // (32,12)×(32,12) accumulator has 24 fraction bits, safe below 2^6 = 64.
+    let model = |fmt: &str| {
+        format!(
+            "model m(S) {{\n    @bound(8)\n    input x: s32.{fmt}[S, 64] from client;\n    @bound(1)\n    weight w: s32.{fmt}[64, 64] = \"w\";\n    precision (32, {fmt}) {{\n        let h = x @ w;\n    }}\n    output h;\n}}\n"
+        )
+    };
+    let f = tmp("overflow.ditto");
+    std::fs::write(&f, model("12")).unwrap();
+    fails_with(
+        &["compile", &f, "--emit", "lowered"],
+        "this product's accumulator may reach ±512",
+    );
+    fails_with(&["compile", &f, "--emit", "lowered"], "overflow.ditto:7:17");
+    fails_with(&["compile", &f, "--emit", "lowered"], "safe only below ±64");
+    // (32, 8): 16 fraction bits in the accumulator, safe below 2^14.
+    let ok = tmp("fits.ditto");
+    std::fs::write(&ok, model("8")).unwrap();
+    let (passed, _, err) = ditto(&["compile", &ok, "--emit", "lowered", "-o", &tmp("fits.low")]);
+    assert!(passed, "{err}");
 }

@@ -6,11 +6,12 @@
 //! breaks an invariant is reported by name.
 //!
 //! Status (issue 4, in progress): `apply-policy`, `insert-conversions`,
-//! `insert-truncations`, `fuse-truncations`, `cse` and `dce` exist.
-//! `lower-nonlinear`, `fold-constants`, `check-ranges`, `schedule` and
+//! `insert-truncations`, `fuse-truncations`, `cse`, `dce` and `check-ranges`
+//! exist. `lower-nonlinear`, `fold-constants`, `schedule` and
 //! `codegen` do not yet, and no pass here claims their work.
 
 pub mod apply_policy;
+pub mod check_ranges;
 pub mod cse;
 pub mod dce;
 pub mod fuse_truncations;
@@ -27,6 +28,8 @@ pub struct Ctx<'a> {
     pub policy: &'a Policy,
     /// The sources the graph came from, to point diagnostics at DSL lines.
     pub sources: Option<&'a crate::diag::Sources>,
+    /// Largest |w| of each weight tensor, when the weights are known.
+    pub weight_bounds: Option<&'a std::collections::HashMap<String, f64>>,
 }
 
 impl Ctx<'_> {
@@ -66,9 +69,10 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(apply_policy::ApplyPolicy),
         Box::new(insert_conversions::InsertConversions),
         Box::new(insert_truncations::InsertTruncations),
-        Box::new(fuse_truncations::FuseTruncations),
         Box::new(cse::Cse),
+        Box::new(fuse_truncations::FuseTruncations),
         Box::new(dce::Dce),
+        Box::new(check_ranges::CheckRanges),
     ]
 }
 
@@ -79,6 +83,7 @@ pub const DEFAULT_PIPELINE: &[&str] = &[
     "cse",
     "fuse-truncations",
     "dce",
+    "check-ranges",
 ];
 
 /// Counts of one graph state, for `--stats`.
