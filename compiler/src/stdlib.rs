@@ -3,11 +3,18 @@
 //! `stdlib/` folder.
 
 /// (module name, file name, source) of every stdlib module.
-pub const MODULES: &[(&str, &str, &str)] = &[(
-    "transformer",
-    "stdlib/transformer.ditto",
-    include_str!("../../stdlib/transformer.ditto"),
-)];
+pub const MODULES: &[(&str, &str, &str)] = &[
+    (
+        "transformer",
+        "stdlib/transformer.ditto",
+        include_str!("../../stdlib/transformer.ditto"),
+    ),
+    (
+        "approx",
+        "stdlib/approx.ditto",
+        include_str!("../../stdlib/approx.ditto"),
+    ),
+];
 
 pub fn module(name: &str) -> Option<(&'static str, &'static str)> {
     MODULES.iter().find(|m| m.0 == name).map(|m| (m.1, m.2))

@@ -1,0 +1,99 @@
+//! The stdlib approximations, measured: each runs in fixed point (compiled
+//! with the default pass pipeline and evaluated on cleartext rings) on a grid
+//! over its input range, and its largest absolute error against f64 math is
+//! asserted. The figures are recorded in docs/approximations.md; run with
+//! `--nocapture` to print them.
+
+use ditto_compiler::driver::compile_text;
+use ditto_compiler::elab::Options;
+use ditto_compiler::ir::eval::Tensor;
+use ditto_compiler::ir::fixed::evaluate_fixed;
+use ditto_compiler::passes::{run, Ctx, DumpAfter, DEFAULT_PIPELINE};
+use ditto_compiler::policy::Policy;
+use ditto_compiler::weights::InMemory;
+use std::collections::HashMap;
+
+/// Max |approx(x) − exact(x)| over `n` points of [lo, hi], with `call` the
+/// DSL expression of `x` evaluated in format (k, f).
+fn max_error(
+    call: &str,
+    fmt: (u32, u32),
+    lo: f64,
+    hi: f64,
+    n: usize,
+    exact: impl Fn(f64) -> f64,
+) -> f64 {
+    let src = format!(
+        "use std.approx;\nmodel m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
+        k = fmt.0,
+        f = fmt.1
+    );
+    let c = compile_text(
+        "approx.ditto",
+        &src,
+        &Options {
+            seq: Some(n as i64),
+            ..Default::default()
+        },
+    );
+    let mut g = match c.result {
+        Ok(e) => e.graph,
+        Err(d) => panic!("{}", ditto_compiler::diag::render(&c.sources, &d, false)),
+    };
+    let policy = Policy::builtin("ditto").unwrap();
+    run(
+        &mut g,
+        DEFAULT_PIPELINE,
+        &Ctx {
+            policy: &policy,
+            sources: None,
+            weight_bounds: None,
+        },
+        &DumpAfter::None,
+    )
+    .expect("pipeline");
+    let xs: Vec<f64> = (0..n)
+        .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+        .collect();
+    let inputs = HashMap::from([("x".to_string(), Tensor::new(vec![n], xs.clone()))]);
+    let out = evaluate_fixed(&g, &inputs, &InMemory::default()).expect("evaluates");
+    let y = out["y"].decode();
+    let err = xs
+        .iter()
+        .zip(&y.data)
+        .map(|(&x, &v)| (v - exact(x)).abs())
+        .fold(0.0, f64::max);
+    println!(
+        "{call:<20} ({}, {}) on [{lo}, {hi}]: max abs error {err:.2e}",
+        fmt.0, fmt.1
+    );
+    err
+}
+
+fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+#[test]
+fn exp_for_softmax() {
+    // t = 8 squarings (SPU's default) and t = 5 (PUMA's example configs).
+    assert!(max_error("exp_neg(x, 8)", (64, 18), -16.0, 0.0, 2001, f64::exp) < 2e-3);
+    assert!(max_error("exp_neg(x, 5)", (64, 18), -16.0, 0.0, 2001, f64::exp) < 1.2e-2);
+}
+
+#[test]
+fn gelu_piecewise() {
+    // The polynomial itself is 1.99e-2 off at x = 3 (where it jumps to x);
+    // fixed point adds about 1e-3.
+    assert!(max_error("gelu_puma(x)", (64, 18), -8.0, 8.0, 4001, gelu) < 2.2e-2);
+    // away from the jump: the polynomial's own 8.5e-3 (its constant term at 0)
+    assert!(max_error("gelu_puma(x)", (64, 18), -8.0, 2.5, 2001, gelu) < 9e-3);
+}
+
+#[test]
+fn gelu_quad_is_its_polynomial() {
+    // Quad is exact to itself up to fixed-point rounding, in (32, 8) as
+    // ditto-quad runs it.
+    let quad = |x: f64| 0.125 * x * x + 0.25 * x + 0.5;
+    assert!(max_error("gelu_quad(x)", (32, 8), -6.0, 6.0, 1001, quad) < 3e-2);
+}
