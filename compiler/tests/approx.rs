@@ -97,3 +97,28 @@ fn gelu_quad_is_its_polynomial() {
     let quad = |x: f64| 0.125 * x * x + 0.25 * x + 0.5;
     assert!(max_error("gelu_quad(x)", (32, 8), -6.0, 6.0, 1001, quad) < 3e-2);
 }
+
+#[test]
+fn reciprocal_goldschmidt() {
+    let recip = |x: f64| 1.0 / x;
+    // softmax denominators lie in [1, n]
+    assert!(max_error("recip_goldschmidt(x, 5)", (64, 18), 1.0, 128.0, 2001, recip) < 2e-5);
+    assert!(
+        max_error(
+            "recip_goldschmidt(x, 5)",
+            (64, 18),
+            0.05,
+            1000.0,
+            4001,
+            recip
+        ) < 2e-4
+    );
+    assert!(max_error("recip_goldschmidt(x, 3)", (64, 18), 1.0, 128.0, 2001, recip) < 5e-4);
+}
+
+#[test]
+fn rsqrt_for_layernorm() {
+    let rsqrt = |x: f64| 1.0 / x.sqrt();
+    // LayerNorm variances (plus eps)
+    assert!(max_error("rsqrt_poly(x)", (64, 18), 0.01, 1000.0, 4001, rsqrt) < 1e-4);
+}

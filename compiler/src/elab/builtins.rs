@@ -84,6 +84,12 @@ const SIGS: &[(&str, &[&str], usize, &str)] = &[
     ("iota", &["n"], 1, "public integers 0..n"),
     ("dim", &["x", "axis"], 2, "compile-time size of an axis"),
     ("rank", &["x"], 1, "compile-time number of axes"),
+    (
+        "norm_scale",
+        &["x", "kind"],
+        2,
+        "power-of-two scale from x's highest set bit (\"recip\", \"rsqrt_in\", \"rsqrt_out\")",
+    ),
     ("sqrt", &["v"], 1, "compile-time square root of a number"),
 ];
 
@@ -110,6 +116,7 @@ pub const NAMES: &[&str] = &[
     "dim",
     "rank",
     "sqrt",
+    "norm_scale",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -579,6 +586,30 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             // integers are not real values: no policy applies to them
             e.g.node_mut(id).class = None;
             Val::Tensor(id)
+        }
+        "norm_scale" => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let kind = match a.get(1)? {
+                (Val::Str(k), s) => match crate::ir::ops::NormKind::parse(k) {
+                    Some(kind) => kind,
+                    None => {
+                        e.err(
+                            Diagnostic::error(format!("unknown normalisation `{k}`"), *s, "here")
+                                .with_hint("kinds are \"recip\", \"rsqrt_in\" and \"rsqrt_out\""),
+                        );
+                        return None;
+                    }
+                },
+                (other, s) => {
+                    e.err(Diagnostic::error(
+                        format!("the kind must be a string, not {}", other.kind()),
+                        *s,
+                        "here",
+                    ));
+                    return None;
+                }
+            };
+            e.op(Op::NormScale { kind }, &[x], span)
         }
         "dim" => {
             let x = tensor(e, a, 0, "the operand")?;

@@ -110,7 +110,15 @@ pub fn elaborate(
                             path[1].span,
                             "no such module",
                         )
-                        .with_hint(format!("available modules: {}", module_list())),
+                        .with_hint(
+                            match closest(names[1], crate::stdlib::names().into_iter()) {
+                                Some(c) => format!(
+                                    "did you mean `std.{c}`? (available modules: {})",
+                                    module_list()
+                                ),
+                                None => format!("available modules: {}", module_list()),
+                            },
+                        ),
                     ),
                     Some((fname, text)) => {
                         let fid = sources.add(fname, text);

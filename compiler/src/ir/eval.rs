@@ -369,6 +369,16 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
             reduce(a[0], *axis, 0.0, |x, y| x + y).map(|x| x / n)
         }
         Op::Exp => a[0].map(f64::exp),
+        Op::NormScale { kind } => {
+            let k = *kind;
+            a[0].map(move |x| {
+                if x > 0.0 {
+                    k.scale(x.log2().floor() as i32)
+                } else {
+                    0.0
+                }
+            })
+        }
         Op::Recip => a[0].map(|x| 1.0 / x),
         Op::Rsqrt => a[0].map(|x| 1.0 / x.sqrt()),
         Op::Tanh => a[0].map(f64::tanh),

@@ -411,6 +411,20 @@ fn eval_op(
             }
         }
         Op::Exp => real_map(a[0], f(), f64::exp),
+        Op::NormScale { kind } => {
+            // from the ring value X = x·2^f exactly: e = ⌊log2 X⌋ − f
+            let x = rescaled(a[0], f());
+            let frac = f().frac as i32;
+            x.iter()
+                .map(|&v| {
+                    if v > 0 {
+                        encode(kind.scale(63 - v.leading_zeros() as i32 - frac), f())
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        }
         Op::Recip => real_map(a[0], f(), |x| 1.0 / x),
         Op::Rsqrt => real_map(a[0], f(), |x| 1.0 / x.sqrt()),
         Op::Tanh => real_map(a[0], f(), f64::tanh),

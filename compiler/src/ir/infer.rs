@@ -116,7 +116,14 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
                 shape: ts[0].shape.clone(),
             }))
         }
-        Op::Neg | Op::Exp | Op::Recip | Op::Rsqrt | Op::Tanh | Op::Gelu { .. } | Op::Convert => {
+        Op::Neg
+        | Op::Exp
+        | Op::Recip
+        | Op::Rsqrt
+        | Op::Tanh
+        | Op::Gelu { .. }
+        | Op::NormScale { .. }
+        | Op::Convert => {
             need_fixed(ts[0], "the operand")?;
             fixed(ts[0].shape.clone())
         }

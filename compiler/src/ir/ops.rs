@@ -5,6 +5,44 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Which function of the highest set bit `norm_scale` computes. With
+/// e = ⌊log2 x⌋ for x > 0 (the scale is 0 for x ≤ 0):
+/// - `recip`: 2^(−e−1), so x·s ∈ [0.5, 1);
+/// - `rsqrt_in`: 2^(−e−2), so x·s ∈ [0.25, 0.5);
+/// - `rsqrt_out`: 2^(−(e+2)/2), so rsqrt(x) = rsqrt(x·2^(−e−2))·s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormKind {
+    Recip,
+    RsqrtIn,
+    RsqrtOut,
+}
+
+impl NormKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NormKind::Recip => "recip",
+            NormKind::RsqrtIn => "rsqrt_in",
+            NormKind::RsqrtOut => "rsqrt_out",
+        }
+    }
+    pub fn parse(s: &str) -> Option<NormKind> {
+        match s {
+            "recip" => Some(NormKind::Recip),
+            "rsqrt_in" => Some(NormKind::RsqrtIn),
+            "rsqrt_out" => Some(NormKind::RsqrtOut),
+            _ => None,
+        }
+    }
+    /// The scale for a real x > 0 whose highest set bit is 2^e.
+    pub fn scale(self, e: i32) -> f64 {
+        match self {
+            NormKind::Recip => (-(e as f64) - 1.0).exp2(),
+            NormKind::RsqrtIn => (-(e as f64) - 2.0).exp2(),
+            NormKind::RsqrtOut => (-(e as f64 + 2.0) / 2.0).exp2(),
+        }
+    }
+}
+
 /// Who supplies an input's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Owner {
@@ -110,6 +148,11 @@ pub enum Op {
     Tanh,
     /// Row lookup: operands ids [S] (integers) and table [V, D] → [S, D].
     Embed,
+    /// A power-of-two scale derived from the highest set bit of a positive
+    /// operand (the normalisation of reciprocal and rsqrt); see [`NormKind`].
+    NormScale {
+        kind: NormKind,
+    },
     /// Explicit format conversion written with `as` in the DSL.
     Convert,
     /// A result revealed to the client under `name`.
@@ -153,6 +196,7 @@ pub const OP_NAMES: &[&str] = &[
     "rsqrt",
     "tanh",
     "embed",
+    "norm_scale",
     "convert",
     "output",
 ];
@@ -274,6 +318,7 @@ impl Op {
             Op::Rsqrt => "rsqrt",
             Op::Tanh => "tanh",
             Op::Embed => "embed",
+            Op::NormScale { .. } => "norm_scale",
             Op::Convert => "convert",
             Op::Output { .. } => "output",
         }
@@ -325,6 +370,7 @@ impl Op {
             Op::Gelu { tanh: true } => vec![("tanh", AttrVal::Flag)],
             Op::Softmax { masked: true } => vec![("masked", AttrVal::Flag)],
             Op::LayerNorm { eps } => vec![("eps", AttrVal::Float(*eps))],
+            Op::NormScale { kind } => vec![("kind", AttrVal::Ident(kind.as_str().into()))],
             _ => vec![],
         }
     }
@@ -429,6 +475,14 @@ impl Op {
             "rsqrt" => Op::Rsqrt,
             "tanh" => Op::Tanh,
             "embed" => Op::Embed,
+            "norm_scale" => {
+                let kind = match get("kind")? {
+                    AttrVal::Ident(k) => NormKind::parse(k),
+                    _ => None,
+                }
+                .ok_or("attribute `kind` must be recip, rsqrt_in or rsqrt_out")?;
+                Op::NormScale { kind }
+            }
             "convert" => Op::Convert,
             other => return Err(format!("unknown op `{other}`")),
         };

@@ -64,7 +64,7 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
                 get(1).zip(get(2)).map(|(gm, bt)| gm * d.sqrt() + bt)
             }
             Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne | Op::Not => Some(1.0),
-            Op::Exp | Op::Recip | Op::Rsqrt => None,
+            Op::Exp | Op::Recip | Op::Rsqrt | Op::NormScale { .. } => None,
         };
         let v = match (derived, n.bound) {
             (Some(d), Some(decl)) => Some(d.min(decl)),
