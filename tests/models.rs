@@ -207,9 +207,11 @@ fn minilm_float_matches_independent_reference() {
         assert_eq!(r["shape"], serde_json::json!([384]));
         let cos = cosine(&floats(&r["output"]), &floats(&s["embedding"]));
         assert!(cos >= 0.99999, "{text}: cosine {cos}");
-        // Fixed point: the formats alone (non-linear ops still exact). The
-        // (32, 8) linear layers of `ditto` cost about 0.003 of cosine.
-        for (policy, min) in [("uniform64", 0.9999), ("ditto", 0.995)] {
+        // Fixed point: the formats and the stdlib approximations (exp by 8
+        // squarings, PUMA GeLU, Goldschmidt, rsqrt polynomial), i.e. all of
+        // the secure computation's arithmetic but the sharing. The issue's
+        // targets for the secure run: ≥ 0.998 (uniform64), ≥ 0.995 (ditto).
+        for (policy, min) in [("uniform64", 0.998), ("ditto", 0.995)] {
             let r = json(&ditto(&[
                 "run",
                 "models/minilm.ditto",

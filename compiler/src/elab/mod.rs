@@ -1679,6 +1679,11 @@ impl<'s> Elab<'s> {
             }
             scope.insert(p.name.name.clone(), v);
         }
+        self.invoke(def, scope)
+    }
+
+    /// Runs a function body with its parameters bound in `scope`.
+    fn invoke(&mut self, def: &FnDef, scope: HashMap<String, Val>) -> Val {
         let saved = std::mem::replace(&mut self.scopes, vec![scope]);
         self.depth += 1;
         let pushed = self.apply_fn_attrs(&def.attrs);
@@ -1748,4 +1753,87 @@ fn type_text(t: &TypeExpr) -> String {
 fn bad_type(t: &TypeExpr) -> Diagnostic {
     Diagnostic::error(format!("unknown type `{}`", type_text(t)), t.base.span, "not a type")
         .with_hint("types are s/p (secret/public) + ring and fraction bits, e.g. `s32.8[S, D]`, `p64.18[D]`, `s[S, D]` (format of the region), `sbool[S, S]`")
+}
+
+/// An argument of [`inline`].
+#[derive(Debug, Clone)]
+pub enum InlineArg {
+    Node(NodeId),
+    Int(i64),
+    Float(f64),
+}
+
+/// Instantiates the stdlib function `module::func` on nodes of an existing
+/// graph (the mechanism of `lower-nonlinear`): the function's nodes are
+/// added to `g` in `format` and `class` (the region of the node being
+/// replaced); `classes` gives the formats of the class names the function
+/// uses in its own `precision` blocks (the policy's). Returns the node
+/// holding the result.
+pub fn inline(
+    g: &mut Graph,
+    module: &str,
+    func: &str,
+    args: &[InlineArg],
+    format: Format,
+    class: Option<String>,
+    classes: &BTreeMap<String, Format>,
+) -> Result<NodeId, Vec<Diagnostic>> {
+    let (fname, text) = crate::stdlib::module(module).ok_or_else(|| {
+        vec![Diagnostic::global(format!(
+            "internal error: no stdlib module `{module}`"
+        ))]
+    })?;
+    let fid = match g.files.iter().position(|f| f == fname) {
+        Some(i) => i,
+        None => {
+            g.files.push(fname.to_string());
+            g.files.len() - 1
+        }
+    };
+    let mut sources = Sources::default();
+    for (i, f) in g.files.iter().enumerate() {
+        sources.add(f.clone(), if i == fid { text } else { "" });
+    }
+    let file = crate::syntax::parse(fid as u32, text)?;
+    let opts = Options::default();
+    let mut e = Elab::new(&sources, &opts);
+    e.g = std::mem::take(g);
+    for item in &file.items {
+        if let Item::Fn(f) = item {
+            e.fns.insert(f.name.name.clone(), f.clone());
+        }
+    }
+    e.formats = classes.iter().map(|(c, f)| (c.clone(), *f)).collect();
+    e.regions.push(Region { class, format });
+    let result = match e.fns.get(func).cloned() {
+        None => Err(vec![Diagnostic::global(format!(
+            "internal error: `{module}` has no function `{func}`"
+        ))]),
+        Some(def) if def.params.len() != args.len() => Err(vec![Diagnostic::global(format!(
+            "internal error: `{func}` takes {} arguments, not {}",
+            def.params.len(),
+            args.len()
+        ))]),
+        Some(def) => {
+            let scope = def
+                .params
+                .iter()
+                .zip(args)
+                .map(|(p, a)| {
+                    let v = match a {
+                        InlineArg::Node(n) => Val::Tensor(*n),
+                        InlineArg::Int(i) => Val::Int(*i),
+                        InlineArg::Float(x) => Val::Float(*x),
+                    };
+                    (p.name.name.clone(), v)
+                })
+                .collect();
+            match e.invoke(&def, scope) {
+                Val::Tensor(id) if e.diags.iter().all(|d| !d.is_error()) => Ok(id),
+                _ => Err(std::mem::take(&mut e.diags)),
+            }
+        }
+    };
+    *g = std::mem::take(&mut e.g);
+    result
 }

@@ -17,6 +17,7 @@ pub mod dce;
 pub mod fuse_truncations;
 pub mod insert_conversions;
 pub mod insert_truncations;
+pub mod lower_nonlinear;
 
 use crate::diag::Diagnostic;
 use crate::ir::verify::verify;
@@ -67,6 +68,7 @@ pub trait Pass {
 pub fn registry() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(apply_policy::ApplyPolicy),
+        Box::new(lower_nonlinear::LowerNonlinear),
         Box::new(insert_conversions::InsertConversions),
         Box::new(insert_truncations::InsertTruncations),
         Box::new(cse::Cse),
@@ -78,6 +80,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
 
 pub const DEFAULT_PIPELINE: &[&str] = &[
     "apply-policy",
+    "lower-nonlinear",
     "insert-conversions",
     "insert-truncations",
     "cse",

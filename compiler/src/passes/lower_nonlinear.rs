@@ -1,0 +1,80 @@
+//! `lower-nonlinear`: replaces the high-level non-linear operations by the
+//! `std.approx` functions the policy names, instantiated on the graph
+//! (`elab::inline`), so that the following passes place conversions and
+//! truncations inside them:
+//!
+//! | op | becomes |
+//! |---|---|
+//! | `gelu` | `gelu_puma(x)`, or `gelu_quad(x)` under a Quad policy |
+//! | `softmax` | `softmax_puma(x, t)` / `softmax_puma_masked(x, m, t)`, t = the policy's exp squarings |
+//! | `layernorm` | `layernorm_mpc(x, γ, β, ε)` |
+//! | `recip` | `recip_goldschmidt(x, 5)` |
+//! | `rsqrt` | `rsqrt_poly(x)` |
+//!
+//! `exp` on its own (its input is not known to be ≤ 0) and `tanh` have no
+//! approximation yet and are left as they are; the fixed backend computes
+//! them exactly and the MPC backend will refuse them.
+
+use super::{Ctx, Pass};
+use crate::diag::Diagnostic;
+use crate::elab::{inline, InlineArg};
+use crate::ir::{Graph, Op};
+use crate::policy::GeluApprox;
+
+pub struct LowerNonlinear;
+
+impl Pass for LowerNonlinear {
+    fn name(&self) -> &'static str {
+        "lower-nonlinear"
+    }
+    fn description(&self) -> &'static str {
+        "replace gelu, softmax, layernorm, recip, rsqrt by the policy's stdlib approximations"
+    }
+    fn run(&self, g: &mut Graph, ctx: &Ctx) -> Result<bool, Vec<Diagnostic>> {
+        let mut changed = false;
+        for id in g.ids() {
+            let n = g.node(id);
+            let ops = g.operands(id);
+            let node = |i: usize| InlineArg::Node(ops[i]);
+            let t = ctx.policy.exp_squarings as i64;
+            let (func, args): (&str, Vec<InlineArg>) = match &n.op {
+                Op::Gelu { .. } => match ctx.policy.gelu {
+                    GeluApprox::Puma => ("gelu_puma", vec![node(0)]),
+                    GeluApprox::Quad => ("gelu_quad", vec![node(0)]),
+                },
+                Op::Softmax { masked: false } => ("softmax_puma", vec![node(0), InlineArg::Int(t)]),
+                Op::Softmax { masked: true } => (
+                    "softmax_puma_masked",
+                    vec![node(0), node(1), InlineArg::Int(t)],
+                ),
+                Op::LayerNorm { eps } => (
+                    "layernorm_mpc",
+                    vec![node(0), node(1), node(2), InlineArg::Float(*eps)],
+                ),
+                Op::Recip => ("recip_goldschmidt", vec![node(0), InlineArg::Int(5)]),
+                Op::Rsqrt => ("rsqrt_poly", vec![node(0)]),
+                _ => continue,
+            };
+            let Some(format) = n.ty.format() else {
+                continue;
+            };
+            let mut classes = ctx.policy.formats.clone();
+            // a policy that does not name `scores` keeps the row max in the node's format
+            classes.entry("scores".into()).or_insert(format);
+            let (class, name, bound) = (n.class.clone(), n.name.clone(), n.bound);
+            let result = inline(g, "approx", func, &args, format, class, &classes)?;
+            let r = g.node_mut(result);
+            if r.name.is_none() {
+                r.name = name;
+            }
+            r.bound = r.bound.or(bound);
+            g.replace_uses(id, result);
+            g.remove(id);
+            changed = true;
+        }
+        if changed {
+            g.prune_dead();
+        }
+        Ok(changed)
+    }
+}
