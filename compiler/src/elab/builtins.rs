@@ -311,6 +311,20 @@ fn int_list(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<Vec<i64>> {
     }
 }
 
+/// A shape argument: a list of non-negative compile-time integers.
+fn shape_arg(e: &mut Elab, a: &Args, i: usize) -> Option<Vec<usize>> {
+    let s = int_list(e, a, i, "the shape")?;
+    if s.iter().any(|&d| d < 0) {
+        e.err(Diagnostic::error(
+            "dimensions must be non-negative",
+            a.get(i)?.1,
+            "here",
+        ));
+        return None;
+    }
+    Some(s.into_iter().map(|d| d as usize).collect())
+}
+
 /// Resolves a possibly negative axis against a rank.
 fn axis(e: &mut Elab, a: &Args, i: usize, rank: usize) -> Option<usize> {
     let v = int(e, a, i, "the axis")?;
@@ -415,22 +429,8 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
         }
         "reshape" => {
             let x = tensor(e, a, 0, "the operand")?;
-            let s = int_list(e, a, 1, "the shape")?;
-            if s.iter().any(|&d| d < 0) {
-                e.err(Diagnostic::error(
-                    "dimensions must be non-negative",
-                    a.get(1)?.1,
-                    "here",
-                ));
-                return None;
-            }
-            e.op(
-                Op::Reshape {
-                    shape: s.into_iter().map(|d| d as usize).collect(),
-                },
-                &[x],
-                span,
-            )
+            let shape = shape_arg(e, a, 1)?;
+            e.op(Op::Reshape { shape }, &[x], span)
         }
         "slice" => {
             let x = tensor(e, a, 0, "the operand")?;
@@ -495,22 +495,8 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
         }
         "broadcast" => {
             let x = tensor(e, a, 0, "the operand")?;
-            let s = int_list(e, a, 1, "the shape")?;
-            if s.iter().any(|&d| d < 0) {
-                e.err(Diagnostic::error(
-                    "dimensions must be non-negative",
-                    a.get(1)?.1,
-                    "here",
-                ));
-                return None;
-            }
-            e.op(
-                Op::Broadcast {
-                    shape: s.into_iter().map(|d| d as usize).collect(),
-                },
-                &[x],
-                span,
-            )
+            let shape = shape_arg(e, a, 1)?;
+            e.op(Op::Broadcast { shape }, &[x], span)
         }
         "expand" => {
             let x = tensor(e, a, 0, "the operand")?;

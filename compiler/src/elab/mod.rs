@@ -266,16 +266,7 @@ impl<'s> Elab<'s> {
                     span,
                 } => match Format::new(ring.0, frac.0) {
                     Err(m) => {
-                        let at = if Format::new(ring.0, 0).is_err() {
-                            ring.1
-                        } else {
-                            frac.1
-                        };
-                        self.err(Diagnostic::error(
-                            format!("invalid format: {m}"),
-                            at,
-                            "here",
-                        ));
+                        self.err(format_error(m, *ring, *frac));
                     }
                     Ok(f) => {
                         if self.formats.iter().any(|(n, _)| *n == name.name) {
@@ -557,16 +548,7 @@ impl<'s> Elab<'s> {
                     format: f,
                 }),
                 Err(m) => {
-                    let at = if Format::new(ring.0, 0).is_err() {
-                        ring.1
-                    } else {
-                        frac.1
-                    };
-                    self.err(Diagnostic::error(
-                        format!("invalid format: {m}"),
-                        at,
-                        "here",
-                    ));
+                    self.err(format_error(m, *ring, *frac));
                     None
                 }
             },
@@ -1708,6 +1690,16 @@ impl<'s> Elab<'s> {
         self.scopes = saved;
         v
     }
+}
+
+/// An invalid `(k, f)` written in source, pointing at the wrong number.
+fn format_error(message: String, ring: (i64, Span), frac: (i64, Span)) -> Diagnostic {
+    let at = if Format::new(ring.0, 0).is_err() {
+        ring.1
+    } else {
+        frac.1
+    };
+    Diagnostic::error(format!("invalid format: {message}"), at, "here")
 }
 
 fn num(v: &Val) -> f64 {

@@ -174,14 +174,35 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Source strides of a transpose of `shape` by `perm`.
+pub(crate) fn transpose_strides(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    let st = strides(shape);
+    perm.iter().map(|&p| st[p]).collect()
+}
+
+/// Source strides of NumPy broadcasting from `from` to `to` (0 on repeated axes).
+pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
+    let off = to.len() - from.len();
+    let st = strides(from);
+    (0..to.len())
+        .map(|i| {
+            if i < off || from[i - off] == 1 {
+                0
+            } else {
+                st[i - off]
+            }
+        })
+        .collect()
+}
+
 /// Gathers `out_shape` elements, where source index = Σ idx[i]·src_stride[i].
-fn gather(t: &Tensor, out_shape: &[usize], src_strides: &[usize]) -> Tensor {
+pub(crate) fn gather<T: Copy>(data: &[T], out_shape: &[usize], src_strides: &[usize]) -> Vec<T> {
     let n: usize = out_shape.iter().product();
-    let mut data = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
     let mut idx = vec![0usize; out_shape.len()];
     for _ in 0..n {
         let off: usize = idx.iter().zip(src_strides).map(|(i, s)| i * s).sum();
-        data.push(t.data[off]);
+        out.push(data[off]);
         for d in (0..idx.len()).rev() {
             idx[d] += 1;
             if idx[d] < out_shape[d] {
@@ -190,7 +211,7 @@ fn gather(t: &Tensor, out_shape: &[usize], src_strides: &[usize]) -> Tensor {
             idx[d] = 0;
         }
     }
-    Tensor::new(out_shape.to_vec(), data)
+    out
 }
 
 /// C[b] = A[b] · B[b] (or B shared), rows in parallel, B transposed for locality.
@@ -318,11 +339,10 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
             Tensor::new(shape.to_vec(), data)
         }
         Op::MatMul => matmul(a[0], a[1]),
-        Op::Transpose { perm } => {
-            let st = strides(&a[0].shape);
-            let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
-            gather(a[0], shape, &src)
-        }
+        Op::Transpose { perm } => Tensor::new(
+            shape.to_vec(),
+            gather(&a[0].data, shape, &transpose_strides(&a[0].shape, perm)),
+        ),
         Op::Reshape { .. } | Op::Convert | Op::Output { .. } => {
             Tensor::new(shape.to_vec(), a[0].data.clone())
         }
@@ -347,21 +367,10 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
             }
             Tensor::new(shape.to_vec(), data)
         }
-        Op::Broadcast { shape: to } => {
-            let t = a[0];
-            let off = to.len() - t.shape.len();
-            let st = strides(&t.shape);
-            let src: Vec<usize> = (0..to.len())
-                .map(|i| {
-                    if i < off || t.shape[i - off] == 1 {
-                        0
-                    } else {
-                        st[i - off]
-                    }
-                })
-                .collect();
-            gather(t, to, &src)
-        }
+        Op::Broadcast { shape: to } => Tensor::new(
+            to.clone(),
+            gather(&a[0].data, to, &broadcast_strides(&a[0].shape, to)),
+        ),
         Op::Sum { axis } => reduce(a[0], *axis, 0.0, |x, y| x + y),
         Op::Max { axis } => reduce(a[0], *axis, f64::NEG_INFINITY, f64::max),
         Op::Mean { axis } => {

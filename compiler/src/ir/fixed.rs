@@ -14,7 +14,7 @@
 //! LayerNorm) are computed exactly on the decoded inputs and re-encoded, until
 //! `lower-nonlinear` replaces them by their fixed-point approximations.
 
-use super::eval::{EvalError, Tensor, WeightSource};
+use super::eval::{broadcast_strides, gather, transpose_strides, EvalError, Tensor, WeightSource};
 use super::graph::{Graph, NodeId};
 use super::ops::Op;
 use super::types::{Elem, Format};
@@ -129,37 +129,6 @@ pub fn evaluate_fixed(
         vals.insert(id, v);
     }
     Ok(outputs)
-}
-
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
-fn gather(data: &[i64], out_shape: &[usize], src_strides: &[usize]) -> Vec<i64> {
-    let n: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; out_shape.len()];
-    for _ in 0..n {
-        out.push(
-            data[idx
-                .iter()
-                .zip(src_strides)
-                .map(|(i, s)| i * s)
-                .sum::<usize>()],
-        );
-        for d in (0..idx.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-    out
 }
 
 /// The operand as the op sees it: numbers rescaled to the node's format
@@ -318,11 +287,11 @@ fn eval_op(
                 })
                 .collect()
         }
-        Op::Transpose { perm } => {
-            let st = strides(&a[0].shape);
-            let src: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
-            same_format(a[0], fmt, gather(&a[0].data, shape, &src))
-        }
+        Op::Transpose { perm } => same_format(
+            a[0],
+            fmt,
+            gather(&a[0].data, shape, &transpose_strides(&a[0].shape, perm)),
+        ),
         Op::Reshape { .. } => same_format(a[0], fmt, a[0].data.clone()),
         Op::Convert | Op::Output { .. } => match fmt {
             Some(to) => rescaled(a[0], to),
@@ -358,21 +327,11 @@ fn eval_op(
             }
             out
         }
-        Op::Broadcast { shape: to } => {
-            let t = a[0];
-            let off = to.len() - t.shape.len();
-            let st = strides(&t.shape);
-            let src: Vec<usize> = (0..to.len())
-                .map(|i| {
-                    if i < off || t.shape[i - off] == 1 {
-                        0
-                    } else {
-                        st[i - off]
-                    }
-                })
-                .collect();
-            same_format(t, fmt, gather(&t.data, to, &src))
-        }
+        Op::Broadcast { shape: to } => same_format(
+            a[0],
+            fmt,
+            gather(&a[0].data, to, &broadcast_strides(&a[0].shape, to)),
+        ),
         Op::Sum { axis } | Op::Max { axis } | Op::Mean { axis } => {
             let x = rescaled(a[0], f());
             let t = a[0];
