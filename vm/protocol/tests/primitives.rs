@@ -485,10 +485,29 @@ fn chi2(a: &[u64], b: &[u64]) -> f64 {
 fn views_do_not_depend_on_the_secret() {
     let zeros = vec![0u64; 64];
     let big: Vec<u64> = (0..64)
-        .map(|i| u64::from_i64(((i as i64) - 32) << 38))
+        .map(|i| u64::from_i64((((i as i64) - 32) << 38) + (i as i64) * 12_345))
         .collect();
     let prims: Vec<(&str, Prim)> = vec![
         ("mul", Box::new(|p, s| drop(p.mul(s, s).unwrap()))),
+        (
+            "matmul",
+            Box::new(|p, s| drop(p.matmul(s, s, 1, 8, 8, 8, false).unwrap())),
+        ),
+        (
+            "highest-bit",
+            Box::new(|p, s| {
+                let w = p.bit_decompose(s).unwrap();
+                drop(p.highest_bit(&w).unwrap())
+            }),
+        ),
+        ("select", Box::new(|p, s| drop(p.select(s, s, s).unwrap()))),
+        (
+            "upcast",
+            Box::new(|p, s| {
+                let low = s.downcast::<u32>();
+                drop(p.convert::<u32, u64>(&low, 0).unwrap())
+            }),
+        ),
         ("trunc", Box::new(|p, s| drop(p.trunc(s, 18).unwrap()))),
         (
             "downcast",
@@ -514,7 +533,9 @@ fn views_do_not_depend_on_the_secret() {
                 "{name}: P{party}'s view sizes differ"
             );
             let c = chi2(&h0, &h1);
-            // 255 degrees of freedom: the 99.99th percentile is about 350.
+            // 255 degrees of freedom: the 99.99th percentile is about 350. (The
+            // secrets differ in their low 32 bits too, so the upcast case compares
+            // two different 32-bit secrets.)
             assert!(
                 c < 350.0,
                 "{name}: P{party}'s view depends on the secret (chi2 = {c:.0})"
