@@ -117,6 +117,11 @@ fn reciprocal_goldschmidt() {
 }
 
 #[test]
+fn tanh_through_exp() {
+    assert!(max_error("tanh_exp(x, 8)", (64, 18), -8.0, 8.0, 4001, f64::tanh) < 2.5e-3);
+}
+
+#[test]
 fn rsqrt_for_layernorm() {
     let rsqrt = |x: f64| 1.0 / x.sqrt();
     // LayerNorm variances (plus eps)

@@ -10,10 +10,10 @@
 //! | `layernorm` | `layernorm_mpc(x, γ, β, ε)` |
 //! | `recip` | `recip_goldschmidt(x, 5)` |
 //! | `rsqrt` | `rsqrt_poly(x)` |
+//! | `tanh` | `tanh_exp(x, t)` |
 //!
-//! `exp` on its own (its input is not known to be ≤ 0) and `tanh` have no
-//! approximation yet and are left as they are; the fixed backend computes
-//! them exactly and the MPC backend will refuse them.
+//! `exp` on its own (its input is not known to be ≤ 0) has no approximation
+//! yet and is left as it is; the fixed backend computes it exactly.
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -53,6 +53,7 @@ impl Pass for LowerNonlinear {
                 ),
                 Op::Recip => ("recip_goldschmidt", vec![node(0), InlineArg::Int(5)]),
                 Op::Rsqrt => ("rsqrt_poly", vec![node(0)]),
+                Op::Tanh => ("tanh_exp", vec![node(0), InlineArg::Int(t)]),
                 _ => continue,
             };
             let Some(format) = n.ty.format() else {
