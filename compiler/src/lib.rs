@@ -2,7 +2,9 @@
 //! verifier, float evaluator and DOT output, and weight loading.
 //!
 //! Data flow: source text → [`syntax::parse`] → AST → [`elab::elaborate`] → IR
-//! [`ir::Graph`] → (`ditto-vm`, issue 4) passes and codegen.
+//! [`ir::Graph`] → [`passes`] (under a [`policy`]) → lowered IR, evaluated
+//! exactly ([`ir::eval`]) or on cleartext rings ([`ir::fixed`]); codegen to
+//! bytecode for the VM is not built yet.
 
 pub mod diag;
 pub mod driver;

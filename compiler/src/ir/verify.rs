@@ -1,5 +1,5 @@
 //! The IR verifier. It runs after elaboration, after parsing IR text, and
-//! (from issue 4 on) after every pass in debug builds and tests.
+//! after every pass of the pipeline (`passes::run`).
 //!
 //! Invariants checked, each with its own [`VerifyError`] variant:
 //!
