@@ -1,5 +1,592 @@
-//! ditto-bytecode: the instruction set of the ditto VM, its binary and JSON
-//! encodings, validating decoder and disassembler.
+//! ditto-bytecode: the ditto VM's program format.
 //!
-//! Status: not built yet (issue 4). This crate deliberately exports nothing, so
-//! that no caller can mistake it for a working encoder.
+//! A [`Program`] is a header (magic, format version, SHA-256 of the body), the
+//! typed registers, the declared inputs (with owners), weights and outputs,
+//! and a linear list of vectorised instructions over the registers. The
+//! instruction set is declared once, in [`instructions!`]; the enum, the
+//! binary encoder, the validating decoder, the disassembler and the table of
+//! docs/bytecode.md are all derived from that declaration.
+//!
+//! Decoding never panics: a short, long, tampered or ill-typed file is
+//! rejected with a [`DecodeError`] saying where and why.
+//!
+//! Status (issue 4): the format, encoder, decoder, validator and
+//! disassembler exist; the compiler's codegen and the VM that execute it do
+//! not yet.
+
+mod validate;
+
+pub use validate::validate;
+
+use sha2::{Digest, Sha256};
+use std::fmt::{self, Write};
+
+pub const MAGIC: &[u8; 8] = b"DITTOBC\0";
+pub const VERSION: u16 = 1;
+/// Largest rank and number of elements of a register.
+pub const MAX_RANK: usize = 8;
+pub const MAX_ELEMENTS: u64 = 1 << 34;
+
+/// A register index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg(pub u32);
+
+/// A register's element kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Ring Z_2^ring with `frac` fraction bits.
+    Fixed {
+        ring: u8,
+        frac: u8,
+    },
+    Bool,
+}
+
+/// A register's type: visibility, element kind, shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegType {
+    pub secret: bool,
+    pub kind: Kind,
+    pub shape: Vec<u64>,
+}
+
+impl RegType {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+}
+
+impl fmt::Display for RegType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = if self.secret { 's' } else { 'p' };
+        match self.kind {
+            Kind::Fixed { ring, frac } => write!(f, "{v}{ring}.{frac}")?,
+            Kind::Bool => write!(f, "{v}bool")?,
+        }
+        let dims: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
+        write!(f, "[{}]", dims.join(", "))
+    }
+}
+
+/// Who supplies an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Client,
+    ModelOwner,
+}
+
+/// A named interface register (input, weight or output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub name: String,
+    pub reg: Reg,
+    /// Inputs only.
+    pub owner: Option<Owner>,
+}
+
+/// A decoded, validated program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub regs: Vec<RegType>,
+    pub inputs: Vec<Port>,
+    pub weights: Vec<Port>,
+    pub outputs: Vec<Port>,
+    pub code: Vec<Instr>,
+}
+
+/// Why a file was rejected, and at which byte offset of the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a ditto bytecode file (bad magic)")]
+    BadMagic,
+    #[error("bytecode format version {0} is not supported (this VM reads version {VERSION})")]
+    Version(u16),
+    #[error("the program hash does not match its body: the file is corrupt or was modified")]
+    HashMismatch,
+    #[error("truncated at byte {offset}: needed {needed} more byte(s) for {what}")]
+    Truncated {
+        offset: usize,
+        needed: usize,
+        what: &'static str,
+    },
+    #[error("{extra} unexpected byte(s) after the end of the program")]
+    Trailing { extra: usize },
+    #[error("byte {offset}: {message}")]
+    Invalid { offset: usize, message: String },
+    #[error("instruction {index} ({mnemonic}): {message}")]
+    Ill {
+        index: usize,
+        mnemonic: &'static str,
+        message: String,
+    },
+}
+
+/// Little-endian reader with bounds checks.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() - self.pos < n {
+            return Err(DecodeError::Truncated {
+                offset: self.pos,
+                needed: n - (self.bytes.len() - self.pos),
+                what,
+            });
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    /// A count of items each at least `min_size` bytes long: bounded by what
+    /// remains, so a corrupt count cannot make the decoder allocate.
+    fn count(&mut self, min_size: usize, what: &'static str) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(min_size.max(1)) > self.bytes.len() - self.pos {
+            return Err(DecodeError::Invalid {
+                offset: at,
+                message: format!("{what}: count {n} exceeds the file"),
+            });
+        }
+        Ok(n)
+    }
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let n = self.count(1, what)?;
+        let at = self.pos;
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Invalid {
+            offset: at,
+            message: format!("{what} is not UTF-8"),
+        })
+    }
+}
+
+/// Encoding, decoding and display of one instruction field type.
+pub trait Field: Sized {
+    fn put(&self, w: &mut Vec<u8>);
+    fn get(r: &mut Reader) -> Result<Self, DecodeError>;
+    fn show(&self) -> String;
+    /// Registers this field names.
+    fn regs(&self) -> Vec<Reg> {
+        vec![]
+    }
+}
+
+impl Field for Reg {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.0.to_le_bytes());
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Reg(r.u32("a register")?))
+    }
+    fn show(&self) -> String {
+        format!("r{}", self.0)
+    }
+    fn regs(&self) -> Vec<Reg> {
+        vec![*self]
+    }
+}
+
+impl Field for u32 {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.u32("an integer operand")
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Field for u8 {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.push(*self);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.u8("a small operand")
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Field for f64 {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&self.to_bits().to_le_bytes());
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(f64::from_bits(r.u64("a constant")?))
+    }
+    fn show(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl Field for Vec<u32> {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        for x in self {
+            x.put(w);
+        }
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let n = r.count(4, "a list")?;
+        (0..n).map(|_| u32::get(r)).collect()
+    }
+    fn show(&self) -> String {
+        let v: Vec<String> = self.iter().map(|x| x.to_string()).collect();
+        format!("[{}]", v.join(", "))
+    }
+}
+
+impl Field for Vec<Reg> {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        for x in self {
+            x.put(w);
+        }
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let n = r.count(4, "a register list")?;
+        (0..n).map(|_| Reg::get(r)).collect()
+    }
+    fn show(&self) -> String {
+        let v: Vec<String> = self.iter().map(|x| x.show()).collect();
+        v.join(", ")
+    }
+    fn regs(&self) -> Vec<Reg> {
+        self.clone()
+    }
+}
+
+/// Declares the instruction set: opcode, name, fields (a field named `dst`
+/// is the register written; every other register field is read), and a
+/// one-line description.
+macro_rules! instructions {
+    ($( $code:literal $name:ident { $($field:ident : $fty:ty),* } $doc:literal ;)*) => {
+        /// One VM instruction (see [`TABLE`]).
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Instr {
+            $( #[doc = $doc] $name { $($field: $fty),* } ),*
+        }
+
+        /// (opcode, mnemonic, fields as (name, type), description) of every
+        /// instruction, in opcode order.
+        pub const TABLE: &[(u8, &str, &[(&str, &str)], &str)] = &[
+            $( ($code, stringify!($name), &[$((stringify!($field), stringify!($fty))),*], $doc) ),*
+        ];
+
+        impl Instr {
+            pub fn opcode(&self) -> u8 {
+                match self { $( Instr::$name { .. } => $code ),* }
+            }
+            pub fn mnemonic(&self) -> &'static str {
+                match self { $( Instr::$name { .. } => stringify!($name) ),* }
+            }
+            pub fn encode_into(&self, w: &mut Vec<u8>) {
+                match self {
+                    $( Instr::$name { $($field),* } => { w.push($code); $( Field::put($field, w); )* } ),*
+                }
+            }
+            fn decode_from(r: &mut Reader) -> Result<Instr, DecodeError> {
+                let at = r.pos;
+                match r.u8("an opcode")? {
+                    $( $code => Ok(Instr::$name { $($field: <$fty as Field>::get(r)?),* }), )*
+                    other => Err(DecodeError::Invalid { offset: at, message: format!("unknown opcode {other:#04x}") }),
+                }
+            }
+            /// The register written (if any) and the registers read.
+            pub fn regs(&self) -> (Option<Reg>, Vec<Reg>) {
+                match self {
+                    $( #[allow(unused_variables, unused_mut)] Instr::$name { $($field),* } => {
+                        let mut dst = None;
+                        let mut src = Vec::new();
+                        $( if stringify!($field) == "dst" { dst = Field::regs($field).first().copied(); } else { src.extend(Field::regs($field)); } )*
+                        (dst, src)
+                    } ),*
+                }
+            }
+            /// `mnemonic field=value ...` for the disassembler.
+            pub fn show(&self) -> String {
+                match self {
+                    $( #[allow(unused_variables, unused_mut)] Instr::$name { $($field),* } => {
+                        let mut s = stringify!($name).to_lowercase();
+                        $( let _ = write!(s, " {}={}", stringify!($field), Field::show($field)); )*
+                        s
+                    } ),*
+                }
+            }
+        }
+    };
+}
+
+instructions! {
+    0x01 Input { dst: Reg, port: u32 } "load the shares of input `port`";
+    0x02 Weight { dst: Reg, port: u32 } "load the shares of weight `port`";
+    0x03 Const { dst: Reg, value: f64 } "public scalar, encoded in dst's format";
+    0x04 Iota { dst: Reg } "public integers 0..n";
+    0x10 Add { dst: Reg, a: Reg, b: Reg } "a + b (equal shapes, or one scalar); local";
+    0x11 Sub { dst: Reg, a: Reg, b: Reg } "a − b; local";
+    0x12 Neg { dst: Reg, a: Reg } "−a; local";
+    0x13 Mul { dst: Reg, a: Reg, b: Reg } "element-wise product, fraction bits add up; 1 round if both secret";
+    0x14 MatMul { dst: Reg, a: Reg, b: Reg } "matrix product over the last two axes; 1 round if both secret";
+    0x18 Convert { dst: Reg, a: Reg } "format change: Ditto's conversion (k_in, m, k_out) from the two register types, or a local shift/downcast";
+    0x20 Cmp { dst: Reg, a: Reg, b: Reg, pred: u8 } "comparison to a boolean: pred 0 <, 1 >, 2 ≤, 3 ≥, 4 =, 5 ≠";
+    0x21 Not { dst: Reg, a: Reg } "boolean negation; local";
+    0x22 Select { dst: Reg, c: Reg, a: Reg, b: Reg } "a where c else b (B2A and one product)";
+    0x30 Transpose { dst: Reg, a: Reg, perm: Vec<u32> } "permute axes; local";
+    0x31 Reshape { dst: Reg, a: Reg } "same elements, dst's shape; local";
+    0x32 Slice { dst: Reg, a: Reg, axis: u32, start: u32 } "elements start.. of one axis (length from dst); local";
+    0x33 Concat { dst: Reg, srcs: Vec<Reg>, axis: u32 } "join along an axis; local";
+    0x34 Broadcast { dst: Reg, a: Reg } "NumPy broadcasting to dst's shape; local";
+    0x40 Sum { dst: Reg, a: Reg, axis: u32 } "sum along an axis (kept); local";
+    0x41 Max { dst: Reg, a: Reg, axis: u32 } "maximum along an axis (kept): a tree of comparisons";
+    0x42 Mean { dst: Reg, a: Reg, axis: u32 } "mean along an axis (kept): a sum, a public scaling and a truncation";
+    0x50 NormScale { dst: Reg, a: Reg, kind: u8 } "power-of-two scale from the highest set bit: kind 0 recip, 1 rsqrt_in, 2 rsqrt_out";
+    0x60 Embed { dst: Reg, ids: Reg, table: Reg } "rows of table picked by integer ids";
+    0x70 Output { port: u32, a: Reg } "reveal `a` to the client as output `port`";
+    0x7f Round { } "round boundary: the instructions before it may batch their messages";
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    w.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    w.extend_from_slice(s.as_bytes());
+}
+
+fn put_ports(w: &mut Vec<u8>, ports: &[Port]) {
+    w.extend_from_slice(&(ports.len() as u32).to_le_bytes());
+    for p in ports {
+        put_str(w, &p.name);
+        p.reg.put(w);
+        w.push(match p.owner {
+            None => 0,
+            Some(Owner::Client) => 1,
+            Some(Owner::ModelOwner) => 2,
+        });
+    }
+}
+
+fn get_ports(r: &mut Reader, what: &'static str) -> Result<Vec<Port>, DecodeError> {
+    let n = r.count(9, what)?;
+    (0..n)
+        .map(|_| {
+            let name = r.string("a port name")?;
+            let reg = Reg::get(r)?;
+            let at = r.pos;
+            let owner = match r.u8("a port owner")? {
+                0 => None,
+                1 => Some(Owner::Client),
+                2 => Some(Owner::ModelOwner),
+                o => {
+                    return Err(DecodeError::Invalid {
+                        offset: at,
+                        message: format!("unknown owner {o}"),
+                    })
+                }
+            };
+            Ok(Port { name, reg, owner })
+        })
+        .collect()
+}
+
+impl Program {
+    /// The body: everything the hash covers.
+    fn body(&self) -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend_from_slice(&(self.regs.len() as u32).to_le_bytes());
+        for t in &self.regs {
+            w.push(t.secret as u8);
+            match t.kind {
+                Kind::Fixed { ring, frac } => w.extend_from_slice(&[0, ring, frac]),
+                Kind::Bool => w.extend_from_slice(&[1, 0, 0]),
+            }
+            w.push(t.shape.len() as u8);
+            for d in &t.shape {
+                w.extend_from_slice(&d.to_le_bytes());
+            }
+        }
+        put_ports(&mut w, &self.inputs);
+        put_ports(&mut w, &self.weights);
+        put_ports(&mut w, &self.outputs);
+        w.extend_from_slice(&(self.code.len() as u32).to_le_bytes());
+        for i in &self.code {
+            i.encode_into(&mut w);
+        }
+        w
+    }
+
+    /// SHA-256 of the body: the identity parties and clients agree on.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.body()).into()
+    }
+
+    /// The file: magic, version, hash, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = self.body();
+        let mut w = Vec::with_capacity(body.len() + 42);
+        w.extend_from_slice(MAGIC);
+        w.extend_from_slice(&VERSION.to_le_bytes());
+        w.extend_from_slice(&Sha256::digest(&body));
+        w.extend_from_slice(&body);
+        w
+    }
+
+    /// Decodes and validates a file; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Program, DecodeError> {
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if bytes.len() < 42 {
+            return Err(DecodeError::Truncated {
+                offset: 0,
+                needed: 42 - bytes.len(),
+                what: "the header",
+            });
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let body = &bytes[42..];
+        if Sha256::digest(body).as_slice() != &bytes[10..42] {
+            return Err(DecodeError::HashMismatch);
+        }
+        let mut r = Reader {
+            bytes: body,
+            pos: 0,
+        };
+        let nregs = r.count(6, "registers")?;
+        let mut regs = Vec::with_capacity(nregs);
+        for _ in 0..nregs {
+            let at = r.pos;
+            let secret = match r.u8("a visibility")? {
+                0 => false,
+                1 => true,
+                v => {
+                    return Err(DecodeError::Invalid {
+                        offset: at,
+                        message: format!("visibility {v} is neither 0 nor 1"),
+                    })
+                }
+            };
+            let at = r.pos;
+            let (k, ring, frac) = (r.u8("a kind")?, r.u8("a ring")?, r.u8("fraction bits")?);
+            let kind = match k {
+                0 if (ring == 32 || ring == 64) && frac as u32 + 4 <= ring as u32 => {
+                    Kind::Fixed { ring, frac }
+                }
+                1 => Kind::Bool,
+                _ => {
+                    return Err(DecodeError::Invalid {
+                        offset: at,
+                        message: format!("bad element type (kind {k}, ring {ring}, frac {frac})"),
+                    })
+                }
+            };
+            let at = r.pos;
+            let rank = r.u8("a rank")? as usize;
+            if rank > MAX_RANK {
+                return Err(DecodeError::Invalid {
+                    offset: at,
+                    message: format!("rank {rank} exceeds {MAX_RANK}"),
+                });
+            }
+            let shape = (0..rank)
+                .map(|_| r.u64("a dimension"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            if numel.is_none_or(|n| n > MAX_ELEMENTS) {
+                return Err(DecodeError::Invalid {
+                    offset: at,
+                    message: format!("shape {shape:?} is too large"),
+                });
+            }
+            regs.push(RegType {
+                secret,
+                kind,
+                shape,
+            });
+        }
+        let inputs = get_ports(&mut r, "inputs")?;
+        let weights = get_ports(&mut r, "weights")?;
+        let outputs = get_ports(&mut r, "outputs")?;
+        let n = r.count(1, "instructions")?;
+        let mut code = Vec::with_capacity(n);
+        for _ in 0..n {
+            code.push(Instr::decode_from(&mut r)?);
+        }
+        if r.pos != body.len() {
+            return Err(DecodeError::Trailing {
+                extra: body.len() - r.pos,
+            });
+        }
+        let p = Program {
+            regs,
+            inputs,
+            weights,
+            outputs,
+            code,
+        };
+        validate(&p)?;
+        Ok(p)
+    }
+
+    /// Human-readable listing.
+    pub fn disassemble(&self) -> String {
+        let mut s = String::new();
+        let hash: String = self.hash().iter().map(|b| format!("{b:02x}")).collect();
+        let _ = writeln!(s, "; ditto bytecode v{VERSION}, program hash {hash}");
+        let ports = |s: &mut String, kind: &str, ps: &[Port]| {
+            for (i, p) in ps.iter().enumerate() {
+                let owner = match p.owner {
+                    Some(Owner::Client) => " from client",
+                    Some(Owner::ModelOwner) => " from model_owner",
+                    None => "",
+                };
+                let _ = writeln!(s, "; {kind} #{i} {:?} = r{}{owner}", p.name, p.reg.0);
+            }
+        };
+        ports(&mut s, "input", &self.inputs);
+        ports(&mut s, "weight", &self.weights);
+        ports(&mut s, "output", &self.outputs);
+        for (i, t) in self.regs.iter().enumerate() {
+            let _ = writeln!(s, "; r{i}: {t}");
+        }
+        for (i, ins) in self.code.iter().enumerate() {
+            let _ = writeln!(s, "{i:>6}: {}", ins.show());
+        }
+        s
+    }
+}
+
+/// The instruction table of docs/bytecode.md, generated from [`TABLE`].
+pub fn docs_table() -> String {
+    let mut s = String::from("| opcode | instruction | operands | meaning |\n|---|---|---|---|\n");
+    for (code, name, fields, doc) in TABLE {
+        let f: Vec<String> = fields.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        let _ = writeln!(
+            s,
+            "| `{code:#04x}` | `{}` | {} | {doc} |",
+            name.to_lowercase(),
+            f.join(", ")
+        );
+    }
+    s
+}
