@@ -57,8 +57,10 @@ enum Cmd {
     /// Compile a model and print one of its stages.
     Compile {
         file: PathBuf,
-        #[arg(long, value_enum, default_value = "ir")]
-        emit: Emit,
+        /// What to print; without it, the bytecode program is written to
+        /// `-o FILE` (default: the model file's name with `.dbc`).
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
         #[arg(short, long)]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -133,6 +135,8 @@ enum Emit {
     Lowered,
     /// Graphviz of the elaborated IR.
     Dot,
+    /// The disassembled bytecode program.
+    Asm,
 }
 
 fn main() -> ExitCode {
@@ -404,14 +408,63 @@ pub fn lower(
     Ok(())
 }
 
+/// Compiles through the pipeline and generates the bytecode program.
+pub fn program(
+    file: &Path,
+    opts: &Options,
+    pipeline: &PipelineArgs,
+) -> Result<ditto_bytecode::Program> {
+    let (sources, mut e) = compile_reported(file, opts)?;
+    lower(&mut e.graph, &sources, pipeline, None)?;
+    let g = &e.graph;
+    let where_ = |id| match g.node(id).loc {
+        Some(l) => format!(
+            "{}:{}:{}",
+            g.files
+                .get(l.file as usize)
+                .map(String::as_str)
+                .unwrap_or("?"),
+            l.line,
+            l.col
+        ),
+        None => "(no location)".into(),
+    };
+    ditto_compiler::codegen::codegen(g, &where_).map_err(|d| {
+        report(&sources, &d);
+        anyhow::anyhow!("{}: code generation failed", file.display())
+    })
+}
+
 fn compile(
     file: &Path,
-    emit: Emit,
+    emit: Option<Emit>,
     output: Option<&Path>,
     shape: &ShapeArgs,
     pipeline: &PipelineArgs,
 ) -> Result<()> {
     let opts = shape.options(8)?;
+    let Some(emit) = emit else {
+        let p = program(file, &opts, pipeline)?;
+        let out = output
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| file.with_extension("dbc"));
+        let bytes = p.encode();
+        std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        let hash: String = p
+            .hash()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        eprintln!(
+            "wrote {} ({} bytes, {} registers, {} instructions, program hash {hash}…)",
+            out.display(),
+            bytes.len(),
+            p.regs.len(),
+            p.code.len()
+        );
+        return Ok(());
+    };
     let text = match emit {
         Emit::Ast => {
             let src = std::fs::read_to_string(file)
@@ -433,6 +486,7 @@ fn compile(
             ditto_compiler::ir::text::print(&e.graph)
         }
         Emit::Dot => ditto_compiler::ir::dot::to_dot(&compile_reported(file, &opts)?.1.graph),
+        Emit::Asm => program(file, &opts, pipeline)?.disassemble(),
     };
     match output {
         Some(p) => {

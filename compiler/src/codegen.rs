@@ -1,0 +1,221 @@
+//! Code generation: a lowered IR graph becomes a bytecode [`Program`]. One
+//! register per node, in the graph's deterministic topological order, typed
+//! from the node's type; ports in order of appearance. High-level operations
+//! that `lower-nonlinear` did not replace (standalone `exp`) have no
+//! instruction and are reported at their DSL line.
+//!
+//! Not yet done here: register reuse (allocation) and round batching
+//! (`schedule`); the program is correct without them, only larger.
+
+use crate::diag::Diagnostic;
+use crate::ir::ops::NormKind;
+use crate::ir::{Elem, Graph, NodeId, Op, Owner as IrOwner};
+use ditto_bytecode::{Instr, Kind, Owner, Port, Program, Reg, RegType};
+use std::collections::HashMap;
+
+fn reg_type(t: &crate::ir::Type) -> RegType {
+    RegType {
+        secret: t.vis == crate::ir::Vis::Secret,
+        kind: match t.elem {
+            Elem::Fixed(f) => Kind::Fixed {
+                ring: f.ring.bits() as u8,
+                frac: f.frac,
+            },
+            Elem::Bool => Kind::Bool,
+        },
+        shape: t.shape.iter().map(|&d| d as u64).collect(),
+    }
+}
+
+/// Emits the program for `g`; `where_` renders a node's location for errors.
+pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, Vec<Diagnostic>> {
+    let order = g.topo_order().map_err(|_| {
+        vec![Diagnostic::global(
+            "internal error: codegen on a cyclic graph",
+        )]
+    })?;
+    let mut reg: HashMap<NodeId, Reg> = HashMap::new();
+    let mut p = Program {
+        regs: vec![],
+        inputs: vec![],
+        weights: vec![],
+        outputs: vec![],
+        code: vec![],
+    };
+    let mut errors = vec![];
+    for id in order {
+        let n = g.node(id);
+        // operands skipped after an error have no register: skip their users
+        let Some(ops) = g
+            .operands(id)
+            .iter()
+            .map(|o| reg.get(o).copied())
+            .collect::<Option<Vec<Reg>>>()
+        else {
+            continue;
+        };
+        let dst = Reg(p.regs.len() as u32);
+        let a = || ops[0];
+        let instr = match &n.op {
+            Op::Input { name, owner } => {
+                let owner = match owner {
+                    IrOwner::Client => Owner::Client,
+                    IrOwner::ModelOwner => Owner::ModelOwner,
+                };
+                p.inputs.push(Port {
+                    name: name.clone(),
+                    reg: dst,
+                    owner: Some(owner),
+                });
+                Instr::Input {
+                    dst,
+                    port: p.inputs.len() as u32 - 1,
+                }
+            }
+            Op::Weight { name } => {
+                p.weights.push(Port {
+                    name: name.clone(),
+                    reg: dst,
+                    owner: None,
+                });
+                Instr::Weight {
+                    dst,
+                    port: p.weights.len() as u32 - 1,
+                }
+            }
+            Op::Output { name } => {
+                p.outputs.push(Port {
+                    name: name.clone(),
+                    reg: a(),
+                    owner: None,
+                });
+                p.code.push(Instr::Output {
+                    port: p.outputs.len() as u32 - 1,
+                    a: a(),
+                });
+                continue;
+            }
+            Op::Const { value } => Instr::Const { dst, value: *value },
+            Op::Iota { .. } => Instr::Iota { dst },
+            Op::Add => Instr::Add {
+                dst,
+                a: ops[0],
+                b: ops[1],
+            },
+            Op::Sub => Instr::Sub {
+                dst,
+                a: ops[0],
+                b: ops[1],
+            },
+            Op::Mul => Instr::Mul {
+                dst,
+                a: ops[0],
+                b: ops[1],
+            },
+            Op::Neg => Instr::Neg { dst, a: a() },
+            Op::MatMul => Instr::MatMul {
+                dst,
+                a: ops[0],
+                b: ops[1],
+            },
+            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
+                let pred = match n.op {
+                    Op::Lt => 0,
+                    Op::Gt => 1,
+                    Op::Le => 2,
+                    Op::Ge => 3,
+                    Op::Eq => 4,
+                    _ => 5,
+                };
+                Instr::Cmp {
+                    dst,
+                    a: ops[0],
+                    b: ops[1],
+                    pred,
+                }
+            }
+            Op::Not => Instr::Not { dst, a: a() },
+            Op::Select => Instr::Select {
+                dst,
+                c: ops[0],
+                a: ops[1],
+                b: ops[2],
+            },
+            Op::Transpose { perm } => Instr::Transpose {
+                dst,
+                a: a(),
+                perm: perm.iter().map(|&x| x as u32).collect(),
+            },
+            Op::Reshape { .. } => Instr::Reshape { dst, a: a() },
+            Op::Slice { axis, start, .. } => Instr::Slice {
+                dst,
+                a: a(),
+                axis: *axis as u32,
+                start: *start as u32,
+            },
+            Op::Concat { axis } => Instr::Concat {
+                dst,
+                srcs: ops.clone(),
+                axis: *axis as u32,
+            },
+            Op::Broadcast { .. } => Instr::Broadcast { dst, a: a() },
+            Op::Sum { axis } => Instr::Sum {
+                dst,
+                a: a(),
+                axis: *axis as u32,
+            },
+            Op::Max { axis } => Instr::Max {
+                dst,
+                a: a(),
+                axis: *axis as u32,
+            },
+            Op::Mean { axis } => Instr::Mean {
+                dst,
+                a: a(),
+                axis: *axis as u32,
+            },
+            Op::NormScale { kind } => Instr::NormScale {
+                dst,
+                a: a(),
+                kind: match kind {
+                    NormKind::Recip => 0,
+                    NormKind::RsqrtIn => 1,
+                    NormKind::RsqrtOut => 2,
+                },
+            },
+            Op::Embed => Instr::Embed {
+                dst,
+                ids: ops[0],
+                table: ops[1],
+            },
+            Op::Convert => Instr::Convert { dst, a: a() },
+            Op::Gelu { .. }
+            | Op::Softmax { .. }
+            | Op::LayerNorm { .. }
+            | Op::Exp
+            | Op::Recip
+            | Op::Rsqrt
+            | Op::Tanh => {
+                errors.push(Diagnostic::global(format!(
+                    "{}: `{}` has no MPC instruction; it must be lowered first (lower-nonlinear has no approximation for a standalone `{}`)",
+                    where_(id),
+                    n.op.name(),
+                    n.op.name()
+                )));
+                continue;
+            }
+        };
+        p.regs.push(reg_type(&n.ty));
+        reg.insert(id, dst);
+        p.code.push(instr);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    ditto_bytecode::validate(&p).map_err(|e| {
+        vec![Diagnostic::global(format!(
+            "internal error: codegen produced an invalid program: {e}"
+        ))]
+    })?;
+    Ok(p)
+}
