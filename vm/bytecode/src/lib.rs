@@ -492,7 +492,8 @@ impl Program {
                 0 if (ring == 32 || ring == 64) && frac as u32 + 4 <= ring as u32 => {
                     Kind::Fixed { ring, frac }
                 }
-                1 => Kind::Bool,
+                // canonical: a boolean register has no ring or fraction bits
+                1 if ring == 0 && frac == 0 => Kind::Bool,
                 _ => {
                     return Err(DecodeError::Invalid {
                         offset: at,

@@ -173,6 +173,14 @@ fn validator_rules() {
         .unwrap_err()
         .to_string()
         .contains("exceeds the file"));
+    // found by the fuzzer: a boolean register carrying a ring would not
+    // re-encode to the same bytes; it is rejected
+    let mut b = body.to_vec();
+    b[4..8].copy_from_slice(&[0, 1, 224, 0]);
+    assert!(Program::decode(&with_body(&b))
+        .unwrap_err()
+        .to_string()
+        .contains("bad element type"));
     let mut b = body.to_vec();
     b[5] = 33; // first register's ring
     assert!(Program::decode(&with_body(&b))
