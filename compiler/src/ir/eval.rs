@@ -84,16 +84,7 @@ pub fn evaluate(
     weights: &dyn WeightSource,
     keep: &dyn Fn(NodeId) -> bool,
 ) -> Result<Evaluation, EvalError> {
-    let order = g
-        .topo_order()
-        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
-    // Uses count operand positions: `mul %1, %1` uses %1 twice.
-    let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
-    for &n in &order {
-        for o in g.operands(n) {
-            *remaining.get_mut(&o).expect("operands are nodes") += 1;
-        }
-    }
+    let (order, mut remaining) = schedule(g)?;
     let mut vals: HashMap<NodeId, Tensor> = HashMap::new();
     let mut out = Evaluation {
         outputs: IndexMap::new(),
@@ -120,6 +111,21 @@ pub fn evaluate(
         vals.insert(id, v);
     }
     Ok(out)
+}
+
+/// The evaluation order and, per node, how many operand positions use it
+/// (`mul %1, %1` uses %1 twice), so values can be freed after their last use.
+pub(crate) fn schedule(g: &Graph) -> Result<(Vec<NodeId>, HashMap<NodeId, usize>), EvalError> {
+    let order = g
+        .topo_order()
+        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
+    let mut uses: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
+    for &n in &order {
+        for o in g.operands(n) {
+            *uses.get_mut(&o).expect("operands are nodes") += 1;
+        }
+    }
+    Ok((order, uses))
 }
 
 fn binary(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64 + Sync) -> Tensor {

@@ -86,15 +86,7 @@ pub fn evaluate_fixed(
     inputs: &HashMap<String, Tensor>,
     weights: &dyn WeightSource,
 ) -> Result<indexmap::IndexMap<String, FixedTensor>, EvalError> {
-    let order = g
-        .topo_order()
-        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
-    let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
-    for &n in &order {
-        for o in g.operands(n) {
-            *remaining.get_mut(&o).expect("operands are nodes") += 1;
-        }
-    }
+    let (order, mut remaining) = super::eval::schedule(g)?;
     let mut vals: HashMap<NodeId, FixedTensor> = HashMap::new();
     let mut outputs = indexmap::IndexMap::new();
     for &id in &order {
