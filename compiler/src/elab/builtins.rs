@@ -93,34 +93,13 @@ const SIGS: &[(&str, &[&str], usize, &str)] = &[
     ("sqrt", &["v"], 1, "compile-time square root of a number"),
 ];
 
-pub const NAMES: &[&str] = &[
-    "gelu",
-    "softmax",
-    "layernorm",
-    "exp",
-    "recip",
-    "rsqrt",
-    "tanh",
-    "embed",
-    "transpose",
-    "reshape",
-    "slice",
-    "concat",
-    "broadcast",
-    "expand",
-    "sum",
-    "max",
-    "mean",
-    "select",
-    "iota",
-    "dim",
-    "rank",
-    "sqrt",
-    "norm_scale",
-];
+/// Every builtin's name, from the signature table.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SIGS.iter().map(|s| s.0)
+}
 
 pub fn is_builtin(name: &str) -> bool {
-    NAMES.contains(&name)
+    SIGS.iter().any(|s| s.0 == name)
 }
 
 /// Name, signature text and description of every builtin (for docs).
@@ -619,6 +598,6 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             }
             Val::Float(v.sqrt())
         }
-        _ => unreachable!("every name in NAMES has a case"),
+        _ => unreachable!("every name in SIGS has a case"),
     })
 }

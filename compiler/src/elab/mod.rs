@@ -441,12 +441,9 @@ impl<'s> Elab<'s> {
                 .with_hint("add `output NAME = EXPR;`"),
             );
         }
-        let dead = self.g.prune_dead();
-        if dead > 0 {
-            // Unused declarations are legitimate (e.g. a layer not run with
-            // --layers), so pruning is silent; the count goes to the log only.
-            let _ = dead;
-        }
+        // Unused declarations are legitimate (e.g. layers cut by --layers):
+        // they are pruned silently.
+        self.g.prune_dead();
         Some(Elaborated {
             graph: std::mem::take(&mut self.g),
             model: model.name.name.clone(),
@@ -1556,7 +1553,9 @@ impl<'s> Elab<'s> {
             return builtins::call(self, f, args, span);
         }
         let mut cands: Vec<&str> = self.fns.keys().map(|s| s.as_str()).collect();
-        cands.extend(builtins::NAMES.iter().copied());
+        for n in builtins::names() {
+            cands.push(n);
+        }
         let mut d = Diagnostic::error(
             format!("unknown function `{}`", f.name),
             f.span,

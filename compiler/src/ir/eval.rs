@@ -84,23 +84,48 @@ pub fn evaluate(
     weights: &dyn WeightSource,
     keep: &dyn Fn(NodeId) -> bool,
 ) -> Result<Evaluation, EvalError> {
-    let (order, mut remaining) = schedule(g)?;
-    let mut vals: HashMap<NodeId, Tensor> = HashMap::new();
     let mut out = Evaluation {
         outputs: IndexMap::new(),
         kept: HashMap::new(),
     };
-    for &id in &order {
+    drive(g, |id, args: &[&Tensor]| {
         let node = g.node(id);
-        let operands = g.operands(id);
-        let args: Vec<&Tensor> = operands.iter().map(|o| &vals[o]).collect();
-        let v = eval_op(&node.op, &node.ty.shape, &args, inputs, weights)?;
+        let v = eval_op(&node.op, &node.ty.shape, args, inputs, weights)?;
         if let Op::Output { name } = &node.op {
             out.outputs.insert(name.clone(), v.clone());
         }
         if keep(id) {
             out.kept.insert(id, v.clone());
         }
+        Ok(v)
+    })?;
+    Ok(out)
+}
+
+/// Runs `step` on every node in topological order with its operands'
+/// values, keeping each value only until its last use (a node used twice by
+/// one user, `mul %1, %1`, counts twice). Shared by the float and
+/// fixed-point evaluators.
+pub(crate) fn drive<V>(
+    g: &Graph,
+    mut step: impl FnMut(NodeId, &[&V]) -> Result<V, EvalError>,
+) -> Result<(), EvalError> {
+    let order = g
+        .topo_order()
+        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
+    let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
+    for &n in &order {
+        for o in g.operands(n) {
+            *remaining.get_mut(&o).expect("operands are nodes") += 1;
+        }
+    }
+    let mut vals: HashMap<NodeId, V> = HashMap::new();
+    for &id in &order {
+        let operands = g.operands(id);
+        let v = {
+            let args: Vec<&V> = operands.iter().map(|o| &vals[o]).collect();
+            step(id, &args)?
+        };
         for o in operands {
             let r = remaining.get_mut(&o).expect("operand is in the order");
             *r -= 1;
@@ -110,22 +135,7 @@ pub fn evaluate(
         }
         vals.insert(id, v);
     }
-    Ok(out)
-}
-
-/// The evaluation order and, per node, how many operand positions use it
-/// (`mul %1, %1` uses %1 twice), so values can be freed after their last use.
-pub(crate) fn schedule(g: &Graph) -> Result<(Vec<NodeId>, HashMap<NodeId, usize>), EvalError> {
-    let order = g
-        .topo_order()
-        .map_err(|n| EvalError::Invalid(format!("cycle through node {}", n.index())))?;
-    let mut uses: HashMap<NodeId, usize> = order.iter().map(|&n| (n, 0)).collect();
-    for &n in &order {
-        for o in g.operands(n) {
-            *uses.get_mut(&o).expect("operands are nodes") += 1;
-        }
-    }
-    Ok((order, uses))
+    Ok(())
 }
 
 fn binary(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64 + Sync) -> Tensor {

@@ -15,7 +15,7 @@
 //! `lower-nonlinear` replaces them by their fixed-point approximations.
 
 use super::eval::{broadcast_strides, gather, transpose_strides, EvalError, Tensor, WeightSource};
-use super::graph::{Graph, NodeId};
+use super::graph::Graph;
 use super::ops::Op;
 use super::types::{Elem, Format};
 use rayon::prelude::*;
@@ -86,18 +86,14 @@ pub fn evaluate_fixed(
     inputs: &HashMap<String, Tensor>,
     weights: &dyn WeightSource,
 ) -> Result<indexmap::IndexMap<String, FixedTensor>, EvalError> {
-    let (order, mut remaining) = super::eval::schedule(g)?;
-    let mut vals: HashMap<NodeId, FixedTensor> = HashMap::new();
     let mut outputs = indexmap::IndexMap::new();
-    for &id in &order {
+    super::eval::drive(g, |id, args: &[&FixedTensor]| {
         let node = g.node(id);
-        let operands = g.operands(id);
-        let args: Vec<&FixedTensor> = operands.iter().map(|o| &vals[o]).collect();
         let format = match node.ty.elem {
             Elem::Fixed(f) => Some(f),
             Elem::Bool => None,
         };
-        let data = eval_op(&node.op, &node.ty.shape, format, &args, inputs, weights)?;
+        let data = eval_op(&node.op, &node.ty.shape, format, args, inputs, weights)?;
         let exact = match node.op {
             Op::Const { value } => Some(value),
             _ => None,
@@ -111,15 +107,8 @@ pub fn evaluate_fixed(
         if let Op::Output { name } = &node.op {
             outputs.insert(name.clone(), v.clone());
         }
-        for o in operands {
-            let r = remaining.get_mut(&o).expect("operand is in the order");
-            *r -= 1;
-            if *r == 0 {
-                vals.remove(&o);
-            }
-        }
-        vals.insert(id, v);
-    }
+        Ok(v)
+    })?;
     Ok(outputs)
 }
 
