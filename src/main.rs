@@ -2,6 +2,8 @@
 
 mod bench;
 mod genweights;
+mod profile;
+mod progress;
 mod run;
 mod tokens;
 
@@ -416,7 +418,15 @@ pub fn program(
 ) -> Result<ditto_bytecode::Program> {
     let (sources, mut e) = compile_reported(file, opts)?;
     lower(&mut e.graph, &sources, pipeline, None)?;
-    let g = &e.graph;
+    codegen_reported(&e.graph, &sources, file)
+}
+
+/// Code generation for a lowered graph, with errors reported at DSL lines.
+pub fn codegen_reported(
+    g: &ditto_compiler::ir::Graph,
+    sources: &Sources,
+    file: &Path,
+) -> Result<ditto_bytecode::Program> {
     let where_ = |id| match g.node(id).loc {
         Some(l) => format!(
             "{}:{}:{}",
@@ -430,7 +440,7 @@ pub fn program(
         None => "(no location)".into(),
     };
     ditto_compiler::codegen::codegen(g, &where_).map_err(|d| {
-        report(&sources, &d);
+        report(sources, &d);
         anyhow::anyhow!("{}: code generation failed", file.display())
     })
 }

@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 pub enum Backend {
     /// Exact f64 evaluation of the unlowered graph (the utility reference).
     Float,
-    /// Cleartext ring emulation of the lowered graph: the MPC arithmetic
-    /// (formats, wrapping, truncations) without the secret sharing. Not yet
-    /// lowered non-linear ops are computed exactly on quantized values.
+    /// The VM on the compiled bytecode, in the clear: the MPC arithmetic
+    /// (formats, wrapping, truncations) without the secret sharing.
     Fixed,
+    /// The VM on secret shares: three parties on threads over in-memory
+    /// links; the client shares the input, the model owner the weights, and
+    /// only the client sees the output.
+    Mpc,
 }
 
 #[derive(clap::Args)]
@@ -48,6 +51,9 @@ pub struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Print the cost by op kind and by layer (fixed and mpc backends).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     pipeline: crate::PipelineArgs,
 }
@@ -97,18 +103,19 @@ fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let ids = tokens(&args)?;
     let path = crate::model_path(&args.file);
-    let (weights, info): (Box<dyn WeightSource>, _) = match (&args.weights, args.random_weights) {
-        (Some(w), _) => {
-            let f = open_weights(w)?;
-            let info = f.info().clone();
-            (Box::new(f), Some(info))
-        }
-        (None, Some(seed)) => {
-            let gen = crate::genweights::generate(&path, args.config.clone(), seed)?;
-            (Box::new(InMemory(gen)), None)
-        }
-        (None, None) => bail!("give --weights PATH or --random-weights SEED"),
-    };
+    let (weights, info): (Box<dyn WeightSource + Sync>, _) =
+        match (&args.weights, args.random_weights) {
+            (Some(w), _) => {
+                let f = open_weights(w)?;
+                let info = f.info().clone();
+                (Box::new(f), Some(info))
+            }
+            (None, Some(seed)) => {
+                let gen = crate::genweights::generate(&path, args.config.clone(), seed)?;
+                (Box::new(InMemory(gen)), None)
+            }
+            (None, None) => bail!("give --weights PATH or --random-weights SEED"),
+        };
     let opts = ditto_compiler::elab::Options {
         config: args.config.clone(),
         sizes: Default::default(),
@@ -140,6 +147,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
     )]);
     let start = std::time::Instant::now();
+    let mut report = None;
     let (policy, (name, out)) = match args.backend {
         Backend::Float => {
             let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
@@ -153,29 +161,58 @@ pub fn run(args: RunArgs) -> Result<()> {
                     .context("the model has no output")?,
             )
         }
-        Backend::Fixed => {
+        Backend::Fixed | Backend::Mpc => {
             let mut lowered = g.clone();
             // check-ranges uses declared bounds only: propagating the weights'
             // largest |w| through matmuls overestimates by orders of magnitude
             // (docs/passes.md), so weight statistics wait for calibration.
             crate::lower(&mut lowered, &sources, &args.pipeline, None)?;
-            let result =
-                ditto_compiler::ir::fixed::evaluate_fixed(&lowered, &inputs, weights.as_ref())
-                    .map_err(|e| anyhow!("evaluation failed: {e}"))?;
-            let (n, t) = result
-                .into_iter()
-                .next()
-                .context("the model has no output")?;
-            (Some(crate::policy(&args.pipeline)?.name), (n, t.decode()))
+            let prog = crate::codegen_reported(&lowered, &sources, &path)?;
+            let by_port = prog
+                .inputs
+                .iter()
+                .map(|p| {
+                    inputs
+                        .get(&p.name)
+                        .map(|t| t.data.clone())
+                        .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
+            let data = ditto_vm::Data {
+                inputs: by_port,
+                weights: &lookup,
+            };
+            let progress = crate::progress::Progress::new(!args.json);
+            let show = |i: usize, n: usize| progress.update(i, n);
+            let rep = if args.backend == Backend::Fixed {
+                ditto_vm::run_fixed(&prog, data)
+            } else {
+                let opts = ditto_vm::MpcOptions {
+                    progress: Some(&show),
+                    ..Default::default()
+                };
+                ditto_vm::run_mpc(&prog, data, &opts)
+            };
+            progress.finish();
+            let rep =
+                rep.map_err(|e| anyhow!("{} backend failed: {e}", backend_name(args.backend)))?;
+            let o = rep
+                .outputs
+                .first()
+                .context("the model has no output")?
+                .clone();
+            report = Some((prog, rep));
+            (
+                Some(crate::policy(&args.pipeline)?.name),
+                (o.name, Tensor::new(o.shape, o.data)),
+            )
         }
     };
-    let backend = match args.backend {
-        Backend::Float => "float",
-        Backend::Fixed => "fixed",
-    };
+    let backend = backend_name(args.backend);
     let wall = start.elapsed().as_secs_f64();
     if args.json {
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "model": e.model,
             "config": e.config,
             "backend": backend,
@@ -186,12 +223,16 @@ pub fn run(args: RunArgs) -> Result<()> {
             "tokens": ids,
             "wall_s": wall,
         });
+        if let Some((prog, rep)) = &report {
+            crate::profile::add_json(&mut obj, prog, rep);
+        }
         println!("{obj}");
     } else {
         println!(
-            "model {} (config {}), backend {backend}, {} tokens, {:.3} s",
+            "model {} (config {}), backend {backend}{}, {} tokens, {:.3} s",
             e.model,
             e.config,
+            policy.map(|p| format!(" (policy {p})")).unwrap_or_default(),
             ids.len(),
             wall
         );
@@ -202,6 +243,20 @@ pub fn run(args: RunArgs) -> Result<()> {
             head.join(", "),
             if out.numel() > 8 { ", ..." } else { "" }
         );
+        if let Some((prog, rep)) = &report {
+            print!("{}", crate::profile::summary(rep));
+            if args.profile {
+                print!("{}", crate::profile::table(prog, rep));
+            }
+        }
     }
     Ok(())
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Float => "float",
+        Backend::Fixed => "fixed",
+        Backend::Mpc => "mpc",
+    }
 }

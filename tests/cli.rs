@@ -399,7 +399,7 @@ fn compile_writes_a_valid_bytecode_program() {
         "asm",
     ]);
     assert!(
-        ok && asm.starts_with("; ditto bytecode v1, program hash ") && asm.contains("convert dst=")
+        ok && asm.starts_with("; ditto bytecode v2, program hash ") && asm.contains("convert dst=")
     );
     // a standalone exp has no approximation yet: codegen says so, at its line
     let f = tmp("exp.ditto");

@@ -27,6 +27,52 @@ fn reg_type(t: &crate::ir::Type) -> RegType {
     }
 }
 
+/// The scope of a weight: its name up to the first numeric component
+/// (`encoder.layer.3.attention.self.query.weight` → `encoder.layer.3`,
+/// `h.0.mlp.c_fc.weight` → `h.0`), or its first component
+/// (`pooler.dense.weight` → `pooler`).
+pub fn weight_scope(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts
+        .iter()
+        .position(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(i) => parts[..=i].join("."),
+        None => parts[0].to_string(),
+    }
+}
+
+/// Each node's scope for cost reports: a weight's own; a node using a weight
+/// directly, that weight's; otherwise the latest-opened scope among its
+/// operands ("inputs" for nodes without any).
+fn scopes(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, String> {
+    let mut scope: HashMap<NodeId, String> = HashMap::new();
+    let mut opened: HashMap<String, usize> = HashMap::new();
+    for &id in order {
+        let s = match &g.node(id).op {
+            Op::Weight { name } => weight_scope(name),
+            _ => {
+                let ops = g.operands(id);
+                let direct = ops.iter().find_map(|o| match &g.node(*o).op {
+                    Op::Weight { name } => Some(weight_scope(name)),
+                    _ => None,
+                });
+                direct.unwrap_or_else(|| {
+                    ops.iter()
+                        .filter_map(|o| scope.get(o))
+                        .max_by_key(|s| opened.get(*s).copied().unwrap_or(0))
+                        .cloned()
+                        .unwrap_or_else(|| "inputs".to_string())
+                })
+            }
+        };
+        let n = opened.len();
+        opened.entry(s.clone()).or_insert(n);
+        scope.insert(id, s);
+    }
+    scope
+}
+
 /// Emits the program for `g`; `where_` renders a node's location for errors.
 pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, Vec<Diagnostic>> {
     let order = g.topo_order().map_err(|_| {
@@ -41,9 +87,22 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         weights: vec![],
         outputs: vec![],
         code: vec![],
+        scopes: vec![],
+        scope_of: vec![],
     };
+    let scope = scopes(g, &order);
+    let mut scope_index: HashMap<&str, u32> = HashMap::new();
     let mut errors = vec![];
-    for id in order {
+    for id in order.iter().copied() {
+        let name = scope[&id].as_str();
+        let k = match scope_index.get(name) {
+            Some(&k) => k,
+            None => {
+                p.scopes.push(name.to_string());
+                scope_index.insert(name, p.scopes.len() as u32 - 1);
+                p.scopes.len() as u32 - 1
+            }
+        };
         let n = g.node(id);
         // operands skipped after an error have no register: skip their users
         let Some(ops) = g
@@ -93,6 +152,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                     port: p.outputs.len() as u32 - 1,
                     a: a(),
                 });
+                p.scope_of.push(k);
                 continue;
             }
             Op::Const { value } => Instr::Const { dst, value: *value },
@@ -208,6 +268,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         p.regs.push(reg_type(&n.ty));
         reg.insert(id, dst);
         p.code.push(instr);
+        p.scope_of.push(k);
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::{self, Write};
 
 pub const MAGIC: &[u8; 8] = b"DITTOBC\0";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest rank and number of elements of a register.
 pub const MAX_RANK: usize = 8;
 pub const MAX_ELEMENTS: u64 = 1 << 34;
@@ -92,6 +92,11 @@ pub struct Program {
     pub weights: Vec<Port>,
     pub outputs: Vec<Port>,
     pub code: Vec<Instr>,
+    /// Debug information for cost reports: scope names (e.g. the layer
+    /// `encoder.layer.3`), and each instruction's scope index. Either both
+    /// empty or one scope index per instruction.
+    pub scopes: Vec<String>,
+    pub scope_of: Vec<u32>,
 }
 
 /// Why a file was rejected, and at which byte offset of the body.
@@ -429,6 +434,11 @@ impl Program {
         for i in &self.code {
             i.encode_into(&mut w);
         }
+        w.extend_from_slice(&(self.scopes.len() as u32).to_le_bytes());
+        for name in &self.scopes {
+            put_str(&mut w, name);
+        }
+        self.scope_of.put(&mut w);
         w
     }
 
@@ -533,6 +543,11 @@ impl Program {
         for _ in 0..n {
             code.push(Instr::decode_from(&mut r)?);
         }
+        let ns = r.count(4, "scopes")?;
+        let scopes = (0..ns)
+            .map(|_| r.string("a scope name"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope_of = <Vec<u32>>::get(&mut r)?;
         if r.pos != body.len() {
             return Err(DecodeError::Trailing {
                 extra: body.len() - r.pos,
@@ -544,6 +559,8 @@ impl Program {
             weights,
             outputs,
             code,
+            scopes,
+            scope_of,
         };
         validate(&p)?;
         Ok(p)
@@ -570,7 +587,15 @@ impl Program {
         for (i, t) in self.regs.iter().enumerate() {
             let _ = writeln!(s, "; r{i}: {t}");
         }
+        let mut scope = None;
         for (i, ins) in self.code.iter().enumerate() {
+            let here = self.scope_of.get(i).copied();
+            if here != scope {
+                if let Some(name) = here.and_then(|k| self.scopes.get(k as usize)) {
+                    let _ = writeln!(s, "; scope {name}");
+                }
+                scope = here;
+            }
             let _ = writeln!(s, "{i:>6}: {}", ins.show());
         }
         s

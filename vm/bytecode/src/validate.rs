@@ -6,7 +6,9 @@
 //! 3. `input`/`weight` write their port's register; `output` reads its port's;
 //! 4. every instruction's operand and result types fit its rule: element
 //!    kinds (boolean or fixed-point), shapes, and visibility (a public result
-//!    never depends on a secret operand).
+//!    never depends on a secret operand);
+//! 5. the debug scopes are absent, or there is one valid scope index per
+//!    instruction.
 
 use crate::{DecodeError, Instr, Kind, Program, Reg, RegType};
 
@@ -105,6 +107,24 @@ pub fn validate(p: &Program) -> Result<(), DecodeError> {
                 }
             }
             _ => {}
+        }
+    }
+    if !(p.scopes.is_empty() && p.scope_of.is_empty()) {
+        if p.scope_of.len() != p.code.len() {
+            return Err(DecodeError::Invalid {
+                offset: 0,
+                message: format!(
+                    "{} scope indices for {} instructions",
+                    p.scope_of.len(),
+                    p.code.len()
+                ),
+            });
+        }
+        if let Some(k) = p.scope_of.iter().find(|&&k| k as usize >= p.scopes.len()) {
+            return Err(DecodeError::Invalid {
+                offset: 0,
+                message: format!("scope index {k} of {} scopes", p.scopes.len()),
+            });
         }
     }
     for (kind, ports) in [

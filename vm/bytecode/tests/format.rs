@@ -69,6 +69,8 @@ fn sample() -> Program {
             },
             Instr::Output { port: 0, a: Reg(5) },
         ],
+        scopes: vec!["layer.0".into(), "head".into()],
+        scope_of: vec![0, 0, 0, 0, 0, 1, 1, 1],
     }
 }
 
@@ -110,8 +112,8 @@ fn every_truncation_and_corruption_is_rejected() {
         Err(DecodeError::HashMismatch)
     ));
     let mut v2 = bytes.clone();
-    v2[8] = 2;
-    assert!(matches!(Program::decode(&v2), Err(DecodeError::Version(2))));
+    v2[8] = 1; // version 1 had no debug scopes
+    assert!(matches!(Program::decode(&v2), Err(DecodeError::Version(1))));
     assert!(matches!(
         Program::decode(b"PK\x03\x04 not bytecode"),
         Err(DecodeError::BadMagic)
@@ -165,6 +167,12 @@ fn validator_rules() {
     let mut p = sample();
     p.regs[4] = fixed(true, 32, 8, &[]);
     check(p, "a constant is a public scalar");
+    let mut p = sample();
+    p.scope_of.pop();
+    check(p, "7 scope indices for 8 instructions");
+    let mut p = sample();
+    p.scope_of[3] = 2;
+    check(p, "scope index 2 of 2 scopes");
     // structural errors behind a valid hash
     let body = &sample().encode()[42..];
     let mut b = body.to_vec();
@@ -247,6 +255,8 @@ proptest! {
             weights: vec![],
             outputs: vec![Port { name: "y".into(), reg: last, owner: None }],
             code,
+            scopes: vec![],
+            scope_of: vec![],
         };
         prop_assert_eq!(Program::decode(&p.encode()).expect("valid"), p);
     }

@@ -16,6 +16,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `f(channel)` for parties 0, 1, 2 in parallel over in-memory links.
 pub fn run3<T: Send>(f: impl Fn(&mut Channel) -> T + Sync) -> [T; 3] {
+    run3_timeout(TIMEOUT, f)
+}
+
+/// Like [`run3`] with another receive timeout (long in-process runs).
+pub fn run3_timeout<T: Send>(timeout: Duration, f: impl Fn(&mut Channel) -> T + Sync) -> [T; 3] {
     let links = crate::mem::mesh();
     let f = &f;
     std::thread::scope(|s| {
@@ -24,7 +29,7 @@ pub fn run3<T: Send>(f: impl Fn(&mut Channel) -> T + Sync) -> [T; 3] {
             .enumerate()
             .map(|(i, l)| {
                 s.spawn(move || {
-                    let mut c = Channel::new(i, l, TIMEOUT);
+                    let mut c = Channel::new(i, l, timeout);
                     f(&mut c)
                 })
             })

@@ -1,4 +1,19 @@
-//! ditto-vm: the interpreter over a bytecode `Program` with the `fixed` and
-//! `rss3` backends.
+//! ditto-vm: the interpreter of bytecode [`Program`](ditto_bytecode::Program)s,
+//! with two backends — `fixed` (cleartext ring emulation) and `mpc` (three
+//! parties on secret shares) — and a cost profile per instruction.
 //!
-//! Status: not built yet (issue 4). This crate deliberately exports nothing.
+//! - [`interp`]: one party's interpreter; instruction semantics.
+//! - [`source`]: where a party's inputs and weights come from (dealt shares,
+//!   or cleartext values for `fixed`).
+//! - [`run`]: whole runs in process, output reconstruction, cost reports.
+//! - [`value`]: register values (public or shared, 32/64-bit, booleans).
+
+pub mod interp;
+pub mod run;
+pub mod source;
+pub mod value;
+
+pub use interp::{execute, Cost, Outcome, VmError};
+pub use run::{op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, Report};
+pub use source::{Clear, Data, Dealt, Source};
+pub use value::Value;

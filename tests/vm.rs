@@ -1,0 +1,133 @@
+//! The VM against the compiler's fixed-point evaluator and against itself:
+//! the `fixed` backend (bytecode, cleartext) is bit-identical to the IR-level
+//! ring emulation, and the `mpc` backend (secret shares, three parties)
+//! agrees with `fixed` within the truncation noise, on every shipped model
+//! under both policies.
+
+use ditto_compiler::driver::compile_file;
+use ditto_compiler::elab::Options;
+use ditto_compiler::ir::eval::{Tensor, WeightSource};
+use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
+use ditto_compiler::policy::Policy;
+use ditto_compiler::weights::SafetensorsFile;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gen(model: &str, config: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{model}-{config}-vm.safetensors"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ditto"))
+        .args([
+            "gen-weights",
+            model,
+            "--config",
+            config,
+            "--seed",
+            "11",
+            "-o",
+        ])
+        .arg(&p)
+        .current_dir(root())
+        .output()
+        .expect("ditto runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+struct Case {
+    fixed_ir: Vec<f64>,
+    program: ditto_bytecode::Program,
+    ids: Vec<f64>,
+    weights: SafetensorsFile,
+}
+
+fn case(model: &str, config: &str, layers: Option<i64>, policy: &str, ids: &[u32]) -> Case {
+    let weights = SafetensorsFile::open(&gen(model, config)).expect("weights");
+    let opts = Options {
+        config: Some(config.into()),
+        seq: Some(ids.len() as i64),
+        layers,
+        ..Default::default()
+    };
+    let mut g = compile_file(&root().join(format!("models/{model}.ditto")), &opts)
+        .result
+        .unwrap_or_else(|_| panic!("{model} compiles"))
+        .graph;
+    let policy = Policy::builtin(policy).expect("policy");
+    let pipeline = plan(None, &[]).expect("default pipeline");
+    let ctx = Ctx {
+        policy: &policy,
+        sources: None,
+        weight_bounds: None,
+    };
+    run(&mut g, &pipeline, &ctx, &DumpAfter::None).unwrap_or_else(|_| panic!("{model} lowers"));
+    let ids: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
+    let inputs = HashMap::from([("ids".to_string(), Tensor::new(vec![ids.len()], ids.clone()))]);
+    let fixed_ir = ditto_compiler::ir::fixed::evaluate_fixed(&g, &inputs, &weights)
+        .expect("IR fixed evaluation")
+        .into_iter()
+        .next()
+        .expect("an output")
+        .1
+        .decode()
+        .data;
+    let program = ditto_compiler::codegen::codegen(&g, &|_| String::new()).expect("codegen");
+    Case {
+        fixed_ir,
+        program,
+        ids,
+        weights,
+    }
+}
+
+const MODELS: &[(&str, &str, Option<i64>)] = &[
+    ("bert", "tiny", None),
+    ("gpt2", "tiny", None),
+    ("minilm", "l6", Some(2)),
+];
+
+#[test]
+fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
+    for &(model, config, layers) in MODELS {
+        for policy in ["uniform64", "ditto"] {
+            let c = case(model, config, layers, policy, &[1, 17, 33, 2, 250, 9]);
+            let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+            let data = || ditto_vm::Data {
+                inputs: vec![c.ids.clone()],
+                weights: &lookup,
+            };
+            let fixed = ditto_vm::run_fixed(&c.program, data()).expect("fixed runs");
+            assert_eq!(
+                fixed.outputs[0].data, c.fixed_ir,
+                "{model} {policy}: VM fixed differs from the IR evaluator"
+            );
+            let mpc = ditto_vm::run_mpc(&c.program, data(), &Default::default()).expect("mpc runs");
+            let (a, b) = (&mpc.outputs[0].data, &fixed.outputs[0].data);
+            let cos = cosine(a, b);
+            let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
+            let diff = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            eprintln!("{model} {policy}: mpc vs fixed cosine {cos:.6}, max |diff| {diff:.5} of max |out| {scale:.4}");
+            assert!(cos >= 0.999, "{model} {policy}: mpc vs fixed cosine {cos}");
+            assert!(
+                diff <= 0.05 * scale,
+                "{model} {policy}: max |diff| {diff} (max |out| {scale})"
+            );
+            assert!(mpc.comm.bytes() > 0 && mpc.rounds_online() > 0);
+        }
+    }
+}

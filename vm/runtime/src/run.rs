@@ -1,0 +1,306 @@
+//! Whole runs: the `fixed` backend (one cleartext interpreter) and the `mpc`
+//! backend (three parties on threads over in-memory links, the client and
+//! model owner simulated by dealt shares). Outputs are revealed to the client
+//! only: each party hands its shares to the client, which reconstructs and
+//! checks that the replicated copies agree.
+
+use crate::interp::{execute, Cost, Outcome, VmError};
+use crate::source::{Clear, Data, Dealt, Source};
+use crate::value::Value;
+use ditto_bytecode::{Instr, Kind, Program};
+use ditto_protocol::share::{open, open_bits};
+use ditto_protocol::{Party, Ring, Stats};
+use std::time::{Duration, Instant};
+
+/// An output, decoded to reals.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// One instruction's cost over all parties: bytes summed, rounds and
+/// seconds the maximum over the parties (they run in lock-step).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InstrCost {
+    pub secs: f64,
+    pub bytes_online: u64,
+    pub bytes_offline: u64,
+    pub rounds_online: u64,
+    pub rounds_offline: u64,
+}
+
+/// A run's result and cost.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outputs: Vec<Output>,
+    /// Per instruction, in program order.
+    pub costs: Vec<InstrCost>,
+    /// Bytes the parties sent each other, all phases, including key setup.
+    pub comm: Stats,
+    /// Bytes the client sent the parties (input shares) and received
+    /// (output shares).
+    pub client_bytes: u64,
+    pub wall_s: f64,
+}
+
+impl Report {
+    pub fn rounds_online(&self) -> u64 {
+        self.costs.iter().map(|c| c.rounds_online).sum()
+    }
+    pub fn rounds_offline(&self) -> u64 {
+        self.costs.iter().map(|c| c.rounds_offline).sum()
+    }
+}
+
+fn decode<R: Ring>(v: &[R], frac: u8) -> Vec<f64> {
+    let s = (frac as f64).exp2();
+    v.iter().map(|e| e.to_i64() as f64 / s).collect()
+}
+
+/// The client's reconstruction of output `port` from the parties' values.
+fn reveal(prog: &Program, port: usize, vals: [&Value; 3]) -> Result<Output, VmError> {
+    let p = &prog.outputs[port];
+    let t = &prog.regs[p.reg.0 as usize];
+    let frac = match t.kind {
+        Kind::Fixed { frac, .. } => frac,
+        Kind::Bool => 0,
+    };
+    let bad = || {
+        VmError::Setup(format!(
+            "output {:?}: the parties' shares disagree (a party misbehaved)",
+            p.name
+        ))
+    };
+    let data = match vals {
+        [Value::S32(a), Value::S32(b), Value::S32(c)] => decode(
+            &open(&[a.clone(), b.clone(), c.clone()]).ok_or_else(bad)?,
+            frac,
+        ),
+        [Value::S64(a), Value::S64(b), Value::S64(c)] => decode(
+            &open(&[a.clone(), b.clone(), c.clone()]).ok_or_else(bad)?,
+            frac,
+        ),
+        [Value::SBool(a), Value::SBool(b), Value::SBool(c)] => {
+            open_bits(&[a.clone(), b.clone(), c.clone()])
+                .ok_or_else(bad)?
+                .iter()
+                .map(|&b| b as u8 as f64)
+                .collect()
+        }
+        [Value::P32(a), _, _] => decode(a, frac),
+        [Value::P64(a), _, _] => decode(a, frac),
+        [Value::PBool(a), _, _] => a.iter().map(|&b| b as u8 as f64).collect(),
+        _ => return Err(bad()),
+    };
+    Ok(Output {
+        name: p.name.clone(),
+        shape: t.shape.iter().map(|&d| d as usize).collect(),
+        data,
+    })
+}
+
+/// Runs `prog` in the clear (the `fixed` backend).
+pub fn run_fixed(prog: &Program, data: Data) -> Result<Report, VmError> {
+    let start = Instant::now();
+    let src = Clear {
+        program: prog,
+        data,
+    };
+    let Outcome { outputs, costs } = execute(prog, None, &src, None)?;
+    let outputs = (0..outputs.len())
+        .map(|i| reveal(prog, i, [&outputs[i], &outputs[i], &outputs[i]]))
+        .collect::<Result<_, _>>()?;
+    Ok(Report {
+        outputs,
+        costs: costs
+            .iter()
+            .map(|c| InstrCost {
+                secs: c.secs,
+                ..Default::default()
+            })
+            .collect(),
+        comm: Stats::default(),
+        client_bytes: 0,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Options of an in-process MPC run.
+pub struct MpcOptions<'a> {
+    /// Receive timeout of the links.
+    pub timeout: Duration,
+    /// Seeds: the parties' key seeds, then the client's and the owner's.
+    /// `None` draws them from the OS.
+    pub seeds: Option<[[u8; 32]; 5]>,
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+}
+
+impl Default for MpcOptions<'_> {
+    fn default() -> Self {
+        MpcOptions {
+            timeout: Duration::from_secs(300),
+            seeds: None,
+            progress: None,
+        }
+    }
+}
+
+/// Runs `prog` on secret shares: three parties on threads over in-memory
+/// links (the `mpc` backend).
+pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, VmError> {
+    let seeds = opts.seeds.unwrap_or_else(|| {
+        let mut s = [[0u8; 32]; 5];
+        for k in s.iter_mut() {
+            *k = rand::random();
+        }
+        s
+    });
+    let start = Instant::now();
+    let data = &data;
+    let results = ditto_net::harness::run3_timeout(opts.timeout, |chan| {
+        let id = ditto_protocol::Comm::id(chan);
+        let src = Dealt {
+            program: prog,
+            data: Data {
+                inputs: data.inputs.clone(),
+                weights: data.weights,
+            },
+            party: id,
+            client_seed: seeds[3],
+            owner_seed: seeds[4],
+            client_bytes: Default::default(),
+        };
+        let mut party = Party::setup(chan, seeds[id])
+            .map_err(|e| VmError::Setup(format!("P{id}: key setup failed: {e}")))?;
+        let progress = if id == 0 { opts.progress } else { None };
+        let out = execute(prog, Some(&mut party), &src, progress)?;
+        let stats = ditto_protocol::Comm::stats(chan);
+        Ok::<_, VmError>((out, stats, src.client_bytes()))
+    });
+    let wall_s = start.elapsed().as_secs_f64();
+    // the first failure in party order, preferring one that names a peer
+    let mut oks = Vec::new();
+    let mut errs = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => oks.push(v),
+            Err(e) => errs.push(e),
+        }
+    }
+    if !errs.is_empty() {
+        let pick = errs.iter().position(|e| e.peer().is_none()).unwrap_or(0);
+        return Err(errs.swap_remove(pick));
+    }
+    let [p0, p1, p2]: [(Outcome, Stats, u64); 3] = oks
+        .try_into()
+        .map_err(|_| VmError::Setup("a party returned no result".into()))?;
+    let outputs = (0..prog.outputs.len())
+        .map(|i| {
+            reveal(
+                prog,
+                i,
+                [&p0.0.outputs[i], &p1.0.outputs[i], &p2.0.outputs[i]],
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out_bytes: u64 =
+        p0.0.outputs
+            .iter()
+            .map(|v| {
+                let per = match v {
+                    Value::S32(_) => 4,
+                    Value::S64(_) => 8,
+                    Value::SBool(_) => 1,
+                    _ => 0,
+                };
+                3 * 2 * per * v.len() as u64
+            })
+            .sum();
+    let costs = (0..prog.code.len())
+        .map(|i| {
+            let cs: [&Cost; 3] = [&p0.0.costs[i], &p1.0.costs[i], &p2.0.costs[i]];
+            InstrCost {
+                secs: cs.iter().map(|c| c.secs).fold(0.0, f64::max),
+                bytes_online: cs.iter().map(|c| c.stats.bytes_online).sum(),
+                bytes_offline: cs.iter().map(|c| c.stats.bytes_offline).sum(),
+                rounds_online: cs.iter().map(|c| c.stats.rounds_online).max().unwrap_or(0),
+                rounds_offline: cs.iter().map(|c| c.stats.rounds_offline).max().unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok(Report {
+        outputs,
+        costs,
+        comm: p0.1.add(&p1.1).add(&p2.1),
+        client_bytes: p0.2 + p1.2 + p2.2 + out_bytes,
+        wall_s,
+    })
+}
+
+/// The cost-report category of an instruction: its mnemonic, with
+/// conversions split by what they do and products by who holds the operands
+/// (`mul` is secret × secret, `mul_public` involves a public one); kinds
+/// that communicate carry their ring (`compare@64`, `truncate@32`,
+/// `upcast@32→64`).
+pub fn op_kind(prog: &Program, ins: &Instr) -> String {
+    let t = |r: &ditto_bytecode::Reg| &prog.regs[r.0 as usize];
+    let fmt = |r| match t(r).kind {
+        Kind::Fixed { ring, frac } => (ring, frac),
+        Kind::Bool => (0, 0),
+    };
+    let (dst, srcs) = ins.regs();
+    let secret = srcs.iter().any(|r| t(r).secret);
+    let ring = |r: &ditto_bytecode::Reg| match t(r).kind {
+        Kind::Fixed { ring, .. } => ring,
+        Kind::Bool => 0,
+    };
+    let at = |name: &str, k: u8| format!("{name}@{k}");
+    match ins {
+        Instr::Convert { dst, a } => {
+            if !t(a).secret {
+                return "convert_public".into();
+            }
+            let ((ki, fi), (ko, fo)) = (fmt(a), fmt(dst));
+            let trunc = fo < fi;
+            let name = match (ko.cmp(&ki), trunc) {
+                (std::cmp::Ordering::Equal, true) => "truncate",
+                (std::cmp::Ordering::Equal, false) => return "shift_local".into(),
+                (std::cmp::Ordering::Greater, true) => "truncate_upcast",
+                (std::cmp::Ordering::Greater, false) => "upcast",
+                (std::cmp::Ordering::Less, true) => "truncate_downcast",
+                (std::cmp::Ordering::Less, false) => return "downcast_local".into(),
+            };
+            if ki == ko {
+                at(name, ki)
+            } else {
+                format!("{name}@{ki}→{ko}")
+            }
+        }
+        Instr::Mul { a, b, .. } | Instr::MatMul { a, b, .. } => {
+            let base = ins.mnemonic().to_lowercase();
+            if t(a).secret && t(b).secret {
+                at(&base, ring(&dst.expect("a product has a result")))
+            } else {
+                format!("{base}_public")
+            }
+        }
+        Instr::Select { c, .. } if !t(c).secret => "select_public".into(),
+        Instr::Cmp { a, .. } if secret => at("compare", ring(a)),
+        Instr::Cmp { .. } => "compare_public".into(),
+        Instr::Select { .. }
+        | Instr::Max { .. }
+        | Instr::Mean { .. }
+        | Instr::NormScale { .. }
+        | Instr::Embed { .. }
+            if secret =>
+        {
+            at(
+                &ins.mnemonic().to_lowercase(),
+                ring(&dst.expect("these have a result")),
+            )
+        }
+        _ => ins.mnemonic().to_lowercase(),
+    }
+}

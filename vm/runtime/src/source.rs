@@ -1,0 +1,250 @@
+//! Where a party's inputs and weights come from. The client shares its
+//! input and the model owner its weights as replicated sharings, dealt from
+//! the dealer's own seed: components x_0 and x_1 are pseudo-random streams of
+//! that seed and x_2 = x − x_0 − x_1, so Pi receives (x_i, x_{i+1}) — two
+//! uniformly random vectors whatever x is. The `fixed` backend instead
+//! loads everything in the clear, as public values.
+
+use crate::value::{encode, Value};
+use ditto_bytecode::{Kind, Program, RegType};
+use ditto_protocol::prg::Prg;
+use ditto_protocol::{AShare, Ring};
+use sha2::{Digest, Sha256};
+
+/// A party's view of the program's inputs: values in the register's type
+/// (public, or this party's share).
+pub trait Source: Sync {
+    fn input(&self, port: usize) -> Result<Value, String>;
+    fn weight(&self, port: usize) -> Result<Value, String>;
+    /// Shares of the one-hot matrix [ids, rows] of input `port`'s integer
+    /// ids, in ring `ring` with no fraction bits: the client builds it, so a
+    /// lookup of secret ids is one matrix product.
+    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String>;
+    /// Bytes the client sent this party (inputs and one-hot matrices).
+    fn client_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// Cleartext data behind a source: input values by port and a weight lookup
+/// by name.
+pub struct Data<'a> {
+    pub inputs: Vec<Vec<f64>>,
+    pub weights: &'a (dyn Fn(&str) -> Result<Vec<f64>, String> + Sync),
+}
+
+fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
+    if got as u64 != t.numel() {
+        return Err(format!(
+            "{what} has {got} elements, the program expects shape {:?}",
+            t.shape
+        ));
+    }
+    Ok(())
+}
+
+fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
+    x.iter().map(|&v| encode::<R>(v, frac as u32)).collect()
+}
+
+fn public(t: &RegType, x: &[f64]) -> Result<Value, String> {
+    check_len("the value", x.len(), t)?;
+    match t.kind {
+        Kind::Fixed { ring: 32, frac } => Ok(Value::P32(encode_all(x, frac))),
+        Kind::Fixed { frac, .. } => Ok(Value::P64(encode_all(x, frac))),
+        Kind::Bool => Ok(Value::PBool(x.iter().map(|&v| v != 0.0).collect())),
+    }
+}
+
+fn onehot_rows(ids: &[f64], rows: usize) -> Result<Vec<f64>, String> {
+    let mut m = vec![0.0; ids.len() * rows];
+    for (i, &id) in ids.iter().enumerate() {
+        if id < 0.0 || id.fract() != 0.0 || id as usize >= rows {
+            return Err(format!(
+                "token id {id} is out of range for a table of {rows} rows"
+            ));
+        }
+        m[i * rows + id as usize] = 1.0;
+    }
+    Ok(m)
+}
+
+/// Everything in the clear (the `fixed` backend).
+pub struct Clear<'a> {
+    pub program: &'a Program,
+    pub data: Data<'a>,
+}
+
+impl Source for Clear<'_> {
+    fn input(&self, port: usize) -> Result<Value, String> {
+        let p = &self.program.inputs[port];
+        let x = self
+            .data
+            .inputs
+            .get(port)
+            .ok_or_else(|| format!("no value for input {:?}", p.name))?;
+        public(&self.program.regs[p.reg.0 as usize], x)
+    }
+    fn weight(&self, port: usize) -> Result<Value, String> {
+        let p = &self.program.weights[port];
+        let x = (self.data.weights)(&p.name)?;
+        public(&self.program.regs[p.reg.0 as usize], &x)
+    }
+    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
+        let ids = &self.data.inputs[port];
+        let m = onehot_rows(ids, rows)?;
+        Ok(if ring == 32 {
+            Value::P32(encode_all(&m, 0))
+        } else {
+            Value::P64(encode_all(&m, 0))
+        })
+    }
+}
+
+/// The share party `party` receives from the client and the model owner,
+/// dealt from their seeds (the in-process simulation of both).
+pub struct Dealt<'a> {
+    pub program: &'a Program,
+    pub data: Data<'a>,
+    pub party: usize,
+    pub client_seed: [u8; 32],
+    pub owner_seed: [u8; 32],
+    pub client_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The dealer's stream for component `c` of item (`tag`, `port`).
+fn stream(seed: &[u8; 32], tag: &str, port: usize, c: usize) -> Prg {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(tag.as_bytes());
+    h.update((port as u64).to_le_bytes());
+    h.update([c as u8]);
+    Prg::new(h.finalize().into())
+}
+
+/// Party `party`'s share (x_i, x_{i+1}) of a dealt vector of `n` elements;
+/// `x` is evaluated only when x_2 is needed.
+pub fn deal_share<R: Ring>(
+    seed: &[u8; 32],
+    tag: &str,
+    port: usize,
+    party: usize,
+    n: usize,
+    x: &dyn Fn() -> Result<Vec<R>, String>,
+) -> Result<AShare<R>, String> {
+    let comp = |c: usize| -> Result<Vec<R>, String> {
+        if c < 2 {
+            return Ok(stream(seed, tag, port, c).ring::<R>(n));
+        }
+        let mut v = x()?;
+        for k in 0..2 {
+            let r = stream(seed, tag, port, k).ring::<R>(n);
+            ditto_protocol::kernels::sub_assign(&mut v, &r);
+        }
+        Ok(v)
+    };
+    Ok(AShare {
+        a: comp(party)?,
+        b: comp((party + 1) % 3)?,
+    })
+}
+
+impl Dealt<'_> {
+    fn share(
+        &self,
+        t: &RegType,
+        seed: &[u8; 32],
+        tag: &str,
+        port: usize,
+        x: &dyn Fn() -> Result<Vec<f64>, String>,
+    ) -> Result<Value, String> {
+        if !t.secret {
+            return public(t, &x()?);
+        }
+        let n = t.numel() as usize;
+        let checked = || -> Result<Vec<f64>, String> {
+            let v = x()?;
+            check_len("the value", v.len(), t)?;
+            Ok(v)
+        };
+        match t.kind {
+            Kind::Fixed { ring: 32, frac } => Ok(Value::S32(deal_share::<u32>(
+                seed,
+                tag,
+                port,
+                self.party,
+                n,
+                &|| Ok(encode_all(&checked()?, frac)),
+            )?)),
+            Kind::Fixed { frac, .. } => Ok(Value::S64(deal_share::<u64>(
+                seed,
+                tag,
+                port,
+                self.party,
+                n,
+                &|| Ok(encode_all(&checked()?, frac)),
+            )?)),
+            Kind::Bool => Err("secret boolean inputs are not supported".into()),
+        }
+    }
+
+    fn count(&self, t: &RegType) {
+        let bits = match t.kind {
+            Kind::Fixed { ring, .. } => ring as u64,
+            Kind::Bool => 1,
+        };
+        self.client_bytes.fetch_add(
+            2 * t.numel() * bits / 8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl Source for Dealt<'_> {
+    fn input(&self, port: usize) -> Result<Value, String> {
+        let p = &self.program.inputs[port];
+        let t = &self.program.regs[p.reg.0 as usize];
+        let x = || {
+            self.data
+                .inputs
+                .get(port)
+                .cloned()
+                .ok_or_else(|| format!("no value for input {:?}", p.name))
+        };
+        // the model owner's inputs are dealt with its seed, the client's with the client's
+        let (seed, tag) = match p.owner {
+            Some(ditto_bytecode::Owner::ModelOwner) => (&self.owner_seed, "owner-input"),
+            _ => (&self.client_seed, "input"),
+        };
+        if t.secret && tag == "input" {
+            self.count(t);
+        }
+        self.share(t, seed, tag, port, &x)
+    }
+    fn weight(&self, port: usize) -> Result<Value, String> {
+        let p = &self.program.weights[port];
+        let t = &self.program.regs[p.reg.0 as usize];
+        self.share(t, &self.owner_seed, "weight", port, &|| {
+            (self.data.weights)(&p.name)
+        })
+    }
+    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
+        let ids = self
+            .data
+            .inputs
+            .get(port)
+            .ok_or("no value for the ids input")?;
+        let t = RegType {
+            secret: true,
+            kind: Kind::Fixed { ring, frac: 0 },
+            shape: vec![ids.len() as u64, rows as u64],
+        };
+        self.count(&t);
+        self.share(&t, &self.client_seed, "onehot", port, &|| {
+            onehot_rows(ids, rows)
+        })
+    }
+    fn client_bytes(&self) -> u64 {
+        self.client_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,182 @@
+//! Register values: public tensors (in the clear, known to every party) and
+//! secret ones (this party's replicated shares), in Z_2^32, Z_2^64 or as bits.
+//! Shapes live in the program's register types, not here.
+
+use ditto_protocol::{AShare, BitShare, Ring};
+use std::borrow::Cow;
+
+/// A register's contents at one party.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    P32(Vec<u32>),
+    P64(Vec<u64>),
+    PBool(Vec<bool>),
+    S32(AShare<u32>),
+    S64(AShare<u64>),
+    SBool(BitShare),
+}
+
+impl Value {
+    pub fn len(&self) -> usize {
+        match self {
+            Value::P32(v) => v.len(),
+            Value::P64(v) => v.len(),
+            Value::PBool(v) => v.len(),
+            Value::S32(s) => s.len(),
+            Value::S64(s) => s.len(),
+            Value::SBool(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Value::S32(_) | Value::S64(_) | Value::SBool(_))
+    }
+    /// Elements by index: every data movement (slice, transpose, broadcast)
+    /// is a gather, local on shares.
+    pub fn gather(&self, idx: &[usize]) -> Value {
+        fn g<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
+            idx.iter().map(|&i| v[i]).collect()
+        }
+        match self {
+            Value::P32(v) => Value::P32(g(v, idx)),
+            Value::P64(v) => Value::P64(g(v, idx)),
+            Value::PBool(v) => Value::PBool(g(v, idx)),
+            Value::S32(s) => Value::S32(s.gather(idx)),
+            Value::S64(s) => Value::S64(s.gather(idx)),
+            Value::SBool(s) => Value::SBool(BitShare {
+                a: g(&s.a, idx),
+                b: g(&s.b, idx),
+            }),
+        }
+    }
+}
+
+/// A numeric operand in ring `R`: public or this party's share, borrowed
+/// when no conversion was needed.
+pub enum Arg<'a, R: Ring + Clone> {
+    P(Cow<'a, [R]>),
+    S(Cow<'a, AShare<R>>),
+}
+
+impl<R: Ring> Arg<'_, R> {
+    pub fn len(&self) -> usize {
+        match self {
+            Arg::P(v) => v.len(),
+            Arg::S(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn into_owned(self) -> Arg<'static, R> {
+        match self {
+            Arg::P(v) => Arg::P(Cow::Owned(v.into_owned())),
+            Arg::S(s) => Arg::S(Cow::Owned(s.into_owned())),
+        }
+    }
+}
+
+/// The two rings, tied to the [`Value`] variants.
+pub trait Rv: Ring {
+    fn view(v: &Value) -> Option<Arg<'_, Self>>;
+    fn public(v: Vec<Self>) -> Value;
+    fn secret(s: AShare<Self>) -> Value;
+    fn wrap(a: Arg<'_, Self>) -> Value {
+        match a {
+            Arg::P(v) => Self::public(v.into_owned()),
+            Arg::S(s) => Self::secret(s.into_owned()),
+        }
+    }
+}
+
+impl Rv for u32 {
+    fn view(v: &Value) -> Option<Arg<'_, u32>> {
+        match v {
+            Value::P32(x) => Some(Arg::P(Cow::Borrowed(x))),
+            Value::S32(s) => Some(Arg::S(Cow::Borrowed(s))),
+            _ => None,
+        }
+    }
+    fn public(v: Vec<u32>) -> Value {
+        Value::P32(v)
+    }
+    fn secret(s: AShare<u32>) -> Value {
+        Value::S32(s)
+    }
+}
+
+impl Rv for u64 {
+    fn view(v: &Value) -> Option<Arg<'_, u64>> {
+        match v {
+            Value::P64(x) => Some(Arg::P(Cow::Borrowed(x))),
+            Value::S64(s) => Some(Arg::S(Cow::Borrowed(s))),
+            _ => None,
+        }
+    }
+    fn public(v: Vec<u64>) -> Value {
+        Value::P64(v)
+    }
+    fn secret(s: AShare<u64>) -> Value {
+        Value::S64(s)
+    }
+}
+
+/// Fixed-point encoding of a real: round(x·2^frac), saturated, then reduced
+/// into the ring (as the compiler's fixed-point evaluator does).
+pub fn encode<R: Ring>(x: f64, frac: u32) -> R {
+    let v = (x * (frac as f64).exp2()).round().clamp(-1.7e38, 1.7e38) as i128;
+    R::from_u64(v as u64)
+}
+
+/// A public tensor as a (trivial) sharing: the value sits in component x_0.
+pub fn share_public<R: Ring>(party: usize, c: &[R]) -> AShare<R> {
+    AShare::zeros(c.len()).add_public(party, c)
+}
+
+/// `v` repeated to `n` elements if it is a scalar.
+pub fn expand<R: Ring>(v: &[R], n: usize) -> Cow<'_, [R]> {
+    if v.len() == n {
+        Cow::Borrowed(v)
+    } else {
+        Cow::Owned(vec![v[0]; n])
+    }
+}
+
+/// Share `s` repeated to `n` elements if it is a scalar.
+pub fn expand_share<R: Ring>(s: &AShare<R>, n: usize) -> Cow<'_, AShare<R>> {
+    if s.len() == n {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.gather(&vec![0; n]))
+    }
+}
+
+/// Row-major strides of `shape`.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut st = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        st[i] = st[i + 1] * shape[i + 1];
+    }
+    st
+}
+
+/// Source indices of the elements of `out_shape`, where the source offset is
+/// Σ idx[i]·src_strides[i].
+pub fn gather_index(out_shape: &[usize], src_strides: &[usize]) -> Vec<usize> {
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; out_shape.len()];
+    for _ in 0..n {
+        out.push(idx.iter().zip(src_strides).map(|(i, s)| i * s).sum());
+        for d in (0..idx.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}

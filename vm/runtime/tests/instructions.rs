@@ -1,0 +1,409 @@
+//! The VM on hand-written programs: every communicating instruction's
+//! measured bytes and rounds equal its protocol's stated cost, the `mpc`
+//! backend agrees with the cleartext `fixed` backend (within the truncation's
+//! ±1), costs do not depend on the seeds, and the dealt shares a party
+//! receives do not depend on the secret.
+
+use ditto_bytecode::{Instr, Kind, Owner, Port, Program, Reg, RegType};
+use ditto_vm::{run_fixed, run_mpc, Data, MpcOptions, Report};
+
+struct B {
+    p: Program,
+}
+
+fn ty(secret: bool, ring: u8, frac: u8, shape: &[u64]) -> RegType {
+    RegType {
+        secret,
+        kind: if ring == 0 {
+            Kind::Bool
+        } else {
+            Kind::Fixed { ring, frac }
+        },
+        shape: shape.to_vec(),
+    }
+}
+
+impl B {
+    fn new() -> B {
+        B {
+            p: Program {
+                regs: vec![],
+                inputs: vec![],
+                weights: vec![],
+                outputs: vec![],
+                code: vec![],
+                scopes: vec![],
+                scope_of: vec![],
+            },
+        }
+    }
+    fn reg(&mut self, t: RegType) -> Reg {
+        self.p.regs.push(t);
+        Reg(self.p.regs.len() as u32 - 1)
+    }
+    fn input(&mut self, name: &str, t: RegType) -> Reg {
+        let r = self.reg(t);
+        self.p.inputs.push(Port {
+            name: name.into(),
+            reg: r,
+            owner: Some(Owner::Client),
+        });
+        self.p.code.push(Instr::Input {
+            dst: r,
+            port: self.p.inputs.len() as u32 - 1,
+        });
+        r
+    }
+    fn weight(&mut self, name: &str, t: RegType) -> Reg {
+        let r = self.reg(t);
+        self.p.weights.push(Port {
+            name: name.into(),
+            reg: r,
+            owner: None,
+        });
+        self.p.code.push(Instr::Weight {
+            dst: r,
+            port: self.p.weights.len() as u32 - 1,
+        });
+        r
+    }
+    fn op(&mut self, t: RegType, f: impl FnOnce(Reg) -> Instr) -> Reg {
+        let r = self.reg(t);
+        self.p.code.push(f(r));
+        r
+    }
+    fn output(mut self, name: &str, a: Reg) -> Program {
+        self.p.outputs.push(Port {
+            name: name.into(),
+            reg: a,
+            owner: None,
+        });
+        self.p.code.push(Instr::Output {
+            port: self.p.outputs.len() as u32 - 1,
+            a,
+        });
+        ditto_bytecode::validate(&self.p).expect("a valid test program");
+        self.p
+    }
+}
+
+fn no_weights(name: &str) -> Result<Vec<f64>, String> {
+    Err(format!("no weight {name}"))
+}
+
+fn run_both(
+    p: &Program,
+    inputs: Vec<Vec<f64>>,
+    weights: &(dyn Fn(&str) -> Result<Vec<f64>, String> + Sync),
+) -> (Report, Report) {
+    let fixed = run_fixed(
+        p,
+        Data {
+            inputs: inputs.clone(),
+            weights,
+        },
+    )
+    .expect("fixed runs");
+    let mpc = run_mpc(p, Data { inputs, weights }, &MpcOptions::default()).expect("mpc runs");
+    (fixed, mpc)
+}
+
+/// Index of the first instruction with this mnemonic.
+fn at(p: &Program, mnemonic: &str) -> usize {
+    p.code
+        .iter()
+        .position(|i| i.mnemonic() == mnemonic)
+        .expect("instruction present")
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol,
+            "element {i}: {x} vs {y} (tolerance {tol})"
+        );
+    }
+}
+
+fn values(n: usize, scale: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| scale * (((i * 7919) % 201) as f64 - 100.0) / 100.0)
+        .collect()
+}
+
+#[test]
+fn products_and_conversions_cost_what_the_protocols_state() {
+    for ring in [32u8, 64] {
+        let f = if ring == 32 { 8 } else { 18 };
+        let k = ring as u64;
+        let n = 6u64;
+        let mut b = B::new();
+        let x = b.input("x", ty(true, ring, f, &[2, 3]));
+        let w = b.weight("w", ty(true, ring, f, &[3, 4]));
+        let xx = b.op(ty(true, ring, 2 * f, &[2, 3]), |d| Instr::Mul {
+            dst: d,
+            a: x,
+            b: x,
+        });
+        let t = b.op(ty(true, ring, f, &[2, 3]), |d| Instr::Convert {
+            dst: d,
+            a: xx,
+        });
+        let mm = b.op(ty(true, ring, 2 * f, &[2, 4]), |d| Instr::MatMul {
+            dst: d,
+            a: t,
+            b: w,
+        });
+        let out = if ring == 32 {
+            // truncate-then-upcast in one conversion
+            b.op(ty(true, 64, 18, &[2, 4]), |d| Instr::Convert {
+                dst: d,
+                a: mm,
+            })
+        } else {
+            b.op(ty(true, 64, f, &[2, 4]), |d| Instr::Convert {
+                dst: d,
+                a: mm,
+            })
+        };
+        let p = b.output("y", out);
+        let wv = values(12, 1.5);
+        let weights = move |_: &str| Ok(wv.clone());
+        let (fixed, mpc) = run_both(&p, vec![values(6, 3.0)], &weights);
+        let c = |m: &str| mpc.costs[at(&p, m)];
+        // mul: 1 round, 3k bits per element
+        assert_eq!(
+            (c("Mul").rounds_online, c("Mul").bytes_online * 8),
+            (1, 3 * k * n)
+        );
+        // matmul: 1 round, 3k bits per output element
+        assert_eq!(
+            (c("MatMul").rounds_online, c("MatMul").bytes_online * 8),
+            (1, 3 * k * 8)
+        );
+        // a conversion: 2 online rounds, 2k_in + 2k_out bits; 1 offline, 2k_out
+        let conv = mpc.costs[p
+            .code
+            .iter()
+            .position(|i| matches!(i, Instr::Convert { dst, .. } if *dst == t))
+            .unwrap()];
+        assert_eq!(
+            (
+                conv.rounds_online,
+                conv.bytes_online * 8,
+                conv.rounds_offline,
+                conv.bytes_offline * 8
+            ),
+            (2, (2 * k + 2 * k) * n, 1, 2 * k * n)
+        );
+        let last = mpc.costs[p.code.len() - 2];
+        assert_eq!(
+            (
+                last.rounds_online,
+                last.bytes_online * 8,
+                last.bytes_offline * 8
+            ),
+            (2, (2 * k + 2 * 64) * 8, 2 * 64 * 8)
+        );
+        // the client learns the product; the parties' results agree with the
+        // cleartext ring emulation up to the two truncations' ±1
+        let lsb = 2f64.powi(-(f as i32));
+        close(
+            &mpc.outputs[0].data,
+            &fixed.outputs[0].data,
+            8.0 * 1.5 * lsb,
+        );
+    }
+}
+
+#[test]
+fn comparison_select_and_max_cost_what_the_protocols_state() {
+    for ring in [32u8, 64] {
+        let f = if ring == 32 { 8 } else { 18 };
+        let k = ring as u64;
+        let levels = if ring == 32 { 5 } else { 6 };
+        let mut b = B::new();
+        let x = b.input("x", ty(true, ring, f, &[4, 5]));
+        let y = b.input("y", ty(true, ring, f, &[4, 5]));
+        let lt = b.op(ty(true, 0, 0, &[4, 5]), |d| Instr::Cmp {
+            dst: d,
+            a: x,
+            b: y,
+            pred: 0,
+        });
+        let s = b.op(ty(true, ring, f, &[4, 5]), |d| Instr::Select {
+            dst: d,
+            c: lt,
+            a: x,
+            b: y,
+        });
+        let m = b.op(ty(true, ring, f, &[4, 1]), |d| Instr::Max {
+            dst: d,
+            a: s,
+            axis: 1,
+        });
+        let p = b.output("m", m);
+        let (xs, ys) = (
+            values(20, 50.0),
+            values(20, 40.0).into_iter().rev().collect::<Vec<_>>(),
+        );
+        let (fixed, mpc) = run_both(&p, vec![xs.clone(), ys.clone()], &no_weights);
+        let n = 20u64;
+        let cmp = mpc.costs[at(&p, "Cmp")];
+        assert_eq!(
+            (cmp.rounds_online, cmp.bytes_online * 8),
+            (2 + levels, 3 * k * (2 * levels + 1) * n)
+        );
+        let sel = mpc.costs[at(&p, "Select")];
+        // B2A: 1 online round of 3 bits (packed: 3 messages of ⌈n/8⌉ bytes),
+        // 2 offline rounds of 3k bits; then a product
+        assert_eq!(
+            (
+                sel.rounds_online,
+                sel.bytes_online,
+                sel.rounds_offline,
+                sel.bytes_offline * 8
+            ),
+            (2, 3 * n.div_ceil(8) + 3 * k * n / 8, 2, 6 * k * n)
+        );
+        // exact: min then max per row, as in the clear
+        assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
+        let want: Vec<f64> = (0..4)
+            .map(|r| {
+                (0..5)
+                    .map(|c| xs[r * 5 + c].min(ys[r * 5 + c]))
+                    .fold(f64::MIN, f64::max)
+            })
+            .collect();
+        close(&mpc.outputs[0].data, &want, 2f64.powi(-(f as i32)));
+    }
+}
+
+#[test]
+fn secret_lookup_and_norm_scale_match_the_clear() {
+    let mut b = B::new();
+    let ids = b.input("ids", ty(true, 32, 0, &[3]));
+    let table = b.weight("table", ty(true, 64, 18, &[10, 4]));
+    let e = b.op(ty(true, 64, 18, &[3, 4]), |d| Instr::Embed {
+        dst: d,
+        ids,
+        table,
+    });
+    let ns = b.op(ty(true, 64, 18, &[3, 4]), |d| Instr::NormScale {
+        dst: d,
+        a: e,
+        kind: 0,
+    });
+    let cat = b.op(ty(true, 64, 18, &[3, 8]), |d| Instr::Concat {
+        dst: d,
+        srcs: vec![e, ns],
+        axis: 1,
+    });
+    let p = b.output("y", cat);
+    let tv: Vec<f64> = (0..40).map(|i| (i as f64 - 13.0) * 0.37).collect();
+    let weights = move |_: &str| Ok(tv.clone());
+    let (fixed, mpc) = run_both(&p, vec![vec![7.0, 0.0, 9.0]], &weights);
+    assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
+    // row 7 of the table, then 2^(−e−1) of each positive entry
+    let row: Vec<f64> = (28..32).map(|i| (i as f64 - 13.0) * 0.37).collect();
+    for (j, &v) in row.iter().enumerate() {
+        assert!((mpc.outputs[0].data[j] - v).abs() < 1e-5);
+        let s = mpc.outputs[0].data[4 + j];
+        assert!((0.5..1.0).contains(&(v * s)), "{v} · {s}");
+    }
+    // a lookup of secret ids is one product with the client's one-hot rows
+    let emb = mpc.costs[at(&p, "Embed")];
+    assert_eq!((emb.rounds_online, emb.bytes_online * 8), (1, 3 * 64 * 12));
+    // an out-of-range id is refused by the client, not looked up
+    let bad = run_mpc(
+        &p,
+        Data {
+            inputs: vec![vec![10.0, 0.0, 1.0]],
+            weights: &|_: &str| Ok(vec![0.0; 40]),
+        },
+        &MpcOptions::default(),
+    );
+    let msg = bad.expect_err("refused").to_string();
+    assert!(msg.contains("out of range"), "{msg}");
+}
+
+#[test]
+fn costs_do_not_depend_on_the_seeds_and_shares_hide_the_secret() {
+    let mut b = B::new();
+    let x = b.input("x", ty(true, 64, 18, &[8]));
+    let xx = b.op(ty(true, 64, 36, &[8]), |d| Instr::Mul {
+        dst: d,
+        a: x,
+        b: x,
+    });
+    let t = b.op(ty(true, 64, 18, &[8]), |d| Instr::Convert { dst: d, a: xx });
+    let lt = b.op(ty(true, 0, 0, &[8]), |d| Instr::Cmp {
+        dst: d,
+        a: t,
+        b: x,
+        pred: 0,
+    });
+    let s = b.op(ty(true, 64, 18, &[8]), |d| Instr::Select {
+        dst: d,
+        c: lt,
+        a: t,
+        b: x,
+    });
+    let p = b.output("y", s);
+    let go = |seed: u8, xs: Vec<f64>| {
+        run_mpc(
+            &p,
+            Data {
+                inputs: vec![xs],
+                weights: &no_weights,
+            },
+            &MpcOptions {
+                seeds: Some([
+                    [seed; 32],
+                    [seed + 1; 32],
+                    [seed + 2; 32],
+                    [seed + 3; 32],
+                    [seed + 4; 32],
+                ]),
+                ..Default::default()
+            },
+        )
+        .expect("runs")
+    };
+    let a = go(1, values(8, 2.0));
+    let c = go(9, values(8, 0.5));
+    assert_eq!(a.comm, c.comm);
+    for (x, y) in a.costs.iter().zip(&c.costs) {
+        assert_eq!(
+            (
+                x.bytes_online,
+                x.bytes_offline,
+                x.rounds_online,
+                x.rounds_offline
+            ),
+            (
+                y.bytes_online,
+                y.bytes_offline,
+                y.rounds_online,
+                y.rounds_offline
+            )
+        );
+    }
+    // dealt shares: with the dealer's seed fixed, P0's share does not depend
+    // on the value at all, and P1's and P2's carry it only in the component
+    // masked by a stream the other two never see
+    use ditto_vm::source::deal_share;
+    let seed = [5u8; 32];
+    let x1: Vec<u64> = vec![1, 2, 3];
+    let x2: Vec<u64> = vec![1000, 2000, 3000];
+    let s0a = deal_share::<u64>(&seed, "input", 0, 0, 3, &|| Ok(x1.clone())).unwrap();
+    let s0b = deal_share::<u64>(&seed, "input", 0, 0, 3, &|| Ok(x2.clone())).unwrap();
+    assert_eq!(s0a, s0b);
+    let s1a = deal_share::<u64>(&seed, "input", 0, 1, 3, &|| Ok(x1.clone())).unwrap();
+    let s2a = deal_share::<u64>(&seed, "input", 0, 2, 3, &|| Ok(x1.clone())).unwrap();
+    assert_eq!(
+        ditto_protocol::share::open(&[s0a, s1a, s2a]).expect("consistent"),
+        x1
+    );
+}
