@@ -231,3 +231,122 @@ fn minilm_float_matches_independent_reference() {
         }
     }
 }
+
+/// Eight English sentences of 5 to 60 tokens.
+const SENTENCES: &[&str] = &[
+    "The quick brown fox jumps over the lazy dog.",
+    "Secure inference keeps both the model and the query private.",
+    "I love Rust.",
+    "Three servers compute on secret shares without learning the input or the weights of the transformer model that they evaluate together.",
+    "What is the capital of France?",
+    "The hospital wants to classify patient notes with a language model, but privacy law forbids sending the notes to the model provider, and the provider will not hand over its weights; secure multi-party computation lets both sides keep their secrets while the three servers produce the answer.",
+    "Rain is expected tomorrow afternoon.",
+    "She sold the old bicycle to a neighbour who repairs them for children in the village.",
+];
+
+#[test]
+fn minilm_under_mpc_matches_the_float_model() {
+    let folder = root().join("models/cache/all-minilm-l6-v2");
+    let w = folder.to_str().unwrap();
+    let mut lens = vec![];
+    for text in SENTENCES {
+        let float = json(&ditto(&[
+            "run",
+            "minilm",
+            "--weights",
+            w,
+            "--text",
+            text,
+            "--json",
+        ]));
+        let want = floats(&float["output"]);
+        lens.push(float["tokens"].as_array().unwrap().len());
+        for (policy, min) in [("uniform64", 0.998), ("ditto", 0.995)] {
+            let r = json(&ditto(&[
+                "run",
+                "minilm",
+                "--backend",
+                "mpc",
+                "--policy",
+                policy,
+                "--weights",
+                w,
+                "--text",
+                text,
+                "--json",
+            ]));
+            assert_eq!(r["backend"], "mpc");
+            assert_eq!(r["policy"], policy);
+            let cos = cosine(&floats(&r["output"]), &want);
+            eprintln!(
+                "{policy} {:>2} tokens: cosine {cos:.5}",
+                lens.last().unwrap()
+            );
+            assert!(cos >= min, "{text}: mpc {policy} cosine {cos}");
+            for field in ["comm_bytes", "comm_bytes_online", "rounds", "wall_s"] {
+                assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {r}");
+            }
+            let ops = r["ops"].as_object().expect("ops by kind");
+            let bytes: u64 = ops.values().map(|o| o["bytes"].as_u64().unwrap()).sum();
+            let setup = 3 * 32; // key setup: 32 bytes per party
+            assert_eq!(bytes + setup, r["comm_bytes"].as_u64().unwrap());
+            // the linear layers run in the policy's ring
+            let ring = if policy == "ditto" {
+                "matmul@32"
+            } else {
+                "matmul@64"
+            };
+            assert!(
+                r["ops"][ring]["count"].as_u64().unwrap_or(0) >= 36,
+                "{ops:?}"
+            );
+        }
+    }
+    lens.sort();
+    assert!(
+        lens[0] >= 5 && lens[lens.len() - 1] <= 60,
+        "token counts {lens:?}"
+    );
+}
+
+#[test]
+fn bert_and_gpt2_base_run_under_mpc_with_both_policies() {
+    // Full sizes (12 layers, 128 tokens) are for `ditto bench`; tests keep 2
+    // layers and 32 tokens.
+    for (model, dim) in [("bert", 768usize), ("gpt2", 50257)] {
+        let mut bytes = HashMap::new();
+        for policy in ["uniform64", "ditto"] {
+            let r = json(&ditto(&[
+                "run",
+                model,
+                "--random-weights",
+                "3",
+                "--ids",
+                "101,2023,2003,1037,3231,102",
+                "--seq",
+                "32",
+                "--layers",
+                "2",
+                "--backend",
+                "mpc",
+                "--policy",
+                policy,
+                "--json",
+            ]));
+            assert_eq!(r["shape"].as_array().unwrap().last().unwrap(), dim);
+            let o = floats(&r["output"]);
+            assert!(o.iter().all(|x| x.is_finite()) && o.iter().any(|x| *x != 0.0));
+            let layers = r["layers"].as_object().expect("cost by layer");
+            assert!(
+                layers.keys().filter(|k| k.contains('1')).count() >= 1,
+                "{layers:?}"
+            );
+            bytes.insert(policy, r["comm_bytes"].as_u64().unwrap());
+        }
+        eprintln!(
+            "{model}: ditto/uniform64 bytes = {:.3}",
+            bytes["ditto"] as f64 / bytes["uniform64"] as f64
+        );
+        assert!(bytes["ditto"] < bytes["uniform64"], "{bytes:?}");
+    }
+}
