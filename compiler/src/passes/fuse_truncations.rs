@@ -13,7 +13,9 @@
 //! 3. **sum** — `add`/`sub` of two truncations from the same format, or of a
 //!    truncation and a value already in the target format, becomes one
 //!    truncation of the sum taken at the product scale: biases are added
-//!    before truncating (shifting a value left is local, free under MPC).
+//!    before truncating (shifting a value left is local, free under MPC), and
+//!    a scalar constant is re-encoded at that scale (a polynomial
+//!    c0 + c1·x + c2·x² is truncated once).
 //!    The sum must stay inside the ring at the larger scale; `check-ranges`
 //!    (not built yet) is where that is proved.
 
@@ -85,7 +87,15 @@ impl FuseTruncations {
             {
                 let ops = g.operands(id);
                 let (a, b) = (ops[0], ops[1]);
-                if a == b || g.node(a).ty.shape != g.node(b).ty.shape {
+                // equal shapes, or a scalar constant (re-encoded at the raw scale)
+                let scalar_const = |x: NodeId| {
+                    matches!(g.node(x).op, Op::Const { .. }) && g.node(x).ty.shape.is_empty()
+                };
+                if a == b
+                    || (g.node(a).ty.shape != g.node(b).ty.shape
+                        && !scalar_const(a)
+                        && !scalar_const(b))
+                {
                     continue;
                 }
                 let (ta, tb) = (
@@ -106,6 +116,12 @@ impl FuseTruncations {
                         return x;
                     }
                     let src = g.node(x);
+                    if let Op::Const { .. } = src.op {
+                        // a constant is re-encoded exactly at the raw scale
+                        let mut c = src.clone();
+                        c.ty.elem = Elem::Fixed(raw);
+                        return g.add(c, &[]);
+                    }
                     let mut ty = src.ty.clone();
                     ty.elem = Elem::Fixed(raw);
                     let mut n = Node::new(Op::Convert, ty);
