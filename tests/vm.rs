@@ -50,6 +50,8 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 }
 
 struct Case {
+    /// The compiler's estimate of the online bytes (`--stats`).
+    est_bytes: u64,
     fixed_ir: Vec<f64>,
     program: ditto_bytecode::Program,
     ids: Vec<f64>,
@@ -88,6 +90,7 @@ fn case(model: &str, config: &str, layers: Option<i64>, policy: &str, ids: &[u32
         .data;
     let program = ditto_compiler::codegen::codegen(&g, &|_| String::new()).expect("codegen");
     Case {
+        est_bytes: ditto_compiler::passes::stats(&g).est_bits / 8,
         fixed_ir,
         program,
         ids,
@@ -128,6 +131,15 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
                 "{model} {policy}: max |diff| {diff} (max |out| {scale})"
             );
             assert!(mpc.comm.bytes() > 0 && mpc.rounds_online() > 0);
+            // the compiler's cost model predicts the measured online bytes
+            // (up to the byte padding of packed bits)
+            let measured = mpc.comm.bytes_online as f64;
+            let rel = (measured - c.est_bytes as f64).abs() / measured;
+            assert!(
+                rel < 1e-3,
+                "{model} {policy}: estimated {} online bytes, measured {measured}",
+                c.est_bytes
+            );
         }
     }
 }

@@ -103,20 +103,27 @@ pub struct GraphStats {
     pub truncations: usize,
     pub upcasts: usize,
     pub downcasts: usize,
-    /// Estimated online bits (all parties) of the operations whose protocol
-    /// cost is known (products, conversions); see [`stats`].
+    /// Estimated online bits (all parties); see [`stats`].
     pub est_bits: u64,
     pub est_rounds: u64,
+}
+
+/// Online bits (all parties, per element) and rounds of a bit decomposition
+/// in Z_2^k (docs/protocols.md): 3k(2L + 1) bits, 2 + L rounds.
+fn decompose_cost(k: u64) -> (u64, u64) {
+    let levels = 64 - (k - 2).leading_zeros() as u64;
+    (3 * k * (2 * levels + 1), 2 + levels)
 }
 
 /// Counts conversion calls by kind (one call may be several kinds at once:
 /// truncate-and-downcast counts as both; local conversions are counted
 /// apart) and estimates communication from
-/// the cost model of docs/protocols.md: a secret product or matmul costs
-/// 3k bits per output element and 1 round; a secret conversion costs
-/// 2·k_in + 2·k_out bits per element and 2 rounds. Rounds are summed along
-/// the graph's critical path. Non-linear operations are not counted until
-/// they are lowered (not built yet).
+/// the cost model of docs/protocols.md and docs/vm.md, online bits only: a
+/// secret product or matmul costs 3k bits per output element and 1 round; a
+/// secret conversion 2·k_in + 2·k_out bits and 2 rounds; comparisons, selects
+/// on secret conditions, row maxima, means, normalisations and secret
+/// lookups what the VM's protocols cost. Rounds are summed along the graph's
+/// critical path. Non-linear operations not yet lowered count nothing.
 pub fn stats(g: &Graph) -> GraphStats {
     let mut s = GraphStats {
         nodes: g.len(),
@@ -158,6 +165,70 @@ pub fn stats(g: &Graph) -> GraphStats {
                     s.est_bits += 3 * k * n.ty.numel() as u64;
                     rounds = 1;
                 }
+            }
+            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne if secret => {
+                let k = g
+                    .node(ops[0])
+                    .ty
+                    .format()
+                    .map(|f| f.ring.bits())
+                    .unwrap_or(64) as u64;
+                let m = n.ty.numel() as u64
+                    * if matches!(n.op, Op::Eq | Op::Ne) {
+                        2
+                    } else {
+                        1
+                    };
+                let (bits, r) = decompose_cost(k);
+                s.est_bits += bits * m;
+                rounds = r;
+            }
+            Op::Select if g.node(ops[0]).ty.vis == Vis::Secret => {
+                // B2A opening (3 bits) and one product (3k bits)
+                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                s.est_bits += (3 + 3 * k) * n.ty.numel() as u64;
+                rounds = 2;
+            }
+            Op::Max { axis } if secret => {
+                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                let shape = &g.node(ops[0]).ty.shape;
+                let rows = n.ty.numel() as u64;
+                let (dbits, dr) = decompose_cost(k);
+                let mut w = shape[*axis] as u64;
+                while w > 1 {
+                    let pairs = rows * (w / 2);
+                    s.est_bits += pairs * (dbits + 3 + 3 * k);
+                    rounds += dr + 2;
+                    w = w / 2 + w % 2;
+                }
+            }
+            Op::Mean { .. } if secret => {
+                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                s.est_bits += 4 * k * n.ty.numel() as u64;
+                rounds = 2;
+            }
+            Op::NormScale { kind } if secret => {
+                // decomposition, prefix-OR (3k bits per level), then B2A of
+                // the bits whose scale is representable (the VM skips zeros)
+                if let Some(f) = n.ty.format() {
+                    let k = f.ring.bits() as u64;
+                    let (dbits, dr) = decompose_cost(k);
+                    let levels = k.trailing_zeros() as u64;
+                    let used = (0..k as i32 - 1)
+                        .filter(|&j| {
+                            let v =
+                                (kind.scale(j - f.frac as i32) * (f.frac as f64).exp2()).round();
+                            v != 0.0
+                        })
+                        .count() as u64;
+                    s.est_bits += n.ty.numel() as u64 * (dbits + 3 * k * levels + 3 * used);
+                    rounds = dr + levels + 1;
+                }
+            }
+            Op::Embed if g.node(ops[0]).ty.vis == Vis::Secret => {
+                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                s.est_bits += 3 * k * n.ty.numel() as u64;
+                rounds = 1;
             }
             _ => {}
         }
