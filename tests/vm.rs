@@ -59,6 +59,17 @@ struct Case {
 }
 
 fn case(model: &str, config: &str, layers: Option<i64>, policy: &str, ids: &[u32]) -> Case {
+    case_with(model, config, layers, policy, ids, &[])
+}
+
+fn case_with(
+    model: &str,
+    config: &str,
+    layers: Option<i64>,
+    policy: &str,
+    ids: &[u32],
+    skip: &[String],
+) -> Case {
     let weights = SafetensorsFile::open(&gen(model, config)).expect("weights");
     let opts = Options {
         config: Some(config.into()),
@@ -71,7 +82,7 @@ fn case(model: &str, config: &str, layers: Option<i64>, policy: &str, ids: &[u32
         .unwrap_or_else(|_| panic!("{model} compiles"))
         .graph;
     let policy = Policy::builtin(policy).expect("policy");
-    let pipeline = plan(None, &[]).expect("default pipeline");
+    let pipeline = plan(None, skip).expect("default pipeline");
     let ctx = Ctx {
         policy: &policy,
         sources: None,
@@ -141,5 +152,45 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
                 c.est_bytes
             );
         }
+    }
+}
+
+#[test]
+fn schedule_batches_independent_protocols_into_shared_rounds() {
+    let ids = [1, 17, 33, 2, 250, 9];
+    let run = |c: &Case| {
+        let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+        let data = ditto_vm::Data {
+            inputs: vec![c.ids.clone()],
+            weights: &lookup,
+        };
+        ditto_vm::run_mpc(&c.program, data, &Default::default()).expect("mpc runs")
+    };
+    for policy in ["uniform64", "ditto"] {
+        let plain = case_with(
+            "bert",
+            "tiny",
+            None,
+            policy,
+            &ids,
+            &["schedule".to_string()],
+        );
+        let sched = case("bert", "tiny", None, policy, &ids);
+        assert!(!plain.program.code.iter().any(|i| i.mnemonic() == "Round"));
+        assert!(sched.program.code.iter().any(|i| i.mnemonic() == "Round"));
+        let (a, b) = (run(&plain), run(&sched));
+        eprintln!(
+            "bert tiny {policy}: rounds {} unscheduled, {} scheduled; online bytes {} and {}",
+            a.rounds_online() + a.rounds_offline(),
+            b.rounds_online() + b.rounds_offline(),
+            a.comm.bytes_online,
+            b.comm.bytes_online
+        );
+        assert!(b.rounds_online() < a.rounds_online());
+        // the same messages, concatenated (packed bits pad per message)
+        let rel = (a.comm.bytes_online as f64 - b.comm.bytes_online as f64).abs()
+            / a.comm.bytes_online as f64;
+        assert!(rel < 1e-3);
+        assert!(cosine(&a.outputs[0].data, &b.outputs[0].data) > 0.9999);
     }
 }

@@ -4,8 +4,10 @@
 //! that `lower-nonlinear` did not replace (standalone `exp`) have no
 //! instruction and are reported at their DSL line.
 //!
-//! Not yet done here: register reuse (allocation) and round batching
-//! (`schedule`); the program is correct without them, only larger.
+//! When the `schedule` pass ran, nodes follow its order and a `round`
+//! marker ends each step: the VM batches the communicating instructions
+//! between two markers. Registers are not reused (the VM frees each after
+//! its last read).
 
 use crate::diag::Diagnostic;
 use crate::ir::ops::NormKind;
@@ -25,6 +27,20 @@ fn reg_type(t: &crate::ir::Type) -> RegType {
         },
         shape: t.shape.iter().map(|&d| d as u64).collect(),
     }
+}
+
+/// Whether `steps` orders every node of `g` exactly once, after its operands.
+fn schedule_fits(g: &Graph, steps: &[crate::ir::Step], topo: &[NodeId]) -> bool {
+    let mut pos: HashMap<NodeId, usize> = HashMap::new();
+    for (i, id) in steps.iter().flat_map(|s| s.nodes.iter()).enumerate() {
+        if !g.contains(*id) || pos.insert(*id, i).is_some() {
+            return false;
+        }
+    }
+    pos.len() == topo.len()
+        && topo
+            .iter()
+            .all(|&id| g.operands(id).iter().all(|o| pos[o] < pos[&id]))
 }
 
 /// The scope of a weight: its name up to the first numeric component
@@ -75,11 +91,27 @@ fn scopes(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, String> {
 
 /// Emits the program for `g`; `where_` renders a node's location for errors.
 pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, Vec<Diagnostic>> {
-    let order = g.topo_order().map_err(|_| {
+    let topo = g.topo_order().map_err(|_| {
         vec![Diagnostic::global(
             "internal error: codegen on a cyclic graph",
         )]
     })?;
+    // the schedule's order with a round marker after each step, when the
+    // `schedule` pass ran and its schedule still fits the graph
+    let (order, breaks) = match g.schedule.as_ref().filter(|s| schedule_fits(g, s, &topo)) {
+        Some(steps) => {
+            let mut order = Vec::with_capacity(topo.len());
+            let mut breaks = std::collections::HashSet::new();
+            for (i, st) in steps.iter().enumerate() {
+                order.extend_from_slice(&st.nodes);
+                if i + 1 < steps.len() {
+                    breaks.insert(*st.nodes.last().expect("steps are not empty"));
+                }
+            }
+            (order, breaks)
+        }
+        None => (topo, Default::default()),
+    };
     let mut reg: HashMap<NodeId, Reg> = HashMap::new();
     let mut p = Program {
         regs: vec![],
@@ -153,6 +185,10 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                     a: a(),
                 });
                 p.scope_of.push(k);
+                if breaks.contains(&id) {
+                    p.code.push(Instr::Round {});
+                    p.scope_of.push(k);
+                }
                 continue;
             }
             Op::Const { value } => Instr::Const { dst, value: *value },
@@ -269,6 +305,10 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         reg.insert(id, dst);
         p.code.push(instr);
         p.scope_of.push(k);
+        if breaks.contains(&id) {
+            p.code.push(Instr::Round {});
+            p.scope_of.push(k);
+        }
     }
     if !errors.is_empty() {
         return Err(errors);

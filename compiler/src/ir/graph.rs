@@ -64,11 +64,22 @@ impl Node {
     }
 }
 
+/// One step of an execution schedule: nodes that communicate in the same
+/// round (independent of each other), or a block of local nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub round: bool,
+    pub nodes: Vec<NodeId>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub name: String,
     /// Source file names, indexed by `Loc::file`.
     pub files: Vec<String>,
+    /// The `schedule` pass's execution order (codegen checks that it still
+    /// covers the graph; any later pass that edits the graph clears it).
+    pub schedule: Option<Vec<Step>>,
     g: StableDiGraph<Node, u32>,
 }
 
@@ -77,6 +88,7 @@ impl Graph {
         Graph {
             name: name.into(),
             files: vec![],
+            schedule: None,
             g: StableDiGraph::new(),
         }
     }

@@ -13,6 +13,6 @@ pub mod text;
 pub mod types;
 pub mod verify;
 
-pub use graph::{Graph, Loc, Node, NodeId};
+pub use graph::{Graph, Loc, Node, NodeId, Step};
 pub use ops::{Op, Owner};
 pub use types::{Elem, Format, Ring, Type, Vis};

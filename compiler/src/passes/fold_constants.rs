@@ -84,17 +84,17 @@ impl Pass for FoldConstants {
             let ty = g.node(id).ty.clone();
             let keep = match (&op, ops.as_slice()) {
                 (Op::Mul, [a, b]) => match (const_value(g, *a), const_value(g, *b)) {
-                    (Some(v), _) if v == 1.0 => Some(*b),
-                    (_, Some(v)) if v == 1.0 => Some(*a),
+                    (Some(1.0), _) => Some(*b),
+                    (_, Some(1.0)) => Some(*a),
                     _ => None,
                 },
                 (Op::Add, [a, b]) => match (const_value(g, *a), const_value(g, *b)) {
-                    (Some(v), _) if v == 0.0 => Some(*b),
-                    (_, Some(v)) if v == 0.0 => Some(*a),
+                    (Some(0.0), _) => Some(*b),
+                    (_, Some(0.0)) => Some(*a),
                     _ => None,
                 },
                 (Op::Sub, [a, b]) => match const_value(g, *b) {
-                    Some(v) if v == 0.0 => Some(*a),
+                    Some(0.0) => Some(*a),
                     _ => None,
                 },
                 _ => None,

@@ -7,7 +7,7 @@
 //!
 //! Status (issue 4, in progress): every pass of [`DEFAULT_PIPELINE`] exists;
 //! code generation is `crate::codegen` (run by `ditto compile` and `ditto
-//! run` after the pipeline). `schedule` (round batching) does not exist yet.
+//! run` after the pipeline).
 
 pub mod apply_policy;
 pub mod check_ranges;
@@ -18,6 +18,7 @@ pub mod fuse_truncations;
 pub mod insert_conversions;
 pub mod insert_truncations;
 pub mod lower_nonlinear;
+pub mod schedule;
 
 use crate::diag::Diagnostic;
 use crate::ir::verify::verify;
@@ -76,6 +77,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(fuse_truncations::FuseTruncations),
         Box::new(dce::Dce),
         Box::new(check_ranges::CheckRanges),
+        Box::new(schedule::Schedule),
     ]
 }
 
@@ -89,6 +91,7 @@ pub const DEFAULT_PIPELINE: &[&str] = &[
     "fuse-truncations",
     "dce",
     "check-ranges",
+    "schedule",
 ];
 
 /// Counts of one graph state, for `--stats`.
@@ -302,6 +305,10 @@ pub fn run(
             format!("{name}.{count}")
         };
         let changed = pass.run(g, ctx)?;
+        if changed && name != "schedule" {
+            // a schedule describes the graph it was made for
+            g.schedule = None;
+        }
         let errs = verify(g);
         if !errs.is_empty() {
             let msg: Vec<String> = errs.iter().map(|e| e.to_string()).collect();

@@ -267,6 +267,39 @@ impl<'c> Party<'c> {
         self.reshare(z, "matmul")
     }
 
+    /// Several independent matrix products in one round: the local products
+    /// of each (x, y, batch, m, k, n, y_shared), masked, then one reshare of
+    /// all of them. Same bits as separate calls, 1 round in total.
+    #[allow(clippy::type_complexity)]
+    pub fn matmul_many<R: Ring>(
+        &mut self,
+        items: &[(&AShare<R>, &AShare<R>, usize, usize, usize, usize, bool)],
+    ) -> Result<Vec<AShare<R>>, ProtocolError> {
+        let mut z = Vec::new();
+        let mut lens = Vec::new();
+        for &(x, y, batch, m, k, n, shared) in items {
+            let ysum = kernels::add(&y.a, &y.b);
+            let mut zi = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, shared);
+            let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, shared);
+            kernels::add_assign(&mut zi, &z2);
+            lens.push(zi.len());
+            z.extend(zi);
+        }
+        let alpha = self.zero_share::<R>(z.len());
+        kernels::add_assign(&mut z, &alpha);
+        let all = self.reshare(z, "matmul")?;
+        let mut out = Vec::with_capacity(lens.len());
+        let mut off = 0;
+        for l in lens {
+            out.push(AShare {
+                a: all.a[off..off + l].to_vec(),
+                b: all.b[off..off + l].to_vec(),
+            });
+            off += l;
+        }
+        Ok(out)
+    }
+
     // ----- the conversion primitive -----
 
     /// Roles of the next asymmetric protocol (H = ctr mod 3, A = H+1, B = H+2);

@@ -886,8 +886,271 @@ fn check_value(t: &RegType, v: &Value, clear: bool) -> Res<()> {
     Ok(())
 }
 
+/// A class of instructions the VM runs as one protocol call when they are
+/// independent (between two `round` markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Conv { ki: u32, ko: u32, fi: u32, fo: u32 },
+    Mul { k: u32 },
+    MatMul { k: u32 },
+    Cmp { k: u32 },
+    Sel { k: u32 },
+}
+
+impl Key {
+    fn ring(self) -> u32 {
+        match self {
+            Key::Conv { ko, .. } => ko,
+            Key::Mul { k } | Key::MatMul { k } | Key::Cmp { k } | Key::Sel { k } => k,
+        }
+    }
+}
+
+/// The batch class of an instruction, if it has one.
+fn classify(st: &St, regs: &Regs, ins: &Instr) -> Option<Key> {
+    let secret = |r: &Reg| st.ty(*r).secret && regs.exact[r.0 as usize].is_none();
+    let fmt = |r: &Reg| st.fmt(*r).ok();
+    match ins {
+        Instr::Convert { dst, a } if secret(a) => {
+            let ((ki, fi), (ko, fo)) = (fmt(a)?, fmt(dst)?);
+            (fo < fi || ko > ki).then_some(Key::Conv { ki, ko, fi, fo })
+        }
+        Instr::Mul { dst, a, b } | Instr::MatMul { dst, a, b } if secret(a) && secret(b) => {
+            let ((ka, fa), (kb, fb), (kd, fd)) = (fmt(a)?, fmt(b)?, fmt(dst)?);
+            let fits = ka == kd && kb == kd && fa + fb == fd;
+            match ins {
+                Instr::Mul { .. } => (fits
+                    && st.ty(*a).shape == st.ty(*dst).shape
+                    && st.ty(*b).shape == st.ty(*dst).shape)
+                    .then_some(Key::Mul { k: kd }),
+                _ => fits.then_some(Key::MatMul { k: kd }),
+            }
+        }
+        Instr::Cmp { a, b, .. } if secret(a) || secret(b) => {
+            let (ka, fa) = fmt(a)?;
+            (!secret(b) || fmt(b)? == (ka, fa)).then_some(Key::Cmp { k: ka })
+        }
+        Instr::Select { dst, c, .. } if st.ty(*c).secret => Some(Key::Sel { k: fmt(dst)?.0 }),
+        _ => None,
+    }
+}
+
+fn split_share<R: Ring>(s: &AShare<R>, lens: &[usize]) -> Vec<AShare<R>> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut off = 0;
+    for &l in lens {
+        out.push(AShare {
+            a: s.a[off..off + l].to_vec(),
+            b: s.b[off..off + l].to_vec(),
+        });
+        off += l;
+    }
+    out
+}
+
+fn secret_of<R: Rv>(v: &Value) -> Res<&AShare<R>> {
+    match R::view(v) {
+        Some(Arg::S(Cow::Borrowed(s))) => Ok(s),
+        _ => Err(E::M("expected a secret value (internal error)".into())),
+    }
+}
+
+/// Runs the members of one batch class (independent instructions) as one
+/// protocol call; returns each member's result.
+fn exec_batch<R: Rv>(regs: &Regs, st: &mut St, key: Key, members: &[&Instr]) -> Res<Vec<Value>> {
+    let id = st.id;
+    match key {
+        Key::Conv { ki, fi, fo, .. } => {
+            if ki == 32 {
+                conv_batch::<u32, R>(st, regs, members, fi, fo)
+            } else {
+                conv_batch::<u64, R>(st, regs, members, fi, fo)
+            }
+        }
+        Key::Mul { .. } => {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for ins in members {
+                let Instr::Mul { a, b, .. } = ins else {
+                    unreachable!("class Mul")
+                };
+                xs.push(secret_of::<R>(regs.get(*a)?)?);
+                ys.push(secret_of::<R>(regs.get(*b)?)?);
+            }
+            let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+            let z = st.party()?.mul(&concat_shares(&xs), &concat_shares(&ys))?;
+            Ok(split_share(&z, &lens).into_iter().map(R::secret).collect())
+        }
+        Key::MatMul { .. } => {
+            let mut items = Vec::new();
+            for ins in members {
+                let Instr::MatMul { a, b, .. } = ins else {
+                    unreachable!("class MatMul")
+                };
+                let (sa, sb) = (st.shape(*a), st.shape(*b));
+                let (ra, rb) = (sa.len(), sb.len());
+                items.push((
+                    secret_of::<R>(regs.get(*a)?)?,
+                    secret_of::<R>(regs.get(*b)?)?,
+                    sa[..ra - 2].iter().product::<usize>(),
+                    sa[ra - 2],
+                    sa[ra - 1],
+                    sb[rb - 1],
+                    rb == 2,
+                ));
+            }
+            let out = st.party()?.matmul_many(&items)?;
+            Ok(out.into_iter().map(R::secret).collect())
+        }
+        Key::Cmp { .. } => {
+            // the differences every member needs, decomposed in one call
+            let mut pieces: Vec<AShare<R>> = Vec::new();
+            let mut plan = Vec::new();
+            for ins in members {
+                let Instr::Cmp { dst, a, b, pred } = ins else {
+                    unreachable!("class Cmp")
+                };
+                let n = st.ty(*dst).numel() as usize;
+                let (_, fa) = st.fmt(*a)?;
+                let x = arg::<R>(regs, st, *a, fa)?;
+                let y = arg::<R>(regs, st, *b, fa)?;
+                let share = |d: Arg<R>| match d {
+                    Arg::S(s) => s.into_owned(),
+                    Arg::P(p) => share_public(id, &p),
+                };
+                let first = pieces.len();
+                match pred {
+                    0 | 3 => pieces.push(share(sub_args(id, &x, &y, n))),
+                    1 | 2 => pieces.push(share(sub_args(id, &y, &x, n))),
+                    _ => {
+                        pieces.push(share(sub_args(id, &x, &y, n)));
+                        pieces.push(share(sub_args(id, &y, &x, n)));
+                    }
+                }
+                plan.push((first, *pred, n));
+            }
+            let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+            let refs: Vec<&AShare<R>> = pieces.iter().collect();
+            let bits = st.party()?.ltz(&concat_shares(&refs))?;
+            let mut parts = Vec::with_capacity(lens.len());
+            let mut rest = bits;
+            for &l in &lens {
+                let (head, tail) = split_bits(&rest, l);
+                parts.push(head);
+                rest = tail;
+            }
+            Ok(plan
+                .into_iter()
+                .map(|(first, pred, _)| {
+                    let b = match pred {
+                        0 | 1 => parts[first].clone(),
+                        2 | 3 => parts[first].not(id),
+                        _ => {
+                            let ne = parts[first].xor(&parts[first + 1]);
+                            if pred == 4 {
+                                ne.not(id)
+                            } else {
+                                ne
+                            }
+                        }
+                    };
+                    Value::SBool(b)
+                })
+                .collect())
+        }
+        Key::Sel { .. } => {
+            let mut conds = BitShare::default();
+            let mut lens = Vec::new();
+            for ins in members {
+                let Instr::Select { c, .. } = ins else {
+                    unreachable!("class Sel")
+                };
+                let Value::SBool(cs) = regs.get(*c)? else {
+                    return Err(E::M("the condition is not a secret boolean".into()));
+                };
+                conds.a.extend_from_slice(&cs.a);
+                conds.b.extend_from_slice(&cs.b);
+                lens.push(cs.len());
+            }
+            let s_all = st.party()?.b2a::<R>(&conds)?;
+            let s = split_share(&s_all, &lens);
+            // products: public differences locally, secret ones in one call
+            let mut ys = Vec::new();
+            let mut prods: Vec<Option<AShare<R>>> = Vec::new();
+            let mut lhs = Vec::new();
+            let mut rhs = Vec::new();
+            let mut which = Vec::new();
+            for (i, ins) in members.iter().enumerate() {
+                let Instr::Select { dst, a, b, .. } = ins else {
+                    unreachable!("class Sel")
+                };
+                let (_, fd) = st.fmt(*dst)?;
+                let n = st.ty(*dst).numel() as usize;
+                let x = arg::<R>(regs, st, *a, fd)?;
+                let y = arg::<R>(regs, st, *b, fd)?.into_owned();
+                match sub_args(id, &x, &y, n) {
+                    Arg::P(d) => prods.push(Some(s[i].mul_public(&d))),
+                    Arg::S(d) => {
+                        prods.push(None);
+                        lhs.push(s[i].clone());
+                        rhs.push(d.into_owned());
+                        which.push(i);
+                    }
+                }
+                ys.push((y, n));
+            }
+            if !lhs.is_empty() {
+                let l: Vec<&AShare<R>> = lhs.iter().collect();
+                let r: Vec<&AShare<R>> = rhs.iter().collect();
+                let lens: Vec<usize> = lhs.iter().map(|x| x.len()).collect();
+                let z = st.party()?.mul(&concat_shares(&l), &concat_shares(&r))?;
+                for (i, t) in which.into_iter().zip(split_share(&z, &lens)) {
+                    prods[i] = Some(t);
+                }
+            }
+            Ok(prods
+                .into_iter()
+                .zip(ys)
+                .map(|(t, (y, n))| {
+                    let t = t.expect("every product computed");
+                    R::wrap(add_args(id, &Arg::S(Cow::Owned(t)), &y, n))
+                })
+                .collect())
+        }
+    }
+}
+
+fn conv_batch<Ri: Rv, Ro: Rv>(
+    st: &mut St,
+    regs: &Regs,
+    members: &[&Instr],
+    fi: u32,
+    fo: u32,
+) -> Res<Vec<Value>> {
+    let mut xs = Vec::new();
+    for ins in members {
+        let Instr::Convert { a, .. } = ins else {
+            unreachable!("class Conv")
+        };
+        xs.push(secret_of::<Ri>(regs.get(*a)?)?);
+    }
+    let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+    let all = concat_shares(&xs);
+    match convert::<Ri, Ro>(st, Arg::S(Cow::Owned(all)), fi, fo)? {
+        Arg::S(z) => Ok(split_share(&z, &lens).into_iter().map(Ro::secret).collect()),
+        Arg::P(_) => Err(E::M("a conversion of shares gave a public value".into())),
+    }
+}
+
 /// Runs `prog` at one party (`party` is `None` for the cleartext `fixed`
-/// backend). `progress(i, n)` is called after each instruction.
+/// backend). `progress(i, n)` is called as instructions complete.
+///
+/// Instructions between two `round` markers that do not read each other's
+/// results run as groups: those of one batch class (conversions with the
+/// same formats, products in one ring, comparisons in one ring, selects on
+/// secret conditions in one ring) as one protocol call over their
+/// concatenated operands, so they share rounds. A group whose members depend
+/// on each other runs one instruction at a time.
 pub fn execute(
     prog: &Program,
     party: Option<&mut Party>,
@@ -914,66 +1177,175 @@ pub fn execute(
         src,
     };
     let mut outputs: Vec<Option<Value>> = vec![None; prog.outputs.len()];
-    let mut costs = Vec::with_capacity(prog.code.len());
     let total = prog.code.len();
-    for (i, ins) in prog.code.iter().enumerate() {
-        let t0 = Instant::now();
-        let s0 = match st.party.as_deref_mut() {
-            Some(p) => {
-                p.comm().set_step(i as u64 + 1);
-                p.comm().stats()
+    let mut costs = vec![Cost::default(); total];
+    let wrap_at = |i: usize, e: E| match e {
+        E::P(source) => VmError::Protocol {
+            index: i,
+            mnemonic: prog.code[i].mnemonic(),
+            source,
+        },
+        E::M(message) => VmError::Exec {
+            index: i,
+            mnemonic: prog.code[i].mnemonic(),
+            message,
+        },
+    };
+    let stats_now = |st: &mut St| match st.party.as_deref_mut() {
+        Some(p) => p.comm().stats(),
+        None => Stats::default(),
+    };
+    let mut i = 0;
+    while i < total {
+        let end = (i..total)
+            .find(|&t| matches!(prog.code[t], Instr::Round {}))
+            .unwrap_or(total);
+        let group: Vec<usize> = (i..end).collect();
+        // batch only independent groups of more than one instruction
+        let mut written = std::collections::HashSet::new();
+        let mut independent = st.party.is_some() && group.len() > 1;
+        for &t in &group {
+            let (d, reads) = prog.code[t].regs();
+            if reads.iter().any(|r| written.contains(r)) {
+                independent = false;
             }
-            None => Stats::default(),
-        };
-        let wrap = |e: E| match e {
-            E::P(source) => VmError::Protocol {
-                index: i,
-                mnemonic: ins.mnemonic(),
-                source,
-            },
-            E::M(message) => VmError::Exec {
-                index: i,
-                mnemonic: ins.mnemonic(),
-                message,
-            },
-        };
-        let (dst, reads) = ins.regs();
-        match (ins, dst) {
-            (Instr::Output { port, a }, _) => {
-                outputs[*port as usize] = Some(regs.get(*a).map_err(wrap)?.clone());
+            if let Some(d) = d {
+                written.insert(d);
             }
-            (Instr::Round {}, _) => {}
-            (_, Some(d)) => {
-                let v = exec(&regs, &mut st, ins, d).map_err(wrap)?;
-                let di = d.0 as usize;
-                if let Instr::Const { value, .. } = ins {
-                    regs.exact[di] = Some(*value);
+        }
+        let mut done = vec![false; group.len()];
+        if independent {
+            // classes in order of first appearance
+            let keys: Vec<Option<Key>> = group
+                .iter()
+                .map(|&t| classify(&st, &regs, &prog.code[t]))
+                .collect();
+            let mut seen: Vec<Key> = Vec::new();
+            for k in keys.iter().flatten() {
+                if !seen.contains(k) {
+                    seen.push(*k);
                 }
-                if let Instr::Input { port, .. } = ins {
-                    regs.from_input[di] = Some(*port as usize);
+            }
+            for key in seen {
+                let idx: Vec<usize> = (0..group.len()).filter(|&g| keys[g] == Some(key)).collect();
+                if idx.len() < 2 {
+                    continue;
                 }
-                if last_use[di] != usize::MAX {
+                let members: Vec<&Instr> = idx.iter().map(|&g| &prog.code[group[g]]).collect();
+                let first = group[idx[0]];
+                if let Some(p) = st.party.as_deref_mut() {
+                    p.comm().set_step(first as u64 + 1);
+                }
+                let t0 = Instant::now();
+                let s0 = stats_now(&mut st);
+                let vals =
+                    by_ring!(key.ring(), R => exec_batch::<R>(&regs, &mut st, key, &members))
+                        .map_err(|e| wrap_at(first, e))?;
+                let delta = stats_now(&mut st).since(&s0);
+                let secs = t0.elapsed().as_secs_f64();
+                // attribute the call's cost by element count; rounds to the first
+                let sizes: Vec<u64> = idx
+                    .iter()
+                    .map(|&g| {
+                        let d = prog.code[group[g]].regs().0.expect("a result");
+                        prog.regs[d.0 as usize].numel()
+                    })
+                    .collect();
+                let sum: u64 = sizes.iter().sum::<u64>().max(1);
+                let mut given = Stats::default();
+                for (j, (&g, v)) in idx.iter().zip(vals).enumerate() {
+                    let t = group[g];
+                    let share = |x: u64| x * sizes[j] / sum;
+                    let mut c = Stats {
+                        bytes_online: share(delta.bytes_online),
+                        bytes_offline: share(delta.bytes_offline),
+                        rounds_online: 0,
+                        rounds_offline: 0,
+                        messages: 0,
+                    };
+                    if j == 0 {
+                        c.rounds_online = delta.rounds_online;
+                        c.rounds_offline = delta.rounds_offline;
+                        c.messages = delta.messages;
+                    }
+                    if j + 1 == idx.len() {
+                        // the remainder of the integer division
+                        c.bytes_online = delta.bytes_online - given.bytes_online;
+                        c.bytes_offline = delta.bytes_offline - given.bytes_offline;
+                    }
+                    given = given.add(&c);
+                    costs[t] = Cost {
+                        secs: secs * sizes[j] as f64 / sum as f64,
+                        stats: c,
+                    };
+                    let d = prog.code[t].regs().0.expect("a result");
+                    regs.vals[d.0 as usize] = Some(v);
+                    done[g] = true;
+                }
+            }
+        }
+        for (g, &t) in group.iter().enumerate() {
+            if done[g] {
+                continue;
+            }
+            let ins = &prog.code[t];
+            let t0 = Instant::now();
+            if let Some(p) = st.party.as_deref_mut() {
+                p.comm().set_step(t as u64 + 1);
+            }
+            let s0 = stats_now(&mut st);
+            let (dst, _) = ins.regs();
+            match (ins, dst) {
+                (Instr::Output { port, a }, _) => {
+                    outputs[*port as usize] =
+                        Some(regs.get(*a).map_err(|e| wrap_at(t, e))?.clone());
+                }
+                (_, Some(d)) => {
+                    let v = exec(&regs, &mut st, ins, d).map_err(|e| wrap_at(t, e))?;
+                    let di = d.0 as usize;
+                    if let Instr::Const { value, .. } = ins {
+                        regs.exact[di] = Some(*value);
+                    }
+                    if let Instr::Input { port, .. } = ins {
+                        regs.from_input[di] = Some(*port as usize);
+                    }
                     regs.vals[di] = Some(v);
                 }
+                (_, None) => {}
             }
-            (_, None) => {}
-        }
-        for r in reads {
-            if last_use[r.0 as usize] == i {
-                regs.vals[r.0 as usize] = None;
+            costs[t] = Cost {
+                secs: t0.elapsed().as_secs_f64(),
+                stats: stats_now(&mut st).since(&s0),
+            };
+            if !independent {
+                // free as we go: later members of a dependent group may
+                // still need what earlier ones read, which last_use covers
+                for r in ins.regs().1 {
+                    if last_use[r.0 as usize] == t {
+                        regs.vals[r.0 as usize] = None;
+                    }
+                }
             }
         }
-        let stats = match st.party.as_deref_mut() {
-            Some(p) => p.comm().stats().since(&s0),
-            None => Stats::default(),
-        };
-        costs.push(Cost {
-            secs: t0.elapsed().as_secs_f64(),
-            stats,
-        });
+        // free the registers read for the last time in this group, and
+        // results nobody reads
+        for &t in &group {
+            let (d, reads) = prog.code[t].regs();
+            for r in reads {
+                if last_use[r.0 as usize] == t {
+                    regs.vals[r.0 as usize] = None;
+                }
+            }
+            if let Some(d) = d {
+                if last_use[d.0 as usize] == usize::MAX {
+                    regs.vals[d.0 as usize] = None;
+                }
+            }
+        }
         if let Some(f) = progress {
-            f(i + 1, total);
+            f(end.min(total), total);
         }
+        i = end + 1;
     }
     let outputs = outputs
         .into_iter()

@@ -1,0 +1,89 @@
+//! `schedule`: orders the graph for execution so that independent
+//! communication shares rounds. Each node gets a level: a node that
+//! communicates (a secret product, a conversion call, a comparison, a select
+//! on a secret condition, a row max, a mean, a normalisation, a lookup of
+//! secret ids) sits one level above its deepest operand; a local node at its
+//! deepest operand's level. The schedule is then, level by level, the
+//! communicating nodes of that level — independent of each other, so the VM
+//! runs each kind of them as one batched protocol call — followed by the
+//! local nodes of that level. Codegen emits a `round` marker after each step.
+//!
+//! The number of communicating steps is the graph's communication depth (the
+//! critical path), the least any order can reach one instruction kind at a
+//! time. Rounds per step are those of the costliest kind in it, summed over
+//! the kinds present (the VM runs different kinds one after the other).
+
+use super::{Ctx, Pass};
+use crate::diag::Diagnostic;
+use crate::ir::{Graph, NodeId, Op, Step, Vis};
+use std::collections::HashMap;
+
+pub struct Schedule;
+
+/// Whether the VM runs a protocol (communicates) for this node.
+pub fn communicates(g: &Graph, id: NodeId) -> bool {
+    let n = g.node(id);
+    let ops = g.operands(id);
+    let secret = |i: usize| g.node(ops[i]).ty.vis == Vis::Secret;
+    match &n.op {
+        Op::Mul | Op::MatMul => secret(0) && secret(1),
+        Op::Convert => match (g.node(ops[0]).ty.format(), n.ty.format()) {
+            (Some(fi), Some(fo)) => secret(0) && (fo.frac < fi.frac || fo.ring > fi.ring),
+            _ => false,
+        },
+        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => secret(0) || secret(1),
+        Op::Select => secret(0),
+        Op::Max { .. } | Op::Mean { .. } | Op::NormScale { .. } => secret(0),
+        Op::Embed => secret(0),
+        _ => false,
+    }
+}
+
+/// The schedule of `g` (see the module doc).
+pub fn schedule(g: &Graph) -> Result<Vec<Step>, Vec<Diagnostic>> {
+    let order = g.topo_order().map_err(|_| {
+        vec![Diagnostic::global(
+            "internal error: schedule on a cyclic graph",
+        )]
+    })?;
+    let mut level: HashMap<NodeId, usize> = HashMap::new();
+    let mut comm: HashMap<NodeId, bool> = HashMap::new();
+    let mut top = 0;
+    for &id in &order {
+        let d = g.operands(id).iter().map(|o| level[o]).max().unwrap_or(0);
+        let c = communicates(g, id);
+        let l = d + usize::from(c);
+        top = top.max(l);
+        level.insert(id, l);
+        comm.insert(id, c);
+    }
+    let mut steps = Vec::new();
+    for l in 0..=top {
+        for round in [true, false] {
+            let nodes: Vec<NodeId> = order
+                .iter()
+                .copied()
+                .filter(|id| level[id] == l && comm[id] == round)
+                .collect();
+            if !nodes.is_empty() {
+                steps.push(Step { round, nodes });
+            }
+        }
+    }
+    Ok(steps)
+}
+
+impl Pass for Schedule {
+    fn name(&self) -> &'static str {
+        "schedule"
+    }
+    fn description(&self) -> &'static str {
+        "order nodes by communication level so independent protocols share rounds"
+    }
+    fn run(&self, g: &mut Graph, _: &Ctx) -> Result<bool, Vec<Diagnostic>> {
+        let s = schedule(g)?;
+        let changed = g.schedule.as_ref() != Some(&s);
+        g.schedule = Some(s);
+        Ok(changed)
+    }
+}
