@@ -139,6 +139,8 @@ enum Emit {
     Dot,
     /// The disassembled bytecode program.
     Asm,
+    /// The bytecode program, written to `-o FILE` (the default)
+    Bytecode,
 }
 
 fn main() -> ExitCode {
@@ -453,7 +455,7 @@ fn compile(
     pipeline: &PipelineArgs,
 ) -> Result<()> {
     let opts = shape.options(8)?;
-    let Some(emit) = emit else {
+    if matches!(emit, None | Some(Emit::Bytecode)) {
         let p = program(file, &opts, pipeline)?;
         let out = output
             .map(Path::to_path_buf)
@@ -474,8 +476,9 @@ fn compile(
             p.code.len()
         );
         return Ok(());
-    };
-    let text = match emit {
+    }
+    let text = match emit.expect("handled above") {
+        Emit::Bytecode => unreachable!("written above"),
         Emit::Ast => {
             let src = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
