@@ -17,7 +17,16 @@
 //!    a scalar constant is re-encoded at that scale (a polynomial
 //!    c0 + c1·x + c2·x² is truncated once).
 //!    The sum must stay inside the ring at the larger scale; `check-ranges`
-//!    (not built yet) is where that is proved.
+//!    is where that is proved;
+//! 4. **select** — a narrowing conversion (truncation and/or downcast) of a
+//!    `select` used only there moves into the branches when that costs
+//!    nothing extra: every branch is a constant (re-encoded), already in the
+//!    target format, a conversion used only by this select (which then fuses
+//!    with it by rule 2), a widening of a value in the target format (which
+//!    cancels), or such a select itself. The select then runs in the
+//!    narrower format (a B2A and a product in Z_2^32 instead of Z_2^64), and
+//!    the fixed-point result is the same: floor(floor(x/2^a)/2^b) =
+//!    floor(x/2^(a+b)).
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -47,6 +56,56 @@ fn single_user(g: &Graph, id: NodeId) -> bool {
             .filter(|&&o| o == id)
             .count()
             == 1
+}
+
+/// Whether converting select `sel`'s branches to `to` instead of its result
+/// costs no extra conversion call (rule 4).
+fn sink_is_free(g: &Graph, sel: NodeId, to: Format) -> bool {
+    let ops = g.operands(sel);
+    ops[1..].iter().all(|&b| {
+        let n = g.node(b);
+        if fmt(g, b) == Some(to) || (matches!(n.op, Op::Const { .. }) && n.ty.shape.is_empty()) {
+            return true;
+        }
+        if let Some(src) = convert_src(g, b) {
+            let widening = matches!((fmt(g, src), fmt(g, b)), (Some(a), Some(w)) if w.frac >= a.frac && w.ring >= a.ring);
+            if (widening && fmt(g, src) == Some(to)) || single_user(g, b) {
+                return true;
+            }
+        }
+        matches!(n.op, Op::Select) && single_user(g, b) && sink_is_free(g, b, to)
+    })
+}
+
+/// Moves the conversion `conv` of select `sel` into its branches (rule 4).
+fn sink_into_select(g: &mut Graph, conv: NodeId, sel: NodeId, to: Format) {
+    let ops = g.operands(sel);
+    let mut new_ops = vec![ops[0]];
+    for &b in &ops[1..] {
+        let n = g.node(b).clone();
+        let nb = if fmt(g, b) == Some(to) {
+            b
+        } else if matches!(n.op, Op::Const { .. }) {
+            let mut c = n;
+            c.ty.elem = Elem::Fixed(to);
+            g.add(c, &[])
+        } else {
+            let mut ty = n.ty.clone();
+            ty.elem = Elem::Fixed(to);
+            let mut c = Node::new(Op::Convert, ty);
+            c.loc = n.loc;
+            c.class = g.node(conv).class.clone();
+            g.add(c, &[b])
+        };
+        new_ops.push(nb);
+    }
+    let mut s = g.node(sel).clone();
+    s.ty = g.node(conv).ty.clone();
+    s.name = g.node(conv).name.clone().or(s.name);
+    let ns = g.add(s, &new_ops);
+    g.replace_uses(conv, ns);
+    g.remove(conv);
+    g.prune_dead();
 }
 
 impl FuseTruncations {
@@ -79,6 +138,18 @@ impl FuseTruncations {
                         g.set_operand(id, 0, inner_src);
                         g.remove(src);
                         return true;
+                    }
+                }
+            }
+            // 4. select
+            if let Some(sel) = convert_src(g, id) {
+                if matches!(g.node(sel).op, Op::Select) && single_user(g, sel) {
+                    if let (Some(fi), Some(fo)) = (fmt(g, sel), fmt(g, id)) {
+                        let narrowing = fo != fi && fo.frac <= fi.frac && fo.ring <= fi.ring;
+                        if narrowing && sink_is_free(g, sel, fo) {
+                            sink_into_select(g, id, sel, fo);
+                            return true;
+                        }
                     }
                 }
             }
