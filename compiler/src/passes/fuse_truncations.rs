@@ -26,7 +26,17 @@
 //!    cancels), or such a select itself. The select then runs in the
 //!    narrower format (a B2A and a product in Z_2^32 instead of Z_2^64), and
 //!    the fixed-point result is the same: floor(floor(x/2^a)/2^b) =
-//!    floor(x/2^(a+b)).
+//!    floor(x/2^(a+b));
+//! 5. **narrow sums** — `a' ± b'` where a' and b' are exact widenings
+//!    (upcasts, left shifts) of values in one format, at least one used only
+//!    here, becomes the widening of `a ± b` taken in the narrow format: one
+//!    conversion instead of two (softmax's x − max under `ditto`). The
+//!    difference must fit the narrow ring's safe range, as the operands did
+//!    within a factor of two; `check-ranges` proves it where bounds are known;
+//! 6. **narrow comparisons** — a comparison of an exact widening with a
+//!    constant that the narrow format represents exactly compares the narrow
+//!    value instead: the same result, at the narrow ring's cost (softmax's
+//!    x > −14 in Z_2^32 under `ditto`).
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -56,6 +66,20 @@ fn single_user(g: &Graph, id: NodeId) -> bool {
             .filter(|&&o| o == id)
             .count()
             == 1
+}
+
+/// If `x` is an exact widening (a conversion to more fraction bits and an
+/// equal or larger ring), its source.
+fn widening_src(g: &Graph, x: NodeId) -> Option<NodeId> {
+    let src = convert_src(g, x)?;
+    let (a, w) = (fmt(g, src)?, fmt(g, x)?);
+    (w.frac >= a.frac && w.ring >= a.ring && w != a).then_some(src)
+}
+
+/// The constant `value` is exactly representable in `f` (well inside the ring).
+fn representable(value: f64, f: Format) -> bool {
+    let v = value * (f.frac as f64).exp2();
+    v.fract() == 0.0 && v.abs() < (((f.ring.bits() - 2) as f64).exp2())
 }
 
 /// Whether converting select `sel`'s branches to `to` instead of its result
@@ -151,6 +175,64 @@ impl FuseTruncations {
                             return true;
                         }
                     }
+                }
+            }
+            // 5. narrow sums
+            if matches!(g.node(id).op, Op::Add | Op::Sub) {
+                let ops = g.operands(id);
+                if let (Some(sa), Some(sb)) = (widening_src(g, ops[0]), widening_src(g, ops[1])) {
+                    let same = fmt(g, sa) == fmt(g, sb)
+                        && g.node(sa).ty.shape == g.node(id).ty.shape
+                        && g.node(sb).ty.shape == g.node(id).ty.shape
+                        && fmt(g, ops[0]) == fmt(g, id)
+                        && fmt(g, ops[1]) == fmt(g, id);
+                    if same
+                        && ops[0] != ops[1]
+                        && (single_user(g, ops[0]) || single_user(g, ops[1]))
+                    {
+                        let node = g.node(id).clone();
+                        let mut narrow = Node::new(node.op.clone(), node.ty.clone());
+                        narrow.ty.elem = g.node(sa).ty.elem;
+                        narrow.loc = node.loc;
+                        narrow.class = g.node(sa).class.clone();
+                        let nid = g.add(narrow, &[sa, sb]);
+                        let mut up = Node::new(Op::Convert, node.ty.clone());
+                        up.loc = node.loc;
+                        up.class = node.class.clone();
+                        up.name = node.name.clone();
+                        up.bound = node.bound;
+                        let uid = g.add(up, &[nid]);
+                        g.replace_uses(id, uid);
+                        g.remove(id);
+                        g.prune_dead();
+                        return true;
+                    }
+                }
+            }
+            // 6. narrow comparisons
+            if matches!(
+                g.node(id).op,
+                Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne
+            ) {
+                let ops = g.operands(id);
+                for (pos, other) in [(0usize, 1usize), (1, 0)] {
+                    let Some(src) = widening_src(g, ops[pos]) else {
+                        continue;
+                    };
+                    let Op::Const { value } = g.node(ops[other]).op else {
+                        continue;
+                    };
+                    let Some(nf) = fmt(g, src) else { continue };
+                    if !g.node(ops[other]).ty.shape.is_empty() || !representable(value, nf) {
+                        continue;
+                    }
+                    let mut c = g.node(ops[other]).clone();
+                    c.ty.elem = Elem::Fixed(nf);
+                    let cid = g.add(c, &[]);
+                    g.set_operand(id, pos, src);
+                    g.set_operand(id, other, cid);
+                    g.prune_dead();
+                    return true;
                 }
             }
             // 3. sum
