@@ -111,6 +111,21 @@ pub struct GraphStats {
     pub est_rounds: u64,
 }
 
+/// Whether `id` is a secret product whose only reader is a conversion call,
+/// which the VM fuses with it (`Party::convert_additive`).
+pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
+    let n = g.node(id);
+    let ops = g.operands(id);
+    let secret_product = matches!(n.op, Op::Mul | Op::MatMul)
+        && ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
+    let users = g.users(id);
+    secret_product
+        && users.len() == 1
+        && g.operands(users[0]).iter().filter(|&&o| o == id).count() == 1
+        && matches!(g.node(users[0]).op, Op::Convert)
+        && schedule::communicates(g, users[0])
+}
+
 /// Online bits (all parties, per element) and rounds of a bit decomposition
 /// in Z_2^k (docs/protocols.md): 3k(2L + 1) bits, 2 + L rounds.
 fn decompose_cost(k: u64) -> (u64, u64) {
@@ -153,8 +168,14 @@ pub fn stats(g: &Graph) -> GraphStats {
                         s.truncations += usize::from(fo.frac < fi.frac);
                         s.upcasts += usize::from(fo.ring > fi.ring);
                         s.downcasts += usize::from(fo.ring < fi.ring);
-                        s.est_bits +=
-                            n.ty.numel() as u64 * 2 * (fi.ring.bits() + fo.ring.bits()) as u64;
+                        // a product read only here is fused: H's share joins
+                        // the opening (k_in more bits, the product's round saved)
+                        let fused = fused_product(g, ops[0]);
+                        let kin = fi.ring.bits() as u64;
+                        s.est_bits += n.ty.numel() as u64
+                            * (2 * kin
+                                + 2 * fo.ring.bits() as u64
+                                + if fused { 2 * kin } else { 0 });
                         rounds = 2;
                     } else {
                         s.local_conversions += 1;
@@ -163,7 +184,7 @@ pub fn stats(g: &Graph) -> GraphStats {
             }
             Op::Mul | Op::MatMul if secret => {
                 let both_secret = ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
-                if both_secret {
+                if both_secret && !fused_product(g, id) {
                     let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                     s.est_bits += 3 * k * n.ty.numel() as u64;
                     rounds = 1;

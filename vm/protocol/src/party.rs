@@ -55,6 +55,23 @@ fn parse_bits(
     })
 }
 
+/// The input of a conversion: this party's replicated share, or its
+/// 3-out-of-3 additive share of a product not yet reshared.
+#[derive(Clone, Copy)]
+enum ConvIn<'a, R: Ring> {
+    Replicated(&'a AShare<R>),
+    Additive(&'a [R]),
+}
+
+impl<R: Ring> ConvIn<'_, R> {
+    fn len(&self) -> usize {
+        match self {
+            ConvIn::Replicated(x) => x.len(),
+            ConvIn::Additive(z) => z.len(),
+        }
+    }
+}
+
 /// Roles of a conversion: A holds two shares, B one, H helps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -230,17 +247,7 @@ impl<'c> Party<'c> {
         x: &AShare<R>,
         y: &AShare<R>,
     ) -> Result<AShare<R>, ProtocolError> {
-        let n = x.len();
-        let alpha = self.zero_share::<R>(n);
-        let z = (0..n)
-            .map(|j| {
-                x.a[j]
-                    .mul(y.a[j])
-                    .add(x.a[j].mul(y.b[j]))
-                    .add(x.b[j].mul(y.a[j]))
-                    .add(alpha[j])
-            })
-            .collect();
+        let z = self.mul_local(x, y);
         self.reshare(z, "mul")
     }
 
@@ -258,12 +265,7 @@ impl<'c> Party<'c> {
         n: usize,
         y_shared: bool,
     ) -> Result<AShare<R>, ProtocolError> {
-        let ysum = kernels::add(&y.a, &y.b);
-        let mut z = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, y_shared);
-        let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, y_shared);
-        kernels::add_assign(&mut z, &z2);
-        let alpha = self.zero_share::<R>(z.len());
-        kernels::add_assign(&mut z, &alpha);
+        let z = self.matmul_local(x, y, batch, m, k, n, y_shared);
         self.reshare(z, "matmul")
     }
 
@@ -278,15 +280,10 @@ impl<'c> Party<'c> {
         let mut z = Vec::new();
         let mut lens = Vec::new();
         for &(x, y, batch, m, k, n, shared) in items {
-            let ysum = kernels::add(&y.a, &y.b);
-            let mut zi = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, shared);
-            let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, shared);
-            kernels::add_assign(&mut zi, &z2);
+            let zi = self.matmul_local(x, y, batch, m, k, n, shared);
             lens.push(zi.len());
             z.extend(zi);
         }
-        let alpha = self.zero_share::<R>(z.len());
-        kernels::add_assign(&mut z, &alpha);
         let all = self.reshare(z, "matmul")?;
         let mut out = Vec::with_capacity(lens.len());
         let mut off = 0;
@@ -336,9 +333,71 @@ impl<'c> Party<'c> {
         x: &AShare<Ri>,
         m: u32,
     ) -> Result<AShare<Ro>, ProtocolError> {
+        self.convert_core(ConvIn::Replicated(x), m)
+    }
+
+    /// The conversion of a 3-out-of-3 additive sharing z (z_i at Pi, masked
+    /// by a zero-sharing: the output of [`Party::mul_local`] or
+    /// [`Party::matmul_local`]), fusing a product with its truncation. H
+    /// sends its z_h to A and B in the round where A and B open c, so the
+    /// product's reshare round disappears.
+    /// Online: 2 rounds, 4·k_in + 2·k_out bits (a product then a conversion
+    /// cost 3·k_in + 2·k_in + 2·k_out bits in 3 rounds). Offline: as
+    /// [`Party::convert`].
+    pub fn convert_additive<Ri: Ring, Ro: Ring>(
+        &mut self,
+        z: &[Ri],
+        m: u32,
+    ) -> Result<AShare<Ro>, ProtocolError> {
+        self.convert_core(ConvIn::Additive(z), m)
+    }
+
+    /// The local half of [`Party::mul`]: this party's masked additive share
+    /// z_i of x·y. No communication.
+    pub fn mul_local<R: Ring>(&mut self, x: &AShare<R>, y: &AShare<R>) -> Vec<R> {
+        let n = x.len();
+        let alpha = self.zero_share::<R>(n);
+        (0..n)
+            .map(|j| {
+                x.a[j]
+                    .mul(y.a[j])
+                    .add(x.a[j].mul(y.b[j]))
+                    .add(x.b[j].mul(y.a[j]))
+                    .add(alpha[j])
+            })
+            .collect()
+    }
+
+    /// The local half of [`Party::matmul`]: this party's masked additive
+    /// share of X·Y. No communication.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_local<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        y: &AShare<R>,
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        y_shared: bool,
+    ) -> Vec<R> {
+        let ysum = kernels::add(&y.a, &y.b);
+        let mut z = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, y_shared);
+        let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, y_shared);
+        kernels::add_assign(&mut z, &z2);
+        let alpha = self.zero_share::<R>(z.len());
+        kernels::add_assign(&mut z, &alpha);
+        z
+    }
+
+    fn convert_core<Ri: Ring, Ro: Ring>(
+        &mut self,
+        input: ConvIn<'_, Ri>,
+        m: u32,
+    ) -> Result<AShare<Ro>, ProtocolError> {
         let kin = Ri::BITS;
         assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
-        let n = x.len();
+        let n = input.len();
         let (role, a_id, b_id, h_id) = self.next_roles();
         let half = Ri::ONE.shl(kin - 1);
         let low = |v: Ri| v.and(half.sub(Ri::ONE));
@@ -362,6 +421,12 @@ impl<'c> Party<'c> {
                 msg.extend(to_bytes(&msb_b));
                 msg.extend(to_bytes(&mid_b));
                 self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
+                if let ConvIn::Additive(z) = input {
+                    // H's share joins the opening of c
+                    let zb = to_bytes(z);
+                    self.comm
+                        .exchange(Phase::Online, vec![(a_id, zb.clone()), (b_id, zb)], &[])?;
+                }
                 // Reshare: y_a from the A–H key, y_{a+2} from the B–H key.
                 let ya: Vec<Ro> = self.next.ring(n);
                 let yc: Vec<Ro> = self.prev.ring(n);
@@ -385,24 +450,46 @@ impl<'c> Party<'c> {
                 let bias = Ri::ONE.shl(kin - 2);
                 let c_mine: Vec<Ri> = (0..n)
                     .map(|j| {
-                        let xs = if is_a {
-                            x.a[j].add(x.b[j]).add(bias)
-                        } else {
-                            x.b[j]
+                        // A holds x_a + x_b (or its additive z_a), B x_h (or z_b)
+                        let xs = match input {
+                            ConvIn::Replicated(x) if is_a => x.a[j].add(x.b[j]),
+                            ConvIn::Replicated(x) => x.b[j],
+                            ConvIn::Additive(z) => z[j],
                         };
+                        let xs = if is_a { xs.add(bias) } else { xs };
                         xs.add(r_share[j])
                     })
                     .collect();
                 let peer = if is_a { b_id } else { a_id };
-                let got =
-                    self.comm
-                        .exchange(Phase::Online, vec![(peer, to_bytes(&c_mine))], &[peer])?;
-                let c_peer: Vec<Ri> = parse(&got[0], n, peer, "conversion opening")?;
+                let (c_peer, z_h): (Vec<Ri>, Option<Vec<Ri>>) = match input {
+                    ConvIn::Replicated(_) => {
+                        let got = self.comm.exchange(
+                            Phase::Online,
+                            vec![(peer, to_bytes(&c_mine))],
+                            &[peer],
+                        )?;
+                        (parse(&got[0], n, peer, "conversion opening")?, None)
+                    }
+                    ConvIn::Additive(_) => {
+                        let got = self.comm.exchange(
+                            Phase::Online,
+                            vec![(peer, to_bytes(&c_mine))],
+                            &[peer, h_id],
+                        )?;
+                        (
+                            parse(&got[0], n, peer, "conversion opening")?,
+                            Some(parse(&got[1], n, h_id, "conversion helper share")?),
+                        )
+                    }
+                };
                 let scale = Ro::ONE.shl(kin - 1 - m);
                 let offset = Ro::ONE.shl(kin - 2 - m);
                 let y: Vec<Ro> = (0..n)
                     .map(|j| {
-                        let c = c_mine[j].add(c_peer[j]);
+                        let mut c = c_mine[j].add(c_peer[j]);
+                        if let Some(zh) = &z_h {
+                            c = c.add(zh[j]);
+                        }
                         let c_msb = c.shr(kin - 1).to_u64();
                         // b = r_msb ⊕ c_msb = r_msb·(1 − 2c_msb) + c_msb, linear in r_msb's share.
                         let flip = if c_msb == 1 { Ro::ONE.neg() } else { Ro::ONE };

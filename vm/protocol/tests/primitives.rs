@@ -194,6 +194,48 @@ fn check_convert<Ri: Ring, Ro: Ring>(m: u32, seed: u64) {
     assert_eq!(max_rounds(&r), (2, 1));
 }
 
+/// A product fused with its conversion: z = x·y as a masked additive
+/// sharing, converted without the product's reshare.
+fn check_mul_convert<Ri: Ring, Ro: Ring>(m: u32, seed: u64) {
+    let n = 64;
+    // |x·y| < 2^(k_in−2), and the result fits the output ring
+    let half = ((Ri::BITS - 4) / 2).min((Ro::BITS - 3 + m) / 2);
+    let x = values::<Ri>(n, half, seed);
+    let y = values::<Ri>(n, half, seed + 1);
+    let (sx, sy) = (shares(&x, seed), shares(&y, seed + 7));
+    let r = with_parties(seed, |p| {
+        let z = p.mul_local(&sx[p.id], &sy[p.id]);
+        p.convert_additive::<Ri, Ro>(&z, m).unwrap()
+    });
+    let got = open(&outs(&r)).expect("consistent");
+    for j in 0..n {
+        let exact = x[j].mul(y[j]).to_i64() >> m;
+        let g = got[j].to_i64();
+        assert!(
+            g == exact || (m > 0 && g == exact + 1),
+            "mul-convert {}→{} m={m}: got {g}, want {exact} (+1)",
+            Ri::BITS,
+            Ro::BITS
+        );
+    }
+    // Online 2 rounds, 4·k_in + 2·k_out bits; offline 2·k_out.
+    let t = total(&r);
+    let (bi, bo) = (Ri::BITS as u64 / 8, Ro::BITS as u64 / 8);
+    assert_eq!(t.bytes_online, n as u64 * (4 * bi + 2 * bo));
+    assert_eq!(t.bytes_offline, n as u64 * 2 * bo);
+    assert_eq!(max_rounds(&r), (2, 1));
+}
+
+#[test]
+fn mul_fused_with_conversion_both_rings() {
+    for m in [0, 8, 18] {
+        check_mul_convert::<u64, u64>(m, 60 + m as u64);
+        check_mul_convert::<u32, u64>(m.min(8), 70 + m as u64);
+    }
+    check_mul_convert::<u32, u32>(8, 80);
+    check_mul_convert::<u64, u32>(20, 81);
+}
+
 #[test]
 fn convert_every_combination() {
     for m in [0, 1, 8, 12, 18, 20] {
@@ -509,6 +551,13 @@ fn views_do_not_depend_on_the_secret() {
             }),
         ),
         ("trunc", Box::new(|p, s| drop(p.trunc(s, 18).unwrap()))),
+        (
+            "mul-trunc",
+            Box::new(|p, s| {
+                let z = p.mul_local(s, s);
+                drop(p.convert_additive::<u64, u64>(&z, 18).unwrap())
+            }),
+        ),
         (
             "downcast",
             Box::new(|p, s| drop(p.convert::<u64, u32>(s, 30).unwrap())),

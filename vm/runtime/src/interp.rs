@@ -99,6 +99,9 @@ struct St<'a, 'p, 'c> {
     party: Option<&'p mut Party<'c>>,
     id: usize,
     src: &'a dyn Source,
+    /// The current product's only reader is a conversion call: leave it as
+    /// an additive share for [`Party::convert_additive`] (no reshare round).
+    additive_out: bool,
 }
 
 impl<'c> St<'_, '_, 'c> {
@@ -199,6 +202,28 @@ fn convert<Ri: Rv, Ro: Rv>(
             }
         }
     })
+}
+
+/// The conversion of an additive share of a product (see
+/// [`Party::convert_additive`]) from `from` to `to` fraction bits.
+fn convert_z<Ri: Rv, Ro: Rv>(st: &mut St, z: &[Ri], from: u32, to: u32) -> Res<AShare<Ro>> {
+    if to < from {
+        let m = from - to;
+        if m + 2 > Ri::BITS {
+            return Err(E::M(format!(
+                "a truncation by {m} bits exceeds the {}-bit ring",
+                Ri::BITS
+            )));
+        }
+        Ok(st.party()?.convert_additive::<Ri, Ro>(z, m)?)
+    } else {
+        let y = st.party()?.convert_additive::<Ri, Ro>(z, 0)?;
+        Ok(if to > from {
+            y.mul_scalar(Ro::ONE.shl(to - from))
+        } else {
+            y
+        })
+    }
 }
 
 /// A value of ring `kin` with `fin` fraction bits, as an operand of ring R
@@ -419,6 +444,20 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
             let (fa, fb) = (own(st, *a)?, own(st, *b)?);
             let x = arg::<R>(regs, st, *a, fa)?;
             let y = arg::<R>(regs, st, *b, fb)?;
+            if let (true, Arg::S(xs), Arg::S(ys)) = (st.additive_out && fa + fb == fd, &x, &y) {
+                // fused with the conversion that reads it: no reshare here
+                let p = st.party()?;
+                let z = if matches!(ins, Instr::Mul { .. }) {
+                    p.mul_local(&expand_share(xs, n), &expand_share(ys, n))
+                } else {
+                    let (sa, sb) = (st.shape(*a), st.shape(*b));
+                    let (ra, rb) = (sa.len(), sb.len());
+                    let batch = sa[..ra - 2].iter().product();
+                    let p = st.party()?;
+                    p.matmul_local(xs, ys, batch, sa[ra - 2], sa[ra - 1], sb[rb - 1], rb == 2)
+                };
+                return Ok(R::wrap_additive(z));
+            }
             let z = if matches!(ins, Instr::Mul { .. }) {
                 mul_args(st, &x, &y, n)?
             } else {
@@ -737,6 +776,18 @@ fn exec(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value> {
             let (ring, fa) = st.fmt(*a)?;
             by_ring!(ring, R => compare::<R>(regs, st, *a, *b, fa, *pred, dt.numel() as usize))
         }
+        Instr::Convert { a, .. } if matches!(regs.get(*a)?, Value::Z32(_) | Value::Z64(_)) => {
+            let ((ki, fi), (ko, fo)) = (st.fmt(*a)?, st.fmt(dst)?);
+            let v = regs.get(*a)?;
+            by_ring!(ko, Ro => {
+                let y = if ki == 32 {
+                    convert_z::<u32, Ro>(st, u32::additive(v).expect("checked"), fi, fo)?
+                } else {
+                    convert_z::<u64, Ro>(st, u64::additive(v).expect("checked"), fi, fo)?
+                };
+                Ok(Ro::secret(y))
+            })
+        }
         Instr::Concat { srcs, .. } if dt.kind == Kind::Bool => {
             let vals: Vec<&Value> = srcs.iter().map(|r| regs.get(*r)).collect::<Res<_>>()?;
             concat_bools(st, &vals, srcs, ins, dst)
@@ -890,11 +941,25 @@ fn check_value(t: &RegType, v: &Value, clear: bool) -> Res<()> {
 /// independent (between two `round` markers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
-    Conv { ki: u32, ko: u32, fi: u32, fo: u32 },
-    Mul { k: u32 },
-    MatMul { k: u32 },
-    Cmp { k: u32 },
-    Sel { k: u32 },
+    Conv {
+        ki: u32,
+        ko: u32,
+        fi: u32,
+        fo: u32,
+        additive: bool,
+    },
+    Mul {
+        k: u32,
+    },
+    MatMul {
+        k: u32,
+    },
+    Cmp {
+        k: u32,
+    },
+    Sel {
+        k: u32,
+    },
 }
 
 impl Key {
@@ -907,14 +972,22 @@ impl Key {
 }
 
 /// The batch class of an instruction, if it has one.
-fn classify(st: &St, regs: &Regs, ins: &Instr) -> Option<Key> {
+fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> Option<Key> {
     let secret = |r: &Reg| st.ty(*r).secret && regs.exact[r.0 as usize].is_none();
     let fmt = |r: &Reg| st.fmt(*r).ok();
     match ins {
         Instr::Convert { dst, a } if secret(a) => {
             let ((ki, fi), (ko, fo)) = (fmt(a)?, fmt(dst)?);
-            (fo < fi || ko > ki).then_some(Key::Conv { ki, ko, fi, fo })
+            let additive = matches!(regs.get(*a).ok()?, Value::Z32(_) | Value::Z64(_));
+            (fo < fi || ko > ki).then_some(Key::Conv {
+                ki,
+                ko,
+                fi,
+                fo,
+                additive,
+            })
         }
+        Instr::Mul { dst, .. } | Instr::MatMul { dst, .. } if fusable[dst.0 as usize] => None,
         Instr::Mul { dst, a, b } | Instr::MatMul { dst, a, b } if secret(a) && secret(b) => {
             let ((ka, fa), (kb, fb), (kd, fd)) = (fmt(a)?, fmt(b)?, fmt(dst)?);
             let fits = ka == kd && kb == kd && fa + fb == fd;
@@ -960,11 +1033,17 @@ fn secret_of<R: Rv>(v: &Value) -> Res<&AShare<R>> {
 fn exec_batch<R: Rv>(regs: &Regs, st: &mut St, key: Key, members: &[&Instr]) -> Res<Vec<Value>> {
     let id = st.id;
     match key {
-        Key::Conv { ki, fi, fo, .. } => {
+        Key::Conv {
+            ki,
+            fi,
+            fo,
+            additive,
+            ..
+        } => {
             if ki == 32 {
-                conv_batch::<u32, R>(st, regs, members, fi, fo)
+                conv_batch::<u32, R>(st, regs, members, fi, fo, additive)
             } else {
-                conv_batch::<u64, R>(st, regs, members, fi, fo)
+                conv_batch::<u64, R>(st, regs, members, fi, fo, additive)
             }
         }
         Key::Mul { .. } => {
@@ -1126,7 +1205,23 @@ fn conv_batch<Ri: Rv, Ro: Rv>(
     members: &[&Instr],
     fi: u32,
     fo: u32,
+    additive: bool,
 ) -> Res<Vec<Value>> {
+    if additive {
+        let mut z: Vec<Ri> = Vec::new();
+        let mut lens = Vec::new();
+        for ins in members {
+            let Instr::Convert { a, .. } = ins else {
+                unreachable!("class Conv")
+            };
+            let zi = Ri::additive(regs.get(*a)?)
+                .ok_or_else(|| E::M("expected an additive share (internal error)".into()))?;
+            lens.push(zi.len());
+            z.extend_from_slice(zi);
+        }
+        let y = convert_z::<Ri, Ro>(st, &z, fi, fo)?;
+        return Ok(split_share(&y, &lens).into_iter().map(Ro::secret).collect());
+    }
     let mut xs = Vec::new();
     for ins in members {
         let Instr::Convert { a, .. } = ins else {
@@ -1175,7 +1270,46 @@ pub fn execute(
         party,
         id,
         src,
+        additive_out: false,
     };
+    // products whose only reader is a conversion call are fused with it
+    let mut reads = vec![0usize; nregs];
+    let mut reader = vec![usize::MAX; nregs];
+    let mut writer = vec![usize::MAX; nregs];
+    for (i, ins) in prog.code.iter().enumerate() {
+        let (d, rs) = ins.regs();
+        for r in rs {
+            reads[r.0 as usize] += 1;
+            reader[r.0 as usize] = i;
+        }
+        if let Some(d) = d {
+            writer[d.0 as usize] = i;
+        }
+    }
+    let fusable: Vec<bool> = (0..nregs)
+        .map(|r| {
+            if st.party.is_none() || reads[r] != 1 {
+                return false;
+            }
+            let Some(Instr::Convert { dst, a }) = prog.code.get(reader[r]) else {
+                return false;
+            };
+            let t = |x: &Reg| &prog.regs[x.0 as usize];
+            let (Kind::Fixed { ring: ki, frac: fi }, Kind::Fixed { ring: ko, frac: fo }) =
+                (t(a).kind, t(dst).kind)
+            else {
+                return false;
+            };
+            let protocol = t(a).secret && (fo < fi || ko > ki);
+            protocol
+                && match prog.code.get(writer[r]) {
+                    Some(Instr::Mul { a, b, .. }) | Some(Instr::MatMul { a, b, .. }) => {
+                        t(a).secret && t(b).secret
+                    }
+                    _ => false,
+                }
+        })
+        .collect();
     let mut outputs: Vec<Option<Value>> = vec![None; prog.outputs.len()];
     let total = prog.code.len();
     let mut costs = vec![Cost::default(); total];
@@ -1218,7 +1352,7 @@ pub fn execute(
             // classes in order of first appearance
             let keys: Vec<Option<Key>> = group
                 .iter()
-                .map(|&t| classify(&st, &regs, &prog.code[t]))
+                .map(|&t| classify(&st, &regs, &fusable, &prog.code[t]))
                 .collect();
             let mut seen: Vec<Key> = Vec::new();
             for k in keys.iter().flatten() {
@@ -1295,6 +1429,7 @@ pub fn execute(
             }
             let s0 = stats_now(&mut st);
             let (dst, _) = ins.regs();
+            st.additive_out = dst.is_some_and(|d| fusable[d.0 as usize]);
             match (ins, dst) {
                 (Instr::Output { port, a }, _) => {
                     outputs[*port as usize] =

@@ -14,6 +14,10 @@ pub enum Value {
     S32(AShare<u32>),
     S64(AShare<u64>),
     SBool(BitShare),
+    /// A product not yet reshared: this party's masked 3-out-of-3 additive
+    /// share, consumed only by the conversion that truncates it.
+    Z32(Vec<u32>),
+    Z64(Vec<u64>),
 }
 
 impl Value {
@@ -25,13 +29,18 @@ impl Value {
             Value::S32(s) => s.len(),
             Value::S64(s) => s.len(),
             Value::SBool(s) => s.len(),
+            Value::Z32(z) => z.len(),
+            Value::Z64(z) => z.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
     pub fn is_secret(&self) -> bool {
-        matches!(self, Value::S32(_) | Value::S64(_) | Value::SBool(_))
+        matches!(
+            self,
+            Value::S32(_) | Value::S64(_) | Value::SBool(_) | Value::Z32(_) | Value::Z64(_)
+        )
     }
     /// Elements by index: every data movement (slice, transpose, broadcast)
     /// is a gather, local on shares.
@@ -49,6 +58,8 @@ impl Value {
                 a: g(&s.a, idx),
                 b: g(&s.b, idx),
             }),
+            Value::Z32(z) => Value::Z32(g(z, idx)),
+            Value::Z64(z) => Value::Z64(g(z, idx)),
         }
     }
 }
@@ -81,6 +92,9 @@ impl<R: Ring> Arg<'_, R> {
 /// The two rings, tied to the [`Value`] variants.
 pub trait Rv: Ring {
     fn view(v: &Value) -> Option<Arg<'_, Self>>;
+    /// An additive (not yet reshared) share in this ring.
+    fn additive(v: &Value) -> Option<&[Self]>;
+    fn wrap_additive(z: Vec<Self>) -> Value;
     fn public(v: Vec<Self>) -> Value;
     fn secret(s: AShare<Self>) -> Value;
     fn wrap(a: Arg<'_, Self>) -> Value {
@@ -99,6 +113,15 @@ impl Rv for u32 {
             _ => None,
         }
     }
+    fn additive(v: &Value) -> Option<&[u32]> {
+        match v {
+            Value::Z32(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn wrap_additive(z: Vec<u32>) -> Value {
+        Value::Z32(z)
+    }
     fn public(v: Vec<u32>) -> Value {
         Value::P32(v)
     }
@@ -114,6 +137,15 @@ impl Rv for u64 {
             Value::S64(s) => Some(Arg::S(Cow::Borrowed(s))),
             _ => None,
         }
+    }
+    fn additive(v: &Value) -> Option<&[u64]> {
+        match v {
+            Value::Z64(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn wrap_additive(z: Vec<u64>) -> Value {
+        Value::Z64(z)
     }
     fn public(v: Vec<u64>) -> Value {
         Value::P64(v)

@@ -150,6 +150,11 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             dst: d,
             a: xx,
         });
+        // a second reader keeps x·x a plain (reshared) product
+        let neg = b.op(ty(true, ring, 2 * f, &[2, 3]), |d| Instr::Neg {
+            dst: d,
+            a: xx,
+        });
         let mm = b.op(ty(true, ring, 2 * f, &[2, 4]), |d| Instr::MatMul {
             dst: d,
             a: t,
@@ -167,7 +172,13 @@ fn products_and_conversions_cost_what_the_protocols_state() {
                 a: mm,
             })
         };
-        let p = b.output("y", out);
+        let mut p = b.output("y", out);
+        p.outputs.push(ditto_bytecode::Port {
+            name: "neg".into(),
+            reg: neg,
+            owner: None,
+        });
+        p.code.push(Instr::Output { port: 1, a: neg });
         let wv = values(12, 1.5);
         let weights = move |_: &str| Ok(wv.clone());
         let (fixed, mpc) = run_both(&p, vec![values(6, 3.0)], &weights);
@@ -177,10 +188,10 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             (c("Mul").rounds_online, c("Mul").bytes_online * 8),
             (1, 3 * k * n)
         );
-        // matmul: 1 round, 3k bits per output element
+        // the matmul is read only by a conversion: fused with it, it is local
         assert_eq!(
-            (c("MatMul").rounds_online, c("MatMul").bytes_online * 8),
-            (1, 3 * k * 8)
+            (c("MatMul").rounds_online, c("MatMul").bytes_online),
+            (0, 0)
         );
         // a conversion: 2 online rounds, 2k_in + 2k_out bits; 1 offline, 2k_out
         let conv = mpc.costs[p
@@ -197,14 +208,17 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             ),
             (2, (2 * k + 2 * k) * n, 1, 2 * k * n)
         );
-        let last = mpc.costs[p.code.len() - 2];
+        // ... and the conversion takes H's additive share in its opening
+        // round: 2 rounds, 4k_in + 2k_out bits (the product's 3k and its
+        // round saved)
+        let last = mpc.costs[p.code.len() - 3];
         assert_eq!(
             (
                 last.rounds_online,
                 last.bytes_online * 8,
                 last.bytes_offline * 8
             ),
-            (2, (2 * k + 2 * 64) * 8, 2 * 64 * 8)
+            (2, (4 * k + 2 * 64) * 8, 2 * 64 * 8)
         );
         // the client learns the product; the parties' results agree with the
         // cleartext ring emulation up to the two truncations' ±1
