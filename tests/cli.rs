@@ -233,6 +233,35 @@ fn pass_pipeline_options() {
         err.contains("policy ditto") && err.contains("insert-conversions"),
         "{err}"
     );
+    // The command: every pass's IR, and conversions inserted, then
+    // fused into fewer calls.
+    let (ok, _, err) = ditto(&[
+        "compile",
+        "models/bert.ditto",
+        "--policy",
+        "ditto",
+        "--dump-after",
+        "all",
+        "--stats",
+        "-o",
+        &tmp("bert-base.dbc"),
+    ]);
+    assert!(ok, "{err}");
+    for pass in ditto_compiler::passes::DEFAULT_PIPELINE {
+        assert!(err.contains(&format!("; ---- after {pass} ----")), "{pass}");
+    }
+    let conv = |pass: &str| -> usize {
+        let row = err
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(pass))
+            .unwrap_or_else(|| panic!("a stats row for {pass}"));
+        row.split_whitespace().nth(3).unwrap().parse().unwrap()
+    };
+    let (inserted, fused) = (conv("insert-truncations"), conv("fuse-truncations"));
+    assert!(
+        conv("insert-conversions") > 0 && fused < inserted,
+        "{inserted} → {fused}"
+    );
     let (ok, _, err) = ditto(&[
         "compile",
         "models/bert.ditto",
