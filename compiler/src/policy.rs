@@ -6,7 +6,7 @@
 //!
 //! ```json
 //! { "name": "mine", "formats": { "linear": [32, 10], "scores": [32, 8] },
-//!   "gelu": "puma", "exp_squarings": 8 }
+//!   "gelu": "puma", "softmax": "puma", "exp_squarings": 8 }
 //! ```
 //!
 //! Classes a policy does not name keep the format the model declares.
@@ -23,11 +23,21 @@ pub enum GeluApprox {
     Quad,
 }
 
+/// Which softmax the lowering uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftmaxApprox {
+    /// PUMA's: row max, exp by squarings, one reciprocal per row.
+    Puma,
+    /// MPCFormer's 2Quad, (x + 5)² normalised (distilled models only).
+    TwoQuad,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
     pub formats: BTreeMap<String, Format>,
     pub gelu: GeluApprox,
+    pub softmax: SoftmaxApprox,
     /// Squarings of exp's (1 + x/2^t)^(2^t).
     pub exp_squarings: u32,
 }
@@ -74,6 +84,7 @@ impl Policy {
             name: name.to_string(),
             formats: fm,
             gelu,
+            softmax: SoftmaxApprox::Puma,
             exp_squarings: 8,
         })
     }
@@ -84,9 +95,9 @@ impl Policy {
             serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = v.as_object().ok_or("a policy file holds one JSON object")?;
         for k in obj.keys() {
-            if !["name", "formats", "gelu", "exp_squarings"].contains(&k.as_str()) {
+            if !["name", "formats", "gelu", "softmax", "exp_squarings"].contains(&k.as_str()) {
                 return Err(format!(
-                    "unknown field `{k}` (expected name, formats, gelu, exp_squarings)"
+                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp_squarings)"
                 ));
             }
         }
@@ -119,6 +130,11 @@ impl Policy {
             Some(Some("quad")) => GeluApprox::Quad,
             _ => return Err("`gelu` must be \"puma\" or \"quad\"".into()),
         };
+        let softmax = match obj.get("softmax").map(|g| g.as_str()) {
+            None | Some(Some("puma")) => SoftmaxApprox::Puma,
+            Some(Some("2quad")) => SoftmaxApprox::TwoQuad,
+            _ => return Err("`softmax` must be \"puma\" or \"2quad\"".into()),
+        };
         let exp_squarings = match obj.get("exp_squarings") {
             None => 8,
             Some(x) => {
@@ -131,6 +147,7 @@ impl Policy {
             name,
             formats,
             gelu,
+            softmax,
             exp_squarings,
         })
     }
@@ -143,10 +160,11 @@ impl Policy {
             .map(|(c, f)| format!("{c}={f}"))
             .collect();
         format!(
-            "{}: {}; gelu={:?}; exp squarings={}",
+            "{}: {}; gelu={:?}; softmax={:?}; exp squarings={}",
             self.name,
             parts.join(" "),
             self.gelu,
+            self.softmax,
             self.exp_squarings
         )
     }

@@ -23,8 +23,22 @@ fn max_error(
     n: usize,
     exact: impl Fn(f64) -> f64,
 ) -> f64 {
+    max_error_row(call, fmt, lo, hi, n, |xs| {
+        xs.iter().map(|&x| exact(x)).collect()
+    })
+}
+
+/// Like [`max_error`] for a function of the whole row (softmax).
+fn max_error_row(
+    call: &str,
+    fmt: (u32, u32),
+    lo: f64,
+    hi: f64,
+    n: usize,
+    exact: impl Fn(&[f64]) -> Vec<f64>,
+) -> f64 {
     let src = format!(
-        "use std.approx;\nmodel m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
+        "use std.approx;\nformat scores = (32, 8);\nmodel m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
         k = fmt.0,
         f = fmt.1
     );
@@ -58,10 +72,11 @@ fn max_error(
     let inputs = HashMap::from([("x".to_string(), Tensor::new(vec![n], xs.clone()))]);
     let out = evaluate_fixed(&g, &inputs, &InMemory::default()).expect("evaluates");
     let y = out["y"].decode();
-    let err = xs
+    let want = exact(&xs);
+    let err = want
         .iter()
         .zip(&y.data)
-        .map(|(&x, &v)| (v - exact(x)).abs())
+        .map(|(&w, &v)| (v - w).abs())
         .fold(0.0, f64::max);
     println!(
         "{call:<20} ({}, {}) on [{lo}, {hi}]: max abs error {err:.2e}",
@@ -126,4 +141,25 @@ fn rsqrt_for_layernorm() {
     let rsqrt = |x: f64| 1.0 / x.sqrt();
     // LayerNorm variances (plus eps)
     assert!(max_error("rsqrt_poly(x)", (64, 18), 0.01, 1000.0, 4001, rsqrt) < 1e-4);
+}
+
+#[test]
+fn softmax_puma_and_2quad() {
+    let softmax = |xs: &[f64]| {
+        let m = xs.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect::<Vec<f64>>()
+    };
+    // a row of 64 attention scores over [−8, 4]; the row max runs in (32, 8)
+    // under `ditto`
+    assert!(max_error_row("softmax_puma(x, 8)", (64, 18), -8.0, 4.0, 64, softmax) < 1e-3);
+    // 2Quad against its own formula: the Goldschmidt reciprocal of row sums
+    // in the thousands dominates (about 1e-4 relative)
+    let two_quad = |xs: &[f64]| {
+        let q: Vec<f64> = xs.iter().map(|x| (x + 5.0) * (x + 5.0)).collect();
+        let s: f64 = q.iter().sum();
+        q.iter().map(|v| v / s).collect::<Vec<f64>>()
+    };
+    assert!(max_error_row("softmax_2quad(x)", (64, 18), -8.0, 4.0, 64, two_quad) < 3e-4);
 }

@@ -6,6 +6,7 @@
 //! | op | becomes |
 //! |---|---|
 //! | `gelu` | `gelu_puma(x)`, or `gelu_quad(x)` under a Quad policy |
+//! | `softmax` | `softmax_puma(x, t)` (masked: `softmax_puma_masked`), or `softmax_2quad(x)` under a 2Quad policy |
 //! | `softmax` | `softmax_puma(x, t)` / `softmax_puma_masked(x, m, t)`, t = the policy's exp squarings |
 //! | `layernorm` | `layernorm_mpc(x, γ, β, ε)` |
 //! | `recip` | `recip_goldschmidt(x, 5)` |
@@ -19,7 +20,7 @@ use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::elab::{inline, InlineArg};
 use crate::ir::{Graph, Op};
-use crate::policy::GeluApprox;
+use crate::policy::{GeluApprox, SoftmaxApprox};
 
 pub struct LowerNonlinear;
 
@@ -42,11 +43,19 @@ impl Pass for LowerNonlinear {
                     GeluApprox::Puma => ("gelu_puma", vec![node(0)]),
                     GeluApprox::Quad => ("gelu_quad", vec![node(0)]),
                 },
-                Op::Softmax { masked: false } => ("softmax_puma", vec![node(0), InlineArg::Int(t)]),
-                Op::Softmax { masked: true } => (
-                    "softmax_puma_masked",
-                    vec![node(0), node(1), InlineArg::Int(t)],
-                ),
+                Op::Softmax { masked } => match (ctx.policy.softmax, masked) {
+                    (SoftmaxApprox::Puma, false) => {
+                        ("softmax_puma", vec![node(0), InlineArg::Int(t)])
+                    }
+                    (SoftmaxApprox::Puma, true) => (
+                        "softmax_puma_masked",
+                        vec![node(0), node(1), InlineArg::Int(t)],
+                    ),
+                    (SoftmaxApprox::TwoQuad, false) => ("softmax_2quad", vec![node(0)]),
+                    (SoftmaxApprox::TwoQuad, true) => {
+                        ("softmax_2quad_masked", vec![node(0), node(1)])
+                    }
+                },
                 Op::LayerNorm { eps } => (
                     "layernorm_mpc",
                     vec![node(0), node(1), node(2), InlineArg::Float(*eps)],
