@@ -62,3 +62,239 @@ pub fn kernels(json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Network profile of `ditto bench --net`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    /// In-memory links, no delay.
+    None,
+    /// Links shaped to 5 Gbps and 0.4 ms round trip.
+    Lan,
+    /// Links shaped to 400 Mbps and 40 ms round trip.
+    Wan,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// `kernels` (the ring matmul kernels), or a model file / name in models/.
+    target: String,
+    #[arg(long)]
+    config: Option<String>,
+    /// Tokens (padded input ids).
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Keep only the first K layers.
+    #[arg(long)]
+    layers: Option<i64>,
+    /// Policies to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "uniform64,ditto")]
+    policies: Vec<String>,
+    /// Also run over links shaped like this network, to check the estimate.
+    #[arg(long, value_enum, default_value = "none")]
+    net: Net,
+    /// A safetensors file or folder; seeded random weights otherwise.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    random_weights: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+struct PolicyResult {
+    policy: String,
+    prog: ditto_bytecode::Program,
+    rep: ditto_vm::Report,
+    est_lan: f64,
+    est_wan: f64,
+    shaped_s: Option<f64>,
+}
+
+/// `ditto bench MODEL`: each policy under `mpc` on the same input, one table.
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.target == "kernels" {
+        return kernels(args.json);
+    }
+    use anyhow::{anyhow, bail};
+    use ditto_compiler::ir::eval::WeightSource;
+    let path = crate::model_path(&args.target);
+    let (weights, info): (Box<dyn WeightSource + Sync>, _) = match &args.weights {
+        Some(w) => {
+            let f = crate::run::open_weights(w)?;
+            let info = f.info().clone();
+            (Box::new(f), Some(info))
+        }
+        None => {
+            let gen = crate::genweights::generate(&path, args.config.clone(), args.random_weights)?;
+            (Box::new(ditto_compiler::weights::InMemory(gen)), None)
+        }
+    };
+    if args.seq < 2 {
+        bail!("--seq must be at least 2");
+    }
+    let opts = ditto_compiler::elab::Options {
+        config: args.config.clone(),
+        sizes: Default::default(),
+        weights: info,
+        layers: args.layers,
+        seq: Some(args.seq as i64),
+    };
+    let (sources, e) = crate::compile_reported(&path, &opts)?;
+    let shape = match args.net {
+        Net::None => None,
+        Net::Lan => Some(ditto_vm::Shape::LAN),
+        Net::Wan => Some(ditto_vm::Shape::WAN),
+    };
+    let mut results = vec![];
+    for policy in &args.policies {
+        let mut g = e.graph.clone();
+        let pipeline = crate::PipelineArgs::for_policy(policy);
+        crate::lower(&mut g, &sources, &pipeline, None)?;
+        let prog = crate::codegen_reported(&g, &sources, &path)?;
+        // spread ids over the smallest embedding table the input indexes
+        let rows = prog
+            .code
+            .iter()
+            .filter_map(|i| match i {
+                ditto_bytecode::Instr::Embed { table, .. } => {
+                    prog.regs[table.0 as usize].shape.first().copied()
+                }
+                _ => None,
+            })
+            .min()
+            .unwrap_or(1000) as usize;
+        let ids: Vec<f64> = (0..args.seq)
+            .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
+            .collect();
+        let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| ids.clone()).collect();
+        let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
+        let run = |net| {
+            let data = ditto_vm::Data {
+                inputs: by_port.clone(),
+                weights: &lookup,
+            };
+            let progress = crate::progress::Progress::new(!args.json);
+            let show = |i: usize, n: usize| progress.update(i, n);
+            let opts = ditto_vm::MpcOptions {
+                progress: Some(&show),
+                net,
+                ..Default::default()
+            };
+            let r = ditto_vm::run_mpc(&prog, data, &opts);
+            progress.finish();
+            r.map_err(|e| anyhow!("{policy}: {e}"))
+        };
+        if !args.json {
+            eprintln!("running {} under {policy} ...", e.model);
+        }
+        let rep = run(None)?;
+        let shaped_s = match shape {
+            Some(s) => Some(run(Some(s))?.wall_s),
+            None => None,
+        };
+        let est_lan = ditto_vm::estimate(&rep, rep.wall_s, ditto_vm::Shape::LAN);
+        let est_wan = ditto_vm::estimate(&rep, rep.wall_s, ditto_vm::Shape::WAN);
+        results.push(PolicyResult {
+            policy: policy.clone(),
+            prog,
+            rep,
+            est_lan,
+            est_wan,
+            shaped_s,
+        });
+    }
+    let net_name = match args.net {
+        Net::None => "none",
+        Net::Lan => "lan",
+        Net::Wan => "wan",
+    };
+    if args.json {
+        let rs: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                let mut o = serde_json::json!({
+                    "policy": r.policy,
+                    "wall_s": r.rep.wall_s,
+                    "est_lan_s": r.est_lan,
+                    "est_wan_s": r.est_wan,
+                    "net_s": r.shaped_s,
+                });
+                crate::profile::add_json(&mut o, &r.prog, &r.rep);
+                o
+            })
+            .collect();
+        let obj = serde_json::json!({
+            "model": e.model,
+            "config": e.config,
+            "seq": args.seq,
+            "layers": args.layers,
+            "net": net_name,
+            "machine": {
+                "threads": rayon::current_num_threads(),
+                "os": std::env::consts::OS,
+                "arch": std::env::consts::ARCH,
+            },
+            "results": rs,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(());
+    }
+    println!(
+        "{} (config {}), {} tokens{}, three parties in one process\n",
+        e.model,
+        e.config,
+        args.seq,
+        args.layers
+            .map(|k| format!(", first {k} layers"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<12} {:>9} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10}{}",
+        "policy",
+        "wall s",
+        "bytes",
+        "online",
+        "offline",
+        "rounds",
+        "LAN est s",
+        "WAN est s",
+        if shape.is_some() {
+            format!(" {:>10}", format!("{net_name} s"))
+        } else {
+            String::new()
+        }
+    );
+    let base = results
+        .first()
+        .map(|r| r.rep.comm.bytes())
+        .unwrap_or(1)
+        .max(1);
+    for r in &results {
+        println!(
+            "{:<12} {:>9.2} {:>12} {:>12} {:>12} {:>8} {:>10.2} {:>10.2}{}   ({:.3}× the bytes of {})",
+            r.policy,
+            r.rep.wall_s,
+            crate::profile::human_bytes(r.rep.comm.bytes()),
+            crate::profile::human_bytes(r.rep.comm.bytes_online),
+            crate::profile::human_bytes(r.rep.comm.bytes_offline),
+            r.rep.rounds_online() + r.rep.rounds_offline(),
+            r.est_lan,
+            r.est_wan,
+            r.shaped_s
+                .map(|s| format!(" {s:>10.2}"))
+                .unwrap_or_default(),
+            r.rep.comm.bytes() as f64 / base as f64,
+            results[0].policy
+        );
+    }
+    println!(
+        "\nestimates: measured compute + rounds × one-way delay + busiest link's bytes / bandwidth \
+         (LAN 5 Gbps, 0.4 ms RTT; WAN 400 Mbps, 40 ms RTT)"
+    );
+    for r in &results {
+        println!("\n== {} ==", r.policy);
+        print!("{}", crate::profile::table(&r.prog, &r.rep));
+    }
+    Ok(())
+}

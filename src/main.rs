@@ -75,10 +75,9 @@ enum Cmd {
     /// Run a model on an input.
     Run(run::RunArgs),
     /// Measure performance (`ditto bench kernels`).
-    Bench {
-        #[command(subcommand)]
-        what: BenchCmd,
-    },
+    /// Benchmark: `ditto bench kernels`, or `ditto bench MODEL` to run each
+    /// policy under mpc and compare costs (docs/benchmarks.md).
+    Bench(bench::BenchArgs),
     /// Write seeded random weights under the model's (HuggingFace) tensor names.
     GenWeights {
         /// A model file, or the name of one in models/ (bert, gpt2, minilm).
@@ -118,13 +117,14 @@ pub struct PipelineArgs {
     stats: bool,
 }
 
-#[derive(Subcommand)]
-enum BenchCmd {
-    /// GOP/s of the u32 and u64 matmul kernels at 128×768×768 and 128×768×3072.
-    Kernels {
-        #[arg(long)]
-        json: bool,
-    },
+impl PipelineArgs {
+    /// The default pipeline under a built-in policy.
+    pub fn for_policy(name: &str) -> PipelineArgs {
+        PipelineArgs {
+            policy: name.to_string(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,9 +163,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Run(args) => run::run(args),
-        Cmd::Bench {
-            what: BenchCmd::Kernels { json },
-        } => bench::kernels(json),
+        Cmd::Bench(args) => bench::bench(args),
         Cmd::GenWeights {
             model,
             config,

@@ -442,3 +442,42 @@ fn compile_writes_a_valid_bytecode_program() {
         "exp.ditto:3:16: `exp` has no MPC instruction",
     );
 }
+
+#[test]
+fn bench_runs_every_policy_and_reports_costs_and_estimates() {
+    let (ok, out, err) = ditto(&[
+        "bench",
+        "bert",
+        "--config",
+        "tiny",
+        "--seq",
+        "8",
+        "--policies",
+        "uniform64,ditto",
+        "--net",
+        "lan",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let rs = v["results"].as_array().expect("results");
+    assert_eq!(rs.len(), 2);
+    for r in rs {
+        for f in [
+            "wall_s",
+            "est_lan_s",
+            "est_wan_s",
+            "net_s",
+            "comm_bytes",
+            "rounds",
+        ] {
+            assert!(r[f].as_f64().is_some_and(|x| x > 0.0), "{f}: {r}");
+        }
+        assert!(r["ops"].as_object().is_some_and(|o| !o.is_empty()));
+        assert!(r["layers"]["encoder.layer.1"]["bytes"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(rs[0]["policy"], "uniform64");
+    assert!(rs[1]["comm_bytes"].as_u64() < rs[0]["comm_bytes"].as_u64());
+    let (ok, out, _) = ditto(&["bench", "kernels", "--json"]);
+    assert!(ok && out.contains("\"gops\""));
+}

@@ -18,8 +18,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Generated weights, written under a unique name and renamed into place:
+/// tests run in parallel, and rewriting a file another test has mapped
+/// would fault it (SIGBUS).
 fn gen(model: &str, config: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{model}-{config}-vm.safetensors"));
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let p = dir.join(format!("{model}-{config}-vm.safetensors"));
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{model}-{config}-vm.{}.{n}.tmp",
+        std::process::id()
+    ));
     let out = Command::new(env!("CARGO_BIN_EXE_ditto"))
         .args([
             "gen-weights",
@@ -30,7 +40,7 @@ fn gen(model: &str, config: &str) -> PathBuf {
             "11",
             "-o",
         ])
-        .arg(&p)
+        .arg(&tmp)
         .current_dir(root())
         .output()
         .expect("ditto runs");
@@ -39,6 +49,7 @@ fn gen(model: &str, config: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::rename(&tmp, &p).expect("rename into place");
     p
 }
 

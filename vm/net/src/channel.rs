@@ -214,6 +214,9 @@ impl Comm for Channel {
                 Phase::Offline => self.stats.bytes_offline += n,
             }
             self.stats.messages += 1;
+            if let Some(b) = self.stats.bytes_to.get_mut(to) {
+                *b += n;
+            }
         }
         let mut out = Vec::with_capacity(from.len());
         for &p in from {

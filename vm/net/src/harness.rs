@@ -21,7 +21,16 @@ pub fn run3<T: Send>(f: impl Fn(&mut Channel) -> T + Sync) -> [T; 3] {
 
 /// Like [`run3`] with another receive timeout (long in-process runs).
 pub fn run3_timeout<T: Send>(timeout: Duration, f: impl Fn(&mut Channel) -> T + Sync) -> [T; 3] {
-    let links = crate::mem::mesh();
+    run3_shaped(timeout, None, f)
+}
+
+/// Like [`run3_timeout`] over links shaped like a network.
+pub fn run3_shaped<T: Send>(
+    timeout: Duration,
+    shape: Option<crate::mem::Shape>,
+    f: impl Fn(&mut Channel) -> T + Sync,
+) -> [T; 3] {
+    let links = crate::mem::shaped_mesh(shape);
     let f = &f;
     std::thread::scope(|s| {
         let hs: Vec<_> = links

@@ -1,33 +1,97 @@
 //! In-memory links between threads (std channels). A dropped end reads as a
 //! closed link on the other side.
+//!
+//! A link may be shaped like a network ([`Shape`]): each direction sends one
+//! frame at a time at the given bandwidth, and a frame arrives a one-way
+//! delay after its last byte left. The receiver waits until then.
 
 use crate::channel::{Link, LinkEvent};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A network profile for in-memory links.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Bytes per second in each direction of a link.
+    pub bytes_per_sec: f64,
+    /// Half the round-trip time.
+    pub one_way: Duration,
+}
+
+impl Shape {
+    /// 5 Gbps, 0.4 ms round trip.
+    pub const LAN: Shape = Shape {
+        bytes_per_sec: 5e9 / 8.0,
+        one_way: Duration::from_micros(200),
+    };
+    /// 400 Mbps, 40 ms round trip.
+    pub const WAN: Shape = Shape {
+        bytes_per_sec: 400e6 / 8.0,
+        one_way: Duration::from_millis(20),
+    };
+}
 
 pub struct MemLink {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
+    tx: Sender<(Instant, Vec<u8>)>,
+    rx: Receiver<(Instant, Vec<u8>)>,
+    shape: Option<Shape>,
+    /// When this direction finishes sending what it has queued.
+    busy_until: Instant,
 }
 
 /// Two connected ends.
 pub fn pair() -> (MemLink, MemLink) {
+    shaped_pair(None)
+}
+
+/// Two connected ends with a network profile.
+pub fn shaped_pair(shape: Option<Shape>) -> (MemLink, MemLink) {
     let (t1, r1) = channel();
     let (t2, r2) = channel();
-    (MemLink { tx: t1, rx: r2 }, MemLink { tx: t2, rx: r1 })
+    let now = Instant::now();
+    (
+        MemLink {
+            tx: t1,
+            rx: r2,
+            shape,
+            busy_until: now,
+        },
+        MemLink {
+            tx: t2,
+            rx: r1,
+            shape,
+            busy_until: now,
+        },
+    )
 }
 
 impl Link for MemLink {
     fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
+        let now = Instant::now();
+        let at = match self.shape {
+            None => now,
+            Some(s) => {
+                let start = self.busy_until.max(now);
+                self.busy_until =
+                    start + Duration::from_secs_f64(frame.len() as f64 / s.bytes_per_sec);
+                self.busy_until + s.one_way
+            }
+        };
         // A send to a peer that is gone is not an error here: the failure
         // surfaces when a reply is awaited, naming the peer.
-        let _ = self.tx.send(frame);
+        let _ = self.tx.send((at, frame));
         Ok(())
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {
         match self.rx.recv_timeout(timeout) {
-            Ok(f) => Some(LinkEvent::Frame(f)),
+            Ok((at, f)) => {
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                Some(LinkEvent::Frame(f))
+            }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(LinkEvent::Closed),
         }
@@ -36,9 +100,14 @@ impl Link for MemLink {
 
 /// Links for three parties: `[links of P0, links of P1, links of P2]`.
 pub fn mesh() -> [[Option<Box<dyn Link>>; 3]; 3] {
-    let (a01, a10) = pair();
-    let (a02, a20) = pair();
-    let (a12, a21) = pair();
+    shaped_mesh(None)
+}
+
+/// Like [`mesh`], every link shaped by `shape`.
+pub fn shaped_mesh(shape: Option<Shape>) -> [[Option<Box<dyn Link>>; 3]; 3] {
+    let (a01, a10) = shaped_pair(shape);
+    let (a02, a20) = shaped_pair(shape);
+    let (a12, a21) = shaped_pair(shape);
     let b = |l: MemLink| Some(Box::new(l) as Box<dyn Link>);
     [
         [None, b(a01), b(a02)],

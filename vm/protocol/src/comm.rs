@@ -25,6 +25,8 @@ pub struct Stats {
     pub rounds_online: u64,
     pub rounds_offline: u64,
     pub messages: u64,
+    /// Bytes sent to each party (both phases), for per-link estimates.
+    pub bytes_to: [u64; 3],
 }
 
 impl Stats {
@@ -39,6 +41,7 @@ impl Stats {
             rounds_online: self.rounds_online - earlier.rounds_online,
             rounds_offline: self.rounds_offline - earlier.rounds_offline,
             messages: self.messages - earlier.messages,
+            bytes_to: [0, 1, 2].map(|i| self.bytes_to[i] - earlier.bytes_to[i]),
         }
     }
     pub fn add(&self, o: &Stats) -> Stats {
@@ -48,6 +51,7 @@ impl Stats {
             rounds_online: self.rounds_online + o.rounds_online,
             rounds_offline: self.rounds_offline + o.rounds_offline,
             messages: self.messages + o.messages,
+            bytes_to: [0, 1, 2].map(|i| self.bytes_to[i] + o.bytes_to[i]),
         }
     }
 }

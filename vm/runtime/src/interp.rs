@@ -1396,6 +1396,7 @@ pub fn execute(
                         rounds_online: 0,
                         rounds_offline: 0,
                         messages: 0,
+                        bytes_to: delta.bytes_to.map(share),
                     };
                     if j == 0 {
                         c.rounds_online = delta.rounds_online;
@@ -1406,6 +1407,7 @@ pub fn execute(
                         // the remainder of the integer division
                         c.bytes_online = delta.bytes_online - given.bytes_online;
                         c.bytes_offline = delta.bytes_offline - given.bytes_offline;
+                        c.bytes_to = [0, 1, 2].map(|p| delta.bytes_to[p] - given.bytes_to[p]);
                     }
                     given = given.add(&c);
                     costs[t] = Cost {

@@ -13,7 +13,8 @@ pub mod run;
 pub mod source;
 pub mod value;
 
+pub use ditto_net::mem::Shape;
 pub use interp::{execute, Cost, Outcome, VmError};
-pub use run::{op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, Report};
+pub use run::{estimate, op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, Report};
 pub use source::{Clear, Data, Dealt, Source};
 pub use value::Value;

@@ -39,6 +39,8 @@ pub struct Report {
     pub costs: Vec<InstrCost>,
     /// Bytes the parties sent each other, all phases, including key setup.
     pub comm: Stats,
+    /// Each party's own traffic (`bytes_to` gives every directed link).
+    pub party_stats: [Stats; 3],
     /// Bytes the client sent the parties (input shares) and received
     /// (output shares).
     pub client_bytes: u64,
@@ -122,6 +124,7 @@ pub fn run_fixed(prog: &Program, data: Data) -> Result<Report, VmError> {
             })
             .collect(),
         comm: Stats::default(),
+        party_stats: Default::default(),
         client_bytes: 0,
         wall_s: start.elapsed().as_secs_f64(),
     })
@@ -135,6 +138,8 @@ pub struct MpcOptions<'a> {
     /// `None` draws them from the OS.
     pub seeds: Option<[[u8; 32]; 5]>,
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+    /// Shape the in-memory links like a network (`--net lan|wan`).
+    pub net: Option<ditto_net::mem::Shape>,
 }
 
 impl Default for MpcOptions<'_> {
@@ -143,6 +148,7 @@ impl Default for MpcOptions<'_> {
             timeout: Duration::from_secs(300),
             seeds: None,
             progress: None,
+            net: None,
         }
     }
 }
@@ -159,7 +165,7 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
     });
     let start = Instant::now();
     let data = &data;
-    let results = ditto_net::harness::run3_timeout(opts.timeout, |chan| {
+    let results = ditto_net::harness::run3_shaped(opts.timeout, opts.net, |chan| {
         let id = ditto_protocol::Comm::id(chan);
         let src = Dealt {
             program: prog,
@@ -234,9 +240,24 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         outputs,
         costs,
         comm: p0.1.add(&p1.1).add(&p2.1),
+        party_stats: [p0.1, p1.1, p2.1],
         client_bytes: p0.2 + p1.2 + p2.2 + out_bytes,
         wall_s,
     })
+}
+
+/// Estimated wall time of a run over a network: the measured compute time
+/// plus one one-way delay per round plus the busiest directed link's bytes
+/// at the link bandwidth. (`compute_s` is the run's time without shaping.)
+pub fn estimate(rep: &Report, compute_s: f64, shape: ditto_net::mem::Shape) -> f64 {
+    let rounds = (rep.rounds_online() + rep.rounds_offline()) as f64;
+    let busiest = rep
+        .party_stats
+        .iter()
+        .flat_map(|s| s.bytes_to.iter().copied())
+        .max()
+        .unwrap_or(0) as f64;
+    compute_s + rounds * shape.one_way.as_secs_f64() + busiest / shape.bytes_per_sec
 }
 
 /// The cost-report category of an instruction: its mnemonic, with
