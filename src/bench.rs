@@ -74,6 +74,72 @@ pub enum Net {
     Wan,
 }
 
+/// Where the secure computation starts.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputAt {
+    Ids,
+    Embeddings,
+}
+
+/// Replaces the model's embedding block by a client input holding its
+/// output: the node of the `embedding` format class (not a weight) whose
+/// value leaves the class. Returns the new graph and the input's value.
+fn cut_at_embeddings(
+    g: &ditto_compiler::ir::Graph,
+    ids: &[f64],
+    weights: &dyn ditto_compiler::ir::eval::WeightSource,
+) -> Result<(ditto_compiler::ir::Graph, ditto_compiler::ir::eval::Tensor)> {
+    use ditto_compiler::ir::{Node, Op, Owner};
+    let emb = |id| g.node(id).class.as_deref() == Some("embedding");
+    let cuts: Vec<_> = g
+        .ids()
+        .into_iter()
+        .filter(|&id| {
+            emb(id)
+                && !matches!(g.node(id).op, Op::Weight { .. })
+                && g.users(id).iter().any(|&u| !emb(u))
+        })
+        .collect();
+    let [cut] = cuts.as_slice() else {
+        anyhow::bail!(
+            "cannot find the model's embedding output (a value of the `embedding` class used outside it); found {}",
+            cuts.len()
+        );
+    };
+    let ids_input = g
+        .ids()
+        .into_iter()
+        .find_map(|i| match &g.node(i).op {
+            Op::Input { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow::anyhow!("the model has no input"))?;
+    let inputs = std::collections::HashMap::from([(
+        ids_input,
+        ditto_compiler::ir::eval::Tensor::new(vec![ids.len()], ids.to_vec()),
+    )]);
+    let mut r = ditto_compiler::ir::eval::evaluate(g, &inputs, weights, &|n| n == *cut)
+        .map_err(|e| anyhow::anyhow!("evaluating the embeddings: {e}"))?;
+    let value = r
+        .kept
+        .remove(cut)
+        .ok_or_else(|| anyhow::anyhow!("the embedding output was not kept"))?;
+    let mut g2 = g.clone();
+    let mut n = Node::new(
+        Op::Input {
+            name: "embeddings".into(),
+            owner: Owner::Client,
+        },
+        g.node(*cut).ty.clone(),
+    );
+    n.class = Some("embedding".into());
+    n.loc = g.node(*cut).loc;
+    let inp = g2.add(n, &[]);
+    g2.replace_uses(*cut, inp);
+    g2.prune_dead();
+    Ok((g2, value))
+}
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// `kernels` (the ring matmul kernels), or a model file / name in models/.
@@ -92,6 +158,11 @@ pub struct BenchArgs {
     /// Also run over links shaped like this network, to check the estimate.
     #[arg(long, value_enum, default_value = "none")]
     net: Net,
+    /// The secret input: token ids (the embedding lookup runs in MPC), or
+    /// the embedding output computed by the client (PUMA's benchmark
+    /// setting).
+    #[arg(long, value_enum, default_value = "ids")]
+    input: InputAt,
     /// A safetensors file or folder; seeded random weights otherwise.
     #[arg(long)]
     weights: Option<std::path::PathBuf>,
@@ -149,6 +220,32 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut results = vec![];
     for policy in &args.policies {
         let mut g = e.graph.clone();
+        let mut embedded = None;
+        if args.input == InputAt::Embeddings {
+            // the ids are those spread over the vocabulary below
+            let rows = e
+                .graph
+                .ids()
+                .into_iter()
+                .filter_map(|i| match &e.graph.node(i).op {
+                    ditto_compiler::ir::Op::Embed => e
+                        .graph
+                        .node(e.graph.operands(i)[1])
+                        .ty
+                        .shape
+                        .first()
+                        .copied(),
+                    _ => None,
+                })
+                .min()
+                .unwrap_or(1000);
+            let ids: Vec<f64> = (0..args.seq)
+                .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
+                .collect();
+            let (g2, v) = cut_at_embeddings(&e.graph, &ids, weights.as_ref())?;
+            g = g2;
+            embedded = Some(v.data);
+        }
         let pipeline = crate::PipelineArgs::for_policy(policy);
         crate::lower(&mut g, &sources, &pipeline, None)?;
         let prog = crate::codegen_reported(&g, &sources, &path)?;
@@ -167,7 +264,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let ids: Vec<f64> = (0..args.seq)
             .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
             .collect();
-        let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| ids.clone()).collect();
+        let by_port: Vec<Vec<f64>> = prog
+            .inputs
+            .iter()
+            .map(|_| embedded.clone().unwrap_or_else(|| ids.clone()))
+            .collect();
         let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
         let run = |net| {
             let data = ditto_vm::Data {
@@ -230,6 +331,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "seq": args.seq,
             "layers": args.layers,
             "net": net_name,
+            "input": if args.input == InputAt::Ids { "ids" } else { "embeddings" },
             "machine": {
                 "threads": rayon::current_num_threads(),
                 "os": std::env::consts::OS,
@@ -241,13 +343,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} (config {}), {} tokens{}, three parties in one process\n",
+        "{} (config {}), {} tokens{}, secret input: {}, three parties in one process\n",
         e.model,
         e.config,
         args.seq,
         args.layers
             .map(|k| format!(", first {k} layers"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if args.input == InputAt::Ids {
+            "token ids (embedding lookup in MPC)"
+        } else {
+            "the embedding output"
+        }
     );
     println!(
         "{:<12} {:>9} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10}{}",
