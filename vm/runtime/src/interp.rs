@@ -157,6 +157,19 @@ fn rescale_pub<Ri: Ring, Ro: Ring>(e: Ri, from: u32, to: u32) -> Ro {
     Ro::from_u64(y as u64)
 }
 
+/// The shift of a truncation from `from` to `to` fraction bits, which the
+/// conversion protocol allows up to k_in − 2.
+fn trunc_bits<Ri: Ring>(from: u32, to: u32) -> Res<u32> {
+    let m = from - to;
+    if m + 2 > Ri::BITS {
+        return Err(E::M(format!(
+            "a truncation by {m} bits exceeds the {}-bit ring",
+            Ri::BITS
+        )));
+    }
+    Ok(m)
+}
+
 /// `x` (ring Ri, `from` fraction bits) in ring Ro with `to` fraction bits:
 /// Ditto's conversion for a truncation (with or without a ring change) and
 /// for an upcast; a local shift and reduction otherwise.
@@ -174,13 +187,7 @@ fn convert<Ri: Rv, Ro: Rv>(
         )),
         Arg::S(s) => {
             if to < from {
-                let m = from - to;
-                if m + 2 > Ri::BITS {
-                    return Err(E::M(format!(
-                        "a truncation by {m} bits exceeds the {}-bit ring",
-                        Ri::BITS
-                    )));
-                }
+                let m = trunc_bits::<Ri>(from, to)?;
                 Arg::S(Cow::Owned(st.party()?.convert::<Ri, Ro>(&s, m)?))
             } else {
                 let sh = to - from;
@@ -208,13 +215,7 @@ fn convert<Ri: Rv, Ro: Rv>(
 /// [`Party::convert_additive`]) from `from` to `to` fraction bits.
 fn convert_z<Ri: Rv, Ro: Rv>(st: &mut St, z: &[Ri], from: u32, to: u32) -> Res<AShare<Ro>> {
     if to < from {
-        let m = from - to;
-        if m + 2 > Ri::BITS {
-            return Err(E::M(format!(
-                "a truncation by {m} bits exceeds the {}-bit ring",
-                Ri::BITS
-            )));
-        }
+        let m = trunc_bits::<Ri>(from, to)?;
         Ok(st.party()?.convert_additive::<Ri, Ro>(z, m)?)
     } else {
         let y = st.party()?.convert_additive::<Ri, Ro>(z, 0)?;

@@ -5,7 +5,7 @@
 //! uniformly random vectors whatever x is. The `fixed` backend instead
 //! loads everything in the clear, as public values.
 
-use crate::value::{encode, Value};
+use crate::value::{encode, Rv, Value};
 use ditto_bytecode::{Kind, Program, RegType};
 use ditto_protocol::prg::Prg;
 use ditto_protocol::{AShare, Ring};
@@ -167,23 +167,26 @@ impl Dealt<'_> {
             check_len("the value", v.len(), t)?;
             Ok(v)
         };
+        fn dealt<R: Rv>(
+            seed: &[u8; 32],
+            tag: &str,
+            port: usize,
+            party: usize,
+            n: usize,
+            frac: u8,
+            x: &dyn Fn() -> Result<Vec<f64>, String>,
+        ) -> Result<Value, String> {
+            let share =
+                deal_share::<R>(seed, tag, port, party, n, &|| Ok(encode_all(&x()?, frac)))?;
+            Ok(R::secret(share))
+        }
         match t.kind {
-            Kind::Fixed { ring: 32, frac } => Ok(Value::S32(deal_share::<u32>(
-                seed,
-                tag,
-                port,
-                self.party,
-                n,
-                &|| Ok(encode_all(&checked()?, frac)),
-            )?)),
-            Kind::Fixed { frac, .. } => Ok(Value::S64(deal_share::<u64>(
-                seed,
-                tag,
-                port,
-                self.party,
-                n,
-                &|| Ok(encode_all(&checked()?, frac)),
-            )?)),
+            Kind::Fixed { ring: 32, frac } => {
+                dealt::<u32>(seed, tag, port, self.party, n, frac, &checked)
+            }
+            Kind::Fixed { frac, .. } => {
+                dealt::<u64>(seed, tag, port, self.party, n, frac, &checked)
+            }
             Kind::Bool => Err("secret boolean inputs are not supported".into()),
         }
     }
