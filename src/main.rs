@@ -78,6 +78,17 @@ enum Cmd {
     /// Benchmark: `ditto bench kernels`, or `ditto bench MODEL` to run each
     /// policy under mpc and compare costs (docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// The model owner's step: deal a program's weights into one share file
+    /// per party (DIR/p0, DIR/p1, DIR/p2), each alone uniformly random.
+    ShareWeights {
+        /// A bytecode program (`ditto compile ... -o FILE.dbc`).
+        program: PathBuf,
+        /// A safetensors file or a folder holding model.safetensors.
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Write seeded random weights under the model's (HuggingFace) tensor names.
     GenWeights {
         /// A model file, or the name of one in models/ (bert, gpt2, minilm).
@@ -164,6 +175,11 @@ fn main() -> ExitCode {
         }
         Cmd::Run(args) => run::run(args),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::ShareWeights {
+            program,
+            weights,
+            output,
+        } => share_weights(&program, &weights, &output),
         Cmd::GenWeights {
             model,
             config,
@@ -283,6 +299,11 @@ fn list_passes() {
         println!("  {mark} {:<20} {}", p.name(), p.description());
     }
     println!(
+        "  then {:<17} {}",
+        "codegen",
+        "lowered IR to a bytecode program (round markers from schedule; docs/bytecode.md)"
+    );
+    println!(
         "default pipeline: {}",
         ditto_compiler::passes::DEFAULT_PIPELINE.join(", ")
     );
@@ -290,6 +311,31 @@ fn list_passes() {
         "policies: {} (or --policy-file FILE)",
         ditto_compiler::policy::BUILTIN.join(", ")
     );
+}
+
+fn share_weights(program: &Path, weights: &Path, out: &Path) -> Result<()> {
+    use ditto_compiler::ir::eval::WeightSource;
+    let bytes =
+        std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
+    let prog = ditto_bytecode::Program::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", program.display()))?;
+    let w = run::open_weights(weights)?;
+    let lookup = |name: &str| w.tensor(name).map(|t| t.data);
+    let seed: [u8; 32] = rand::random();
+    let files = ditto_vm::shares::write_share_files(&prog, &lookup, &seed)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (i, f) in files.iter().enumerate() {
+        let p = out.join(format!("p{i}"));
+        std::fs::write(&p, f).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    eprintln!(
+        "wrote {}/p0, p1, p2: {} weights, {} bytes per party",
+        out.display(),
+        prog.weights.len(),
+        files[0].len()
+    );
+    Ok(())
 }
 
 /// The policy named by the pipeline options.

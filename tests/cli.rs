@@ -481,3 +481,52 @@ fn bench_runs_every_policy_and_reports_costs_and_estimates() {
     let (ok, out, _) = ditto(&["bench", "kernels", "--json"]);
     assert!(ok && out.contains("\"gops\""));
 }
+
+#[test]
+fn share_weights_writes_one_file_per_party() {
+    let w = tmp("share-w.safetensors");
+    let prog = tmp("share.dbc");
+    let dir = tmp("shares");
+    let run = |args: &[&str]| {
+        let (ok, _, err) = ditto(args);
+        assert!(ok, "{args:?}: {err}");
+    };
+    run(&[
+        "gen-weights",
+        "bert",
+        "--config",
+        "tiny",
+        "--seed",
+        "3",
+        "-o",
+        &w,
+    ]);
+    run(&[
+        "compile",
+        "models/bert.ditto",
+        "--config",
+        "tiny",
+        "-o",
+        &prog,
+    ]);
+    run(&["share-weights", &prog, "--weights", &w, "-o", &dir]);
+    let sizes: Vec<u64> = (0..3)
+        .map(|i| std::fs::metadata(format!("{dir}/p{i}")).unwrap().len())
+        .collect();
+    assert!(
+        sizes[0] > 100_000 && sizes.iter().all(|&s| s == sizes[0]),
+        "{sizes:?}"
+    );
+    // a program the shares do not belong to is refused by name
+    fails_with(
+        &[
+            "share-weights",
+            &prog,
+            "--weights",
+            "models/bert.ditto",
+            "-o",
+            &dir,
+        ],
+        "models/bert.ditto",
+    );
+}

@@ -7,9 +7,11 @@
 //!   or cleartext values for `fixed`).
 //! - [`run`]: whole runs in process, output reconstruction, cost reports.
 //! - [`value`]: register values (public or shared, 32/64-bit, booleans).
+//! - [`shares`]: the model owner's weight share files, one per party.
 
 pub mod interp;
 pub mod run;
+pub mod shares;
 pub mod source;
 pub mod value;
 

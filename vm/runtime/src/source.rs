@@ -33,7 +33,7 @@ pub struct Data<'a> {
     pub weights: &'a (dyn Fn(&str) -> Result<Vec<f64>, String> + Sync),
 }
 
-fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
+pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
     if got as u64 != t.numel() {
         return Err(format!(
             "{what} has {got} elements, the program expects shape {:?}",
@@ -43,7 +43,7 @@ fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
     Ok(())
 }
 
-fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
+pub(crate) fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
     x.iter().map(|&v| encode::<R>(v, frac as u32)).collect()
 }
 
