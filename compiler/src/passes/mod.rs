@@ -111,6 +111,18 @@ pub struct GraphStats {
     pub est_rounds: u64,
 }
 
+/// Online bits (all parties, per element) and rounds of the sign of a value
+/// in Z_2^k (`Party::ltz`): two word ANDs and a carry tree over single bits.
+fn ltz_cost(k: u64) -> (u64, u64) {
+    let mut m = k - 1;
+    let mut ands = 0;
+    while m > 1 {
+        ands += 2 * (m / 2);
+        m = m.div_ceil(2);
+    }
+    (2 * 3 * k + 3 * ands, decompose_cost(k).1)
+}
+
 /// Whether `id` is a secret product whose only reader is a conversion call,
 /// which the VM fuses with it (`Party::convert_additive`).
 pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
@@ -203,7 +215,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                     } else {
                         1
                     };
-                let (bits, r) = decompose_cost(k);
+                let (bits, r) = ltz_cost(k);
                 s.est_bits += bits * m;
                 rounds = r;
             }
@@ -217,7 +229,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                 let shape = &g.node(ops[0]).ty.shape;
                 let rows = n.ty.numel() as u64;
-                let (dbits, dr) = decompose_cost(k);
+                let (dbits, dr) = ltz_cost(k);
                 let mut w = shape[*axis] as u64;
                 while w > 1 {
                     let pairs = rows * (w / 2);

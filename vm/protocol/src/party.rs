@@ -660,10 +660,79 @@ impl<'c> Party<'c> {
         Ok(s.xor(&c).xor(&g.shl(1)))
     }
 
-    /// The sign bit [x < 0] as a bit share (the top bit of the decomposition).
-    /// Same cost as [`Party::bit_decompose`].
+    /// The sign bit [x < 0] as a bit share. Only the carry into the top bit
+    /// is needed, so after the carry-save layer and the generate word (2
+    /// word ANDs), the carry comes from a tree over single bits instead of
+    /// a full prefix over words: per level, G = G_hi ⊕ P_hi·G_lo and
+    /// P = P_hi·P_lo for each pair of groups, all pairs in one packed AND.
+    /// Rounds: 2 + ⌈log2(k−1)⌉ (7 for k = 32, 8 for k = 64), as the full
+    /// decomposition. Bits per element: 3k·2 + 3·2·Σ pairs =
+    /// [`Party::ltz_bits`] (372 for k = 32, 756 for k = 64, against
+    /// 3k(2L+1) = 1056 and 2496 for the decomposition).
     pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
-        Ok(self.bit_decompose(x)?.bit(R::BITS - 1))
+        let k = R::BITS;
+        let n = x.len();
+        let [w0, w1, w2] = self.components(x);
+        let s = w0.xor(&w1).xor(&w2);
+        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
+        let c = maj.shl(1);
+        let g = self.and(&s, &c)?;
+        let p = s.xor(&c);
+        // groups over bits 0..k−2, lowest first
+        let mut gs: Vec<BitShare> = (0..k - 1).map(|i| g.bit(i)).collect();
+        let mut ps: Vec<BitShare> = (0..k - 1).map(|i| p.bit(i)).collect();
+        while gs.len() > 1 {
+            let pairs = gs.len() / 2;
+            let mut xa = BitShare::default();
+            let mut ya = BitShare::default();
+            for t in 0..pairs {
+                let (lo, hi) = (2 * t, 2 * t + 1);
+                for (dst, src) in [(&mut xa, &ps[hi]), (&mut ya, &gs[lo])] {
+                    dst.a.extend_from_slice(&src.a);
+                    dst.b.extend_from_slice(&src.b);
+                }
+                for (dst, src) in [(&mut xa, &ps[hi]), (&mut ya, &ps[lo])] {
+                    dst.a.extend_from_slice(&src.a);
+                    dst.b.extend_from_slice(&src.b);
+                }
+            }
+            let z = self.and_bits(&xa, &ya)?;
+            let part = |i: usize| BitShare {
+                a: z.a[i * n..(i + 1) * n].to_vec(),
+                b: z.b[i * n..(i + 1) * n].to_vec(),
+            };
+            let mut ng = Vec::with_capacity(gs.len().div_ceil(2));
+            let mut np = Vec::with_capacity(gs.len().div_ceil(2));
+            for t in 0..pairs {
+                let hi = 2 * t + 1;
+                ng.push(gs[hi].xor(&part(2 * t)));
+                np.push(part(2 * t + 1));
+            }
+            if gs.len() % 2 == 1 {
+                ng.push(gs.pop().expect("odd one out"));
+                np.push(ps.pop().expect("odd one out"));
+            }
+            gs = ng;
+            ps = np;
+        }
+        // top bit = s ⊕ c ⊕ carry into it
+        let top = s.bit(k - 1).xor(&c.bit(k - 1));
+        Ok(match gs.pop() {
+            Some(carry) => top.xor(&carry),
+            None => top,
+        })
+    }
+
+    /// Online bits per element of [`Party::ltz`] in Z_2^k (before the byte
+    /// padding of packed bits): two word ANDs and the carry tree.
+    pub fn ltz_bits(k: u32) -> u64 {
+        let mut m = (k - 1) as u64;
+        let mut ands = 0;
+        while m > 1 {
+            ands += 2 * (m / 2);
+            m = m.div_ceil(2);
+        }
+        2 * 3 * k as u64 + 3 * ands
     }
 
     /// Highest set bit of boolean-shared words, one-hot: prefix-OR from the

@@ -342,6 +342,21 @@ fn check_bits<R: Ring>(seed: u64) {
     for (xi, bi) in x.iter().zip(&b) {
         assert_eq!(*bi, xi.to_i64() < 0);
     }
+    // the sign alone: two word ANDs, then a carry tree over single bits
+    // (packed per level: 3 messages of ⌈2·pairs·n/8⌉ bytes)
+    assert_eq!(max_rounds(&r), (2 + l, 0));
+    let mut m = (R::BITS - 1) as u64;
+    let mut tree_bytes = 0;
+    while m > 1 {
+        tree_bytes += 3 * (2 * (m / 2) * n as u64).div_ceil(8);
+        m = m.div_ceil(2);
+    }
+    let words = 2 * 3 * n as u64 * (R::BITS as u64 / 8);
+    assert_eq!(total(&r).bytes_online, words + tree_bytes);
+    assert_eq!(
+        Party::ltz_bits(R::BITS),
+        if R::BITS == 32 { 372 } else { 756 }
+    );
     // highest set bit of the decomposed words
     let r = with_parties(seed, |p| {
         let w = p.bit_decompose(&sx[p.id]).unwrap();

@@ -265,9 +265,17 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         let (fixed, mpc) = run_both(&p, vec![xs.clone(), ys.clone()], &no_weights);
         let n = 20u64;
         let cmp = mpc.costs[at(&p, "Cmp")];
+        // the sign of a − b: two word ANDs and a carry tree of packed bit
+        // ANDs (3 messages of ⌈2·pairs·n/8⌉ bytes per level)
+        let mut m = k - 1;
+        let mut tree = 0;
+        while m > 1 {
+            tree += 3 * (2 * (m / 2) * n).div_ceil(8);
+            m = m.div_ceil(2);
+        }
         assert_eq!(
-            (cmp.rounds_online, cmp.bytes_online * 8),
-            (2 + levels, 3 * k * (2 * levels + 1) * n)
+            (cmp.rounds_online, cmp.bytes_online),
+            (2 + levels, 2 * 3 * k * n / 8 + tree)
         );
         let sel = mpc.costs[at(&p, "Select")];
         // B2A: 1 online round of 3 bits (packed: 3 messages of ⌈n/8⌉ bytes),
