@@ -299,9 +299,7 @@ fn list_passes() {
         println!("  {mark} {:<20} {}", p.name(), p.description());
     }
     println!(
-        "  then {:<17} {}",
-        "codegen",
-        "lowered IR to a bytecode program (round markers from schedule; docs/bytecode.md)"
+        "  then codegen            lowered IR to a bytecode program (round markers from schedule)"
     );
     println!(
         "default pipeline: {}",
