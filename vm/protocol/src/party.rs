@@ -55,6 +55,56 @@ fn parse_bits(
     })
 }
 
+/// One bit position of n shared words, packed 64 elements per u64
+/// (replicated: this party's two components).
+#[derive(Clone)]
+struct Col {
+    a: Vec<u64>,
+    b: Vec<u64>,
+}
+
+impl Col {
+    fn xor(&self, o: &Col) -> Col {
+        Col {
+            a: self.a.iter().zip(&o.a).map(|(x, y)| x ^ y).collect(),
+            b: self.b.iter().zip(&o.b).map(|(x, y)| x ^ y).collect(),
+        }
+    }
+    fn to_bits(&self, n: usize) -> BitShare {
+        let bit = |v: &[u64], j: usize| v[j / 64] >> (j % 64) & 1 == 1;
+        BitShare {
+            a: (0..n).map(|j| bit(&self.a, j)).collect(),
+            b: (0..n).map(|j| bit(&self.b, j)).collect(),
+        }
+    }
+}
+
+/// Bit columns 0..bits of boolean-shared words.
+struct Cols;
+
+impl Cols {
+    fn of<R: Ring>(w: &BShare<R>, bits: u32) -> Vec<Col> {
+        let n = w.len();
+        let words = n.div_ceil(64);
+        let mut cols = vec![
+            Col {
+                a: vec![0u64; words],
+                b: vec![0u64; words],
+            };
+            bits as usize
+        ];
+        for j in 0..n {
+            let (va, vb) = (w.a[j].to_u64(), w.b[j].to_u64());
+            let (word, sh) = (j / 64, j % 64);
+            for (i, col) in cols.iter_mut().enumerate() {
+                col.a[word] |= (va >> i & 1) << sh;
+                col.b[word] |= (vb >> i & 1) << sh;
+            }
+        }
+        cols
+    }
+}
+
 /// The input of a conversion: this party's replicated share, or its
 /// 3-out-of-3 additive share of a product not yet reshared.
 #[derive(Clone, Copy)]
@@ -678,35 +728,29 @@ impl<'c> Party<'c> {
         let c = maj.shl(1);
         let g = self.and(&s, &c)?;
         let p = s.xor(&c);
-        // groups over bits 0..k−2, lowest first
-        let mut gs: Vec<BitShare> = (0..k - 1).map(|i| g.bit(i)).collect();
-        let mut ps: Vec<BitShare> = (0..k - 1).map(|i| p.bit(i)).collect();
+        // groups over bits 0..k−2, lowest first, as bit columns packed in u64s
+        let mut gs = Cols::of(&g, k - 1);
+        let mut ps = Cols::of(&p, k - 1);
         while gs.len() > 1 {
             let pairs = gs.len() / 2;
-            let mut xa = BitShare::default();
-            let mut ya = BitShare::default();
+            let mut xs = Vec::with_capacity(2 * pairs);
+            let mut ys = Vec::with_capacity(2 * pairs);
             for t in 0..pairs {
                 let (lo, hi) = (2 * t, 2 * t + 1);
-                for (dst, src) in [(&mut xa, &ps[hi]), (&mut ya, &gs[lo])] {
-                    dst.a.extend_from_slice(&src.a);
-                    dst.b.extend_from_slice(&src.b);
-                }
-                for (dst, src) in [(&mut xa, &ps[hi]), (&mut ya, &ps[lo])] {
-                    dst.a.extend_from_slice(&src.a);
-                    dst.b.extend_from_slice(&src.b);
-                }
+                xs.push(&ps[hi]);
+                ys.push(&gs[lo]);
+                xs.push(&ps[hi]);
+                ys.push(&ps[lo]);
             }
-            let z = self.and_bits(&xa, &ya)?;
-            let part = |i: usize| BitShare {
-                a: z.a[i * n..(i + 1) * n].to_vec(),
-                b: z.b[i * n..(i + 1) * n].to_vec(),
-            };
+            let z = self.and_cols(&xs, &ys, n)?;
             let mut ng = Vec::with_capacity(gs.len().div_ceil(2));
             let mut np = Vec::with_capacity(gs.len().div_ceil(2));
+            let mut z = z.into_iter();
             for t in 0..pairs {
-                let hi = 2 * t + 1;
-                ng.push(gs[hi].xor(&part(2 * t)));
-                np.push(part(2 * t + 1));
+                let pg = z.next().expect("two results per pair");
+                let pp = z.next().expect("two results per pair");
+                ng.push(gs[2 * t + 1].xor(&pg));
+                np.push(pp);
             }
             if gs.len() % 2 == 1 {
                 ng.push(gs.pop().expect("odd one out"));
@@ -718,9 +762,66 @@ impl<'c> Party<'c> {
         // top bit = s ⊕ c ⊕ carry into it
         let top = s.bit(k - 1).xor(&c.bit(k - 1));
         Ok(match gs.pop() {
-            Some(carry) => top.xor(&carry),
+            Some(carry) => top.xor(&carry.to_bits(n)),
             None => top,
         })
+    }
+
+    /// Several ANDs of packed bit columns in one round; each column travels
+    /// as ⌈n/8⌉ bytes.
+    fn and_cols(&mut self, xs: &[&Col], ys: &[&Col], n: usize) -> Result<Vec<Col>, ProtocolError> {
+        let words = n.div_ceil(64);
+        let nbytes = n.div_ceil(8);
+        let mut zs = Vec::with_capacity(xs.len());
+        let mut msg = Vec::with_capacity(xs.len() * nbytes);
+        for (x, y) in xs.iter().zip(ys) {
+            let nx = self.next.words(words);
+            let pv = self.prev.words(words);
+            let z: Vec<u64> = (0..words)
+                .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ nx[j] ^ pv[j])
+                .collect();
+            let mut bytes: Vec<u8> = z.iter().flat_map(|w| w.to_le_bytes()).collect();
+            bytes.truncate(nbytes);
+            msg.extend_from_slice(&bytes);
+            zs.push(z);
+        }
+        let got = self
+            .comm
+            .exchange(Phase::Online, vec![(self.pred(), msg)], &[self.succ()])?;
+        let peer = self.succ();
+        if got[0].len() != xs.len() * nbytes {
+            return Err(ProtocolError::Malformed {
+                peer,
+                what: "and",
+                detail: format!(
+                    "{} bytes, expected {} packed columns of {n} bits",
+                    got[0].len(),
+                    xs.len()
+                ),
+            });
+        }
+        let tail_mask = if n % 64 == 0 {
+            u64::MAX
+        } else {
+            (1u64 << (n % 64)) - 1
+        };
+        Ok(zs
+            .into_iter()
+            .zip(got[0].chunks(nbytes.max(1)))
+            .map(|(mut a, chunk)| {
+                let mut b = vec![0u64; words];
+                for (i, &byte) in chunk.iter().enumerate().take(nbytes) {
+                    b[i / 8] |= (byte as u64) << (8 * (i % 8));
+                }
+                if let Some(last) = b.last_mut() {
+                    *last &= tail_mask;
+                }
+                if let Some(last) = a.last_mut() {
+                    *last &= tail_mask;
+                }
+                Col { a, b }
+            })
+            .collect())
     }
 
     /// Online bits per element of [`Party::ltz`] in Z_2^k (before the byte

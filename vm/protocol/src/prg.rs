@@ -30,6 +30,11 @@ impl Prg {
         self.0.fill_bytes(&mut k);
         k
     }
+    /// `n` raw 64-bit words (the same stream `bits` draws from, 64 bits per
+    /// word).
+    pub fn words(&mut self, n: usize) -> Vec<u64> {
+        (0..n).map(|_| self.0.next_u64()).collect()
+    }
     pub fn bits(&mut self, n: usize) -> Vec<bool> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {

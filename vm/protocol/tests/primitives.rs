@@ -343,12 +343,12 @@ fn check_bits<R: Ring>(seed: u64) {
         assert_eq!(*bi, xi.to_i64() < 0);
     }
     // the sign alone: two word ANDs, then a carry tree over single bits
-    // (packed per level: 3 messages of ⌈2·pairs·n/8⌉ bytes)
+    // (per level: 3 messages of 2·pairs columns of ⌈n/8⌉ bytes)
     assert_eq!(max_rounds(&r), (2 + l, 0));
     let mut m = (R::BITS - 1) as u64;
     let mut tree_bytes = 0;
     while m > 1 {
-        tree_bytes += 3 * (2 * (m / 2) * n as u64).div_ceil(8);
+        tree_bytes += 3 * 2 * (m / 2) * (n as u64).div_ceil(8);
         m = m.div_ceil(2);
     }
     let words = 2 * 3 * n as u64 * (R::BITS as u64 / 8);

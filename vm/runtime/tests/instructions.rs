@@ -266,11 +266,11 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         let n = 20u64;
         let cmp = mpc.costs[at(&p, "Cmp")];
         // the sign of a − b: two word ANDs and a carry tree of packed bit
-        // ANDs (3 messages of ⌈2·pairs·n/8⌉ bytes per level)
+        // ANDs (per level 3 messages of 2·pairs columns of ⌈n/8⌉ bytes)
         let mut m = k - 1;
         let mut tree = 0;
         while m > 1 {
-            tree += 3 * (2 * (m / 2) * n).div_ceil(8);
+            tree += 3 * 2 * (m / 2) * n.div_ceil(8);
             m = m.div_ceil(2);
         }
         assert_eq!(
