@@ -800,7 +800,7 @@ impl<'c> Party<'c> {
                 ),
             });
         }
-        let tail_mask = if n % 64 == 0 {
+        let tail_mask = if n.is_multiple_of(64) {
             u64::MAX
         } else {
             (1u64 << (n % 64)) - 1
