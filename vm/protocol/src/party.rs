@@ -93,15 +93,43 @@ impl Cols {
             };
             bits as usize
         ];
-        for j in 0..n {
-            let (va, vb) = (w.a[j].to_u64(), w.b[j].to_u64());
-            let (word, sh) = (j / 64, j % 64);
-            for (i, col) in cols.iter_mut().enumerate() {
-                col.a[word] |= (va >> i & 1) << sh;
-                col.b[word] |= (vb >> i & 1) << sh;
+        // 64 elements at a time: a 64×64 bit-matrix transpose
+        let mut block = [0u64; 64];
+        for word in 0..words {
+            for (src, pick) in [(&w.a, 0), (&w.b, 1)] {
+                block.fill(0);
+                for (r, v) in src[word * 64..n.min(word * 64 + 64)].iter().enumerate() {
+                    block[r] = v.to_u64();
+                }
+                transpose64(&mut block);
+                for (i, col) in cols.iter_mut().enumerate() {
+                    if pick == 0 {
+                        col.a[word] = block[i];
+                    } else {
+                        col.b[word] = block[i];
+                    }
+                }
             }
         }
         cols
+    }
+}
+
+/// In-place transpose of a 64×64 bit matrix (row r = `a[r]`, bit c of a row
+/// = column c): afterwards bit j of `a[i]` is what bit i of `a[j]` was.
+fn transpose64(a: &mut [u64; 64]) {
+    let mut j = 32usize;
+    let mut m: u64 = 0x0000_0000_FFFF_FFFF;
+    while j != 0 {
+        let mut k = 0usize;
+        while k < 64 {
+            let t = ((a[k] >> j) ^ a[k + j]) & m;
+            a[k + j] ^= t;
+            a[k] ^= t << j;
+            k = (k + j + 1) & !j;
+        }
+        j >>= 1;
+        m ^= m << j;
     }
 }
 
