@@ -751,9 +751,28 @@ fn exec(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value> {
         | Instr::Slice { a, .. }
         | Instr::Reshape { a, .. } => {
             let v = regs.get(*a)?;
-            let moved = match movement_index(st, ins, dst) {
-                Some(idx) => Cow::Owned(v.gather(&idx)),
-                None => Cow::Borrowed(v),
+            let shape = st.shape(*a);
+            let rank = shape.len();
+            let swap_last2 = match ins {
+                Instr::Transpose { perm, .. } => {
+                    rank >= 2
+                        && perm[..rank - 2]
+                            .iter()
+                            .enumerate()
+                            .all(|(i, &p)| p as usize == i)
+                        && perm[rank - 2] as usize == rank - 1
+                        && perm[rank - 1] as usize == rank - 2
+                }
+                _ => false,
+            };
+            let moved = if swap_last2 {
+                let batch = shape[..rank - 2].iter().product();
+                Cow::Owned(v.transpose_last2(batch, shape[rank - 2], shape[rank - 1]))
+            } else {
+                match movement_index(st, ins, dst) {
+                    Some(idx) => Cow::Owned(v.gather(&idx)),
+                    None => Cow::Borrowed(v),
+                }
             };
             // a result in another format than its operand (hand-written code)
             match (st.ty(*a).kind, dt.kind) {

@@ -42,6 +42,46 @@ impl Value {
             Value::S32(_) | Value::S64(_) | Value::SBool(_) | Value::Z32(_) | Value::Z64(_)
         )
     }
+    /// Swaps the last two axes of `batch` matrices of `r`×`c` (blocked for
+    /// the cache; the common weight transpose).
+    pub fn transpose_last2(&self, batch: usize, r: usize, c: usize) -> Value {
+        fn t<T: Copy + Default>(v: &[T], batch: usize, r: usize, c: usize) -> Vec<T> {
+            const B: usize = 32;
+            let mut out = vec![T::default(); v.len()];
+            for m in 0..batch {
+                let (src, dst) = (&v[m * r * c..(m + 1) * r * c], m * r * c);
+                for i0 in (0..r).step_by(B) {
+                    for j0 in (0..c).step_by(B) {
+                        for i in i0..(i0 + B).min(r) {
+                            for j in j0..(j0 + B).min(c) {
+                                out[dst + j * r + i] = src[i * c + j];
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        }
+        match self {
+            Value::P32(v) => Value::P32(t(v, batch, r, c)),
+            Value::P64(v) => Value::P64(t(v, batch, r, c)),
+            Value::PBool(v) => Value::PBool(t(v, batch, r, c)),
+            Value::S32(s) => Value::S32(AShare {
+                a: t(&s.a, batch, r, c),
+                b: t(&s.b, batch, r, c),
+            }),
+            Value::S64(s) => Value::S64(AShare {
+                a: t(&s.a, batch, r, c),
+                b: t(&s.b, batch, r, c),
+            }),
+            Value::SBool(s) => Value::SBool(BitShare {
+                a: t(&s.a, batch, r, c),
+                b: t(&s.b, batch, r, c),
+            }),
+            Value::Z32(z) => Value::Z32(t(z, batch, r, c)),
+            Value::Z64(z) => Value::Z64(t(z, batch, r, c)),
+        }
+    }
     /// Elements by index: every data movement (slice, transpose, broadcast)
     /// is a gather, local on shares.
     pub fn gather(&self, idx: &[usize]) -> Value {
