@@ -217,58 +217,45 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         Net::Lan => Some(ditto_vm::Shape::LAN),
         Net::Wan => Some(ditto_vm::Shape::WAN),
     };
+    // ids spread over the smallest embedding table the input indexes
+    let rows = e
+        .graph
+        .ids()
+        .into_iter()
+        .filter_map(|i| match &e.graph.node(i).op {
+            ditto_compiler::ir::Op::Embed => e
+                .graph
+                .node(e.graph.operands(i)[1])
+                .ty
+                .shape
+                .first()
+                .copied(),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(1000);
+    let ids: Vec<f64> = (0..args.seq)
+        .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
+        .collect();
+    // the client's embedding output is the same under every policy
+    let embedded = match args.input {
+        InputAt::Ids => None,
+        InputAt::Embeddings => Some(cut_at_embeddings(&e.graph, &ids, weights.as_ref())?),
+    };
     let mut results = vec![];
     for policy in &args.policies {
-        let mut g = e.graph.clone();
-        let mut embedded = None;
-        if args.input == InputAt::Embeddings {
-            // the ids are those spread over the vocabulary below
-            let rows = e
-                .graph
-                .ids()
-                .into_iter()
-                .filter_map(|i| match &e.graph.node(i).op {
-                    ditto_compiler::ir::Op::Embed => e
-                        .graph
-                        .node(e.graph.operands(i)[1])
-                        .ty
-                        .shape
-                        .first()
-                        .copied(),
-                    _ => None,
-                })
-                .min()
-                .unwrap_or(1000);
-            let ids: Vec<f64> = (0..args.seq)
-                .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
-                .collect();
-            let (g2, v) = cut_at_embeddings(&e.graph, &ids, weights.as_ref())?;
-            g = g2;
-            embedded = Some(v.data);
-        }
+        let mut g = match &embedded {
+            Some((g2, _)) => g2.clone(),
+            None => e.graph.clone(),
+        };
         let pipeline = crate::PipelineArgs::for_policy(policy);
         crate::lower(&mut g, &sources, &pipeline, None)?;
         let prog = crate::codegen_reported(&g, &sources, &path)?;
-        // spread ids over the smallest embedding table the input indexes
-        let rows = prog
-            .code
-            .iter()
-            .filter_map(|i| match i {
-                ditto_bytecode::Instr::Embed { table, .. } => {
-                    prog.regs[table.0 as usize].shape.first().copied()
-                }
-                _ => None,
-            })
-            .min()
-            .unwrap_or(1000) as usize;
-        let ids: Vec<f64> = (0..args.seq)
-            .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
-            .collect();
-        let by_port: Vec<Vec<f64>> = prog
-            .inputs
-            .iter()
-            .map(|_| embedded.clone().unwrap_or_else(|| ids.clone()))
-            .collect();
+        let input = match &embedded {
+            Some((_, v)) => &v.data,
+            None => &ids,
+        };
+        let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| input.clone()).collect();
         let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
         let run = |net| {
             let data = ditto_vm::Data {

@@ -29,6 +29,16 @@ fn reg_type(t: &crate::ir::Type) -> RegType {
     }
 }
 
+/// Declares a port; returns its index.
+fn add_port(ports: &mut Vec<Port>, name: &str, reg: Reg, owner: Option<Owner>) -> u32 {
+    ports.push(Port {
+        name: name.to_string(),
+        reg,
+        owner,
+    });
+    ports.len() as u32 - 1
+}
+
 /// Whether `steps` orders every node of `g` exactly once, after its operands.
 fn schedule_fits(g: &Graph, steps: &[crate::ir::Step], topo: &[NodeId]) -> bool {
     let mut pos: HashMap<NodeId, usize> = HashMap::new();
@@ -153,37 +163,16 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                     IrOwner::Client => Owner::Client,
                     IrOwner::ModelOwner => Owner::ModelOwner,
                 };
-                p.inputs.push(Port {
-                    name: name.clone(),
-                    reg: dst,
-                    owner: Some(owner),
-                });
-                Instr::Input {
-                    dst,
-                    port: p.inputs.len() as u32 - 1,
-                }
+                let port = add_port(&mut p.inputs, name, dst, Some(owner));
+                Instr::Input { dst, port }
             }
             Op::Weight { name } => {
-                p.weights.push(Port {
-                    name: name.clone(),
-                    reg: dst,
-                    owner: None,
-                });
-                Instr::Weight {
-                    dst,
-                    port: p.weights.len() as u32 - 1,
-                }
+                let port = add_port(&mut p.weights, name, dst, None);
+                Instr::Weight { dst, port }
             }
             Op::Output { name } => {
-                p.outputs.push(Port {
-                    name: name.clone(),
-                    reg: a(),
-                    owner: None,
-                });
-                p.code.push(Instr::Output {
-                    port: p.outputs.len() as u32 - 1,
-                    a: a(),
-                });
+                let port = add_port(&mut p.outputs, name, a(), None);
+                p.code.push(Instr::Output { port, a: a() });
                 p.scope_of.push(k);
                 if breaks.contains(&id) {
                     p.code.push(Instr::Round {});

@@ -68,6 +68,21 @@ fn single_user(g: &Graph, id: NodeId) -> bool {
             == 1
 }
 
+/// Replaces node `id` by a conversion of `inner` to `id`'s type, which takes
+/// over `id`'s location, class, name and bound.
+fn replace_by_conversion(g: &mut Graph, id: NodeId, inner: NodeId) {
+    let node = g.node(id).clone();
+    let mut t = Node::new(Op::Convert, node.ty);
+    t.loc = node.loc;
+    t.class = node.class;
+    t.name = node.name;
+    t.bound = node.bound;
+    let tid = g.add(t, &[inner]);
+    g.replace_uses(id, tid);
+    g.remove(id);
+    g.prune_dead();
+}
+
 /// If `x` is an exact widening (a conversion to more fraction bits and an
 /// equal or larger ring), its source.
 fn widening_src(g: &Graph, x: NodeId) -> Option<NodeId> {
@@ -196,15 +211,7 @@ impl FuseTruncations {
                         narrow.loc = node.loc;
                         narrow.class = g.node(sa).class.clone();
                         let nid = g.add(narrow, &[sa, sb]);
-                        let mut up = Node::new(Op::Convert, node.ty.clone());
-                        up.loc = node.loc;
-                        up.class = node.class.clone();
-                        up.name = node.name.clone();
-                        up.bound = node.bound;
-                        let uid = g.add(up, &[nid]);
-                        g.replace_uses(id, uid);
-                        g.remove(id);
-                        g.prune_dead();
+                        replace_by_conversion(g, id, nid);
                         return true;
                     }
                 }
@@ -289,15 +296,7 @@ impl FuseTruncations {
                 sum.loc = node.loc;
                 sum.class = node.class.clone();
                 let sid = g.add(sum, &[la, lb]);
-                let mut t = Node::new(Op::Convert, node.ty.clone());
-                t.loc = node.loc;
-                t.class = node.class;
-                t.name = node.name;
-                t.bound = node.bound;
-                let tid = g.add(t, &[sid]);
-                g.replace_uses(id, tid);
-                g.remove(id);
-                g.prune_dead();
+                replace_by_conversion(g, id, sid);
                 return true;
             }
         }

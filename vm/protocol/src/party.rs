@@ -305,14 +305,13 @@ impl<'c> Party<'c> {
     fn reshare<R: Ring>(
         &mut self,
         z: Vec<R>,
+        phase: Phase,
         what: &'static str,
     ) -> Result<AShare<R>, ProtocolError> {
         let n = z.len();
-        let got = self.comm.exchange(
-            Phase::Online,
-            vec![(self.pred(), to_bytes(&z))],
-            &[self.succ()],
-        )?;
+        let got = self
+            .comm
+            .exchange(phase, vec![(self.pred(), to_bytes(&z))], &[self.succ()])?;
         let b = parse(&got[0], n, self.succ(), what)?;
         Ok(AShare { a: z, b })
     }
@@ -326,7 +325,7 @@ impl<'c> Party<'c> {
         y: &AShare<R>,
     ) -> Result<AShare<R>, ProtocolError> {
         let z = self.mul_local(x, y);
-        self.reshare(z, "mul")
+        self.reshare(z, Phase::Online, "mul")
     }
 
     /// Matrix product, optionally batched: x is batch×m×k, y batch×k×n (or
@@ -344,7 +343,7 @@ impl<'c> Party<'c> {
         y_shared: bool,
     ) -> Result<AShare<R>, ProtocolError> {
         let z = self.matmul_local(x, y, batch, m, k, n, y_shared);
-        self.reshare(z, "matmul")
+        self.reshare(z, Phase::Online, "matmul")
     }
 
     /// Several independent matrix products in one round: the local products
@@ -362,7 +361,7 @@ impl<'c> Party<'c> {
             lens.push(zi.len());
             z.extend(zi);
         }
-        let all = self.reshare(z, "matmul")?;
+        let all = self.reshare(z, Phase::Online, "matmul")?;
         let mut out = Vec::with_capacity(lens.len());
         let mut off = 0;
         for l in lens {
@@ -699,6 +698,19 @@ impl<'c> Party<'c> {
         })
     }
 
+    /// The carry-save layer: x0 + x1 + x2 = s + c as boolean-shared words,
+    /// with s = x0 ⊕ x1 ⊕ x2 and c = majority(x0, x1, x2) ≪ 1, where
+    /// majority = ((x0 ⊕ x2) ∧ (x1 ⊕ x2)) ⊕ x2. 1 round, 3k bits.
+    fn carry_save<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+    ) -> Result<(BShare<R>, BShare<R>), ProtocolError> {
+        let [w0, w1, w2] = self.components(x);
+        let s = w0.xor(&w1).xor(&w2);
+        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
+        Ok((s, maj.shl(1)))
+    }
+
     /// Levels of the parallel-prefix adder: ⌈log2(k − 1)⌉.
     pub fn prefix_levels(bits: u32) -> u32 {
         32 - (bits - 2).leading_zeros()
@@ -711,11 +723,7 @@ impl<'c> Party<'c> {
     /// k = 64). Bits: 3k·(2L + 1) per element (the last prefix level needs no
     /// propagate term).
     pub fn bit_decompose<R: Ring>(&mut self, x: &AShare<R>) -> Result<BShare<R>, ProtocolError> {
-        let [w0, w1, w2] = self.components(x);
-        let s = w0.xor(&w1).xor(&w2);
-        // majority(w0, w1, w2) = ((w0 ⊕ w2) ∧ (w1 ⊕ w2)) ⊕ w2
-        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
-        let c = maj.shl(1);
+        let (s, c) = self.carry_save(x)?;
         let mut p = s.xor(&c);
         let mut g = self.and(&s, &c)?;
         let levels = Self::prefix_levels(R::BITS);
@@ -750,10 +758,7 @@ impl<'c> Party<'c> {
     pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
         let k = R::BITS;
         let n = x.len();
-        let [w0, w1, w2] = self.components(x);
-        let s = w0.xor(&w1).xor(&w2);
-        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
-        let c = maj.shl(1);
+        let (s, c) = self.carry_save(x)?;
         let g = self.and(&s, &c)?;
         let p = s.xor(&c);
         // groups over bits 0..k−2, lowest first, as bit columns packed in u64s
@@ -939,22 +944,8 @@ impl<'c> Party<'c> {
         y: &AShare<R>,
         phase: Phase,
     ) -> Result<AShare<R>, ProtocolError> {
-        let n = x.len();
-        let alpha = self.zero_share::<R>(n);
-        let z: Vec<R> = (0..n)
-            .map(|j| {
-                x.a[j]
-                    .mul(y.a[j])
-                    .add(x.a[j].mul(y.b[j]))
-                    .add(x.b[j].mul(y.a[j]))
-                    .add(alpha[j])
-            })
-            .collect();
-        let got = self
-            .comm
-            .exchange(phase, vec![(self.pred(), to_bytes(&z))], &[self.succ()])?;
-        let zb: Vec<R> = parse(&got[0], n, self.succ(), "b2a setup")?;
-        let xy = AShare { a: z, b: zb };
+        let z = self.mul_local(x, y);
+        let xy = self.reshare(z, phase, "b2a setup")?;
         Ok(x.add(y).sub(&xy.mul_scalar(R::from_u64(2))))
     }
 

@@ -391,17 +391,45 @@ fn rows_last(outer: usize, len: usize, inner: usize) -> Vec<usize> {
     idx
 }
 
-#[allow(clippy::too_many_arguments)]
-fn matmul_args<R: Rv>(
-    st: &mut St,
-    x: Arg<'_, R>,
-    y: Arg<'_, R>,
+/// The shape of a (batched) matrix product: `batch` products of m×k by k×n,
+/// the right-hand side shared by all when `shared`.
+#[derive(Clone, Copy)]
+struct MatDims {
     batch: usize,
     m: usize,
     k: usize,
     n: usize,
     shared: bool,
+}
+
+impl MatDims {
+    /// The product of registers `a` and `b` (MatMul's operand rule).
+    fn of(st: &St, a: Reg, b: Reg) -> MatDims {
+        let (sa, sb) = (st.shape(a), st.shape(b));
+        let (ra, rb) = (sa.len(), sb.len());
+        MatDims {
+            batch: sa[..ra - 2].iter().product(),
+            m: sa[ra - 2],
+            k: sa[ra - 1],
+            n: sb[rb - 1],
+            shared: rb == 2,
+        }
+    }
+}
+
+fn matmul_args<R: Rv>(
+    st: &mut St,
+    x: Arg<'_, R>,
+    y: Arg<'_, R>,
+    d: MatDims,
 ) -> Res<Arg<'static, R>> {
+    let MatDims {
+        batch,
+        m,
+        k,
+        n,
+        shared,
+    } = d;
     let mm = |a: &[R], b: &[R]| kernels::matmul_batched(a, b, batch, m, k, n, shared);
     Ok(match (x, y) {
         (Arg::P(x), Arg::P(y)) => Arg::P(Cow::Owned(mm(&x, &y))),
@@ -451,25 +479,25 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                 let z = if matches!(ins, Instr::Mul { .. }) {
                     p.mul_local(&expand_share(xs, n), &expand_share(ys, n))
                 } else {
-                    let (sa, sb) = (st.shape(*a), st.shape(*b));
-                    let (ra, rb) = (sa.len(), sb.len());
-                    let batch = sa[..ra - 2].iter().product();
+                    let d = MatDims::of(st, *a, *b);
                     let p = st.party()?;
-                    p.matmul_local(xs, ys, batch, sa[ra - 2], sa[ra - 1], sb[rb - 1], rb == 2)
+                    p.matmul_local(xs, ys, d.batch, d.m, d.k, d.n, d.shared)
                 };
                 return Ok(R::wrap_additive(z));
             }
             let z = if matches!(ins, Instr::Mul { .. }) {
                 mul_args(st, &x, &y, n)?
             } else {
-                let (sa, sb) = (st.shape(*a), st.shape(*b));
-                let (ra, rb) = (sa.len(), sb.len());
-                let batch = sa[..ra - 2].iter().product();
-                matmul_args(st, x, y, batch, sa[ra - 2], sa[ra - 1], sb[rb - 1], rb == 2)?
+                let d = MatDims::of(st, *a, *b);
+                matmul_args(st, x, y, d)?
             };
             refmt(st, z, fa + fb, fd)?
         }
         Instr::Select { c, a, b, .. } => {
+            if let Value::SBool(_) = regs.get(*c)? {
+                // a secret condition: the batched path with one member
+                return single(exec_batch::<R>(regs, st, Key::Sel { k: R::BITS }, &[ins])?);
+            }
             let x = arg::<R>(regs, st, *a, fd)?;
             let y = arg::<R>(regs, st, *b, fd)?;
             match regs.get(*c)? {
@@ -491,14 +519,6 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                         }))
                     }
                 },
-                Value::SBool(cs) => {
-                    let s = st.party()?.b2a::<R>(cs)?;
-                    let t = match sub_args(id, &x, &y, n) {
-                        Arg::P(d) => s.mul_public(&d),
-                        Arg::S(d) => st.party()?.mul(&s, &d)?,
-                    };
-                    add_args(id, &Arg::S(Cow::Owned(t)), &y, n)
-                }
                 _ => return Err(E::M("the condition is not boolean".into())),
             }
         }
@@ -638,7 +658,18 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                     let oh = st.src.onehot(port, rows, R::BITS as u8)?;
                     let x = R::view(&oh).ok_or_else(|| E::M("one-hot of another ring".into()))?;
                     let s = st.shape(*ids)[0];
-                    matmul_args(st, x.into_owned(), tab, 1, s, rows, d, true)?
+                    matmul_args(
+                        st,
+                        x.into_owned(),
+                        tab,
+                        MatDims {
+                            batch: 1,
+                            m: s,
+                            k: rows,
+                            n: d,
+                            shared: true,
+                        },
+                    )?
                 }
             };
             refmt(st, z, ft, fd)?
@@ -792,9 +823,9 @@ fn exec(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value> {
             Value::SBool(s) => Ok(Value::SBool(s.not(st.id))),
             _ => Err(E::M("not of a number".into())),
         },
-        Instr::Cmp { a, b, pred, .. } => {
-            let (ring, fa) = st.fmt(*a)?;
-            by_ring!(ring, R => compare::<R>(regs, st, *a, *b, fa, *pred, dt.numel() as usize))
+        Instr::Cmp { a, .. } => {
+            let (ring, _) = st.fmt(*a)?;
+            by_ring!(ring, R => compare::<R>(regs, st, ins))
         }
         Instr::Convert { a, .. } if matches!(regs.get(*a)?, Value::Z32(_) | Value::Z64(_)) => {
             let ((ki, fi), (ko, fo)) = (st.fmt(*a)?, st.fmt(dst)?);
@@ -873,62 +904,45 @@ fn concat_bools(st: &St, vals: &[&Value], srcs: &[Reg], ins: &Instr, dst: Reg) -
     }))
 }
 
-/// Comparison of a and b in a's format: the sign of a difference.
-fn compare<R: Rv>(
-    regs: &Regs,
-    st: &mut St,
-    a: Reg,
-    b: Reg,
-    fa: u32,
-    pred: u8,
-    n: usize,
-) -> Res<Value> {
-    let x = arg::<R>(regs, st, a, fa)?;
-    let y = arg::<R>(regs, st, b, fa)?;
-    if let (Arg::P(p), Arg::P(q)) = (&x, &y) {
-        let (p, q) = (expand(p, n), expand(q, n));
-        return Ok(Value::PBool(
-            (0..n)
-                .map(|i| {
-                    let (u, v) = (p[i].to_i64(), q[i].to_i64());
-                    match pred {
-                        0 => u < v,
-                        1 => u > v,
-                        2 => u <= v,
-                        3 => u >= v,
-                        4 => u == v,
-                        _ => u != v,
-                    }
-                })
-                .collect(),
-        ));
+/// Comparison of a and b in a's format: in the clear when both are public,
+/// otherwise the sign of a difference (the batched path with one member).
+fn compare<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr) -> Res<Value> {
+    let Instr::Cmp { dst, a, b, pred } = ins else {
+        unreachable!("called for cmp")
+    };
+    let public = |r: &Reg| -> Res<bool> { Ok(!regs.get(*r)?.is_secret()) };
+    if !(public(a)? && public(b)?) {
+        return single(exec_batch::<R>(regs, st, Key::Cmp { k: R::BITS }, &[ins])?);
     }
-    let id = st.id;
-    let share = |d: Arg<R>| match d {
-        Arg::S(s) => s.into_owned(),
-        Arg::P(p) => share_public(id, &p),
+    let n = st.ty(*dst).numel() as usize;
+    let (_, fa) = st.fmt(*a)?;
+    let x = arg::<R>(regs, st, *a, fa)?;
+    let y = arg::<R>(regs, st, *b, fa)?;
+    let (Arg::P(p), Arg::P(q)) = (&x, &y) else {
+        unreachable!("public operands stay public")
     };
-    let d1 = share(sub_args(id, &x, &y, n)); // x − y
-    let d2 = share(sub_args(id, &y, &x, n)); // y − x
-    let p = st.party()?;
-    let bits = match pred {
-        0 => p.ltz(&d1)?,
-        1 => p.ltz(&d2)?,
-        2 => p.ltz(&d2)?.not(id),
-        3 => p.ltz(&d1)?.not(id),
-        _ => {
-            // x ≠ y ⇔ (x < y) ⊕ (y < x): one decomposition of both
-            let both = p.ltz(&concat_shares(&[&d1, &d2]))?;
-            let (l, g) = split_bits(&both, n);
-            let ne = l.xor(&g);
-            if pred == 4 {
-                ne.not(id)
-            } else {
-                ne
-            }
-        }
-    };
-    Ok(Value::SBool(bits))
+    let (p, q) = (expand(p, n), expand(q, n));
+    Ok(Value::PBool(
+        (0..n)
+            .map(|i| {
+                let (u, v) = (p[i].to_i64(), q[i].to_i64());
+                match pred {
+                    0 => u < v,
+                    1 => u > v,
+                    2 => u <= v,
+                    3 => u >= v,
+                    4 => u == v,
+                    _ => u != v,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// The only result of a one-member batch.
+fn single(mut v: Vec<Value>) -> Res<Value> {
+    v.pop()
+        .ok_or_else(|| E::M("a batch returned no result (internal error)".into()))
 }
 
 /// Checks a loaded value against its register type; `clear` (the `fixed`
@@ -1086,16 +1100,15 @@ fn exec_batch<R: Rv>(regs: &Regs, st: &mut St, key: Key, members: &[&Instr]) -> 
                 let Instr::MatMul { a, b, .. } = ins else {
                     unreachable!("class MatMul")
                 };
-                let (sa, sb) = (st.shape(*a), st.shape(*b));
-                let (ra, rb) = (sa.len(), sb.len());
+                let d = MatDims::of(st, *a, *b);
                 items.push((
                     secret_of::<R>(regs.get(*a)?)?,
                     secret_of::<R>(regs.get(*b)?)?,
-                    sa[..ra - 2].iter().product::<usize>(),
-                    sa[ra - 2],
-                    sa[ra - 1],
-                    sb[rb - 1],
-                    rb == 2,
+                    d.batch,
+                    d.m,
+                    d.k,
+                    d.n,
+                    d.shared,
                 ));
             }
             let out = st.party()?.matmul_many(&items)?;
