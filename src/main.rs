@@ -1,7 +1,10 @@
 //! The `ditto` command line: check, compile, run models; generate weights.
 
 mod bench;
+mod client;
+mod cluster;
 mod genweights;
+mod party;
 mod profile;
 mod progress;
 mod run;
@@ -89,6 +92,31 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Keys, self-signed certificates and the cluster file for three parties
+    /// and their clients (docs/deployment.md).
+    Keygen {
+        /// The cluster file to write; keys and certificates go beside it.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The parties' hosts, P0,P1,P2 (host or host:port); default: the
+        /// loopback interface on free ports.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Option<Vec<String>>,
+        /// Port for hosts given without one.
+        #[arg(long, default_value_t = 7100)]
+        port: u16,
+        /// How many client identities to make.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Replace an existing cluster file and its keys.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one compute party of a cluster: a server that links to the other
+    /// two over mutual TLS and serves clients' queries.
+    Party(party::PartyArgs),
+    /// Send a query to a cluster and print the result and its cost.
+    Client(client::ClientArgs),
     /// Write seeded random weights under the model's (HuggingFace) tensor names.
     GenWeights {
         /// A model file, or the name of one in models/ (bert, gpt2, minilm).
@@ -180,6 +208,15 @@ fn main() -> ExitCode {
             weights,
             output,
         } => share_weights(&program, &weights, &output),
+        Cmd::Keygen {
+            cluster,
+            hosts,
+            port,
+            clients,
+            force,
+        } => cluster::keygen(&cluster, hosts.as_deref(), port, clients, force),
+        Cmd::Party(a) => party::party(a),
+        Cmd::Client(a) => client::client(a),
         Cmd::GenWeights {
             model,
             config,

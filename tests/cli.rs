@@ -530,3 +530,81 @@ fn share_weights_writes_one_file_per_party() {
         "models/bert.ditto",
     );
 }
+
+#[test]
+fn cluster_commands_reject_bad_setups_with_the_reason() {
+    let dir = tmp("cli-cluster");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = format!("{dir}/cluster.toml");
+    let (ok, _, err) = ditto(&["keygen", "--cluster", &cluster]);
+    assert!(ok, "{err}");
+    fails_with(&["keygen", "--cluster", &cluster], "pass --force");
+    fails_with(
+        &["keygen", "--cluster", &cluster, "--force", "--hosts", "a,b"],
+        "three hosts",
+    );
+    let prog = format!("{dir}/bert.dbc");
+    let w = format!("{dir}/w.safetensors");
+    let shares = format!("{dir}/shares");
+    for args in [
+        vec![
+            "compile",
+            "models/bert.ditto",
+            "--config",
+            "tiny",
+            "--seq",
+            "4",
+            "-o",
+            &prog,
+        ],
+        vec!["gen-weights", "bert", "--config", "tiny", "-o", &w],
+        vec!["share-weights", &prog, "--weights", &w, "-o", &shares],
+    ] {
+        let (ok, _, err) = ditto(&args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let party = |id: &str, cl: &str, sh: &str| {
+        vec![
+            "party".to_string(),
+            "--id".into(),
+            id.into(),
+            "--cluster".into(),
+            cl.into(),
+            "--program".into(),
+            prog.clone(),
+            "--shares".into(),
+            sh.into(),
+        ]
+    };
+    let run = |a: Vec<String>, want: &str| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails_with(&a, want)
+    };
+    run(party("3", &cluster, &format!("{shares}/p0")), "0, 1 or 2");
+    run(party("1", &cluster, &format!("{shares}/p0")), "not P1");
+    run(
+        party("0", &format!("{dir}/none.toml"), &format!("{shares}/p0")),
+        "cannot read cluster file",
+    );
+    std::fs::write(
+        format!("{dir}/bad.toml"),
+        "protocol = 1\n[[party]]\ncert = \"p0.crt\"\nkey = \"p0.key\"\n",
+    )
+    .unwrap();
+    run(
+        party("0", &format!("{dir}/bad.toml"), &format!("{shares}/p0")),
+        "exactly 3",
+    );
+    fails_with(
+        &[
+            "client",
+            "--cluster",
+            &cluster,
+            "--program",
+            &prog,
+            "--ids",
+            "1,2,3,4,5",
+        ],
+        "compiled for 4",
+    );
+}

@@ -34,6 +34,14 @@ pub trait Link: Send {
     fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent>;
     /// The next frame, or `None` after `timeout`.
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent>;
+    /// False once the link is known to be gone (its reader saw the end).
+    fn alive(&self) -> bool {
+        true
+    }
+    /// Bytes written to the wire, encryption included (0 if not counted).
+    fn wire_out(&self) -> u64 {
+        0
+    }
 }
 
 pub fn frame(step: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -95,6 +103,21 @@ impl Channel {
         if let Ok(l) = self.link(peer) {
             let _ = l.send(bytes);
         }
+    }
+
+    /// Whether every link still stands (a peer that vanished while idle is
+    /// noticed here).
+    pub fn alive(&self) -> bool {
+        self.links.iter().flatten().all(|l| l.alive())
+    }
+
+    /// Bytes the links put on the wire (TLS records included), if counted.
+    pub fn link_wire_bytes(&self) -> u64 {
+        self.links.iter().flatten().map(|l| l.wire_out()).sum()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn set_timeout(&mut self, t: Duration) {

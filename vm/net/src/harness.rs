@@ -88,3 +88,62 @@ pub fn run3_tcp<T: Send>(f: impl Fn(&mut Channel) -> T + Sync) -> std::io::Resul
         Ok([a, b, c])
     })
 }
+
+/// Like [`run3_tcp`] over mutually authenticated TLS with pinned
+/// certificates (`ids[i]` is party i's identity).
+pub fn run3_tls<T: Send>(
+    ids: &[crate::tls::Identity; 3],
+    f: impl Fn(&mut Channel) -> T + Sync,
+) -> std::io::Result<[T; 3]> {
+    use crate::tls::{accept, dial, server_config, TlsLink};
+    use std::io::{Read, Write};
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<_> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()?;
+    let certs: Vec<_> = ids.iter().map(|i| i.cert.clone()).collect();
+    let (f, addrs, certs) = (&f, &addrs, &certs);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                s.spawn(move || -> std::io::Result<T> {
+                    let mut links: [Option<Box<dyn crate::Link>>; 3] = [None, None, None];
+                    for (j, slot) in links.iter_mut().enumerate().take(i) {
+                        let mut c = dial(&addrs[j], &ids[i], certs[j].clone(), TIMEOUT)?;
+                        c.write_all(&[i as u8])?;
+                        c.flush()?;
+                        *slot = Some(Box::new(TlsLink::from_client(c)?));
+                    }
+                    let cfg =
+                        server_config(&ids[i], certs.clone()).map_err(std::io::Error::other)?;
+                    for _ in i + 1..3 {
+                        let (sock, _) = l.accept()?;
+                        let mut c = accept(sock, cfg.clone(), TIMEOUT)?;
+                        let mut who = [0u8; 1];
+                        c.read_exact(&mut who)?;
+                        let j = who[0] as usize;
+                        if j <= i || j >= 3 {
+                            return Err(std::io::Error::other(format!("unexpected peer {j}")));
+                        }
+                        links[j] = Some(Box::new(TlsLink::from_server(c)?));
+                    }
+                    let mut c = Channel::new(i, links, TIMEOUT);
+                    Ok(f(&mut c))
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.join().expect("party thread panicked")?);
+        }
+        let c = out.pop().expect("three results");
+        let b = out.pop().expect("three results");
+        let a = out.pop().expect("three results");
+        Ok([a, b, c])
+    })
+}

@@ -44,7 +44,25 @@ fn with_evil_p2(
     evil: impl Fn(&mut Channel) + Sync,
     timeout: Duration,
 ) -> Vec<(ProtocolError, Duration)> {
-    let r = run3_tcp(|c: &mut Channel| {
+    with_evil_p2_over(false, evil, timeout)
+}
+
+fn identity(name: &str) -> ditto_net::tls::Identity {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+    ditto_net::tls::Identity {
+        cert: CertificateDer::from(c.cert.der().to_vec()),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.signing_key.serialize_der())),
+    }
+}
+
+/// [`with_evil_p2`] over TCP or over TLS links.
+fn with_evil_p2_over(
+    tls: bool,
+    evil: impl Fn(&mut Channel) + Sync,
+    timeout: Duration,
+) -> Vec<(ProtocolError, Duration)> {
+    let party = |c: &mut Channel| {
         c.set_timeout(timeout);
         if c.id() == 2 {
             evil(c);
@@ -61,9 +79,14 @@ fn with_evil_p2(
             p.mul(&s, &s)
         });
         Some((res.expect_err("the protocol must fail"), start.elapsed()))
-    })
-    .expect("loopback TCP");
-    r.into_iter().flatten().collect()
+    };
+    let r = if tls {
+        let ids = [identity("p0"), identity("p1"), identity("p2")];
+        ditto_net::harness::run3_tls(&ids, party)
+    } else {
+        run3_tcp(party)
+    };
+    r.expect("loopback links").into_iter().flatten().collect()
 }
 
 fn names_p2(e: &ProtocolError) -> bool {
@@ -133,8 +156,18 @@ fn evil_frame(bad: impl Fn(u64) -> Vec<u8> + Sync) -> impl Fn(&mut Channel) + Sy
 
 #[test]
 fn malformed_frames_are_rejected_with_the_reason() {
+    malformed_frames_over(false);
+}
+
+#[test]
+fn malformed_frames_over_tls_are_rejected_with_the_reason() {
+    malformed_frames_over(true);
+}
+
+fn malformed_frames_over(tls: bool) {
     // A frame for another step (the VM labels frames by instruction).
-    let errs = with_evil_p2(
+    let errs = with_evil_p2_over(
+        tls,
         evil_frame(|seq| frame(77, seq, &[0u8; 8000])),
         Duration::from_secs(5),
     );
@@ -150,7 +183,8 @@ fn malformed_frames_are_rejected_with_the_reason() {
         "{errs:?}"
     );
     // Out of order (a sequence number 5 ahead of the one due).
-    let errs = with_evil_p2(
+    let errs = with_evil_p2_over(
+        tls,
         evil_frame(|seq| frame(0, seq + 5, &[0u8; 8000])),
         Duration::from_secs(5),
     );
@@ -162,7 +196,8 @@ fn malformed_frames_are_rejected_with_the_reason() {
         "{errs:?}"
     );
     // A frame whose payload has the wrong length for 1000 elements.
-    let errs = with_evil_p2(
+    let errs = with_evil_p2_over(
+        tls,
         evil_frame(|seq| frame(0, seq, &[0u8; 13])),
         Duration::from_secs(5),
     );
@@ -177,7 +212,7 @@ fn malformed_frames_are_rejected_with_the_reason() {
         f[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
         f
     };
-    let errs = with_evil_p2(evil_frame(huge), Duration::from_secs(5));
+    let errs = with_evil_p2_over(tls, evil_frame(huge), Duration::from_secs(5));
     assert!(
         errs.iter()
             .any(|(e, _)| matches!(e, ProtocolError::Comm(CommError::Oversized { peer: 2, .. }))),
@@ -189,7 +224,7 @@ fn malformed_frames_are_rejected_with_the_reason() {
         f.truncate(100);
         f
     };
-    let errs = with_evil_p2(evil_frame(short), Duration::from_secs(5));
+    let errs = with_evil_p2_over(tls, evil_frame(short), Duration::from_secs(5));
     assert!(
         errs.iter().any(|(e, _)| matches!(
             e,

@@ -8,15 +8,20 @@
 //! - [`run`]: whole runs in process, output reconstruction, cost reports.
 //! - [`value`]: register values (public or shared, 32/64-bit, booleans).
 //! - [`shares`]: the model owner's weight share files, one per party.
+//! - [`wire`]: the messages of a deployed cluster (hellos, input shares,
+//!   results) and a party's source of received shares.
 
 pub mod interp;
 pub mod run;
 pub mod shares;
 pub mod source;
 pub mod value;
+pub mod wire;
 
 pub use ditto_net::mem::Shape;
 pub use interp::{execute, Cost, Outcome, VmError};
-pub use run::{estimate, op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, Report};
+pub use run::{
+    assemble, estimate, op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, Report,
+};
 pub use source::{Clear, Data, Dealt, Source};
 pub use value::Value;

@@ -202,6 +202,45 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
     let [p0, p1, p2]: [(Outcome, Stats, u64); 3] = oks
         .try_into()
         .map_err(|_| VmError::Setup("a party returned no result".into()))?;
+    let out_bytes = output_bytes(&p0.0.outputs);
+    let mut rep = assemble(prog, [p0, p1, p2], wall_s)?;
+    rep.client_bytes += out_bytes;
+    Ok(rep)
+}
+
+/// Bytes the client receives for these outputs (all three parties' shares).
+pub fn output_bytes(outputs: &[Value]) -> u64 {
+    outputs
+        .iter()
+        .map(|v| {
+            let per = match v {
+                Value::S32(_) => 4,
+                Value::S64(_) => 8,
+                Value::SBool(_) => 1,
+                _ => 0,
+            };
+            3 * 2 * per * v.len() as u64
+        })
+        .sum()
+}
+
+/// The client's side of a finished query: reconstructs the outputs from
+/// the three parties' values (checking the replicated copies) and sums
+/// their costs. Each party gives its outcome, its traffic and the bytes its
+/// client sent it.
+pub fn assemble(
+    prog: &Program,
+    parties: [(Outcome, Stats, u64); 3],
+    wall_s: f64,
+) -> Result<Report, VmError> {
+    let [p0, p1, p2] = parties;
+    for p in [&p0, &p1, &p2] {
+        if p.0.outputs.len() != prog.outputs.len() || p.0.costs.len() != prog.code.len() {
+            return Err(VmError::Setup(
+                "a party's result does not match the program".into(),
+            ));
+        }
+    }
     let outputs = (0..prog.outputs.len())
         .map(|i| {
             reveal(
@@ -211,19 +250,6 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let out_bytes: u64 =
-        p0.0.outputs
-            .iter()
-            .map(|v| {
-                let per = match v {
-                    Value::S32(_) => 4,
-                    Value::S64(_) => 8,
-                    Value::SBool(_) => 1,
-                    _ => 0,
-                };
-                3 * 2 * per * v.len() as u64
-            })
-            .sum();
     let costs = (0..prog.code.len())
         .map(|i| {
             let cs: [&Cost; 3] = [&p0.0.costs[i], &p1.0.costs[i], &p2.0.costs[i]];
@@ -241,7 +267,7 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         costs,
         comm: p0.1.add(&p1.1).add(&p2.1),
         party_stats: [p0.1, p1.1, p2.1],
-        client_bytes: p0.2 + p1.2 + p2.2 + out_bytes,
+        client_bytes: p0.2 + p1.2 + p2.2,
         wall_s,
     })
 }

@@ -11,6 +11,7 @@
 
 use crate::source::{check_len, deal_share, encode_all};
 use crate::value::{Rv, Value};
+use crate::wire::{Rd, WireError};
 use ditto_bytecode::{Kind, Program};
 use ditto_protocol::{AShare, Ring};
 use sha2::{Digest, Sha256};
@@ -106,32 +107,12 @@ pub fn write_share_files(
     Ok(files)
 }
 
-struct Rd<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl Rd<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], ShareError> {
-        if self.b.len() - self.pos < n {
-            return Err(ShareError::Invalid {
-                offset: self.pos,
-                message: format!("truncated in {what}"),
-            });
+impl From<WireError> for ShareError {
+    fn from(e: WireError) -> ShareError {
+        ShareError::Invalid {
+            offset: e.offset,
+            message: e.message,
         }
-        let s = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, ShareError> {
-        Ok(u32::from_le_bytes(
-            self.take(4, what)?.try_into().expect("4"),
-        ))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64, ShareError> {
-        Ok(u64::from_le_bytes(
-            self.take(8, what)?.try_into().expect("8"),
-        ))
     }
 }
 

@@ -1,0 +1,202 @@
+//! `ditto client`: a query to a deployed cluster. It shares the input
+//! between the three parties (each gets two pseudo-random vectors), waits
+//! for their output shares, reconstructs the output (checking that the
+//! replicated copies agree) and prints it with its cost, like `ditto run`.
+
+use crate::cluster::Cluster;
+use anyhow::{anyhow, bail, Context, Result};
+use ditto_net::tls;
+use ditto_vm::wire::{self, Hello, PartyResult};
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    #[arg(long)]
+    cluster: PathBuf,
+    /// The bytecode program the parties serve.
+    #[arg(long)]
+    program: PathBuf,
+    /// Token ids, comma-separated.
+    #[arg(long, conflicts_with = "text")]
+    ids: Option<String>,
+    /// Text, tokenized with --tokenizer.
+    #[arg(long, requires = "tokenizer")]
+    text: Option<String>,
+    /// A HuggingFace tokenizer.json.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Which client of the cluster file this is (default: the first).
+    #[arg(long = "as", value_name = "NAME")]
+    name: Option<String>,
+    /// Seconds to wait for the answer (the query's run time included).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    #[arg(long)]
+    json: bool,
+    /// Print the cost by op kind and by layer.
+    #[arg(long)]
+    profile: bool,
+}
+
+/// One party's side of the query, on its own thread.
+fn ask(
+    cluster: &Cluster,
+    i: usize,
+    me: &tls::Identity,
+    hello: &[u8],
+    inputs: &[u8],
+    timeout: Duration,
+) -> Result<PartyResult, String> {
+    let addr = cluster.address(i).map_err(|e| e.to_string())?;
+    let mut s = tls::dial(
+        &addr,
+        me,
+        cluster.party_certs[i].clone(),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut => {
+            format!("P{i} at {addr} is unreachable: {e}")
+        }
+        _ => format!("P{i} at {addr}: TLS handshake failed: {}", tls::explain(&e)),
+    })?;
+    let gone = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("P{i} closed the connection (did it stop?)")
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            format!("P{i} did not answer in time")
+        } else {
+            format!("P{i}: {}", tls::explain(&e))
+        }
+    };
+    let r = tls::request(&mut s, hello, 1 << 16).map_err(gone)?;
+    match wire::decode_reply(&r) {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => return Err(format!("P{i} refused the query: {why}")),
+        Err(e) => return Err(format!("P{i} sent a malformed reply: {e}")),
+    }
+    let _ = s.sock.set_write_timeout(Some(timeout));
+    let _ = s.sock.set_read_timeout(Some(timeout));
+    tls::write_msg(&mut s, inputs).map_err(gone)?;
+    let m = tls::read_msg(&mut s, 1 << 34).map_err(gone)?;
+    match wire::decode_result(&m) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(format!("P{i} sent a malformed result: {e}")),
+    }
+}
+
+pub fn client(args: ClientArgs) -> Result<()> {
+    let cluster = Cluster::load(&args.cluster)?;
+    let me = cluster.client_identity(args.name.as_deref())?;
+    let bytes = std::fs::read(&args.program)
+        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let prog = ditto_bytecode::Program::decode(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
+    let mut ids = match (&args.text, &args.ids, &args.tokenizer) {
+        (Some(t), _, Some(tj)) => crate::tokens::encode(tj, t)?,
+        (None, Some(ids), _) => crate::tokens::parse_ids(ids)?,
+        _ => bail!("give the input as --ids 1,2,3 or --text \"...\" --tokenizer tokenizer.json"),
+    };
+    let [port] = prog.inputs.as_slice() else {
+        bail!(
+            "the program has {} inputs; the client sends one (token ids)",
+            prog.inputs.len()
+        );
+    };
+    let n = prog.regs[port.reg.0 as usize].numel() as usize;
+    if ids.len() > n {
+        bail!(
+            "the input has {} tokens; the program was compiled for {n} (ditto compile --seq)",
+            ids.len()
+        );
+    }
+    ids.resize(n, 0);
+    let start = Instant::now();
+    let query: [u8; 16] = rand::random();
+    let hello = Hello::client(prog.hash(), query).encode();
+    let dealt = wire::deal_inputs(
+        &prog,
+        vec![ids.iter().map(|&i| i as f64).collect()],
+        rand::random(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let timeout = Duration::from_secs(args.timeout);
+    let (tx, rx) = channel();
+    let cluster = std::sync::Arc::new(cluster);
+    let me = std::sync::Arc::new(me);
+    for (i, items) in dealt.into_iter().enumerate() {
+        let (tx, cluster, me, hello) = (tx.clone(), cluster.clone(), me.clone(), hello.clone());
+        std::thread::spawn(move || {
+            let inputs = wire::encode_inputs(&items);
+            drop(items);
+            let _ = tx.send((i, ask(&cluster, i, &me, &hello, &inputs, timeout)));
+        });
+    }
+    drop(tx);
+    // the first failure ends the query at once
+    let mut got: [Option<PartyResult>; 3] = [None, None, None];
+    for _ in 0..3 {
+        let (i, r) = rx
+            .recv_timeout(timeout + Duration::from_secs(30))
+            .map_err(|_| anyhow!("no answer from the parties within {timeout:?}"))?;
+        got[i] = Some(r.map_err(|e| anyhow!("query failed: {e}"))?);
+    }
+    let [a, b, c] = got.map(|r| r.expect("three answers"));
+    let wire_bytes = a.wire_bytes + b.wire_bytes + c.wire_bytes;
+    let secs = [a.secs, b.secs, c.secs];
+    let outs = ditto_vm::run::output_bytes(&a.outcome.outputs);
+    let mut rep = ditto_vm::assemble(
+        &prog,
+        [a, b, c].map(|p| (p.outcome, p.stats, p.client_bytes)),
+        secs.iter().cloned().fold(0.0, f64::max),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    rep.client_bytes += outs;
+    let o = rep.outputs.first().context("the program has no output")?;
+    let wall = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut obj = serde_json::json!({
+            "program": wire::short_hash(&prog.hash()),
+            "backend": "cluster",
+            "output_name": o.name,
+            "output": o.data,
+            "shape": o.shape,
+            "tokens": ids,
+            "wall_s": wall,
+            "wire_bytes": wire_bytes,
+            "party_s": secs,
+        });
+        crate::profile::add_json(&mut obj, &prog, &rep);
+        println!("{obj}");
+    } else {
+        println!(
+            "program {}, cluster {}, {} tokens, {wall:.3} s",
+            wire::short_hash(&prog.hash()),
+            args.cluster.display(),
+            ids.len()
+        );
+        let head: Vec<String> = o.data.iter().take(8).map(|x| format!("{x:.6}")).collect();
+        println!(
+            "{} {:?}: [{}{}]",
+            o.name,
+            o.shape,
+            head.join(", "),
+            if o.data.len() > 8 { ", ..." } else { "" }
+        );
+        print!("{}", crate::profile::summary(&rep));
+        println!(
+            "on the wire between the parties (TLS): {} bytes",
+            wire_bytes
+        );
+        if args.profile {
+            print!("{}", crate::profile::table(&prog, &rep));
+        }
+    }
+    Ok(())
+}

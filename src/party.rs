@@ -1,0 +1,493 @@
+//! `ditto party`: one compute party of a deployed cluster, a long-running
+//! server. It links to the other two parties over mutually authenticated
+//! TLS (certificates pinned by the cluster file), checks in a handshake that
+//! they speak the same protocol version and run the same program, and then
+//! serves clients' queries one after another.
+//!
+//! Connections: every party listens on its cluster address. A party dials
+//! the parties with a smaller index and accepts the others; clients dial all
+//! three. An acceptor thread does each TLS handshake and hello, then hands
+//! party links to the mesh and clients to the queue.
+//!
+//! A query: P0 takes the first queued client and announces its query id to
+//! P1 and P2, which pick up the same client's connection. Each party reads
+//! its input shares and checks them against the program; the parties agree
+//! that all three are ready; then they run the program and each sends its
+//! output shares and costs to the client. Any failure on the mesh (a peer
+//! that vanished, timed out or sent a bad frame) ends the query with an
+//! error naming the peer, and the parties rebuild the mesh, so a restarted
+//! party is taken back in.
+
+use crate::cluster::Cluster;
+use anyhow::{anyhow, Context, Result};
+use ditto_net::tls::{self, ServerStream, TlsLink};
+use ditto_net::{Channel, Link};
+use ditto_protocol::{Comm, CommError, Party, Phase};
+use ditto_vm::wire::{self, Hello, PartyResult, Received};
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct PartyArgs {
+    /// This party's index: 0, 1 or 2.
+    #[arg(long)]
+    id: usize,
+    #[arg(long)]
+    cluster: PathBuf,
+    /// The bytecode program (`ditto compile ... -o FILE.dbc`).
+    #[arg(long)]
+    program: PathBuf,
+    /// This party's weight share file (`ditto share-weights`).
+    #[arg(long)]
+    shares: PathBuf,
+    /// Seconds without a message from a peer before a query fails.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Clients that may wait for their turn; more are refused.
+    #[arg(long, default_value_t = 8)]
+    queue: usize,
+    /// Exit after serving this many queries (default: serve forever).
+    #[arg(long)]
+    queries: Option<usize>,
+}
+
+/// Step label of the mesh's control messages (query start, readiness).
+const CONTROL: u64 = u64::MAX;
+/// Handshakes, hellos and small control messages.
+const SHORT: Duration = Duration::from_secs(10);
+/// The largest client message accepted (input shares).
+const MAX_INPUT: u64 = 1 << 32;
+
+struct Waiting {
+    query: [u8; 16],
+    client: String,
+    stream: ServerStream,
+    since: Instant,
+}
+
+/// Clients that said hello and wait for their query to run.
+struct Board {
+    q: Mutex<VecDeque<Waiting>>,
+    cv: Condvar,
+    limit: usize,
+}
+
+impl Board {
+    /// P0: the first waiting client, if one comes within `wait`.
+    fn first(&self, wait: Duration) -> Option<Waiting> {
+        let q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut q, _) = self
+            .cv
+            .wait_timeout_while(q, wait, |q| q.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        q.pop_front()
+    }
+    /// P1, P2: the client of query `id`, if it comes within `wait`.
+    fn take(&self, id: &[u8; 16], wait: Duration) -> Option<Waiting> {
+        let q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut q, _) = self
+            .cv
+            .wait_timeout_while(q, wait, |q| !q.iter().any(|w| &w.query == id))
+            .unwrap_or_else(|p| p.into_inner());
+        let i = q.iter().position(|w| &w.query == id)?;
+        q.remove(i)
+    }
+}
+
+struct Ctx {
+    id: usize,
+    hash: [u8; 32],
+    cluster: Cluster,
+    server: Arc<rustls::ServerConfig>,
+    board: Board,
+    peers: Mutex<Sender<(usize, TlsLink)>>,
+}
+
+fn log(id: usize, msg: impl std::fmt::Display) {
+    eprintln!("P{id}: {msg}");
+}
+
+/// Why a query loop ended.
+enum End {
+    /// The mesh is unusable: rebuild it.
+    Broken(String),
+}
+
+pub fn party(args: PartyArgs) -> Result<()> {
+    let id = args.id;
+    if id > 2 {
+        anyhow::bail!("--id is 0, 1 or 2");
+    }
+    let cluster = Cluster::load(&args.cluster)?;
+    let bytes = std::fs::read(&args.program)
+        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let prog = ditto_bytecode::Program::decode(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
+    let share_bytes = std::fs::read(&args.shares)
+        .with_context(|| format!("cannot read {}", args.shares.display()))?;
+    let weights = ditto_vm::shares::read_share_file(&share_bytes, &prog, id as u8)
+        .map_err(|e| anyhow!("{}: {e}", args.shares.display()))?;
+    drop(share_bytes);
+    let me = cluster.party_identity(id)?;
+    let mut allowed: Vec<_> = cluster.party_certs.to_vec();
+    allowed.extend(cluster.client_certs.iter().map(|(_, c)| c.clone()));
+    let server = tls::server_config(&me, allowed).map_err(|e| anyhow!("TLS setup: {e}"))?;
+    let addr = cluster.address(id)?;
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("P{id} cannot listen on {addr}"))?;
+    let (peer_tx, peer_rx) = channel();
+    let hash = prog.hash();
+    let ctx = Arc::new(Ctx {
+        id,
+        hash,
+        cluster,
+        server,
+        board: Board {
+            q: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            limit: args.queue,
+        },
+        peers: Mutex::new(peer_tx),
+    });
+    log(
+        id,
+        format!(
+            "listening on {addr}, program {}, {} weight shares",
+            wire::short_hash(&hash),
+            weights.len()
+        ),
+    );
+    let c2 = ctx.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(sock) = conn else { continue };
+            let c = c2.clone();
+            std::thread::spawn(move || arrive(&c, sock));
+        }
+    });
+    let timeout = Duration::from_secs(args.timeout);
+    let mut served = 0usize;
+    loop {
+        let links = establish(&ctx, &me, &peer_rx)?;
+        let mut chan = Channel::new(id, links, timeout);
+        log(id, "mesh up: linked to the other two parties");
+        loop {
+            match query(&ctx, &prog, &weights, &mut chan, timeout) {
+                Ok(true) => {
+                    served += 1;
+                    if args.queries == Some(served) {
+                        log(id, format!("served {served} queries; exiting"));
+                        return Ok(());
+                    }
+                }
+                Ok(false) => {}
+                Err(End::Broken(why)) => {
+                    log(id, format!("{why}; rebuilding the mesh"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// An incoming connection: TLS handshake, identity, hello.
+fn arrive(ctx: &Ctx, sock: std::net::TcpStream) {
+    let id = ctx.id;
+    let from = sock
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let mut s = match tls::accept(sock, ctx.server.clone(), SHORT) {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                id,
+                format!("refused a connection from {from}: {}", tls::explain(&e)),
+            );
+            return;
+        }
+    };
+    let cert = tls::peer_cert(&s.conn);
+    let party = ctx
+        .cluster
+        .party_certs
+        .iter()
+        .position(|c| Some(c) == cert.as_ref());
+    let client = ctx
+        .cluster
+        .client_certs
+        .iter()
+        .find(|(_, c)| Some(c) == cert.as_ref())
+        .map(|(n, _)| n.clone());
+    let hello = match tls::read_msg(&mut s, 1024)
+        .map_err(|e| e.to_string())
+        .and_then(|m| Hello::decode(&m).map_err(|e| format!("malformed hello: {e}")))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            log(id, format!("{from}: {e}"));
+            let _ = tls::write_msg(&mut s, &wire::reply(Err(&e)));
+            return;
+        }
+    };
+    let refuse = |s: &mut ServerStream, why: String| {
+        log(id, format!("refused {from}: {why}"));
+        let _ = tls::write_msg(s, &wire::reply(Err(&why)));
+    };
+    if let Err(why) = hello.check(&ctx.hash) {
+        return refuse(&mut s, why);
+    }
+    match (party, client, &hello.magic) {
+        (Some(j), _, m) if m == wire::PEER_MAGIC => {
+            if hello.tag[0] as usize != j || j <= id {
+                return refuse(
+                    &mut s,
+                    format!("P{j}'s certificate with a hello for P{}", hello.tag[0]),
+                );
+            }
+            if tls::write_msg(&mut s, &wire::reply(Ok("linked"))).is_err() {
+                return;
+            }
+            match TlsLink::from_server(s) {
+                Ok(l) => {
+                    let tx = ctx.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = tx.send((j, l));
+                }
+                Err(e) => log(id, format!("link to P{j}: {e}")),
+            }
+        }
+        (_, Some(name), m) if m == wire::CLIENT_MAGIC => {
+            let mut q = ctx.board.q.lock().unwrap_or_else(|p| p.into_inner());
+            q.retain(|w| w.since.elapsed() < Duration::from_secs(600));
+            if q.len() >= ctx.board.limit {
+                let n = q.len();
+                drop(q);
+                return refuse(
+                    &mut s,
+                    format!("busy: {n} queries are waiting (the limit); try again later"),
+                );
+            }
+            let note = format!("queued behind {} other queries", q.len());
+            if tls::write_msg(&mut s, &wire::reply(Ok(&note))).is_err() {
+                return;
+            }
+            q.push_back(Waiting {
+                query: hello.tag,
+                client: name,
+                stream: s,
+                since: Instant::now(),
+            });
+            ctx.board.cv.notify_all();
+        }
+        _ => refuse(&mut s, "a hello that does not match its certificate".into()),
+    }
+}
+
+/// Dials party `j` (< this party) until it answers the hello.
+fn dial_peer(ctx: &Ctx, me: &tls::Identity, j: usize) -> Result<TlsLink> {
+    let id = ctx.id;
+    let addr = ctx.cluster.address(j)?;
+    let mut said = false;
+    loop {
+        let attempt =
+            tls::dial(&addr, me, ctx.cluster.party_certs[j].clone(), SHORT).and_then(|mut s| {
+                let m = tls::request(&mut s, &Hello::peer(ctx.hash, id).encode(), 1 << 16)?;
+                Ok((s, m))
+            });
+        let why = match attempt {
+            Ok((s, m)) => match wire::decode_reply(&m) {
+                Ok(Ok(_)) => return Ok(TlsLink::from_client(s)?),
+                Ok(Err(why)) => anyhow::bail!("P{j} refused this party: {why}"),
+                Err(e) => anyhow::bail!("P{j} answered with a malformed reply: {e}"),
+            },
+            Err(e) => tls::explain(&e),
+        };
+        if why.contains("pinned") {
+            anyhow::bail!("P{j} at {addr}: {why}");
+        }
+        if !said {
+            log(id, format!("waiting for P{j} at {addr} ({why})"));
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Links to the other two parties: dials the smaller indices, takes the
+/// larger ones from the acceptor. Waits as long as it takes; fails only on
+/// a configuration error (a refused hello or an unpinned certificate).
+fn establish(
+    ctx: &Ctx,
+    me: &tls::Identity,
+    peer_rx: &Receiver<(usize, TlsLink)>,
+) -> Result<[Option<Box<dyn Link>>; 3]> {
+    let id = ctx.id;
+    let mut links: [Option<Box<dyn Link>>; 3] = [None, None, None];
+    for (j, slot) in links.iter_mut().enumerate().take(id) {
+        *slot = Some(Box::new(dial_peer(ctx, me, j)?));
+    }
+    let mut said = false;
+    while links[id + 1..]
+        .iter()
+        .any(|l| l.as_ref().is_none_or(|l| !l.alive()))
+    {
+        match peer_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok((j, l)) => links[j] = Some(Box::new(l)),
+            Err(_) => {
+                if !said {
+                    let missing: Vec<String> = (id + 1..3)
+                        .filter(|&j| links[j].is_none())
+                        .map(|j| format!("P{j}"))
+                        .collect();
+                    if !missing.is_empty() {
+                        log(id, format!("waiting for {}", missing.join(" and ")));
+                    }
+                    said = true;
+                }
+            }
+        }
+    }
+    Ok(links)
+}
+
+fn send_answer(ctx: &Ctx, w: &mut Waiting, msg: &[u8]) {
+    if let Err(e) = tls::write_msg(&mut w.stream, msg) {
+        log(ctx.id, format!("could not answer client {}: {e}", w.client));
+    }
+}
+
+/// Serves one query. `Ok(true)` when it ran, `Ok(false)` when it was
+/// refused without harm to the mesh.
+fn query(
+    ctx: &Ctx,
+    prog: &ditto_bytecode::Program,
+    weights: &[ditto_vm::Value],
+    chan: &mut Channel,
+    timeout: Duration,
+) -> Result<bool, End> {
+    let id = ctx.id;
+    let broken = |what: &str, e: CommError| End::Broken(format!("{what}: {e}"));
+    chan.set_step(CONTROL);
+    // 1. which query
+    let (qid, mut waiting) = if id == 0 {
+        let w = loop {
+            if let Some(w) = ctx.board.first(Duration::from_millis(200)) {
+                break w;
+            }
+            if !chan.alive() {
+                return Err(End::Broken("a peer left".into()));
+            }
+        };
+        chan.set_timeout(SHORT);
+        if let Err(e) = chan.exchange(
+            Phase::Online,
+            vec![(1, w.query.to_vec()), (2, w.query.to_vec())],
+            &[],
+        ) {
+            let mut w = w;
+            let msg = format!("P0: the cluster is not complete ({e}); try again");
+            send_answer(ctx, &mut w, &wire::encode_result(Err(&msg)));
+            return Err(broken("announcing a query", e));
+        }
+        (w.query, Some(w))
+    } else {
+        chan.set_timeout(Duration::from_millis(200));
+        let m = loop {
+            match chan.exchange(Phase::Online, vec![], &[0]) {
+                Ok(mut m) => break m.remove(0),
+                Err(CommError::Timeout { .. }) if chan.alive() => continue,
+                Err(e) => return Err(broken("waiting for a query", e)),
+            }
+        };
+        let qid: [u8; 16] = m
+            .try_into()
+            .map_err(|_| End::Broken("P0 sent a malformed query announcement".into()))?;
+        (qid, ctx.board.take(&qid, SHORT))
+    };
+    log(id, format!("query {} started", wire::short_hash(&qid)));
+    // 2. this party's input shares
+    let mut status: Result<Received, String> = match &mut waiting {
+        None => Err(format!(
+            "P{id}: the client of query {} did not connect to P{id}",
+            wire::short_hash(&qid)
+        )),
+        Some(w) => {
+            let _ = w.stream.sock.set_read_timeout(Some(SHORT * 3));
+            match tls::read_msg(&mut w.stream, MAX_INPUT) {
+                Err(e) => Err(format!("P{id}: could not read the input shares: {e}")),
+                Ok(m) => Received::decode(prog, weights, &m)
+                    .map_err(|e| format!("P{id}: malformed input message: {e}")),
+            }
+        }
+    };
+    // 3. all ready?
+    chan.set_timeout(SHORT * 6);
+    let mine = [status.is_ok() as u8];
+    let others: Vec<usize> = (0..3).filter(|&j| j != id).collect();
+    let theirs = chan
+        .exchange(
+            Phase::Online,
+            others.iter().map(|&j| (j, mine.to_vec())).collect(),
+            &others,
+        )
+        .map_err(|e| broken("agreeing to start", e))?;
+    if let Some(k) = others
+        .iter()
+        .zip(&theirs)
+        .find(|(_, m)| m.as_slice() != [1])
+    {
+        status = status.and(Err(format!("P{} could not take this query", k.0)));
+    }
+    let received = match status {
+        Ok(r) => r,
+        Err(why) => {
+            log(id, format!("query refused: {why}"));
+            if let Some(w) = &mut waiting {
+                send_answer(ctx, w, &wire::encode_result(Err(&why)));
+            }
+            return Ok(false);
+        }
+    };
+    // 4. run
+    chan.set_timeout(timeout);
+    let start = Instant::now();
+    let s0 = chan.stats();
+    let w0 = chan.link_wire_bytes();
+    let run = (|| {
+        let mut party = Party::setup(chan, rand::random())
+            .map_err(|e| format!("P{id}: key setup failed: {e}"))?;
+        ditto_vm::execute(prog, Some(&mut party), &received, None)
+            .map_err(|e| format!("P{id}: {e}"))
+    })();
+    let result = run.map(|outcome| PartyResult {
+        outcome,
+        stats: chan.stats().since(&s0),
+        wire_bytes: chan.link_wire_bytes() - w0,
+        client_bytes: ditto_vm::Source::client_bytes(&received),
+        secs: start.elapsed().as_secs_f64(),
+    });
+    let w = waiting.as_mut().expect("checked by the readiness step");
+    match &result {
+        Ok(r) => {
+            send_answer(ctx, w, &wire::encode_result(Ok(r)));
+            log(
+                id,
+                format!(
+                    "query {} done in {:.3} s, {} bytes sent",
+                    wire::short_hash(&qid),
+                    r.secs,
+                    r.stats.bytes()
+                ),
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            send_answer(ctx, w, &wire::encode_result(Err(e)));
+            Err(End::Broken(format!("query failed: {e}")))
+        }
+    }
+}

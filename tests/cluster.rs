@@ -1,0 +1,511 @@
+//! Three `ditto party` processes and `ditto client` on loopback: the same
+//! answer as the in-process run, the bytes on the wire, and the faults of a
+//! deployment — a killed party, an unknown certificate, a wrong program, a
+//! malformed message, queued clients, many queries in a row.
+
+use ditto_net::tls;
+use ditto_vm::wire::{self, Hello};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The tests start servers on ports that keygen found free: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ditto"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs ditto to completion: (success, stdout, stderr).
+fn ditto(args: &[&str]) -> (bool, String, String) {
+    let out = bin().args(args).output().expect("ditto runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "ditto {args:?} panicked:\n{err}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (good, out, err) = ditto(args);
+    assert!(good, "ditto {args:?} failed:\n{err}");
+    out
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// A compiled program with weights shared for the three parties.
+struct Model {
+    program: PathBuf,
+    weights: PathBuf,
+    shares: PathBuf,
+    model: String,
+    config: String,
+    seq: usize,
+}
+
+fn model(dir: &Path, file: &str, config: &str, seq: usize, policy: &str) -> Model {
+    let tag = format!("{config}-{seq}-{policy}");
+    let program = dir.join(format!("{tag}.dbc"));
+    let weights = dir.join(format!("{config}.safetensors"));
+    let shares = dir.join(format!("{tag}-shares"));
+    let seq_s = seq.to_string();
+    ok(&[
+        "compile",
+        file,
+        "--config",
+        config,
+        "--seq",
+        &seq_s,
+        "--policy",
+        policy,
+        "-o",
+        &s(&program),
+    ]);
+    if !weights.exists() {
+        ok(&[
+            "gen-weights",
+            file,
+            "--config",
+            config,
+            "--seed",
+            "7",
+            "-o",
+            &s(&weights),
+        ]);
+    }
+    ok(&[
+        "share-weights",
+        &s(&program),
+        "--weights",
+        &s(&weights),
+        "-o",
+        &s(&shares),
+    ]);
+    Model {
+        program,
+        weights,
+        shares,
+        model: file.to_string(),
+        config: config.to_string(),
+        seq,
+    }
+}
+
+/// Three party processes whose stderr is collected.
+struct Parties {
+    cluster: PathBuf,
+    procs: [Option<Child>; 3],
+    logs: [Arc<Mutex<String>>; 3],
+}
+
+impl Parties {
+    fn start(cluster: &Path, m: &Model) -> Parties {
+        let mut p = Parties {
+            cluster: cluster.to_path_buf(),
+            procs: [None, None, None],
+            logs: Default::default(),
+        };
+        for i in 0..3 {
+            p.restart(i, m);
+        }
+        for i in 0..3 {
+            p.wait_for(i, "mesh up", 1);
+        }
+        p
+    }
+
+    fn spawn(&self, i: usize, cluster: &Path, m: &Model) -> Child {
+        let mut c = bin()
+            .args([
+                "party",
+                "--id",
+                &i.to_string(),
+                "--cluster",
+                &s(cluster),
+                "--program",
+                &s(&m.program),
+                "--shares",
+                &s(&m.shares.join(format!("p{i}"))),
+                "--timeout",
+                "20",
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("party starts");
+        let log = self.logs[i].clone();
+        let err = c.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        c
+    }
+
+    fn restart(&mut self, i: usize, m: &Model) {
+        let c = self.spawn(i, &self.cluster.clone(), m);
+        self.procs[i] = Some(c);
+    }
+
+    fn log(&self, i: usize) -> String {
+        self.logs[i].lock().unwrap().clone()
+    }
+
+    /// Waits until party i's log holds `needle` at least `n` times.
+    fn wait_for(&self, i: usize, needle: &str, n: usize) {
+        let start = Instant::now();
+        while self.log(i).matches(needle).count() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "P{i} never logged {needle:?} ({n}×):\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Parties {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
+
+fn client(cluster: &Path, m: &Model, ids: &str) -> (bool, String, String) {
+    ditto(&[
+        "client",
+        "--cluster",
+        &s(cluster),
+        "--program",
+        &s(&m.program),
+        "--ids",
+        ids,
+        "--json",
+    ])
+}
+
+fn in_process(m: &Model, ids: &str, backend: &str) -> serde_json::Value {
+    let seq = m.seq.to_string();
+    json(&ok(&[
+        "run",
+        &m.model,
+        "--config",
+        &m.config,
+        "--weights",
+        &s(&m.weights),
+        "--ids",
+        ids,
+        "--seq",
+        &seq,
+        "--backend",
+        backend,
+        "--json",
+    ]))
+}
+
+fn identity(dir: &Path, name: &str) -> tls::Identity {
+    tls::Identity {
+        cert: CertificateDer::from_pem_file(dir.join(format!("{name}.crt"))).unwrap(),
+        key: PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap(),
+    }
+}
+
+fn address(cluster: &Path, i: usize) -> std::net::SocketAddr {
+    let text = std::fs::read_to_string(cluster).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    v["party"][i]["address"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-main");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster), "--clients", "3"]);
+    let m = model(&dir, "models/bert.ditto", "tiny", 8, "ditto");
+    let parties = Parties::start(&cluster, &m);
+
+    // the same answer and the same traffic as `ditto run --backend mpc`
+    let ids = "101,75,208,102";
+    let (good, out, err) = client(&cluster, &m, ids);
+    assert!(good, "client failed:\n{err}");
+    let got = json(&out);
+    let want = in_process(&m, ids, "mpc");
+    let d = max_diff(&floats(&got), &floats(&want));
+    assert!(d < 5e-3, "cluster and in-process outputs differ by {d}");
+    let (wire_b, comm) = (
+        got["wire_bytes"].as_f64().unwrap(),
+        want["comm_bytes"].as_f64().unwrap(),
+    );
+    assert_eq!(got["comm_bytes"], want["comm_bytes"], "protocol bytes");
+    assert_eq!(got["rounds"], want["rounds"]);
+    let over = wire_b / comm;
+    eprintln!("wire bytes {wire_b} vs in-process {comm}: ×{over:.4}");
+    assert!((1.0..1.05).contains(&over), "wire/in-process = {over}");
+
+    // 20 sequential queries, each checked against the cleartext emulation
+    for q in 0..20u32 {
+        let ids = format!(
+            "101,{},{},{},102",
+            1 + q * 7 % 500,
+            3 + q * 13 % 500,
+            q * 29 % 500
+        );
+        let (good, out, err) = client(&cluster, &m, &ids);
+        assert!(good, "query {q} failed:\n{err}");
+        let d = max_diff(
+            &floats(&json(&out)),
+            &floats(&in_process(&m, &ids, "fixed")),
+        );
+        assert!(d < 5e-3, "query {q}: off by {d}");
+    }
+
+    // concurrent clients are queued and all answered
+    let hs: Vec<_> = (0..3)
+        .map(|k| {
+            let (c, prog) = (cluster.clone(), m.program.clone());
+            std::thread::spawn(move || {
+                ditto(&[
+                    "client",
+                    "--cluster",
+                    &s(&c),
+                    "--program",
+                    &s(&prog),
+                    "--as",
+                    &format!("client{k}"),
+                    "--ids",
+                    "101,102",
+                ])
+            })
+        })
+        .collect();
+    for h in hs {
+        let (good, _, err) = h.join().unwrap();
+        assert!(good, "a concurrent client failed:\n{err}");
+    }
+
+    // a client asking for another program is refused
+    let other = model(&dir, "models/bert.ditto", "tiny", 8, "uniform64");
+    let (good, _, err) = client(&cluster, &other, ids);
+    assert!(!good);
+    assert!(
+        err.contains("refused the query") && err.contains("this party runs"),
+        "{err}"
+    );
+
+    // a client with a certificate the cluster does not pin is refused
+    let strange = dir.join("stranger/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&strange)]);
+    let sdir = strange.parent().unwrap();
+    let mixed = dir.join("keys/mixed.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap().replace(
+        "cert = \"client0.crt\"\nkey = \"client0.key\"",
+        &format!(
+            "cert = \"{}\"\nkey = \"{}\"",
+            s(&sdir.join("client.crt")),
+            s(&sdir.join("client.key"))
+        ),
+    );
+    std::fs::write(&mixed, text).unwrap();
+    let (good, _, err) = client(&mixed, &m, ids);
+    assert!(!good);
+    assert!(err.contains("certificate"), "{err}");
+    // (the client stops at the first refusal, so not every party gets as far)
+    let start = Instant::now();
+    while !(0..3).any(|i| parties.log(i).contains("not the one pinned")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no party logged the refusal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // malformed messages: a bad hello, then bad input shares
+    let keys = cluster.parent().unwrap();
+    let me = identity(keys, "client0");
+    let pin = |i: usize| CertificateDer::from_pem_file(keys.join(format!("p{i}.crt"))).unwrap();
+    let t = Duration::from_secs(10);
+    let mut c = tls::dial(&address(&cluster, 0), &me, pin(0), t).unwrap();
+    tls::write_msg(&mut c, b"DITTOCQ\0garbage").unwrap();
+    let r = wire::decode_reply(&tls::read_msg(&mut c, 1 << 16).unwrap()).unwrap();
+    assert!(r.unwrap_err().contains("malformed hello"));
+    let hash = ditto_bytecode::Program::decode(&std::fs::read(&m.program).unwrap())
+        .unwrap()
+        .hash();
+    let hello = Hello::client(hash, [9; 16]).encode();
+    let answers: Vec<String> = (0..3)
+        .map(|i| {
+            let mut c = tls::dial(&address(&cluster, i), &me, pin(i), t).unwrap();
+            tls::write_msg(&mut c, &hello).unwrap();
+            assert!(wire::decode_reply(&tls::read_msg(&mut c, 1 << 16).unwrap())
+                .unwrap()
+                .is_ok());
+            // one item, of an unknown kind
+            let mut bad = 1u64.to_le_bytes().to_vec();
+            bad.extend_from_slice(&[7; 20]);
+            tls::write_msg(&mut c, &bad).unwrap();
+            c
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(
+            |mut c| match wire::decode_result(&tls::read_msg(&mut c, 1 << 30).unwrap()) {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => panic!("a malformed query produced an output"),
+                Err(e) => panic!("malformed result: {e}"),
+            },
+        )
+        .collect();
+    assert!(
+        answers[0].contains("P0: malformed input message"),
+        "{answers:?}"
+    );
+    // and the cluster still serves
+    let (good, _, err) = client(&cluster, &m, ids);
+    assert!(
+        good,
+        "after the malformed query:\n{err}\nP0:\n{}\nP1:\n{}",
+        parties.log(0),
+        parties.log(1)
+    );
+    drop(parties);
+}
+
+#[test]
+fn killed_party_is_reported_and_taken_back_after_restart() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-kill");
+    // a model slow enough to kill a party in the middle of a query
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/bert.ditto"))
+            .unwrap();
+    let slow = text.replacen(
+        "config tiny",
+        "config slow { layers = 6, hidden = 128, heads = 4, ffn = 512, vocab = 512, max_pos = 256, eps = 1e-12 }\nconfig tiny",
+        1,
+    );
+    let file = dir.join("slow.ditto");
+    std::fs::write(&file, slow).unwrap();
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let m = model(&dir, &s(&file), "slow", 256, "ditto");
+    let mut parties = Parties::start(&cluster, &m);
+
+    let (c, prog) = (cluster.clone(), m.program.clone());
+    let q = std::thread::spawn(move || {
+        let r = ditto(&[
+            "client",
+            "--cluster",
+            &s(&c),
+            "--program",
+            &s(&prog),
+            "--ids",
+            "101,102",
+        ]);
+        (r, Instant::now())
+    });
+    parties.wait_for(2, "query", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    parties.kill(2);
+    let ((good, _, err), done) = q.join().unwrap();
+    assert!(!good, "the query succeeded without P2");
+    assert!(err.contains("P2"), "the error does not name P2:\n{err}");
+    let secs = done.duration_since(killed).as_secs_f64();
+    eprintln!("client failed {secs:.3} s after the kill: {}", err.trim());
+    assert!(secs < 10.0, "took {secs} s");
+    // the survivors notice too
+    parties.wait_for(0, "rebuilding the mesh", 1);
+    parties.wait_for(1, "rebuilding the mesh", 1);
+
+    // an impostor P2 (a key the cluster does not pin) is refused
+    let strange = dir.join("stranger/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&strange)]);
+    let sdir = strange.parent().unwrap();
+    let imp = dir.join("keys/impostor.toml");
+    let t = std::fs::read_to_string(&cluster).unwrap().replace(
+        "cert = \"p2.crt\"\nkey = \"p2.key\"",
+        &format!(
+            "cert = \"{}\"\nkey = \"{}\"",
+            s(&sdir.join("p2.crt")),
+            s(&sdir.join("p2.key"))
+        ),
+    );
+    std::fs::write(&imp, t).unwrap();
+    let out = parties.spawn(2, &imp, &m).wait_with_output().unwrap();
+    assert!(!out.status.success(), "the impostor was let in");
+    parties.wait_for(0, "not the one pinned", 1);
+
+    // P2 with another program is refused by its peers
+    let other = model(&dir, &s(&file), "slow", 256, "uniform64");
+    let out = parties
+        .spawn(2, &cluster, &other)
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    parties.wait_for(0, "this party runs", 1);
+
+    // the real P2 again: the next query succeeds
+    parties.restart(2, &m);
+    for i in 0..3 {
+        parties.wait_for(i, "mesh up", if i == 2 { 1 } else { 2 });
+    }
+    let (good, out, err) = client(&cluster, &m, "101,7,9,102");
+    assert!(good, "the query after the restart failed:\n{err}");
+    let d = max_diff(
+        &floats(&json(&out)),
+        &floats(&in_process(&m, "101,7,9,102", "fixed")),
+    );
+    assert!(d < 5e-3, "off by {d}");
+}
