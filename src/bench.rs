@@ -171,6 +171,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Calibrated bounds (`ditto calibrate`, same model, config and
+    /// layers), for check-ranges and the ditto-auto policy.
+    #[arg(long)]
+    bounds: Option<std::path::PathBuf>,
 }
 
 struct PolicyResult {
@@ -237,18 +241,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let ids: Vec<f64> = (0..args.seq)
         .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
         .collect();
+    // calibrated bounds go on before the embedding cut renumbers the graph
+    let mut base = e.graph.clone();
+    if let Some(f) = &args.bounds {
+        crate::apply_bounds(&mut base, f)?;
+    }
     // the client's embedding output is the same under every policy
     let embedded = match args.input {
         InputAt::Ids => None,
-        InputAt::Embeddings => Some(cut_at_embeddings(&e.graph, &ids, weights.as_ref())?),
+        InputAt::Embeddings => Some(cut_at_embeddings(&base, &ids, weights.as_ref())?),
     };
     let mut results = vec![];
     for policy in &args.policies {
         let mut g = match &embedded {
             Some((g2, _)) => g2.clone(),
-            None => e.graph.clone(),
+            None => base.clone(),
         };
-        let pipeline = crate::PipelineArgs::for_policy(policy);
+        let mut pipeline = crate::PipelineArgs::for_policy(policy);
+        pipeline.calibrated = args.bounds.is_some();
         crate::lower(&mut g, &sources, &pipeline, None)?;
         let prog = crate::codegen_reported(&g, &sources, &path)?;
         let input = match &embedded {

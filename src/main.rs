@@ -1,6 +1,7 @@
 //! The `ditto` command line: check, compile, run models; generate weights.
 
 mod bench;
+mod calibrate;
 mod client;
 mod cluster;
 mod genweights;
@@ -92,6 +93,9 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Record the largest |value| of every node over sample inputs (float
+    /// evaluation), for `--bounds` (check-ranges, the ditto-auto policy).
+    Calibrate(calibrate::CalibrateArgs),
     /// Keys, self-signed certificates and the cluster file for three parties
     /// and their clients (docs/deployment.md).
     Keygen {
@@ -154,6 +158,13 @@ pub struct PipelineArgs {
     /// Per pass: nodes, conversions by kind, estimated bits and rounds.
     #[arg(long)]
     stats: bool,
+    /// Calibrated bounds (`ditto calibrate`): check-ranges checks against
+    /// them and the ditto-auto policy picks fraction bits from them.
+    #[arg(long)]
+    bounds: Option<PathBuf>,
+    /// Set when the caller applied calibrated bounds to the graph itself.
+    #[arg(skip)]
+    calibrated: bool,
 }
 
 impl PipelineArgs {
@@ -216,6 +227,7 @@ fn main() -> ExitCode {
             force,
         } => cluster::keygen(&cluster, hosts.as_deref(), port, clients, force),
         Cmd::Party(a) => party::party(a),
+        Cmd::Calibrate(a) => calibrate::calibrate(a),
         Cmd::Client(a) => client::client(a),
         Cmd::GenWeights {
             model,
@@ -391,6 +403,17 @@ pub fn policy(args: &PipelineArgs) -> Result<ditto_compiler::policy::Policy> {
 }
 
 /// Runs the pass pipeline on `g` as the options say; prints stats and dumps.
+/// Sets the nodes' bounds from a calibration file (`ditto calibrate`).
+pub fn apply_bounds(g: &mut ditto_compiler::ir::Graph, f: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(f)
+        .with_context(|| format!("cannot read bounds file {}", f.display()))?;
+    let cal = ditto_compiler::calibrate::Calibration::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    cal.apply(g)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    Ok(())
+}
+
 pub fn lower(
     g: &mut ditto_compiler::ir::Graph,
     sources: &Sources,
@@ -415,7 +438,27 @@ pub fn lower(
         }
         (None, None) => DumpAfter::None,
     };
+    if let Some(f) = &args.bounds {
+        apply_bounds(g, f)?;
+    } else if policy.auto && !args.calibrated {
+        bail!(
+            "policy {} picks formats from calibrated bounds: pass --bounds FILE (from `ditto calibrate`)",
+            policy.name
+        );
+    }
     let before = ditto_compiler::passes::stats(g);
+    let policy = if policy.auto {
+        let ctx = Ctx {
+            policy: &policy,
+            sources: Some(sources),
+            weight_bounds,
+        };
+        let p = ditto_compiler::passes::resolve_auto(g, &policy, &ctx);
+        eprintln!("policy {}", p.describe());
+        p
+    } else {
+        policy
+    };
     let ctx = Ctx {
         policy: &policy,
         sources: Some(sources),

@@ -608,3 +608,88 @@ fn cluster_commands_reject_bad_setups_with_the_reason() {
         "compiled for 4",
     );
 }
+
+#[test]
+fn calibrated_bounds_are_checked_and_refused_with_the_reason() {
+    let dir = tmp("cli-calibrate");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let b = format!("{dir}/bounds.json");
+    let (ok, _, err) = ditto(&[
+        "calibrate",
+        "bert",
+        "--config",
+        "tiny",
+        "--random-weights",
+        "7",
+        "--ids",
+        "101,7,99,102",
+        "--ids",
+        "101,300,5,42,17,102",
+        "-o",
+        &b,
+    ]);
+    assert!(ok, "{err}");
+    let compile = |policy: &str, bounds: &str| {
+        let mut a = vec![
+            "compile",
+            "models/bert.ditto",
+            "--config",
+            "tiny",
+            "--seq",
+            "8",
+            "--policy",
+            policy,
+            "--emit",
+            "asm",
+        ];
+        if !bounds.is_empty() {
+            a.extend(["--bounds", bounds]);
+        }
+        ditto(&a)
+    };
+    // the calibrated model passes check-ranges under both policies
+    let (ok, _, err) = compile("ditto", &b);
+    assert!(ok, "{err}");
+    let (ok, _, err) = compile("ditto-auto", &b);
+    assert!(ok, "{err}");
+    assert!(err.contains("policy ditto-auto: "), "{err}");
+    // ditto-auto needs bounds
+    let (ok, _, err) = compile("ditto-auto", "");
+    assert!(!ok && err.contains("pass --bounds"), "{err}");
+    // bounds of another model
+    fails_with(
+        &[
+            "compile",
+            "models/gpt2.ditto",
+            "--config",
+            "tiny",
+            "--bounds",
+            &b,
+            "--emit",
+            "asm",
+        ],
+        "calibration is for another graph",
+    );
+    // values 10^5 times larger than calibrated overflow the 32-bit ring:
+    // refused at the line of the linear layer
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
+    for n in v["nodes"].as_array_mut().unwrap() {
+        if let Some(m) = n["max"].as_f64() {
+            n["max"] = serde_json::json!(m * 1e5);
+        }
+    }
+    let bad = format!("{dir}/bad.json");
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let (ok, _, err) = compile("ditto", &bad);
+    assert!(!ok);
+    assert!(
+        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:20"),
+        "{err}"
+    );
+    // malformed files
+    std::fs::write(&bad, "{\"model\": 1}").unwrap();
+    let (ok, _, err) = compile("ditto", &bad);
+    assert!(!ok && err.contains("margin"), "{err}");
+}

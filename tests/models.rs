@@ -350,3 +350,71 @@ fn bert_and_gpt2_base_run_under_mpc_with_both_policies() {
         assert!(bytes["ditto"] < bytes["uniform64"], "{bytes:?}");
     }
 }
+
+/// Calibration sentences: none of them is in SENTENCES.
+const CALIBRATION: &[&str] = &[
+    "A man is playing a guitar on the stage.",
+    "Researchers published a new method for training language models efficiently.",
+    "The stock market fell sharply after the announcement of new tariffs.",
+    "My grandmother bakes bread every Sunday morning for the whole family.",
+    "Encryption protects data both at rest and in transit across networks.",
+];
+
+#[test]
+fn ditto_auto_reaches_uniform64_accuracy_from_calibrated_bounds() {
+    let folder = root().join("models/cache/all-minilm-l6-v2");
+    let w = folder.to_str().unwrap();
+    let bounds = std::env::temp_dir().join(format!("minilm-bounds-{}.json", std::process::id()));
+    let b = bounds.to_str().unwrap();
+    let mut args = vec!["calibrate", "minilm", "--weights", w, "-o", b];
+    for t in CALIBRATION {
+        args.extend(["--text", t]);
+    }
+    ditto(&args);
+    // the test sentences of the mpc test, on the cleartext rings
+    for (k, text) in SENTENCES.iter().enumerate() {
+        let want = floats(
+            &json(&ditto(&[
+                "run",
+                "minilm",
+                "--weights",
+                w,
+                "--text",
+                text,
+                "--json",
+            ]))["output"],
+        );
+        let cos = |policy: &str, backend: &str| {
+            let mut a = vec![
+                "run",
+                "minilm",
+                "--weights",
+                w,
+                "--text",
+                text,
+                "--json",
+                "--backend",
+                backend,
+                "--policy",
+                policy,
+            ];
+            if policy == "ditto-auto" {
+                a.extend(["--bounds", b]);
+            }
+            cosine(&floats(&json(&ditto(&a))["output"]), &want)
+        };
+        let (auto, plain) = (cos("ditto-auto", "fixed"), cos("ditto", "fixed"));
+        eprintln!("{text:?}: ditto-auto {auto:.5}, ditto {plain:.5}");
+        assert!(auto >= 0.999, "ditto-auto cosine {auto} on {text:?}");
+        assert!(
+            auto > plain,
+            "ditto-auto ({auto}) not better than ditto ({plain})"
+        );
+        // and on secret shares, for two of them
+        if k < 2 {
+            let m = cos("ditto-auto", "mpc");
+            assert!(m >= 0.999, "ditto-auto under mpc: cosine {m} on {text:?}");
+        }
+    }
+    let _ = std::fs::remove_file(&bounds);
+}

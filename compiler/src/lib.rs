@@ -6,6 +6,7 @@
 //! exactly ([`ir::eval`]) or on cleartext rings ([`ir::fixed`]); codegen to
 //! bytecode for the VM is not built yet.
 
+pub mod calibrate;
 pub mod codegen;
 pub mod diag;
 pub mod driver;

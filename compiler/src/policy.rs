@@ -10,6 +10,8 @@
 //! ```
 //!
 //! Classes a policy does not name keep the format the model declares.
+//! `"auto": true` (the built-in `ditto-auto`) lets calibrated bounds refine
+//! the table: see [`crate::passes::resolve_auto`].
 
 use crate::ir::Format;
 use std::collections::BTreeMap;
@@ -40,6 +42,9 @@ pub struct Policy {
     pub softmax: SoftmaxApprox,
     /// Squarings of exp's (1 + x/2^t)^(2^t).
     pub exp_squarings: u32,
+    /// Pick fraction bits (and lower `probs_v`) from calibrated bounds
+    /// ([`crate::passes::resolve_auto`]); needs `--bounds`.
+    pub auto: bool,
 }
 
 /// The format classes of `std.transformer` (NUMERICS.md's table rows).
@@ -54,7 +59,7 @@ pub const CLASSES: &[&str] = &[
     "head",
 ];
 
-pub const BUILTIN: &[&str] = &["uniform64", "ditto", "ditto-quad"];
+pub const BUILTIN: &[&str] = &["uniform64", "ditto", "ditto-quad", "ditto-auto"];
 
 impl Policy {
     pub fn builtin(name: &str) -> Option<Policy> {
@@ -76,7 +81,7 @@ impl Policy {
         };
         let (fm, gelu) = match name {
             "uniform64" => (formats(false, true), GeluApprox::Puma),
-            "ditto" => (formats(false, false), GeluApprox::Puma),
+            "ditto" | "ditto-auto" => (formats(false, false), GeluApprox::Puma),
             "ditto-quad" => (formats(true, false), GeluApprox::Quad),
             _ => return None,
         };
@@ -86,6 +91,7 @@ impl Policy {
             gelu,
             softmax: SoftmaxApprox::Puma,
             exp_squarings: 8,
+            auto: name == "ditto-auto",
         })
     }
 
@@ -95,9 +101,18 @@ impl Policy {
             serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = v.as_object().ok_or("a policy file holds one JSON object")?;
         for k in obj.keys() {
-            if !["name", "formats", "gelu", "softmax", "exp_squarings"].contains(&k.as_str()) {
+            if ![
+                "name",
+                "formats",
+                "gelu",
+                "softmax",
+                "exp_squarings",
+                "auto",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(format!(
-                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp_squarings)"
+                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp_squarings, auto)"
                 ));
             }
         }
@@ -143,12 +158,17 @@ impl Policy {
                     .ok_or("`exp_squarings` must be an integer in 1..=16")? as u32
             }
         };
+        let auto = match obj.get("auto") {
+            None => false,
+            Some(a) => a.as_bool().ok_or("`auto` must be true or false")?,
+        };
         Ok(Policy {
             name,
             formats,
             gelu,
             softmax,
             exp_squarings,
+            auto,
         })
     }
 
@@ -160,12 +180,17 @@ impl Policy {
             .map(|(c, f)| format!("{c}={f}"))
             .collect();
         format!(
-            "{}: {}; gelu={:?}; softmax={:?}; exp squarings={}",
+            "{}: {}; gelu={:?}; softmax={:?}; exp squarings={}{}",
             self.name,
             parts.join(" "),
             self.gelu,
             self.softmax,
-            self.exp_squarings
+            self.exp_squarings,
+            if self.auto {
+                "; auto (from calibrated bounds)"
+            } else {
+                ""
+            }
         )
     }
 }

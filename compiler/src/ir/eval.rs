@@ -102,6 +102,30 @@ pub fn evaluate(
     Ok(out)
 }
 
+/// Evaluates `g` and returns the largest |value| of every node (NaN and
+/// infinities count as infinite): one calibration sample.
+pub fn max_abs(
+    g: &Graph,
+    inputs: &HashMap<String, Tensor>,
+    weights: &dyn WeightSource,
+) -> Result<HashMap<NodeId, f64>, EvalError> {
+    let mut out = HashMap::new();
+    drive(g, |id, args: &[&Tensor]| {
+        let node = g.node(id);
+        let v = eval_op(&node.op, &node.ty.shape, args, inputs, weights)?;
+        let m = v.data.iter().fold(0.0f64, |m, x| {
+            if x.is_finite() {
+                m.max(x.abs())
+            } else {
+                f64::INFINITY
+            }
+        });
+        out.insert(id, m);
+        Ok(v)
+    })?;
+    Ok(out)
+}
+
 /// Runs `step` on every node in topological order with its operands'
 /// values, keeping each value only until its last use (a node used twice by
 /// one user, `mul %1, %1`, counts twice). Shared by the float and

@@ -77,7 +77,7 @@ impl Pass for InsertTruncations {
             let p = g.node_mut(id);
             p.ty.elem = Elem::Fixed(raw);
             p.name = None;
-            p.bound = None;
+            // the raw product is the same real value: its bound still holds
             changed = true;
         }
         if errors.is_empty() {

@@ -283,6 +283,65 @@ pub enum DumpAfter {
     Pass(String),
 }
 
+/// Resolves an `auto` policy into a concrete one for graph `g` (whose nodes
+/// carry calibrated bounds): each class the policy puts in the 32-bit ring
+/// gets the most fraction bits (up to 14) with which the pipeline's
+/// `check-ranges` still proves every product and conversion safe, and
+/// `probs_v` moves to the 32-bit ring when that is proven safe too. More
+/// fraction bits cost nothing (same ring) and shrink the quantisation and
+/// truncation errors. Each candidate is checked by running the pipeline up
+/// to `check-ranges` on a copy of the graph.
+pub fn resolve_auto(g: &Graph, policy: &Policy, ctx: &Ctx) -> Policy {
+    use crate::ir::Format;
+    let mut p = policy.clone();
+    p.auto = false;
+    let upto: Vec<&str> = DEFAULT_PIPELINE
+        .iter()
+        .copied()
+        .take_while(|n| *n != "schedule")
+        .collect();
+    let safe = |cand: &Policy| {
+        let mut h = g.clone();
+        let c = Ctx {
+            policy: cand,
+            sources: ctx.sources,
+            weight_bounds: ctx.weight_bounds,
+        };
+        run(&mut h, &upto, &c, &DumpAfter::None).is_ok()
+    };
+    let low: Vec<String> = p
+        .formats
+        .iter()
+        .filter(|(_, f)| f.ring == Format::LOW.ring)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let mut classes = low;
+    if p.formats
+        .get("probs_v")
+        .is_some_and(|f| f.ring != Format::LOW.ring)
+    {
+        classes.push("probs_v".to_string());
+    }
+    for class in classes {
+        let base = p.formats.get(&class).copied();
+        for frac in (Format::LOW.frac..=14).rev() {
+            let Ok(f) = Format::new(Format::LOW.ring.bits() as i64, frac as i64) else {
+                continue;
+            };
+            if base == Some(f) {
+                break;
+            }
+            let mut cand = p.clone();
+            cand.formats.insert(class.clone(), f);
+            if safe(&cand) {
+                p = cand;
+                break;
+            }
+        }
+    }
+    p
+}
+
 /// One executed pass.
 #[derive(Debug, Clone)]
 pub struct PassRecord {
