@@ -192,19 +192,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         return kernels(args.json);
     }
     use anyhow::{anyhow, bail};
-    use ditto_compiler::ir::eval::WeightSource;
     let path = crate::model_path(&args.target);
-    let (weights, info): (Box<dyn WeightSource + Sync>, _) = match &args.weights {
-        Some(w) => {
-            let f = crate::run::open_weights(w)?;
-            let info = f.info().clone();
-            (Box::new(f), Some(info))
-        }
-        None => {
-            let gen = crate::genweights::generate(&path, args.config.clone(), args.random_weights)?;
-            (Box::new(ditto_compiler::weights::InMemory(gen)), None)
-        }
-    };
+    let (weights, info) = crate::run::load_weights(
+        &path,
+        &args.weights,
+        Some(args.random_weights),
+        &args.config,
+    )?;
     if args.seq < 2 {
         bail!("--seq must be at least 2");
     }

@@ -3,9 +3,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use ditto_compiler::calibrate::Calibration;
-use ditto_compiler::ir::eval::{max_abs, Tensor, WeightSource};
+use ditto_compiler::ir::eval::{max_abs, Tensor};
 use ditto_compiler::ir::{Op, Owner};
-use ditto_compiler::weights::InMemory;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -78,19 +77,8 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         bail!("give samples with --text, --texts FILE or --ids");
     }
     let path = crate::model_path(&args.file);
-    let (weights, info): (Box<dyn WeightSource + Sync>, _) =
-        match (&args.weights, args.random_weights) {
-            (Some(w), _) => {
-                let f = crate::run::open_weights(w)?;
-                let info = f.info().clone();
-                (Box::new(f), Some(info))
-            }
-            (None, Some(seed)) => {
-                let gen = crate::genweights::generate(&path, args.config.clone(), seed)?;
-                (Box::new(InMemory(gen)), None)
-            }
-            (None, None) => bail!("give --weights PATH or --random-weights SEED"),
-        };
+    let (weights, info) =
+        crate::run::load_weights(&path, &args.weights, args.random_weights, &args.config)?;
     let mut cal: Option<Calibration> = None;
     for (k, ids) in samples.iter().enumerate() {
         let opts = ditto_compiler::elab::Options {

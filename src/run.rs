@@ -68,6 +68,33 @@ pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
     Ok(SafetensorsFile::open(&file)?)
 }
 
+/// Weights from a file or folder, or seeded random ones for `model`'s
+/// config; with the file's tensor list for elaboration (random weights have
+/// none: they are made to fit).
+#[allow(clippy::type_complexity)]
+pub fn load_weights(
+    model: &Path,
+    file: &Option<PathBuf>,
+    random: Option<u64>,
+    config: &Option<String>,
+) -> Result<(
+    Box<dyn WeightSource + Sync>,
+    Option<std::collections::BTreeMap<String, ditto_compiler::weights::TensorInfo>>,
+)> {
+    Ok(match (file, random) {
+        (Some(w), _) => {
+            let f = open_weights(w)?;
+            let info = f.info().clone();
+            (Box::new(f), Some(info))
+        }
+        (None, Some(seed)) => {
+            let gen = crate::genweights::generate(model, config.clone(), seed)?;
+            (Box::new(InMemory(gen)), None)
+        }
+        (None, None) => bail!("give --weights PATH or --random-weights SEED"),
+    })
+}
+
 fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
     let mut ids = match (&args.text, &args.ids) {
         (Some(text), _) => {
@@ -103,19 +130,7 @@ fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let ids = tokens(&args)?;
     let path = crate::model_path(&args.file);
-    let (weights, info): (Box<dyn WeightSource + Sync>, _) =
-        match (&args.weights, args.random_weights) {
-            (Some(w), _) => {
-                let f = open_weights(w)?;
-                let info = f.info().clone();
-                (Box::new(f), Some(info))
-            }
-            (None, Some(seed)) => {
-                let gen = crate::genweights::generate(&path, args.config.clone(), seed)?;
-                (Box::new(InMemory(gen)), None)
-            }
-            (None, None) => bail!("give --weights PATH or --random-weights SEED"),
-        };
+    let (weights, info) = load_weights(&path, &args.weights, args.random_weights, &args.config)?;
     let opts = ditto_compiler::elab::Options {
         config: args.config.clone(),
         sizes: Default::default(),

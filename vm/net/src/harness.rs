@@ -78,14 +78,7 @@ pub fn run3_tcp<T: Send>(f: impl Fn(&mut Channel) -> T + Sync) -> std::io::Resul
                 })
             })
             .collect();
-        let mut out = Vec::new();
-        for h in hs {
-            out.push(h.join().expect("party thread panicked")?);
-        }
-        let c = out.pop().expect("three results");
-        let b = out.pop().expect("three results");
-        let a = out.pop().expect("three results");
-        Ok([a, b, c])
+        join3(hs)
     })
 }
 
@@ -137,13 +130,18 @@ pub fn run3_tls<T: Send>(
                 })
             })
             .collect();
-        let mut out = Vec::new();
-        for h in hs {
-            out.push(h.join().expect("party thread panicked")?);
-        }
-        let c = out.pop().expect("three results");
-        let b = out.pop().expect("three results");
-        let a = out.pop().expect("three results");
-        Ok([a, b, c])
+        join3(hs)
     })
+}
+
+/// Joins three party threads that may fail to connect.
+fn join3<T>(
+    hs: Vec<std::thread::ScopedJoinHandle<'_, std::io::Result<T>>>,
+) -> std::io::Result<[T; 3]> {
+    let mut out = Vec::new();
+    for h in hs {
+        out.push(h.join().expect("party thread panicked")?);
+    }
+    out.try_into()
+        .map_err(|_| std::io::Error::other("three parties"))
 }

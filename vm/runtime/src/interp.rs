@@ -948,6 +948,12 @@ fn single(mut v: Vec<Value>) -> Res<Value> {
 /// Checks a loaded value against its register type; `clear` (the `fixed`
 /// backend) holds secret registers as public values.
 fn check_value(t: &RegType, v: &Value, clear: bool) -> Res<()> {
+    value_fits(t, v, clear).map_err(E::M)
+}
+
+/// Whether `v` can be a value of type `t` (kind, secrecy, ring, element
+/// count); `clear`: the fixed backend, where secret types hold public values.
+pub(crate) fn value_fits(t: &RegType, v: &Value, clear: bool) -> Result<(), String> {
     let secret = t.secret && !clear;
     let ok = matches!(
         (secret, t.kind, v),
@@ -959,14 +965,14 @@ fn check_value(t: &RegType, v: &Value, clear: bool) -> Res<()> {
             | (true, Kind::Bool, Value::SBool(_))
     );
     if !ok {
-        return Err(E::M(format!("the supplied value does not have type {t}")));
+        return Err(format!("the supplied value does not have type {t}"));
     }
     if v.len() as u64 != t.numel() {
-        return Err(E::M(format!(
+        return Err(format!(
             "the supplied value has {} elements, {t} has {}",
             v.len(),
             t.numel()
-        )));
+        ));
     }
     Ok(())
 }

@@ -366,27 +366,7 @@ fn request_type(prog: &Program, req: &Request) -> RegType {
 
 /// Whether `v` fits type `t` (kind, secrecy, ring, element count).
 pub fn fits(t: &RegType, v: &Value) -> Result<(), String> {
-    let ok = matches!(
-        (t.secret, &t.kind, v),
-        (false, Kind::Fixed { ring: 32, .. }, Value::P32(_))
-            | (false, Kind::Fixed { ring: 64, .. }, Value::P64(_))
-            | (false, Kind::Bool, Value::PBool(_))
-            | (true, Kind::Fixed { ring: 32, .. }, Value::S32(_))
-            | (true, Kind::Fixed { ring: 64, .. }, Value::S64(_))
-            | (true, Kind::Bool, Value::SBool(_))
-    );
-    if !ok {
-        return Err(format!("a value of the wrong kind for {t:?}"));
-    }
-    if v.len() as u64 != t.numel() {
-        return Err(format!(
-            "{} elements, {} expected for shape {:?}",
-            v.len(),
-            t.numel(),
-            t.shape
-        ));
-    }
-    Ok(())
+    crate::interp::value_fits(t, v, false)
 }
 
 /// The client's dealing: each party's share of every request, from the

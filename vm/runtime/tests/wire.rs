@@ -133,14 +133,14 @@ fn malformed_input_messages_are_refused_with_the_reason() {
         a: vec![0; 4],
         b: vec![0; 4],
     });
-    assert!(why(&encode_inputs(&wrong)).contains("wrong kind"));
+    assert!(why(&encode_inputs(&wrong)).contains("does not have type"));
     // the wrong length
     let mut short = dealt[0].clone();
     short[0].1 = Value::S32(AShare {
         a: vec![0; 3],
         b: vec![0; 3],
     });
-    assert!(why(&encode_inputs(&short)).contains("3 elements"));
+    assert!(why(&encode_inputs(&short)).contains("has 3 elements"));
     // a request the program does not make
     let mut other = dealt[0].clone();
     other[1].0 = Request::OneHot {
