@@ -253,8 +253,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         };
         let mut pipeline = crate::PipelineArgs::for_policy(policy);
         pipeline.calibrated = args.bounds.is_some();
-        crate::lower(&mut g, &sources, &pipeline, None)?;
-        let prog = crate::codegen_reported(&g, &sources, &path)?;
+        let applied = crate::lower(&mut g, &sources, &pipeline, None)?;
+        let mut prog = crate::codegen_reported(&g, &sources, &path)?;
+        crate::stamp(&mut prog, &e, &applied);
         let input = match &embedded {
             Some((_, v)) => &v.data,
             None => &ids,

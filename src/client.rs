@@ -162,6 +162,9 @@ pub fn client(args: ClientArgs) -> Result<()> {
     let wall = start.elapsed().as_secs_f64();
     if args.json {
         let mut obj = serde_json::json!({
+            "model": prog.meta("model"),
+            "config": prog.meta("config"),
+            "policy": prog.meta("policy"),
             "program": wire::short_hash(&prog.hash()),
             "backend": "cluster",
             "output_name": o.name,
@@ -176,7 +179,10 @@ pub fn client(args: ClientArgs) -> Result<()> {
         println!("{obj}");
     } else {
         println!(
-            "program {}, cluster {}, {} tokens, {wall:.3} s",
+            "model {} (config {}), policy {}, program {}, cluster {}, {} tokens, {wall:.3} s",
+            prog.meta("model").unwrap_or("?"),
+            prog.meta("config").unwrap_or("?"),
+            prog.meta("policy").unwrap_or("?"),
             wire::short_hash(&prog.hash()),
             args.cluster.display(),
             ids.len()

@@ -419,7 +419,7 @@ pub fn lower(
     sources: &Sources,
     args: &PipelineArgs,
     weight_bounds: Option<&std::collections::HashMap<String, f64>>,
-) -> Result<()> {
+) -> Result<ditto_compiler::policy::Policy> {
     use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
     let policy = policy(args)?;
     let pipeline = plan(args.passes.as_deref(), &args.skip).map_err(|e| anyhow::anyhow!(e))?;
@@ -531,7 +531,7 @@ pub fn lower(
             }
         }
     }
-    Ok(())
+    Ok(policy)
 }
 
 /// Compiles through the pipeline and generates the bytecode program.
@@ -541,8 +541,34 @@ pub fn program(
     pipeline: &PipelineArgs,
 ) -> Result<ditto_bytecode::Program> {
     let (sources, mut e) = compile_reported(file, opts)?;
-    lower(&mut e.graph, &sources, pipeline, None)?;
-    codegen_reported(&e.graph, &sources, file)
+    let policy = lower(&mut e.graph, &sources, pipeline, None)?;
+    let mut p = codegen_reported(&e.graph, &sources, file)?;
+    stamp(&mut p, &e, &policy);
+    Ok(p)
+}
+
+/// Records in a program what it was compiled from (shown by `ditto client`
+/// and `ditto party`).
+pub fn stamp(
+    p: &mut ditto_bytecode::Program,
+    e: &Elaborated,
+    policy: &ditto_compiler::policy::Policy,
+) {
+    let mut meta = vec![
+        ("model".to_string(), e.model.clone()),
+        ("config".to_string(), e.config.clone()),
+        ("policy".to_string(), policy.name.clone()),
+    ];
+    if policy.name == "ditto-auto"
+        || !ditto_compiler::policy::BUILTIN.contains(&policy.name.as_str())
+    {
+        meta.push(("formats".to_string(), policy.describe()));
+    }
+    meta.push((
+        "compiler".to_string(),
+        format!("ditto {}", env!("CARGO_PKG_VERSION")),
+    ));
+    p.meta = meta;
 }
 
 /// Code generation for a lowered graph, with errors reported at DSL lines.

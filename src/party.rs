@@ -156,8 +156,11 @@ pub fn party(args: PartyArgs) -> Result<()> {
     log(
         id,
         format!(
-            "listening on {addr}, program {}, {} weight shares",
+            "listening on {addr}, program {} ({} config {}, policy {}), {} weight shares",
             wire::short_hash(&hash),
+            prog.meta("model").unwrap_or("?"),
+            prog.meta("config").unwrap_or("?"),
+            prog.meta("policy").unwrap_or("?"),
             weights.len()
         ),
     );

@@ -181,8 +181,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             // check-ranges uses declared bounds only: propagating the weights'
             // largest |w| through matmuls overestimates by orders of magnitude
             // (docs/passes.md), so weight statistics wait for calibration.
-            crate::lower(&mut lowered, &sources, &args.pipeline, None)?;
-            let prog = crate::codegen_reported(&lowered, &sources, &path)?;
+            let applied = crate::lower(&mut lowered, &sources, &args.pipeline, None)?;
+            let mut prog = crate::codegen_reported(&lowered, &sources, &path)?;
+            crate::stamp(&mut prog, &e, &applied);
             let by_port = prog
                 .inputs
                 .iter()

@@ -428,7 +428,9 @@ fn compile_writes_a_valid_bytecode_program() {
         "asm",
     ]);
     assert!(
-        ok && asm.starts_with("; ditto bytecode v2, program hash ") && asm.contains("convert dst=")
+        ok && asm.starts_with("; ditto bytecode v3, program hash ")
+            && asm.contains("; model = bert\n; config = tiny\n; policy = ditto\n")
+            && asm.contains("convert dst=")
     );
     // a standalone exp has no approximation yet: codegen says so, at its line
     let f = tmp("exp.ditto");

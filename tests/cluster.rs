@@ -282,6 +282,9 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
     assert!(good, "client failed:\n{err}");
     let got = json(&out);
     let want = in_process(&m, ids, "mpc");
+    for k in ["model", "config", "policy"] {
+        assert_eq!(got[k], want[k], "{k}");
+    }
     let d = max_diff(&floats(&got), &floats(&want));
     assert!(d < 5e-3, "cluster and in-process outputs differ by {d}");
     let (wire_b, comm) = (

@@ -131,6 +131,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         code: vec![],
         scopes: vec![],
         scope_of: vec![],
+        meta: vec![],
     };
     let scope = scopes(g, &order);
     let mut scope_index: HashMap<&str, u32> = HashMap::new();

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::{self, Write};
 
 pub const MAGIC: &[u8; 8] = b"DITTOBC\0";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest rank and number of elements of a register.
 pub const MAX_RANK: usize = 8;
 pub const MAX_ELEMENTS: u64 = 1 << 34;
@@ -97,6 +97,19 @@ pub struct Program {
     /// empty or one scope index per instruction.
     pub scopes: Vec<String>,
     pub scope_of: Vec<u32>,
+    /// What the program was compiled from (`model`, `config`, `policy`,
+    /// ...), for reports: key–value pairs, keys unique.
+    pub meta: Vec<(String, String)>,
+}
+
+impl Program {
+    /// The value of metadata `key`.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a file was rejected, and at which byte offset of the body.
@@ -439,6 +452,11 @@ impl Program {
             put_str(&mut w, name);
         }
         self.scope_of.put(&mut w);
+        w.extend_from_slice(&(self.meta.len() as u32).to_le_bytes());
+        for (k, v) in &self.meta {
+            put_str(&mut w, k);
+            put_str(&mut w, v);
+        }
         w
     }
 
@@ -548,6 +566,20 @@ impl Program {
             .map(|_| r.string("a scope name"))
             .collect::<Result<Vec<_>, _>>()?;
         let scope_of = <Vec<u32>>::get(&mut r)?;
+        let nm = r.count(8, "metadata entries")?;
+        let mut meta: Vec<(String, String)> = Vec::with_capacity(nm);
+        for _ in 0..nm {
+            let at = r.pos;
+            let k = r.string("a metadata key")?;
+            let v = r.string("a metadata value")?;
+            if k.is_empty() || meta.iter().any(|(m, _)| *m == k) {
+                return Err(DecodeError::Invalid {
+                    offset: at,
+                    message: format!("metadata key {k:?} is empty or repeated"),
+                });
+            }
+            meta.push((k, v));
+        }
         if r.pos != body.len() {
             return Err(DecodeError::Trailing {
                 extra: body.len() - r.pos,
@@ -561,6 +593,7 @@ impl Program {
             code,
             scopes,
             scope_of,
+            meta,
         };
         validate(&p)?;
         Ok(p)
@@ -571,6 +604,9 @@ impl Program {
         let mut s = String::new();
         let hash: String = self.hash().iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(s, "; ditto bytecode v{VERSION}, program hash {hash}");
+        for (k, v) in &self.meta {
+            let _ = writeln!(s, "; {k} = {v}");
+        }
         let ports = |s: &mut String, kind: &str, ps: &[Port]| {
             for (i, p) in ps.iter().enumerate() {
                 let owner = match p.owner {

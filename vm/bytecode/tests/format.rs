@@ -71,6 +71,10 @@ fn sample() -> Program {
         ],
         scopes: vec!["layer.0".into(), "head".into()],
         scope_of: vec![0, 0, 0, 0, 0, 1, 1, 1],
+        meta: vec![
+            ("model".into(), "sample".into()),
+            ("policy".into(), "ditto".into()),
+        ],
     }
 }
 
@@ -257,7 +261,21 @@ proptest! {
             code,
             scopes: vec![],
             scope_of: vec![],
+            meta: vec![],
         };
         prop_assert_eq!(Program::decode(&p.encode()).expect("valid"), p);
     }
+}
+
+#[test]
+fn metadata_round_trips_and_repeated_keys_are_refused() {
+    let p = sample();
+    let q = Program::decode(&p.encode()).expect("decodes");
+    assert_eq!(q.meta("model"), Some("sample"));
+    assert_eq!(q.meta("policy"), Some("ditto"));
+    assert!(q.disassemble().contains("; model = sample"));
+    let mut bad = sample();
+    bad.meta.push(("model".into(), "again".into()));
+    let e = Program::decode(&bad.encode()).expect_err("a repeated key");
+    assert!(e.to_string().contains("repeated"), "{e}");
 }

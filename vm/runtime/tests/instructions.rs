@@ -34,6 +34,7 @@ impl B {
                 code: vec![],
                 scopes: vec![],
                 scope_of: vec![],
+                meta: vec![],
             },
         }
     }

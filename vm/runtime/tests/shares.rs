@@ -50,6 +50,7 @@ fn program() -> Program {
         ],
         scopes: vec![],
         scope_of: vec![],
+        meta: vec![],
     };
     ditto_bytecode::validate(&p).expect("valid");
     p

@@ -58,6 +58,7 @@ fn program() -> Program {
         ],
         scopes: vec![],
         scope_of: vec![],
+        meta: vec![],
     };
     Program::decode(&p.encode()).expect("a valid test program")
 }
