@@ -175,6 +175,11 @@ pub struct BenchArgs {
     /// layers), for check-ranges and the ditto-auto policy.
     #[arg(long)]
     bounds: Option<std::path::PathBuf>,
+    /// Run the conversions' helper messages as a separate offline phase
+    /// (one round) before the online phase; the calls are recorded by a
+    /// first, ordinary run, so this takes twice as long.
+    #[arg(long)]
+    offline: bool,
 }
 
 struct PolicyResult {
@@ -262,7 +267,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         };
         let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| input.clone()).collect();
         let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
-        let run = |net| {
+        let run = |net, record: bool, offline: Option<&[ditto_protocol::ConvCall]>| {
             let data = ditto_vm::Data {
                 inputs: by_port.clone(),
                 weights: &lookup,
@@ -272,6 +277,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let opts = ditto_vm::MpcOptions {
                 progress: Some(&show),
                 net,
+                record,
+                offline,
                 ..Default::default()
             };
             let r = ditto_vm::run_mpc(&prog, data, &opts);
@@ -281,9 +288,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         if !args.json {
             eprintln!("running {} under {policy} ...", e.model);
         }
-        let rep = run(None)?;
+        let trace = if args.offline {
+            Some(run(None, true, None)?.trace)
+        } else {
+            None
+        };
+        let rep = run(None, false, trace.as_deref())?;
         let shaped_s = match shape {
-            Some(s) => Some(run(Some(s))?.wall_s),
+            Some(s) => Some(run(Some(s), false, trace.as_deref())?.wall_s),
             None => None,
         };
         let est_lan = ditto_vm::estimate(&rep, rep.wall_s, ditto_vm::Shape::LAN);
@@ -313,6 +325,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     "est_wan_s": r.est_wan,
                     "net_s": r.shaped_s,
                 });
+                if let Some((secs, st)) = r.rep.offline {
+                    o["offline_phase"] = serde_json::json!({
+                        "seconds": secs,
+                        "bytes": st.bytes(),
+                        "rounds": st.rounds_offline,
+                    });
+                }
                 crate::profile::add_json(&mut o, &r.prog, &r.rep);
                 o
             })
@@ -391,6 +410,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "\nestimates: measured compute + rounds × one-way delay + busiest link's bytes / bandwidth \
          (LAN 5 Gbps, 0.4 ms RTT; WAN 400 Mbps, 40 ms RTT)"
     );
+    for r in &results {
+        if let Some((secs, st)) = r.rep.offline {
+            println!(
+                "{}: offline phase {:.2} s, {}, {} round; online phase {:.2} s, {} rounds",
+                r.policy,
+                secs,
+                crate::profile::human_bytes(st.bytes()),
+                st.rounds_offline,
+                r.rep.wall_s - secs,
+                r.rep.rounds_online() + r.rep.rounds_offline()
+            );
+        }
+    }
     for r in &results {
         println!("\n== {} ==", r.policy);
         print!("{}", crate::profile::table(&r.prog, &r.rep));

@@ -205,3 +205,60 @@ fn schedule_batches_independent_protocols_into_shared_rounds() {
         assert!(cosine(&a.outputs[0].data, &b.outputs[0].data) > 0.9999);
     }
 }
+
+#[test]
+fn an_offline_phase_moves_the_helper_messages_out_of_the_online_rounds() {
+    let ids = [1, 17, 33, 2, 250, 9];
+    for (model, config, layers) in MODELS {
+        let c = case(model, config, *layers, "ditto", &ids);
+        let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+        let run = |opts: &ditto_vm::MpcOptions| {
+            let data = ditto_vm::Data {
+                inputs: vec![c.ids.clone()],
+                weights: &lookup,
+            };
+            ditto_vm::run_mpc(&c.program, data, opts).expect("mpc runs")
+        };
+        let inline = run(&ditto_vm::MpcOptions {
+            record: true,
+            ..Default::default()
+        });
+        assert!(!inline.trace.is_empty());
+        let pre = run(&ditto_vm::MpcOptions {
+            offline: Some(&inline.trace),
+            ..Default::default()
+        });
+        let (secs, off) = pre.offline.expect("an offline phase");
+        let (ri, rp) = (
+            inline.rounds_online() + inline.rounds_offline(),
+            pre.rounds_online() + pre.rounds_offline(),
+        );
+        eprintln!(
+            "{model} {config}: {ri} rounds inline; {rp} + 1 with an offline phase of {} bytes ({secs:.3} s)",
+            off.bytes()
+        );
+        assert_eq!(off.rounds_offline, 1);
+        // the same bytes in all, the same online bytes
+        assert_eq!(pre.comm.bytes(), inline.comm.bytes());
+        assert_eq!(pre.comm.bytes_online, inline.comm.bytes_online);
+        assert_eq!(pre.rounds_online(), inline.rounds_online());
+        assert!(rp < ri, "no rounds saved");
+        assert!(cosine(&pre.outputs[0].data, &inline.outputs[0].data) > 0.999);
+        // a trace of another program is refused, not run wrongly
+        let other = case(model, config, *layers, "uniform64", &ids);
+        let data = ditto_vm::Data {
+            inputs: vec![c.ids.clone()],
+            weights: &lookup,
+        };
+        let e = ditto_vm::run_mpc(
+            &other.program,
+            data,
+            &ditto_vm::MpcOptions {
+                offline: Some(&inline.trace),
+                ..Default::default()
+            },
+        )
+        .expect_err("a foreign trace");
+        assert!(e.to_string().contains("preprocessing"), "{e}");
+    }
+}

@@ -93,6 +93,7 @@ fn names_p2(e: &ProtocolError) -> bool {
     match e {
         ProtocolError::Comm(c) => c.peer() == 2 && e.to_string().contains("P2"),
         ProtocolError::Malformed { peer, .. } => *peer == 2,
+        ProtocolError::Preprocessing(_) => false,
     }
 }
 

@@ -133,6 +133,10 @@ pub enum ProtocolError {
         what: &'static str,
         detail: String,
     },
+    /// The online phase asked for a conversion the offline phase did not
+    /// prepare (a different program or input shape than the trace's).
+    #[error("preprocessing out of step: {0}")]
+    Preprocessing(String),
 }
 
 impl fmt::Display for Phase {

@@ -16,12 +16,43 @@ use crate::share::{AShare, BShare, BitShare};
 pub struct Party<'c> {
     pub id: usize,
     comm: &'c mut dyn Comm,
-    /// Key k_{i−1}, shared with P_{i−1}.
+    /// Stream of key k_{i−1}, shared with P_{i−1}.
     prev: Prg,
-    /// Key k_i, shared with P_{i+1}.
+    /// Stream of key k_i, shared with P_{i+1}.
     next: Prg,
+    /// Conversion streams, apart from the others so that the helper's part
+    /// can be computed ahead (offline) without upsetting their order:
+    /// `help_next`/`help_prev` when this party is H (with A = next, B =
+    /// prev); `helped_prev` when it is A (H = prev), `helped_next` when it is
+    /// B (H = next).
+    help_next: Prg,
+    help_prev: Prg,
+    helped_prev: Prg,
+    helped_next: Prg,
     /// Public counter choosing the roles of asymmetric protocols.
     ctr: u64,
+    /// Conversion calls seen, when recording (`record_conversions`).
+    trace: Option<Vec<ConvCall>>,
+    /// Conversions prepared by `preprocess`, in call order.
+    plan: Option<std::collections::VecDeque<Prepared>>,
+}
+
+/// A conversion call as the offline phase needs to know it: rings, shift
+/// and length. The sequence of a program's calls does not depend on the
+/// data, so one run's trace prepares the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvCall {
+    pub kin: u32,
+    pub kout: u32,
+    pub m: u32,
+    pub n: usize,
+}
+
+/// One prepared conversion: this party's role and, for B, H's message.
+struct Prepared {
+    call: ConvCall,
+    role: Role,
+    msg: Vec<u8>,
 }
 
 fn parse<R: Ring>(
@@ -179,13 +210,114 @@ impl<'c> Party<'c> {
                     what: "key setup",
                     detail: format!("{} bytes, expected 32", got[0].len()),
                 })?;
+        // Sub-streams of each pair key, drawn in the same order by both
+        // holders: P_i's (help_next, helped_next) are P_{i+1}'s
+        // (helped_prev, help_prev).
+        let mut kn = Prg::new(k_next);
+        let mut kp = Prg::new(k_prev);
+        let (next, help_next, helped_next) = (kn.key(), kn.key(), kn.key());
+        let (prev, helped_prev, help_prev) = (kp.key(), kp.key(), kp.key());
         Ok(Party {
             id,
             comm,
-            prev: Prg::new(k_prev),
-            next: Prg::new(k_next),
+            prev: Prg::new(prev),
+            next: Prg::new(next),
+            help_next: Prg::new(help_next),
+            help_prev: Prg::new(help_prev),
+            helped_prev: Prg::new(helped_prev),
+            helped_next: Prg::new(helped_next),
             ctr: 0,
+            trace: None,
+            plan: None,
         })
+    }
+
+    /// Records every conversion call from now on (see [`Party::take_trace`]).
+    pub fn record_conversions(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    pub fn take_trace(&mut self) -> Vec<ConvCall> {
+        self.trace.take().unwrap_or_default()
+    }
+
+    /// The offline phase for the conversion calls `calls`, which the
+    /// following online phase must make in this order: each party computes
+    /// its helper messages for the calls where it is H and sends them all to
+    /// its predecessor (that call's B) at once. **1 round** in all (instead
+    /// of one per conversion), 2·k_out bits per element of the calls, as
+    /// before. Afterwards every conversion takes its helper part from here,
+    /// and a call that differs from the plan is an error.
+    pub fn preprocess(&mut self, calls: &[ConvCall]) -> Result<(), ProtocolError> {
+        let mut plan = std::collections::VecDeque::with_capacity(calls.len());
+        let mut out = Vec::new();
+        let mut want = 0usize;
+        for (k, &call) in calls.iter().enumerate() {
+            let role = self.role_at(self.ctr + k as u64);
+            match role {
+                Role::H => out.extend(match (call.kin, call.kout) {
+                    (32, 32) => self.helper_message::<u32, u32>(call.n, call.m),
+                    (32, _) => self.helper_message::<u32, u64>(call.n, call.m),
+                    (_, 32) => self.helper_message::<u64, u32>(call.n, call.m),
+                    _ => self.helper_message::<u64, u64>(call.n, call.m),
+                }),
+                Role::B => want += 2 * call.n * (call.kout as usize / 8),
+                Role::A => {}
+            }
+            plan.push_back(Prepared {
+                call,
+                role,
+                msg: Vec::new(),
+            });
+        }
+        let (pred, succ) = (self.pred(), self.succ());
+        let got = self
+            .comm
+            .exchange(Phase::Offline, vec![(pred, out)], &[succ])?;
+        let got = &got[0];
+        if got.len() != want {
+            return Err(ProtocolError::Malformed {
+                peer: succ,
+                what: "preprocessed helper messages",
+                detail: format!("{} bytes, expected {want}", got.len()),
+            });
+        }
+        let mut at = 0;
+        for p in plan.iter_mut().filter(|p| p.role == Role::B) {
+            let len = 2 * p.call.n * (p.call.kout as usize / 8);
+            p.msg = got[at..at + len].to_vec();
+            at += len;
+        }
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    /// Conversions prepared and not yet used.
+    pub fn prepared_left(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// H's message to B for one conversion of `n` elements by `m` bits:
+    /// B's additive shares of r_msb and r_mid (A's come from the A–H stream).
+    fn helper_message<Ri: Ring, Ro: Ring>(&mut self, n: usize, m: u32) -> Vec<u8> {
+        let kin = Ri::BITS;
+        let half = Ri::ONE.shl(kin - 1);
+        let ra: Vec<Ri> = self.help_next.ring(n);
+        let rb: Vec<Ri> = self.help_prev.ring(n);
+        let msb_a: Vec<Ro> = self.help_next.ring(n);
+        let mid_a: Vec<Ro> = self.help_next.ring(n);
+        let mut msb_b = Vec::with_capacity(n);
+        let mut mid_b = Vec::with_capacity(n);
+        for j in 0..n {
+            let r = ra[j].add(rb[j]);
+            let r_msb = Ro::from_u64(r.shr(kin - 1).to_u64());
+            let r_mid = Ro::from_u64(r.and(half.sub(Ri::ONE)).shr(m).to_u64());
+            msb_b.push(r_msb.sub(msb_a[j]));
+            mid_b.push(r_mid.sub(mid_a[j]));
+        }
+        let mut msg = to_bytes(&msb_b);
+        msg.extend(to_bytes(&mid_b));
+        msg
     }
 
     pub fn comm(&mut self) -> &mut dyn Comm {
@@ -380,16 +512,41 @@ impl<'c> Party<'c> {
     /// advances the public counter.
     fn next_roles(&mut self) -> (Role, usize, usize, usize) {
         let h = (self.ctr % 3) as usize;
+        let role = self.role_at(self.ctr);
         self.ctr += 1;
-        let (a, b) = ((h + 1) % 3, (h + 2) % 3);
-        let role = if self.id == a {
+        (role, (h + 1) % 3, (h + 2) % 3, h)
+    }
+
+    /// This party's role in the conversion with counter value `ctr`.
+    fn role_at(&self, ctr: u64) -> Role {
+        let h = (ctr % 3) as usize;
+        if self.id == (h + 1) % 3 {
             Role::A
-        } else if self.id == b {
+        } else if self.id == (h + 2) % 3 {
             Role::B
         } else {
             Role::H
+        }
+    }
+
+    /// The prepared part of the next conversion, if there is a plan.
+    fn planned(&mut self, call: ConvCall, role: Role) -> Result<Option<Vec<u8>>, ProtocolError> {
+        if let Some(t) = &mut self.trace {
+            t.push(call);
+        }
+        let Some(plan) = &mut self.plan else {
+            return Ok(None);
         };
-        (role, a, b, h)
+        let p = plan.pop_front().ok_or_else(|| {
+            ProtocolError::Preprocessing(format!("no conversion prepared for {call:?}"))
+        })?;
+        if p.call != call || p.role != role {
+            return Err(ProtocolError::Preprocessing(format!(
+                "the next conversion is {call:?} as {role:?}; {:?} as {:?} was prepared",
+                p.call, p.role
+            )));
+        }
+        Ok(Some(p.msg))
     }
 
     /// Ditto's conversion (PROTOCOLS.md): from x shared in Z_2^k_in with
@@ -476,28 +633,21 @@ impl<'c> Party<'c> {
         assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
         let n = input.len();
         let (role, a_id, b_id, h_id) = self.next_roles();
+        let call = ConvCall {
+            kin,
+            kout: Ro::BITS,
+            m,
+            n,
+        };
+        let planned = self.planned(call, role)?;
         let half = Ri::ONE.shl(kin - 1);
         let low = |v: Ri| v.and(half.sub(Ri::ONE));
         match role {
             Role::H => {
-                // A–H key is H's `next`, B–H key is H's `prev`.
-                let ra: Vec<Ri> = self.next.ring(n);
-                let rb: Vec<Ri> = self.prev.ring(n);
-                let msb_a: Vec<Ro> = self.next.ring(n);
-                let mid_a: Vec<Ro> = self.next.ring(n);
-                let mut msg = Vec::with_capacity(2 * n * (Ro::BITS as usize / 8));
-                let mut mid_b = Vec::with_capacity(n);
-                let mut msb_b = Vec::with_capacity(n);
-                for j in 0..n {
-                    let r = ra[j].add(rb[j]);
-                    let r_msb = Ro::from_u64(r.shr(kin - 1).to_u64());
-                    let r_mid = Ro::from_u64(low(r).shr(m).to_u64());
-                    msb_b.push(r_msb.sub(msb_a[j]));
-                    mid_b.push(r_mid.sub(mid_a[j]));
+                if planned.is_none() {
+                    let msg = self.helper_message::<Ri, Ro>(n, m);
+                    self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
                 }
-                msg.extend(to_bytes(&msb_b));
-                msg.extend(to_bytes(&mid_b));
-                self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
                 if let ConvIn::Additive(z) = input {
                     // H's share joins the opening of c
                     let zb = to_bytes(z);
@@ -512,14 +662,20 @@ impl<'c> Party<'c> {
             Role::A | Role::B => {
                 let is_a = role == Role::A;
                 let (r_share, msb_s, mid_s): (Vec<Ri>, Vec<Ro>, Vec<Ro>) = if is_a {
-                    let r = self.prev.ring(n);
-                    let ms = self.prev.ring(n);
-                    let md = self.prev.ring(n);
+                    let r = self.helped_prev.ring(n);
+                    let ms = self.helped_prev.ring(n);
+                    let md = self.helped_prev.ring(n);
                     (r, ms, md)
                 } else {
-                    let r = self.next.ring(n);
-                    let got = self.comm.exchange(Phase::Offline, vec![], &[h_id])?;
-                    let both: Vec<Ro> = parse(&got[0], 2 * n, h_id, "conversion helper message")?;
+                    let r = self.helped_next.ring(n);
+                    let msg = match planned {
+                        Some(m) => m,
+                        None => self
+                            .comm
+                            .exchange(Phase::Offline, vec![], &[h_id])?
+                            .remove(0),
+                    };
+                    let both: Vec<Ro> = parse(&msg, 2 * n, h_id, "conversion helper message")?;
                     let (ms, md) = both.split_at(n);
                     (r, ms.to_vec(), md.to_vec())
                 };

@@ -651,3 +651,111 @@ fn the_view_test_detects_a_leak() {
         "a revealed secret went unnoticed (chi2 = {c:.0})"
     );
 }
+
+// ----- the offline phase -----
+
+/// A mixed sequence of conversions (every ring pair, a fused product): the
+/// values, and the bits each call would move.
+fn conversions(p: &mut Party, x64: &[AShare<u64>; 3], x32: &[AShare<u32>; 3]) -> [Vec<i64>; 4] {
+    let id = p.id;
+    let a = p.convert::<u64, u64>(&x64[id], 18).unwrap();
+    let b = p.convert::<u32, u64>(&x32[id], 0).unwrap();
+    let c = p.convert::<u64, u32>(&x64[id], 12).unwrap();
+    let z = p.mul_local(&x32[id], &x32[id]);
+    let d = p.convert_additive::<u32, u32>(&z, 8).unwrap();
+    let v64 = |s: &AShare<u64>| s.a.iter().map(|e| e.to_i64()).collect::<Vec<_>>();
+    let v32 = |s: &AShare<u32>| s.a.iter().map(|e| e.to_i64()).collect::<Vec<_>>();
+    // (the first component only: enough to rebuild the value with the others)
+    [v64(&a), v64(&b), v32(&c), v32(&d)]
+}
+
+#[test]
+fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
+    let x64: Vec<u64> = values(50, 40, 90);
+    let x32: Vec<u32> = values(50, 12, 91);
+    let (s64, s32) = (shares(&x64, 92), shares(&x32, 93));
+    // inline, recording the calls
+    let inline = run3(|c: &mut Channel| {
+        let id = c.id();
+        let mut p = Party::setup(c, seed_of(94, id)).unwrap();
+        p.record_conversions();
+        let before = p.comm().stats();
+        let out = conversions(&mut p, &s64, &s32);
+        (out, p.take_trace(), p.comm().stats().since(&before))
+    });
+    let trace = inline[0].1.clone();
+    assert_eq!(trace.len(), 4);
+    assert!(
+        inline.iter().all(|r| r.1 == trace),
+        "every party sees the same calls"
+    );
+    // preprocessed: one offline round for all helper messages
+    let pre = run3(|c: &mut Channel| {
+        let id = c.id();
+        let mut p = Party::setup(c, seed_of(95, id)).unwrap();
+        let s0 = p.comm().stats();
+        p.preprocess(&trace).unwrap();
+        let s1 = p.comm().stats();
+        let out = conversions(&mut p, &s64, &s32);
+        assert_eq!(p.prepared_left(), 0);
+        (out, s1.since(&s0), p.comm().stats().since(&s1))
+    });
+    let open_all = |rs: [&[Vec<i64>; 4]; 3], k: usize| -> Vec<i64> {
+        // the three first components are the three additive parts
+        (0..rs[0][k].len())
+            .map(|j| {
+                rs[0][k][j]
+                    .wrapping_add(rs[1][k][j])
+                    .wrapping_add(rs[2][k][j])
+            })
+            .collect()
+    };
+    for k in 0..4 {
+        let a = open_all([&inline[0].0, &inline[1].0, &inline[2].0], k);
+        let b = open_all([&pre[0].0, &pre[1].0, &pre[2].0], k);
+        for (j, (u, v)) in a.iter().zip(&b).enumerate() {
+            let (u, v) = if k >= 2 {
+                (*u as i32 as i64, *v as i32 as i64)
+            } else {
+                (*u, *v)
+            };
+            assert!(
+                (u - v).abs() <= 1,
+                "call {k} element {j}: inline {u}, preprocessed {v}"
+            );
+        }
+    }
+    let inl: Stats = inline.iter().fold(Stats::default(), |s, r| s.add(&r.2));
+    let off: Stats = pre.iter().fold(Stats::default(), |s, r| s.add(&r.1));
+    let on: Stats = pre.iter().fold(Stats::default(), |s, r| s.add(&r.2));
+    // the same bytes; the helper messages all in one offline round
+    assert_eq!(off.bytes_offline + on.bytes_offline, inl.bytes_offline);
+    assert_eq!(on.bytes_offline, 0);
+    assert_eq!(on.bytes_online, inl.bytes_online);
+    assert_eq!(pre.iter().map(|r| r.1.rounds_offline).max(), Some(1));
+    assert_eq!(pre.iter().map(|r| r.2.rounds_offline).max(), Some(0));
+    assert_eq!(
+        pre.iter().map(|r| r.2.rounds_online).max(),
+        inline.iter().map(|r| r.2.rounds_online).max()
+    );
+}
+
+#[test]
+fn a_conversion_that_was_not_prepared_is_refused() {
+    let x: Vec<u64> = values(20, 30, 96);
+    let s = shares(&x, 97);
+    let trace = [ditto_protocol::ConvCall {
+        kin: 64,
+        kout: 64,
+        m: 18,
+        n: 19,
+    }];
+    let r = with_parties(98, |p| {
+        p.preprocess(&trace).unwrap();
+        p.convert::<u64, u64>(&s[p.id], 18).map(|_| ())
+    });
+    for (e, _) in r {
+        let e = e.expect_err("a different length");
+        assert!(e.to_string().contains("preprocessing out of step"), "{e}");
+    }
+}

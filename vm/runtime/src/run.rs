@@ -9,7 +9,7 @@ use crate::source::{Clear, Data, Dealt, Source};
 use crate::value::Value;
 use ditto_bytecode::{Instr, Kind, Program};
 use ditto_protocol::share::{open, open_bits};
-use ditto_protocol::{Party, Ring, Stats};
+use ditto_protocol::{ConvCall, Party, Ring, Stats};
 use std::time::{Duration, Instant};
 
 /// An output, decoded to reals.
@@ -45,6 +45,11 @@ pub struct Report {
     /// (output shares).
     pub client_bytes: u64,
     pub wall_s: f64,
+    /// The separate offline phase, when the run had one: seconds (slowest
+    /// party) and traffic (bytes of all parties; rounds of one).
+    pub offline: Option<(f64, Stats)>,
+    /// The conversion calls of the run, when recorded (`MpcOptions::record`).
+    pub trace: Vec<ConvCall>,
 }
 
 impl Report {
@@ -127,6 +132,8 @@ pub fn run_fixed(prog: &Program, data: Data) -> Result<Report, VmError> {
         party_stats: Default::default(),
         client_bytes: 0,
         wall_s: start.elapsed().as_secs_f64(),
+        offline: None,
+        trace: Vec::new(),
     })
 }
 
@@ -140,6 +147,11 @@ pub struct MpcOptions<'a> {
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
     /// Shape the in-memory links like a network (`--net lan|wan`).
     pub net: Option<ditto_net::mem::Shape>,
+    /// Record the conversion calls (`Report::trace`).
+    pub record: bool,
+    /// Run an offline phase for these conversion calls (a recorded trace of
+    /// the same program) before the online phase.
+    pub offline: Option<&'a [ConvCall]>,
 }
 
 impl Default for MpcOptions<'_> {
@@ -149,6 +161,8 @@ impl Default for MpcOptions<'_> {
             seeds: None,
             progress: None,
             net: None,
+            record: false,
+            offline: None,
         }
     }
 }
@@ -180,10 +194,30 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         };
         let mut party = Party::setup(chan, seeds[id])
             .map_err(|e| VmError::Setup(format!("P{id}: key setup failed: {e}")))?;
+        if opts.record {
+            party.record_conversions();
+        }
+        let offline = match opts.offline {
+            None => None,
+            Some(calls) => {
+                let (t0, s0) = (Instant::now(), party.comm().stats());
+                party
+                    .preprocess(calls)
+                    .map_err(|e| VmError::Setup(format!("P{id}: offline phase: {e}")))?;
+                Some((t0.elapsed().as_secs_f64(), party.comm().stats().since(&s0)))
+            }
+        };
         let progress = if id == 0 { opts.progress } else { None };
         let out = execute(prog, Some(&mut party), &src, progress)?;
+        if party.prepared_left() > 0 {
+            return Err(VmError::Setup(format!(
+                "P{id}: {} prepared conversions were not used (the trace is of another program)",
+                party.prepared_left()
+            )));
+        }
+        let trace = party.take_trace();
         let stats = ditto_protocol::Comm::stats(chan);
-        Ok::<_, VmError>((out, stats, src.client_bytes()))
+        Ok::<_, VmError>(((out, stats, src.client_bytes()), offline, trace))
     });
     let wall_s = start.elapsed().as_secs_f64();
     // the first failure in party order, preferring one that names a peer
@@ -199,12 +233,27 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         let pick = errs.iter().position(|e| e.peer().is_none()).unwrap_or(0);
         return Err(errs.swap_remove(pick));
     }
-    let [p0, p1, p2]: [(Outcome, Stats, u64); 3] = oks
+    let mut offline: Option<(f64, Stats)> = None;
+    let mut trace = Vec::new();
+    let mut parts = Vec::new();
+    for (part, off, t) in oks {
+        if let Some((secs, st)) = off {
+            let o = offline.get_or_insert((0.0, Stats::default()));
+            let rounds = o.1.rounds_offline.max(st.rounds_offline);
+            *o = (o.0.max(secs), o.1.add(&st));
+            o.1.rounds_offline = rounds; // parties run in lock-step
+        }
+        trace = t;
+        parts.push(part);
+    }
+    let [p0, p1, p2]: [(Outcome, Stats, u64); 3] = parts
         .try_into()
         .map_err(|_| VmError::Setup("a party returned no result".into()))?;
     let out_bytes = output_bytes(&p0.0.outputs);
     let mut rep = assemble(prog, [p0, p1, p2], wall_s)?;
     rep.client_bytes += out_bytes;
+    rep.offline = offline;
+    rep.trace = trace;
     Ok(rep)
 }
 
@@ -269,6 +318,8 @@ pub fn assemble(
         party_stats: [p0.1, p1.1, p2.1],
         client_bytes: p0.2 + p1.2 + p2.2,
         wall_s,
+        offline: None,
+        trace: Vec::new(),
     })
 }
 
@@ -276,7 +327,8 @@ pub fn assemble(
 /// plus one one-way delay per round plus the busiest directed link's bytes
 /// at the link bandwidth. (`compute_s` is the run's time without shaping.)
 pub fn estimate(rep: &Report, compute_s: f64, shape: ditto_net::mem::Shape) -> f64 {
-    let rounds = (rep.rounds_online() + rep.rounds_offline()) as f64;
+    let pre = rep.offline.map_or(0, |(_, s)| s.rounds_offline);
+    let rounds = (rep.rounds_online() + rep.rounds_offline() + pre) as f64;
     let busiest = rep
         .party_stats
         .iter()
