@@ -149,6 +149,16 @@ pub fn client(args: ClientArgs) -> Result<()> {
     }
     let [a, b, c] = got.map(|r| r.expect("three answers"));
     let wire_bytes = a.wire_bytes + b.wire_bytes + c.wire_bytes;
+    let offline = match (&a.offline, &b.offline, &c.offline) {
+        (Some(x), Some(y), Some(z)) => Some((
+            x.0.max(y.0).max(z.0),
+            x.1.add(&y.1).add(&z.1),
+            x.1.rounds_offline
+                .max(y.1.rounds_offline)
+                .max(z.1.rounds_offline),
+        )),
+        _ => None,
+    };
     let secs = [a.secs, b.secs, c.secs];
     let outs = ditto_vm::run::output_bytes(&a.outcome.outputs);
     let mut rep = ditto_vm::assemble(
@@ -174,6 +184,9 @@ pub fn client(args: ClientArgs) -> Result<()> {
             "wall_s": wall,
             "wire_bytes": wire_bytes,
             "party_s": secs,
+            "offline_phase": offline.map(|(s, st, r)| serde_json::json!({
+                "seconds": s, "bytes": st.bytes(), "rounds": r,
+            })),
         });
         crate::profile::add_json(&mut obj, &prog, &rep);
         println!("{obj}");
@@ -200,6 +213,12 @@ pub fn client(args: ClientArgs) -> Result<()> {
             "on the wire between the parties (TLS): {} bytes",
             wire_bytes
         );
+        if let Some((secs, st, rounds)) = offline {
+            println!(
+                "offline phase (prepared conversions): {secs:.3} s, {} bytes, {rounds} round",
+                st.bytes()
+            );
+        }
         if args.profile {
             print!("{}", crate::profile::table(&prog, &rep));
         }

@@ -556,6 +556,8 @@ pub struct PartyResult {
     /// Bytes of the client's input message.
     pub client_bytes: u64,
     pub secs: f64,
+    /// The offline phase, when the query had one: seconds and traffic.
+    pub offline: Option<(f64, Stats)>,
 }
 
 pub fn encode_result(r: Result<&PartyResult, &str>) -> Vec<u8> {
@@ -580,6 +582,14 @@ pub fn encode_result(r: Result<&PartyResult, &str>) -> Vec<u8> {
             w.extend_from_slice(&p.wire_bytes.to_le_bytes());
             w.extend_from_slice(&p.client_bytes.to_le_bytes());
             w.extend_from_slice(&p.secs.to_bits().to_le_bytes());
+            match &p.offline {
+                None => w.push(0),
+                Some((secs, st)) => {
+                    w.push(1);
+                    w.extend_from_slice(&secs.to_bits().to_le_bytes());
+                    put_stats(&mut w, st);
+                }
+            }
         }
     }
     w
@@ -612,6 +622,11 @@ pub fn decode_result(b: &[u8]) -> Result<Result<PartyResult, String>, WireError>
             let wire_bytes = r.u64("the wire bytes")?;
             let client_bytes = r.u64("the client bytes")?;
             let secs = r.f64("seconds")?;
+            let offline = match r.u8("the offline flag")? {
+                0 => None,
+                1 => Some((r.f64("offline seconds")?, get_stats(&mut r)?)),
+                f => return Err(r.err(format!("offline flag {f}"))),
+            };
             r.end("the result")?;
             Ok(Ok(PartyResult {
                 outcome: Outcome { outputs, costs },
@@ -619,6 +634,7 @@ pub fn decode_result(b: &[u8]) -> Result<Result<PartyResult, String>, WireError>
                 wire_bytes,
                 client_bytes,
                 secs,
+                offline,
             }))
         }
         t => Err(r.err(format!("unknown result tag {t}"))),
