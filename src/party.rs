@@ -180,14 +180,37 @@ pub fn party(args: PartyArgs) -> Result<()> {
     loop {
         let links = establish(&ctx, &me, &peer_rx)?;
         let mut chan = Channel::new(id, links, timeout);
+        let mut prepared: Option<Ahead> = None;
         log(id, "mesh up: linked to the other two parties");
         loop {
-            match query(&ctx, &prog, &weights, &mut chan, timeout, &mut trace) {
+            match query(
+                &ctx,
+                &prog,
+                &weights,
+                &mut chan,
+                timeout,
+                &mut trace,
+                &mut prepared,
+            ) {
                 Ok(true) => {
                     served += 1;
                     if args.queries == Some(served) {
                         log(id, format!("served {served} queries; exiting"));
                         return Ok(());
+                    }
+                    // all three finished the same query and hold the same
+                    // trace: prepare the next query's offline phase now
+                    if let Some(t) = &trace {
+                        match prepare(&mut chan, t) {
+                            Ok(p) => prepared = Some(p),
+                            Err(e) => {
+                                log(
+                                    id,
+                                    format!("preparing the next query: {e}; rebuilding the mesh"),
+                                );
+                                break;
+                            }
+                        }
                     }
                 }
                 Ok(false) => {}
@@ -360,6 +383,34 @@ fn establish(
     Ok(links)
 }
 
+/// An offline phase run while waiting for the next query.
+struct Ahead {
+    state: ditto_protocol::PartyState,
+    secs: f64,
+    stats: ditto_protocol::Stats,
+    wire: u64,
+}
+
+/// Step label of the offline phase run between queries.
+const PREPARE: u64 = u64::MAX - 1;
+
+/// Key setup and the offline phase for `calls`, detached from the link
+/// until the next query resumes it.
+fn prepare(chan: &mut Channel, calls: &[ConvCall]) -> Result<Ahead, String> {
+    chan.set_step(PREPARE);
+    chan.set_timeout(SHORT * 6);
+    let (t0, s0, w0) = (Instant::now(), chan.stats(), chan.link_wire_bytes());
+    let mut party = Party::setup(chan, rand::random()).map_err(|e| e.to_string())?;
+    party.preprocess(calls).map_err(|e| e.to_string())?;
+    let state = party.into_state();
+    Ok(Ahead {
+        state,
+        secs: t0.elapsed().as_secs_f64(),
+        stats: chan.stats().since(&s0),
+        wire: chan.link_wire_bytes() - w0,
+    })
+}
+
 /// A digest of a conversion trace (never 0), for the parties to check that
 /// they prepare the same calls.
 fn trace_digest(calls: &[ConvCall]) -> u64 {
@@ -386,6 +437,7 @@ fn query(
     chan: &mut Channel,
     timeout: Duration,
     trace: &mut Option<Vec<ConvCall>>,
+    prepared: &mut Option<Ahead>,
 ) -> Result<bool, End> {
     let id = ctx.id;
     let broken = |what: &str, e: CommError| End::Broken(format!("{what}: {e}"));
@@ -449,6 +501,7 @@ fn query(
     let digest = trace.as_deref().map_or(0, trace_digest);
     let mut mine = vec![status.is_ok() as u8];
     mine.extend_from_slice(&digest.to_le_bytes());
+    mine.push(prepared.is_some() as u8);
     let others: Vec<usize> = (0..3).filter(|&j| j != id).collect();
     let theirs = chan
         .exchange(
@@ -460,11 +513,13 @@ fn query(
     if let Some(k) = others
         .iter()
         .zip(&theirs)
-        .find(|(_, m)| m.len() != 9 || m[0] != 1)
+        .find(|(_, m)| m.len() != 10 || m[0] != 1)
     {
         status = status.and(Err(format!("P{} could not take this query", k.0)));
     }
     let offline = digest != 0 && theirs.iter().all(|m| m.get(1..9) == Some(&mine[1..9]));
+    // prepared while waiting: used only if all three are
+    let ready_ahead = offline && prepared.is_some() && theirs.iter().all(|m| m.get(9) == Some(&1));
     let received = match status {
         Ok(r) => r,
         Err(why) => {
@@ -481,10 +536,21 @@ fn query(
     let s0 = chan.stats();
     let w0 = chan.link_wire_bytes();
     let mut pre = None;
+    let ahead = if ready_ahead { prepared.take() } else { None };
+    *prepared = None;
+    let (mut extra, mut extra_wire) = (ditto_protocol::Stats::default(), 0);
     let run = (|| {
-        let mut party = Party::setup(chan, rand::random())
-            .map_err(|e| format!("P{id}: key setup failed: {e}"))?;
+        let mut party = match ahead {
+            Some(p) => {
+                pre = Some((p.secs, p.stats));
+                (extra, extra_wire) = (p.stats, p.wire);
+                Party::resume(chan, p.state).map_err(|e| format!("P{id}: {e}"))?
+            }
+            None => Party::setup(chan, rand::random())
+                .map_err(|e| format!("P{id}: key setup failed: {e}"))?,
+        };
         match (offline, trace.as_deref()) {
+            _ if pre.is_some() => {}
             (true, Some(calls)) => {
                 let (t0, p0) = (Instant::now(), party.comm().stats());
                 party
@@ -503,8 +569,8 @@ fn query(
     })();
     let result = run.map(|outcome| PartyResult {
         outcome,
-        stats: chan.stats().since(&s0),
-        wire_bytes: chan.link_wire_bytes() - w0,
+        stats: chan.stats().since(&s0).add(&extra),
+        wire_bytes: chan.link_wire_bytes() - w0 + extra_wire,
         client_bytes: ditto_vm::Source::client_bytes(&received),
         secs: start.elapsed().as_secs_f64(),
         offline: pre,

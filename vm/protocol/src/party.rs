@@ -48,6 +48,22 @@ pub struct ConvCall {
     pub n: usize,
 }
 
+/// A party's protocol state without its link: keys, streams, role counter
+/// and prepared conversions. An offline phase run ahead of a query (while
+/// the parties wait for one) is kept in this form and resumed on the same
+/// link ([`Party::into_state`], [`Party::resume`]).
+pub struct PartyState {
+    id: usize,
+    prev: Prg,
+    next: Prg,
+    help_next: Prg,
+    help_prev: Prg,
+    helped_prev: Prg,
+    helped_next: Prg,
+    ctr: u64,
+    plan: Option<std::collections::VecDeque<Prepared>>,
+}
+
 /// One prepared conversion: this party's role and, for B, H's message.
 struct Prepared {
     call: ConvCall,
@@ -229,6 +245,46 @@ impl<'c> Party<'c> {
             ctr: 0,
             trace: None,
             plan: None,
+        })
+    }
+
+    /// Detaches the state from the link (a recording in progress is dropped).
+    pub fn into_state(self) -> PartyState {
+        PartyState {
+            id: self.id,
+            prev: self.prev,
+            next: self.next,
+            help_next: self.help_next,
+            help_prev: self.help_prev,
+            helped_prev: self.helped_prev,
+            helped_next: self.helped_next,
+            ctr: self.ctr,
+            plan: self.plan,
+        }
+    }
+
+    /// Continues from a detached state on a link of the same party (the
+    /// other two must resume theirs, from the same point).
+    pub fn resume(comm: &'c mut dyn Comm, st: PartyState) -> Result<Party<'c>, ProtocolError> {
+        if comm.id() != st.id {
+            return Err(ProtocolError::Preprocessing(format!(
+                "the state of P{} resumed on the link of P{}",
+                st.id,
+                comm.id()
+            )));
+        }
+        Ok(Party {
+            id: st.id,
+            comm,
+            prev: st.prev,
+            next: st.next,
+            help_next: st.help_next,
+            help_prev: st.help_prev,
+            helped_prev: st.helped_prev,
+            helped_next: st.helped_next,
+            ctr: st.ctr,
+            trace: None,
+            plan: st.plan,
         })
     }
 

@@ -696,6 +696,11 @@ fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
         let s0 = p.comm().stats();
         p.preprocess(&trace).unwrap();
         let s1 = p.comm().stats();
+        // the prepared state survives detaching from the link (a cluster
+        // prepares while it waits for a query)
+        let st = p.into_state();
+        c.set_step(7);
+        let mut p = Party::resume(c, st).unwrap();
         let out = conversions(&mut p, &s64, &s32);
         assert_eq!(p.prepared_left(), 0);
         (out, s1.since(&s0), p.comm().stats().since(&s1))
