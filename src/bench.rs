@@ -267,7 +267,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         };
         let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| input.clone()).collect();
         let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
-        let run = |net, record: bool, offline: Option<&[ditto_protocol::ConvCall]>| {
+        let run = |net, record: bool, offline: Option<&[ditto_protocol::PreCall]>| {
             let data = ditto_vm::Data {
                 inputs: by_port.clone(),
                 weights: &lookup,

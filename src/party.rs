@@ -22,7 +22,7 @@ use crate::cluster::Cluster;
 use anyhow::{anyhow, Context, Result};
 use ditto_net::tls::{self, ServerStream, TlsLink};
 use ditto_net::{Channel, Link};
-use ditto_protocol::{Comm, CommError, ConvCall, Party, Phase};
+use ditto_protocol::{Comm, CommError, Party, Phase, PreCall};
 use ditto_vm::wire::{self, Hello, PartyResult, Received};
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -176,7 +176,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let mut served = 0usize;
     // the conversion calls of the program, recorded by the first query: the
     // later ones prepare their helper messages in one offline round
-    let mut trace: Option<Vec<ConvCall>> = None;
+    let mut trace: Option<Vec<PreCall>> = None;
     loop {
         let links = establish(&ctx, &me, &peer_rx)?;
         let mut chan = Channel::new(id, links, timeout);
@@ -396,7 +396,7 @@ const PREPARE: u64 = u64::MAX - 1;
 
 /// Key setup and the offline phase for `calls`, detached from the link
 /// until the next query resumes it.
-fn prepare(chan: &mut Channel, calls: &[ConvCall]) -> Result<Ahead, String> {
+fn prepare(chan: &mut Channel, calls: &[PreCall]) -> Result<Ahead, String> {
     chan.set_step(PREPARE);
     chan.set_timeout(SHORT * 6);
     let (t0, s0, w0) = (Instant::now(), chan.stats(), chan.link_wire_bytes());
@@ -413,11 +413,14 @@ fn prepare(chan: &mut Channel, calls: &[ConvCall]) -> Result<Ahead, String> {
 
 /// A digest of a conversion trace (never 0), for the parties to check that
 /// they prepare the same calls.
-fn trace_digest(calls: &[ConvCall]) -> u64 {
+fn trace_digest(calls: &[PreCall]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for c in calls {
-        (c.kin, c.kout, c.m, c.n).hash(&mut h);
+        match c {
+            PreCall::Conv(c) => (0u8, c.kin, c.kout, c.m, c.n).hash(&mut h),
+            PreCall::B2a { k, n } => (1u8, *k, 0u32, 0u32, *n).hash(&mut h),
+        }
     }
     h.finish() | 1
 }
@@ -436,7 +439,7 @@ fn query(
     weights: &[ditto_vm::Value],
     chan: &mut Channel,
     timeout: Duration,
-    trace: &mut Option<Vec<ConvCall>>,
+    trace: &mut Option<Vec<PreCall>>,
     prepared: &mut Option<Ahead>,
 ) -> Result<bool, End> {
     let id = ctx.id;

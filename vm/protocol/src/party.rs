@@ -29,12 +29,33 @@ pub struct Party<'c> {
     help_prev: Prg,
     helped_prev: Prg,
     helped_next: Prg,
+    /// The random bits of B2A and their arithmetic form, likewise apart.
+    b2a_next: Prg,
+    b2a_prev: Prg,
     /// Public counter choosing the roles of asymmetric protocols.
     ctr: u64,
-    /// Conversion calls seen, when recording (`record_conversions`).
-    trace: Option<Vec<ConvCall>>,
+    /// Calls seen, when recording (`record_conversions`).
+    trace: Option<Vec<PreCall>>,
     /// Conversions prepared by `preprocess`, in call order.
     plan: Option<std::collections::VecDeque<Prepared>>,
+    /// B2A random bits prepared by `preprocess`, in call order.
+    bits_plan: Option<std::collections::VecDeque<PreparedBits>>,
+}
+
+/// A call the offline phase prepares: a conversion, or the random bits of
+/// a B2A (k: the ring, n: the number of bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreCall {
+    Conv(ConvCall),
+    B2a { k: u32, n: usize },
+}
+
+/// Prepared random bits for one B2A: the boolean sharing and the
+/// arithmetic one (in the call's ring, widened to 64 bits here).
+struct PreparedBits {
+    k: u32,
+    rho: BitShare,
+    r: AShare<u64>,
 }
 
 /// A conversion call as the offline phase needs to know it: rings, shift
@@ -60,8 +81,11 @@ pub struct PartyState {
     help_prev: Prg,
     helped_prev: Prg,
     helped_next: Prg,
+    b2a_next: Prg,
+    b2a_prev: Prg,
     ctr: u64,
     plan: Option<std::collections::VecDeque<Prepared>>,
+    bits_plan: Option<std::collections::VecDeque<PreparedBits>>,
 }
 
 /// One prepared conversion: this party's role and, for B, H's message.
@@ -231,8 +255,8 @@ impl<'c> Party<'c> {
         // (helped_prev, help_prev).
         let mut kn = Prg::new(k_next);
         let mut kp = Prg::new(k_prev);
-        let (next, help_next, helped_next) = (kn.key(), kn.key(), kn.key());
-        let (prev, helped_prev, help_prev) = (kp.key(), kp.key(), kp.key());
+        let (next, help_next, helped_next, b2a_next) = (kn.key(), kn.key(), kn.key(), kn.key());
+        let (prev, helped_prev, help_prev, b2a_prev) = (kp.key(), kp.key(), kp.key(), kp.key());
         Ok(Party {
             id,
             comm,
@@ -242,9 +266,12 @@ impl<'c> Party<'c> {
             help_prev: Prg::new(help_prev),
             helped_prev: Prg::new(helped_prev),
             helped_next: Prg::new(helped_next),
+            b2a_next: Prg::new(b2a_next),
+            b2a_prev: Prg::new(b2a_prev),
             ctr: 0,
             trace: None,
             plan: None,
+            bits_plan: None,
         })
     }
 
@@ -258,8 +285,11 @@ impl<'c> Party<'c> {
             help_prev: self.help_prev,
             helped_prev: self.helped_prev,
             helped_next: self.helped_next,
+            b2a_next: self.b2a_next,
+            b2a_prev: self.b2a_prev,
             ctr: self.ctr,
             plan: self.plan,
+            bits_plan: self.bits_plan,
         }
     }
 
@@ -282,9 +312,12 @@ impl<'c> Party<'c> {
             help_prev: st.help_prev,
             helped_prev: st.helped_prev,
             helped_next: st.helped_next,
+            b2a_next: st.b2a_next,
+            b2a_prev: st.b2a_prev,
             ctr: st.ctr,
             trace: None,
             plan: st.plan,
+            bits_plan: st.bits_plan,
         })
     }
 
@@ -293,18 +326,34 @@ impl<'c> Party<'c> {
         self.trace = Some(Vec::new());
     }
 
-    pub fn take_trace(&mut self) -> Vec<ConvCall> {
+    pub fn take_trace(&mut self) -> Vec<PreCall> {
         self.trace.take().unwrap_or_default()
     }
 
-    /// The offline phase for the conversion calls `calls`, which the
-    /// following online phase must make in this order: each party computes
-    /// its helper messages for the calls where it is H and sends them all to
-    /// its predecessor (that call's B) at once. **1 round** in all (instead
-    /// of one per conversion), 2·k_out bits per element of the calls, as
-    /// before. Afterwards every conversion takes its helper part from here,
-    /// and a call that differs from the plan is an error.
-    pub fn preprocess(&mut self, calls: &[ConvCall]) -> Result<(), ProtocolError> {
+    /// The offline phase for the calls `all`, which the following online
+    /// phase must make in this order. Conversions: each party computes its
+    /// helper messages for the calls where it is H and sends them all to its
+    /// predecessor (that call's B) at once — **1 round** in all, 2·k_out bits
+    /// per element as before. B2A: the random bits of all calls of a ring
+    /// made arithmetic together — 2 rounds per ring, 6k bits per bit as
+    /// before. Afterwards every call takes its offline part from here, and
+    /// a call that differs from the plan is an error.
+    pub fn preprocess(&mut self, all: &[PreCall]) -> Result<(), ProtocolError> {
+        let calls: Vec<ConvCall> = all
+            .iter()
+            .filter_map(|c| match c {
+                PreCall::Conv(c) => Some(*c),
+                PreCall::B2a { .. } => None,
+            })
+            .collect();
+        let bits: Vec<(u32, usize)> = all
+            .iter()
+            .filter_map(|c| match c {
+                PreCall::B2a { k, n } => Some((*k, *n)),
+                PreCall::Conv(_) => None,
+            })
+            .collect();
+        self.prepare_bits(&bits)?;
         let mut plan = std::collections::VecDeque::with_capacity(calls.len());
         let mut out = Vec::new();
         let mut want = 0usize;
@@ -350,7 +399,111 @@ impl<'c> Party<'c> {
 
     /// Conversions prepared and not yet used.
     pub fn prepared_left(&self) -> usize {
-        self.plan.as_ref().map_or(0, |p| p.len())
+        self.plan.as_ref().map_or(0, |p| p.len()) + self.bits_plan.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Prepares the random bits of B2A calls (ring, count), batched by ring.
+    fn prepare_bits(&mut self, calls: &[(u32, usize)]) -> Result<(), ProtocolError> {
+        fn widen<R: Ring>(s: AShare<R>) -> AShare<u64> {
+            AShare {
+                a: s.a.iter().map(|x| x.to_u64()).collect(),
+                b: s.b.iter().map(|x| x.to_u64()).collect(),
+            }
+        }
+        let mut made: [Option<(BitShare, AShare<u64>)>; 2] = [None, None];
+        for (slot, k) in [(0, 32u32), (1, 64)] {
+            let total: usize = calls.iter().filter(|c| c.0 == k).map(|c| c.1).sum();
+            if total > 0 {
+                made[slot] = Some(if k == 32 {
+                    let (rho, r) = self.random_bits::<u32>(total)?;
+                    (rho, widen(r))
+                } else {
+                    self.random_bits::<u64>(total)?
+                });
+            }
+        }
+        let mut at = [0usize; 2];
+        let mut q = std::collections::VecDeque::with_capacity(calls.len());
+        for &(k, n) in calls {
+            let slot = (k == 64) as usize;
+            let (rho, r) = made[slot].as_ref().expect("made above");
+            let o = at[slot];
+            q.push_back(PreparedBits {
+                k,
+                rho: BitShare {
+                    a: rho.a[o..o + n].to_vec(),
+                    b: rho.b[o..o + n].to_vec(),
+                },
+                r: AShare {
+                    a: r.a[o..o + n].to_vec(),
+                    b: r.b[o..o + n].to_vec(),
+                },
+            });
+            at[slot] += n;
+        }
+        self.bits_plan = Some(q);
+        Ok(())
+    }
+
+    /// n random bits r = ρ0 ⊕ ρ1 ⊕ ρ2 known to nobody, as a boolean sharing
+    /// (ρ_j = F(k_{j−1}): Pi holds (ρ_i, ρ_{i+1})) and, after two
+    /// multiplications, an arithmetic one. 2 rounds, 6k bits per bit.
+    fn random_bits<R: Ring>(&mut self, n: usize) -> Result<(BitShare, AShare<R>), ProtocolError> {
+        let rho_a = self.b2a_prev.bits(n);
+        let rho_b = self.b2a_next.bits(n);
+        let as_ring = |v: &[bool]| -> Vec<R> {
+            v.iter()
+                .map(|&x| if x { R::ONE } else { R::ZERO })
+                .collect()
+        };
+        let zero = vec![R::ZERO; n];
+        let comp = |j: usize, me: usize| -> AShare<R> {
+            AShare {
+                a: if j == me {
+                    as_ring(&rho_a)
+                } else {
+                    zero.clone()
+                },
+                b: if j == (me + 1) % 3 {
+                    as_ring(&rho_b)
+                } else {
+                    zero.clone()
+                },
+            }
+        };
+        let (p0, p1, p2) = (comp(0, self.id), comp(1, self.id), comp(2, self.id));
+        let t = self.xor_arith(&p0, &p1)?;
+        let r = self.xor_arith(&t, &p2)?;
+        Ok((BitShare { a: rho_a, b: rho_b }, r))
+    }
+
+    /// The next B2A call's random bits: prepared, or made now.
+    fn bits_for<R: Ring>(&mut self, n: usize) -> Result<(BitShare, AShare<R>), ProtocolError> {
+        if let Some(t) = &mut self.trace {
+            t.push(PreCall::B2a { k: R::BITS, n });
+        }
+        let Some(plan) = &mut self.bits_plan else {
+            return self.random_bits::<R>(n);
+        };
+        let p = plan.pop_front().ok_or_else(|| {
+            ProtocolError::Preprocessing(format!("no random bits prepared for a B2A of {n}"))
+        })?;
+        if p.k != R::BITS || p.rho.len() != n {
+            return Err(ProtocolError::Preprocessing(format!(
+                "the next B2A is {n} bits in Z_2^{}; {} in Z_2^{} were prepared",
+                R::BITS,
+                p.rho.len(),
+                p.k
+            )));
+        }
+        let narrow = |v: Vec<u64>| v.into_iter().map(R::from_u64).collect();
+        Ok((
+            p.rho,
+            AShare {
+                a: narrow(p.r.a),
+                b: narrow(p.r.b),
+            },
+        ))
     }
 
     /// H's message to B for one conversion of `n` elements by `m` bits:
@@ -588,7 +741,7 @@ impl<'c> Party<'c> {
     /// The prepared part of the next conversion, if there is a plan.
     fn planned(&mut self, call: ConvCall, role: Role) -> Result<Option<Vec<u8>>, ProtocolError> {
         if let Some(t) = &mut self.trace {
-            t.push(call);
+            t.push(PreCall::Conv(call));
         }
         let Some(plan) = &mut self.plan else {
             return Ok(None);
@@ -1095,41 +1248,21 @@ impl<'c> Party<'c> {
         Ok(y.xor(&y.shr(1)))
     }
 
-    /// Bit to arithmetic. Offline (input-independent): a random bit
+    /// Bit to arithmetic. Offline (input-independent, or prepared by
+    /// [`Party::preprocess`]): a random bit
     /// r = ρ0 ⊕ ρ1 ⊕ ρ2 from the three keys, known to nobody, is computed in
     /// arithmetic form with two multiplications (2 rounds, 6k bits).
     /// Online: open c = b ⊕ r to all (1 round, 3 bits packed), then
     /// b = c + r − 2·c·r locally.
     pub fn b2a<R: Ring>(&mut self, bits: &BitShare) -> Result<AShare<R>, ProtocolError> {
         let n = bits.len();
-        // ρ_j = F(k_{j−1}) as component j: Pi holds (ρ_i, ρ_{i+1}) = (prev, next).
-        let rho_a = self.prev.bits(n);
-        let rho_b = self.next.bits(n);
+        let (rb, r) = self.bits_for::<R>(n)?;
         let as_ring = |v: &[bool]| -> Vec<R> {
             v.iter()
                 .map(|&x| if x { R::ONE } else { R::ZERO })
                 .collect()
         };
-        let zero = vec![R::ZERO; n];
-        let comp = |j: usize, me: usize| -> AShare<R> {
-            AShare {
-                a: if j == me {
-                    as_ring(&rho_a)
-                } else {
-                    zero.clone()
-                },
-                b: if j == (me + 1) % 3 {
-                    as_ring(&rho_b)
-                } else {
-                    zero.clone()
-                },
-            }
-        };
-        let (p0, p1, p2) = (comp(0, self.id), comp(1, self.id), comp(2, self.id));
-        let t = self.xor_arith(&p0, &p1, Phase::Offline)?;
-        let r = self.xor_arith(&t, &p2, Phase::Offline)?;
         // Online: open c = b ⊕ r (boolean) to everyone.
-        let rb = BitShare { a: rho_a, b: rho_b };
         let masked = bits.xor(&rb);
         let got = self.comm.exchange(
             Phase::Online,
@@ -1149,15 +1282,25 @@ impl<'c> Party<'c> {
         Ok(r.mul_public(&coef).add_public(self.id, &cvals))
     }
 
-    /// x ⊕ y = x + y − 2xy for arithmetic shares of bits; one multiplication.
+    /// x ⊕ y = x + y − 2xy for arithmetic shares of bits; one offline
+    /// multiplication, masked by a zero-sharing of the B2A streams.
     fn xor_arith<R: Ring>(
         &mut self,
         x: &AShare<R>,
         y: &AShare<R>,
-        phase: Phase,
     ) -> Result<AShare<R>, ProtocolError> {
-        let z = self.mul_local(x, y);
-        let xy = self.reshare(z, phase, "b2a setup")?;
+        let nx: Vec<R> = self.b2a_next.ring(x.len());
+        let pv: Vec<R> = self.b2a_prev.ring(x.len());
+        let z: Vec<R> = (0..x.len())
+            .map(|j| {
+                x.a[j]
+                    .mul(y.a[j])
+                    .add(x.a[j].mul(y.b[j]))
+                    .add(x.b[j].mul(y.a[j]))
+                    .add(nx[j].sub(pv[j]))
+            })
+            .collect();
+        let xy = self.reshare(z, Phase::Offline, "b2a setup")?;
         Ok(x.add(y).sub(&xy.mul_scalar(R::from_u64(2))))
     }
 

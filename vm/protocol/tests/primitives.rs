@@ -663,6 +663,35 @@ fn conversions(p: &mut Party, x64: &[AShare<u64>; 3], x32: &[AShare<u32>; 3]) ->
     let c = p.convert::<u64, u32>(&x64[id], 12).unwrap();
     let z = p.mul_local(&x32[id], &x32[id]);
     let d = p.convert_additive::<u32, u32>(&z, 8).unwrap();
+    // and a B2A in each ring (the sign bits of the inputs)
+    let s64 = p.ltz(&x64[id]).unwrap();
+    let b64 = p.b2a::<u64>(&s64).unwrap();
+    let s32 = p.ltz(&x32[id]).unwrap();
+    let b32 = p.b2a::<u32>(&s32).unwrap();
+    let d = AShare {
+        a: d.a
+            .iter()
+            .zip(&b32.a)
+            .map(|(x, y)| x.wrapping_add(y.wrapping_shl(20)))
+            .collect(),
+        b: d.b
+            .iter()
+            .zip(&b32.b)
+            .map(|(x, y)| x.wrapping_add(y.wrapping_shl(20)))
+            .collect(),
+    };
+    let a = AShare {
+        a: a.a
+            .iter()
+            .zip(&b64.a)
+            .map(|(x, y)| x.wrapping_add(y.wrapping_shl(40)))
+            .collect(),
+        b: a.b
+            .iter()
+            .zip(&b64.b)
+            .map(|(x, y)| x.wrapping_add(y.wrapping_shl(40)))
+            .collect(),
+    };
     let v64 = |s: &AShare<u64>| s.a.iter().map(|e| e.to_i64()).collect::<Vec<_>>();
     let v32 = |s: &AShare<u32>| s.a.iter().map(|e| e.to_i64()).collect::<Vec<_>>();
     // (the first component only: enough to rebuild the value with the others)
@@ -670,7 +699,7 @@ fn conversions(p: &mut Party, x64: &[AShare<u64>; 3], x32: &[AShare<u32>; 3]) ->
 }
 
 #[test]
-fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
+fn preprocessed_conversions_and_b2a_equal_inline_ones() {
     let x64: Vec<u64> = values(50, 40, 90);
     let x32: Vec<u32> = values(50, 12, 91);
     let (s64, s32) = (shares(&x64, 92), shares(&x32, 93));
@@ -684,7 +713,7 @@ fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
         (out, p.take_trace(), p.comm().stats().since(&before))
     });
     let trace = inline[0].1.clone();
-    assert_eq!(trace.len(), 4);
+    assert_eq!(trace.len(), 6, "four conversions and two B2As");
     assert!(
         inline.iter().all(|r| r.1 == trace),
         "every party sees the same calls"
@@ -737,7 +766,8 @@ fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
     assert_eq!(off.bytes_offline + on.bytes_offline, inl.bytes_offline);
     assert_eq!(on.bytes_offline, 0);
     assert_eq!(on.bytes_online, inl.bytes_online);
-    assert_eq!(pre.iter().map(|r| r.1.rounds_offline).max(), Some(1));
+    // one round for the helper messages, two per ring for the random bits
+    assert_eq!(pre.iter().map(|r| r.1.rounds_offline).max(), Some(5));
     assert_eq!(pre.iter().map(|r| r.2.rounds_offline).max(), Some(0));
     assert_eq!(
         pre.iter().map(|r| r.2.rounds_online).max(),
@@ -749,12 +779,12 @@ fn preprocessed_conversions_equal_inline_ones_with_one_offline_round() {
 fn a_conversion_that_was_not_prepared_is_refused() {
     let x: Vec<u64> = values(20, 30, 96);
     let s = shares(&x, 97);
-    let trace = [ditto_protocol::ConvCall {
+    let trace = [ditto_protocol::PreCall::Conv(ditto_protocol::ConvCall {
         kin: 64,
         kout: 64,
         m: 18,
         n: 19,
-    }];
+    })];
     let r = with_parties(98, |p| {
         p.preprocess(&trace).unwrap();
         p.convert::<u64, u64>(&s[p.id], 18).map(|_| ())

@@ -9,7 +9,7 @@ use crate::source::{Clear, Data, Dealt, Source};
 use crate::value::Value;
 use ditto_bytecode::{Instr, Kind, Program};
 use ditto_protocol::share::{open, open_bits};
-use ditto_protocol::{ConvCall, Party, Ring, Stats};
+use ditto_protocol::{Party, PreCall, Ring, Stats};
 use std::time::{Duration, Instant};
 
 /// An output, decoded to reals.
@@ -49,7 +49,7 @@ pub struct Report {
     /// party) and traffic (bytes of all parties; rounds of one).
     pub offline: Option<(f64, Stats)>,
     /// The conversion calls of the run, when recorded (`MpcOptions::record`).
-    pub trace: Vec<ConvCall>,
+    pub trace: Vec<PreCall>,
 }
 
 impl Report {
@@ -151,7 +151,7 @@ pub struct MpcOptions<'a> {
     pub record: bool,
     /// Run an offline phase for these conversion calls (a recorded trace of
     /// the same program) before the online phase.
-    pub offline: Option<&'a [ConvCall]>,
+    pub offline: Option<&'a [PreCall]>,
 }
 
 impl Default for MpcOptions<'_> {
