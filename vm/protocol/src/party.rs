@@ -16,30 +16,9 @@ use crate::share::{AShare, BShare, BitShare};
 pub struct Party<'c> {
     pub id: usize,
     comm: &'c mut dyn Comm,
-    /// Stream of key k_{i−1}, shared with P_{i−1}.
-    prev: Prg,
-    /// Stream of key k_i, shared with P_{i+1}.
-    next: Prg,
-    /// Conversion streams, apart from the others so that the helper's part
-    /// can be computed ahead (offline) without upsetting their order:
-    /// `help_next`/`help_prev` when this party is H (with A = next, B =
-    /// prev); `helped_prev` when it is A (H = prev), `helped_next` when it is
-    /// B (H = next).
-    help_next: Prg,
-    help_prev: Prg,
-    helped_prev: Prg,
-    helped_next: Prg,
-    /// The random bits of B2A and their arithmetic form, likewise apart.
-    b2a_next: Prg,
-    b2a_prev: Prg,
-    /// Public counter choosing the roles of asymmetric protocols.
-    ctr: u64,
+    st: PartyState,
     /// Calls seen, when recording (`record_conversions`).
     trace: Option<Vec<PreCall>>,
-    /// Conversions prepared by `preprocess`, in call order.
-    plan: Option<std::collections::VecDeque<Prepared>>,
-    /// B2A random bits prepared by `preprocess`, in call order.
-    bits_plan: Option<std::collections::VecDeque<PreparedBits>>,
 }
 
 /// A call the offline phase prepares: a conversion, or the random bits of
@@ -75,16 +54,27 @@ pub struct ConvCall {
 /// link ([`Party::into_state`], [`Party::resume`]).
 pub struct PartyState {
     id: usize,
+    /// Stream of key k_{i−1}, shared with P_{i−1}.
     prev: Prg,
+    /// Stream of key k_i, shared with P_{i+1}.
     next: Prg,
+    /// Conversion streams, apart from the others so that the helper's part
+    /// can be computed ahead (offline) without upsetting their order:
+    /// `help_next`/`help_prev` when this party is H (with A = next, B =
+    /// prev); `helped_prev` when it is A (H = prev), `helped_next` when it is
+    /// B (H = next).
     help_next: Prg,
     help_prev: Prg,
     helped_prev: Prg,
     helped_next: Prg,
+    /// The random bits of B2A and their arithmetic form, likewise apart.
     b2a_next: Prg,
     b2a_prev: Prg,
+    /// Public counter choosing the roles of asymmetric protocols.
     ctr: u64,
+    /// Conversions prepared by `preprocess`, in call order.
     plan: Option<std::collections::VecDeque<Prepared>>,
+    /// B2A random bits prepared by `preprocess`, in call order.
     bits_plan: Option<std::collections::VecDeque<PreparedBits>>,
 }
 
@@ -260,37 +250,27 @@ impl<'c> Party<'c> {
         Ok(Party {
             id,
             comm,
-            prev: Prg::new(prev),
-            next: Prg::new(next),
-            help_next: Prg::new(help_next),
-            help_prev: Prg::new(help_prev),
-            helped_prev: Prg::new(helped_prev),
-            helped_next: Prg::new(helped_next),
-            b2a_next: Prg::new(b2a_next),
-            b2a_prev: Prg::new(b2a_prev),
-            ctr: 0,
+            st: PartyState {
+                id,
+                prev: Prg::new(prev),
+                next: Prg::new(next),
+                help_next: Prg::new(help_next),
+                help_prev: Prg::new(help_prev),
+                helped_prev: Prg::new(helped_prev),
+                helped_next: Prg::new(helped_next),
+                b2a_next: Prg::new(b2a_next),
+                b2a_prev: Prg::new(b2a_prev),
+                ctr: 0,
+                plan: None,
+                bits_plan: None,
+            },
             trace: None,
-            plan: None,
-            bits_plan: None,
         })
     }
 
     /// Detaches the state from the link (a recording in progress is dropped).
     pub fn into_state(self) -> PartyState {
-        PartyState {
-            id: self.id,
-            prev: self.prev,
-            next: self.next,
-            help_next: self.help_next,
-            help_prev: self.help_prev,
-            helped_prev: self.helped_prev,
-            helped_next: self.helped_next,
-            b2a_next: self.b2a_next,
-            b2a_prev: self.b2a_prev,
-            ctr: self.ctr,
-            plan: self.plan,
-            bits_plan: self.bits_plan,
-        }
+        self.st
     }
 
     /// Continues from a detached state on a link of the same party (the
@@ -306,18 +286,8 @@ impl<'c> Party<'c> {
         Ok(Party {
             id: st.id,
             comm,
-            prev: st.prev,
-            next: st.next,
-            help_next: st.help_next,
-            help_prev: st.help_prev,
-            helped_prev: st.helped_prev,
-            helped_next: st.helped_next,
-            b2a_next: st.b2a_next,
-            b2a_prev: st.b2a_prev,
-            ctr: st.ctr,
+            st,
             trace: None,
-            plan: st.plan,
-            bits_plan: st.bits_plan,
         })
     }
 
@@ -358,7 +328,7 @@ impl<'c> Party<'c> {
         let mut out = Vec::new();
         let mut want = 0usize;
         for (k, &call) in calls.iter().enumerate() {
-            let role = self.role_at(self.ctr + k as u64);
+            let role = self.role_at(self.st.ctr + k as u64);
             match role {
                 Role::H => out.extend(match (call.kin, call.kout) {
                     (32, 32) => self.helper_message::<u32, u32>(call.n, call.m),
@@ -393,13 +363,14 @@ impl<'c> Party<'c> {
             p.msg = got[at..at + len].to_vec();
             at += len;
         }
-        self.plan = Some(plan);
+        self.st.plan = Some(plan);
         Ok(())
     }
 
     /// Conversions prepared and not yet used.
     pub fn prepared_left(&self) -> usize {
-        self.plan.as_ref().map_or(0, |p| p.len()) + self.bits_plan.as_ref().map_or(0, |p| p.len())
+        self.st.plan.as_ref().map_or(0, |p| p.len())
+            + self.st.bits_plan.as_ref().map_or(0, |p| p.len())
     }
 
     /// Prepares the random bits of B2A calls (ring, count), batched by ring.
@@ -441,7 +412,7 @@ impl<'c> Party<'c> {
             });
             at[slot] += n;
         }
-        self.bits_plan = Some(q);
+        self.st.bits_plan = Some(q);
         Ok(())
     }
 
@@ -449,8 +420,8 @@ impl<'c> Party<'c> {
     /// (ρ_j = F(k_{j−1}): Pi holds (ρ_i, ρ_{i+1})) and, after two
     /// multiplications, an arithmetic one. 2 rounds, 6k bits per bit.
     fn random_bits<R: Ring>(&mut self, n: usize) -> Result<(BitShare, AShare<R>), ProtocolError> {
-        let rho_a = self.b2a_prev.bits(n);
-        let rho_b = self.b2a_next.bits(n);
+        let rho_a = self.st.b2a_prev.bits(n);
+        let rho_b = self.st.b2a_next.bits(n);
         let as_ring = |v: &[bool]| -> Vec<R> {
             v.iter()
                 .map(|&x| if x { R::ONE } else { R::ZERO })
@@ -482,7 +453,7 @@ impl<'c> Party<'c> {
         if let Some(t) = &mut self.trace {
             t.push(PreCall::B2a { k: R::BITS, n });
         }
-        let Some(plan) = &mut self.bits_plan else {
+        let Some(plan) = &mut self.st.bits_plan else {
             return self.random_bits::<R>(n);
         };
         let p = plan.pop_front().ok_or_else(|| {
@@ -511,10 +482,10 @@ impl<'c> Party<'c> {
     fn helper_message<Ri: Ring, Ro: Ring>(&mut self, n: usize, m: u32) -> Vec<u8> {
         let kin = Ri::BITS;
         let half = Ri::ONE.shl(kin - 1);
-        let ra: Vec<Ri> = self.help_next.ring(n);
-        let rb: Vec<Ri> = self.help_prev.ring(n);
-        let msb_a: Vec<Ro> = self.help_next.ring(n);
-        let mid_a: Vec<Ro> = self.help_next.ring(n);
+        let ra: Vec<Ri> = self.st.help_next.ring(n);
+        let rb: Vec<Ri> = self.st.help_prev.ring(n);
+        let msb_a: Vec<Ro> = self.st.help_next.ring(n);
+        let mid_a: Vec<Ro> = self.st.help_next.ring(n);
         let mut msb_b = Vec::with_capacity(n);
         let mut mid_b = Vec::with_capacity(n);
         for j in 0..n {
@@ -545,29 +516,29 @@ impl<'c> Party<'c> {
 
     /// A zero-sharing α_i = F(k_i) − F(k_{i−1}); Σα = 0. No communication.
     pub fn zero_share<R: Ring>(&mut self, n: usize) -> Vec<R> {
-        let nx: Vec<R> = self.next.ring(n);
-        let pv: Vec<R> = self.prev.ring(n);
+        let nx: Vec<R> = self.st.next.ring(n);
+        let pv: Vec<R> = self.st.prev.ring(n);
         kernels::sub(&nx, &pv)
     }
 
     /// A boolean zero-sharing of words.
     fn zero_share_bool<R: Ring>(&mut self, n: usize) -> Vec<R> {
-        let nx: Vec<R> = self.next.ring(n);
-        let pv: Vec<R> = self.prev.ring(n);
+        let nx: Vec<R> = self.st.next.ring(n);
+        let pv: Vec<R> = self.st.prev.ring(n);
         kernels::xor(&nx, &pv)
     }
 
     fn zero_share_bits(&mut self, n: usize) -> Vec<bool> {
-        let nx = self.next.bits(n);
-        let pv = self.prev.bits(n);
+        let nx = self.st.next.bits(n);
+        let pv = self.st.prev.bits(n);
         nx.iter().zip(&pv).map(|(a, b)| a ^ b).collect()
     }
 
     /// A random shared value r with component r_i = F(k_{i−1}): Pi holds
     /// (F(k_{i−1}), F(k_i)). No communication; nobody knows r.
     pub fn rand_share<R: Ring>(&mut self, n: usize) -> AShare<R> {
-        let a = self.prev.ring(n);
-        let b = self.next.ring(n);
+        let a = self.st.prev.ring(n);
+        let b = self.st.next.ring(n);
         AShare { a, b }
     }
 
@@ -586,7 +557,7 @@ impl<'c> Party<'c> {
         if self.id == o {
             let x = x.expect("the owner supplies its input");
             assert_eq!(x.len(), n, "input length");
-            let xo: Vec<R> = self.prev.ring(n);
+            let xo: Vec<R> = self.st.prev.ring(n);
             let rest = kernels::sub(x, &xo);
             self.comm
                 .exchange(Phase::Online, vec![(self.succ(), to_bytes(&rest))], &[])?;
@@ -598,7 +569,7 @@ impl<'c> Party<'c> {
                 b: vec![R::ZERO; n],
             })
         } else {
-            let xo: Vec<R> = self.next.ring(n);
+            let xo: Vec<R> = self.st.next.ring(n);
             Ok(AShare {
                 a: vec![R::ZERO; n],
                 b: xo,
@@ -720,9 +691,9 @@ impl<'c> Party<'c> {
     /// Roles of the next asymmetric protocol (H = ctr mod 3, A = H+1, B = H+2);
     /// advances the public counter.
     fn next_roles(&mut self) -> (Role, usize, usize, usize) {
-        let h = (self.ctr % 3) as usize;
-        let role = self.role_at(self.ctr);
-        self.ctr += 1;
+        let h = (self.st.ctr % 3) as usize;
+        let role = self.role_at(self.st.ctr);
+        self.st.ctr += 1;
         (role, (h + 1) % 3, (h + 2) % 3, h)
     }
 
@@ -743,7 +714,7 @@ impl<'c> Party<'c> {
         if let Some(t) = &mut self.trace {
             t.push(PreCall::Conv(call));
         }
-        let Some(plan) = &mut self.plan else {
+        let Some(plan) = &mut self.st.plan else {
             return Ok(None);
         };
         let p = plan.pop_front().ok_or_else(|| {
@@ -864,19 +835,19 @@ impl<'c> Party<'c> {
                         .exchange(Phase::Online, vec![(a_id, zb.clone()), (b_id, zb)], &[])?;
                 }
                 // Reshare: y_a from the A–H key, y_{a+2} from the B–H key.
-                let ya: Vec<Ro> = self.next.ring(n);
-                let yc: Vec<Ro> = self.prev.ring(n);
+                let ya: Vec<Ro> = self.st.next.ring(n);
+                let yc: Vec<Ro> = self.st.prev.ring(n);
                 Ok(AShare { a: yc, b: ya })
             }
             Role::A | Role::B => {
                 let is_a = role == Role::A;
                 let (r_share, msb_s, mid_s): (Vec<Ri>, Vec<Ro>, Vec<Ro>) = if is_a {
-                    let r = self.helped_prev.ring(n);
-                    let ms = self.helped_prev.ring(n);
-                    let md = self.helped_prev.ring(n);
+                    let r = self.st.helped_prev.ring(n);
+                    let ms = self.st.helped_prev.ring(n);
+                    let md = self.st.helped_prev.ring(n);
                     (r, ms, md)
                 } else {
-                    let r = self.helped_next.ring(n);
+                    let r = self.st.helped_next.ring(n);
                     let msg = match planned {
                         Some(m) => m,
                         None => self
@@ -946,7 +917,7 @@ impl<'c> Party<'c> {
                     .collect();
                 // Online round 2: reshare the 2-out-of-2 result.
                 if is_a {
-                    let ya: Vec<Ro> = self.prev.ring(n); // A–H key
+                    let ya: Vec<Ro> = self.st.prev.ring(n); // A–H key
                     let t: Vec<Ro> = kernels::sub(&y, &ya);
                     let got =
                         self.comm
@@ -957,7 +928,7 @@ impl<'c> Party<'c> {
                         b: kernels::add(&t, &tb),
                     })
                 } else {
-                    let yc: Vec<Ro> = self.next.ring(n); // B–H key
+                    let yc: Vec<Ro> = self.st.next.ring(n); // B–H key
                     let t: Vec<Ro> = kernels::sub(&y, &yc);
                     let got =
                         self.comm
@@ -1173,8 +1144,8 @@ impl<'c> Party<'c> {
         let mut zs = Vec::with_capacity(xs.len());
         let mut msg = Vec::with_capacity(xs.len() * nbytes);
         for (x, y) in xs.iter().zip(ys) {
-            let nx = self.next.words(words);
-            let pv = self.prev.words(words);
+            let nx = self.st.next.words(words);
+            let pv = self.st.prev.words(words);
             let z: Vec<u64> = (0..words)
                 .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ nx[j] ^ pv[j])
                 .collect();
@@ -1289,8 +1260,8 @@ impl<'c> Party<'c> {
         x: &AShare<R>,
         y: &AShare<R>,
     ) -> Result<AShare<R>, ProtocolError> {
-        let nx: Vec<R> = self.b2a_next.ring(x.len());
-        let pv: Vec<R> = self.b2a_prev.ring(x.len());
+        let nx: Vec<R> = self.st.b2a_next.ring(x.len());
+        let pv: Vec<R> = self.st.b2a_prev.ring(x.len());
         let z: Vec<R> = (0..x.len())
             .map(|j| {
                 x.a[j]
