@@ -325,13 +325,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     "est_wan_s": r.est_wan,
                     "net_s": r.shaped_s,
                 });
-                if let Some((secs, st)) = r.rep.offline {
-                    o["offline_phase"] = serde_json::json!({
-                        "seconds": secs,
-                        "bytes": st.bytes(),
-                        "rounds": st.rounds_offline,
-                    });
-                }
                 crate::profile::add_json(&mut o, &r.prog, &r.rep);
                 o
             })

@@ -6,7 +6,7 @@ use ditto_compiler::calibrate::Calibration;
 use ditto_compiler::ir::eval::{max_abs, Tensor};
 use ditto_compiler::ir::{Op, Owner};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -36,18 +36,6 @@ pub struct CalibrateArgs {
     output: PathBuf,
 }
 
-fn tokenizer(weights: &Option<PathBuf>) -> Result<PathBuf> {
-    let Some(w) = weights else {
-        bail!("texts need the tokenizer.json beside --weights; with --random-weights pass --ids");
-    };
-    let dir = if w.is_dir() {
-        w.clone()
-    } else {
-        w.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    Ok(dir.join("tokenizer.json"))
-}
-
 pub fn calibrate(args: CalibrateArgs) -> Result<()> {
     if !(args.margin >= 1.0 && args.margin.is_finite()) {
         bail!("--margin must be at least 1");
@@ -65,7 +53,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
     }
     let mut samples: Vec<Vec<u32>> = Vec::new();
     if !texts.is_empty() {
-        let tj = tokenizer(&args.weights)?;
+        let tj = crate::tokens::tokenizer_beside(&args.weights)?;
         for t in &texts {
             samples.push(crate::tokens::encode(&tj, t)?);
         }

@@ -149,25 +149,18 @@ pub fn client(args: ClientArgs) -> Result<()> {
     }
     let [a, b, c] = got.map(|r| r.expect("three answers"));
     let wire_bytes = a.wire_bytes + b.wire_bytes + c.wire_bytes;
-    let offline = match (&a.offline, &b.offline, &c.offline) {
-        (Some(x), Some(y), Some(z)) => Some((
-            x.0.max(y.0).max(z.0),
-            x.1.add(&y.1).add(&z.1),
-            x.1.rounds_offline
-                .max(y.1.rounds_offline)
-                .max(z.1.rounds_offline),
-        )),
-        _ => None,
-    };
     let secs = [a.secs, b.secs, c.secs];
-    let outs = ditto_vm::run::output_bytes(&a.outcome.outputs);
-    let mut rep = ditto_vm::assemble(
+    let rep = ditto_vm::assemble(
         &prog,
-        [a, b, c].map(|p| (p.outcome, p.stats, p.client_bytes)),
+        [a, b, c].map(|p| ditto_vm::PartyOutcome {
+            outcome: p.outcome,
+            stats: p.stats,
+            client_bytes: p.client_bytes,
+            offline: p.offline,
+        }),
         secs.iter().cloned().fold(0.0, f64::max),
     )
     .map_err(|e| anyhow!("{e}"))?;
-    rep.client_bytes += outs;
     let o = rep.outputs.first().context("the program has no output")?;
     let wall = start.elapsed().as_secs_f64();
     if args.json {
@@ -184,9 +177,6 @@ pub fn client(args: ClientArgs) -> Result<()> {
             "wall_s": wall,
             "wire_bytes": wire_bytes,
             "party_s": secs,
-            "offline_phase": offline.map(|(s, st, r)| serde_json::json!({
-                "seconds": s, "bytes": st.bytes(), "rounds": r,
-            })),
         });
         crate::profile::add_json(&mut obj, &prog, &rep);
         println!("{obj}");
@@ -200,23 +190,17 @@ pub fn client(args: ClientArgs) -> Result<()> {
             args.cluster.display(),
             ids.len()
         );
-        let head: Vec<String> = o.data.iter().take(8).map(|x| format!("{x:.6}")).collect();
-        println!(
-            "{} {:?}: [{}{}]",
-            o.name,
-            o.shape,
-            head.join(", "),
-            if o.data.len() > 8 { ", ..." } else { "" }
-        );
+        println!("{}", crate::profile::preview(&o.name, &o.shape, &o.data));
         print!("{}", crate::profile::summary(&rep));
         println!(
             "on the wire between the parties (TLS): {} bytes",
             wire_bytes
         );
-        if let Some((secs, st, rounds)) = offline {
+        if let Some((secs, st)) = rep.offline {
             println!(
-                "offline phase (prepared conversions): {secs:.3} s, {} bytes, {rounds} round",
-                st.bytes()
+                "offline phase (prepared between queries or before this one): {secs:.3} s, {} bytes, {} rounds",
+                st.bytes(),
+                st.rounds_offline
             );
         }
         if args.profile {

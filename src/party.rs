@@ -538,28 +538,26 @@ fn query(
     let start = Instant::now();
     let s0 = chan.stats();
     let w0 = chan.link_wire_bytes();
-    let mut pre = None;
-    let ahead = if ready_ahead { prepared.take() } else { None };
-    *prepared = None;
-    let (mut extra, mut extra_wire) = (ditto_protocol::Stats::default(), 0);
+    // prepared while waiting, or now, or (first query) recorded for later
+    let ahead = prepared.take().filter(|_| ready_ahead);
+    let (extra, extra_wire) = ahead
+        .as_ref()
+        .map_or((Default::default(), 0), |p| (p.stats, p.wire));
+    let mut pre = ahead.as_ref().map(|p| (p.secs, p.stats));
     let run = (|| {
         let mut party = match ahead {
-            Some(p) => {
-                pre = Some((p.secs, p.stats));
-                (extra, extra_wire) = (p.stats, p.wire);
-                Party::resume(chan, p.state).map_err(|e| format!("P{id}: {e}"))?
-            }
+            Some(p) => Party::resume(chan, p.state).map_err(|e| format!("P{id}: {e}"))?,
             None => Party::setup(chan, rand::random())
                 .map_err(|e| format!("P{id}: key setup failed: {e}"))?,
         };
-        match (offline, trace.as_deref()) {
+        match trace.as_deref() {
             _ if pre.is_some() => {}
-            (true, Some(calls)) => {
-                let (t0, p0) = (Instant::now(), party.comm().stats());
-                party
-                    .preprocess(calls)
-                    .map_err(|e| format!("P{id}: offline phase: {e}"))?;
-                pre = Some((t0.elapsed().as_secs_f64(), party.comm().stats().since(&p0)));
+            Some(calls) if offline => {
+                pre = Some(
+                    party
+                        .offline_phase(calls)
+                        .map_err(|e| format!("P{id}: offline phase: {e}"))?,
+                );
             }
             _ => party.record_conversions(),
         }

@@ -90,10 +90,25 @@ pub fn add_json(obj: &mut serde_json::Value, prog: &Program, rep: &Report) {
         "instructions": prog.code.len(),
         "ops": kinds,
         "layers": scopes,
+        "offline_phase": rep.offline.map(|(secs, st)| serde_json::json!({
+            "seconds": secs,
+            "bytes": st.bytes(),
+            "rounds": st.rounds_offline,
+        })),
     });
     for (k, v) in fields.as_object().expect("object") {
         o.insert(k.clone(), v.clone());
     }
+}
+
+/// `name [shape]: [v0, ..., v7, ...]`, the first values of an output.
+pub fn preview(name: &str, shape: &[usize], data: &[f64]) -> String {
+    let head: Vec<String> = data.iter().take(8).map(|x| format!("{x:.6}")).collect();
+    format!(
+        "{name} {shape:?}: [{}{}]",
+        head.join(", "),
+        if data.len() > 8 { ", ..." } else { "" }
+    )
 }
 
 pub fn human_bytes(b: u64) -> String {

@@ -98,22 +98,7 @@ pub fn load_weights(
 fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
     let mut ids = match (&args.text, &args.ids) {
         (Some(text), _) => {
-            let Some(w) = &args.weights else {
-                bail!("--text needs the tokenizer.json beside --weights; with --random-weights pass --ids");
-            };
-            let dir = if w.is_dir() {
-                w.clone()
-            } else {
-                w.parent().map(Path::to_path_buf).unwrap_or_default()
-            };
-            let tj = dir.join("tokenizer.json");
-            if !tj.exists() {
-                bail!(
-                    "--text needs {} (put tokenizer.json beside the weights, or pass --ids)",
-                    tj.display()
-                );
-            }
-            crate::tokens::encode(&tj, text)?
+            crate::tokens::encode(&crate::tokens::tokenizer_beside(&args.weights)?, text)?
         }
         (None, Some(ids)) => crate::tokens::parse_ids(ids)?,
         (None, None) => bail!("give the input as --text \"...\" or --ids 1,2,3"),
@@ -252,13 +237,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             ids.len(),
             wall
         );
-        let head: Vec<String> = out.data.iter().take(8).map(|x| format!("{x:.6}")).collect();
-        println!(
-            "{name} {:?}: [{}{}]",
-            out.shape,
-            head.join(", "),
-            if out.numel() > 8 { ", ..." } else { "" }
-        );
+        println!("{}", crate::profile::preview(&name, &out.shape, &out.data));
         if let Some((prog, rep)) = &report {
             print!("{}", crate::profile::summary(rep));
             if args.profile {

@@ -1,8 +1,8 @@
 //! Text → token ids with a HuggingFace `tokenizer.json` (padding and truncation
 //! off, special tokens added), and `--ids` parsing.
 
-use anyhow::{anyhow, Context, Result};
-use std::path::Path;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
 
 pub fn encode(tokenizer_json: &Path, text: &str) -> Result<Vec<u32>> {
     let mut tok = tokenizers::Tokenizer::from_file(tokenizer_json)
@@ -14,6 +14,27 @@ pub fn encode(tokenizer_json: &Path, text: &str) -> Result<Vec<u32>> {
         .encode(text, true)
         .map_err(|e| anyhow!("cannot tokenize: {e}"))?;
     Ok(enc.get_ids().to_vec())
+}
+
+/// The tokenizer.json beside a weights file or in a weights folder (which
+/// `--text` needs).
+pub fn tokenizer_beside(weights: &Option<PathBuf>) -> Result<PathBuf> {
+    let Some(w) = weights else {
+        bail!("--text needs the tokenizer.json beside --weights; with --random-weights pass --ids");
+    };
+    let dir = if w.is_dir() {
+        w.clone()
+    } else {
+        w.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let tj = dir.join("tokenizer.json");
+    if !tj.exists() {
+        bail!(
+            "--text needs {} (put tokenizer.json beside the weights, or pass --ids)",
+            tj.display()
+        );
+    }
+    Ok(tj)
 }
 
 pub fn parse_ids(s: &str) -> Result<Vec<u32>> {

@@ -103,6 +103,34 @@ fn parse<R: Ring>(
     })
 }
 
+/// 0/1 bits as ring elements.
+fn bits_as_ring<R: Ring>(v: &[bool]) -> Vec<R> {
+    v.iter()
+        .map(|&x| if x { R::ONE } else { R::ZERO })
+        .collect()
+}
+
+/// This party's additive share of x·y (replicated x and y), masked by its
+/// component α of a zero-sharing: x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i + α_i.
+fn masked_product<R: Ring>(x: &AShare<R>, y: &AShare<R>, alpha: &[R]) -> Vec<R> {
+    (0..x.len())
+        .map(|j| {
+            x.a[j]
+                .mul(y.a[j])
+                .add(x.a[j].mul(y.b[j]))
+                .add(x.b[j].mul(y.a[j]))
+                .add(alpha[j])
+        })
+        .collect()
+}
+
+/// A zero-sharing component F(next) − F(prev) from a pair of streams.
+fn zero_from<R: Ring>(next: &mut Prg, prev: &mut Prg, n: usize) -> Vec<R> {
+    let nx: Vec<R> = next.ring(n);
+    let pv: Vec<R> = prev.ring(n);
+    kernels::sub(&nx, &pv)
+}
+
 fn parse_bits(
     bytes: &[u8],
     n: usize,
@@ -367,6 +395,16 @@ impl<'c> Party<'c> {
         Ok(())
     }
 
+    /// [`Party::preprocess`], timed: its seconds and this party's traffic.
+    pub fn offline_phase(
+        &mut self,
+        calls: &[PreCall],
+    ) -> Result<(f64, crate::Stats), ProtocolError> {
+        let (t0, s0) = (std::time::Instant::now(), self.comm.stats());
+        self.preprocess(calls)?;
+        Ok((t0.elapsed().as_secs_f64(), self.comm.stats().since(&s0)))
+    }
+
     /// Conversions prepared and not yet used.
     pub fn prepared_left(&self) -> usize {
         self.st.plan.as_ref().map_or(0, |p| p.len())
@@ -422,11 +460,7 @@ impl<'c> Party<'c> {
     fn random_bits<R: Ring>(&mut self, n: usize) -> Result<(BitShare, AShare<R>), ProtocolError> {
         let rho_a = self.st.b2a_prev.bits(n);
         let rho_b = self.st.b2a_next.bits(n);
-        let as_ring = |v: &[bool]| -> Vec<R> {
-            v.iter()
-                .map(|&x| if x { R::ONE } else { R::ZERO })
-                .collect()
-        };
+        let as_ring = bits_as_ring::<R>;
         let zero = vec![R::ZERO; n];
         let comp = |j: usize, me: usize| -> AShare<R> {
             AShare {
@@ -516,9 +550,7 @@ impl<'c> Party<'c> {
 
     /// A zero-sharing α_i = F(k_i) − F(k_{i−1}); Σα = 0. No communication.
     pub fn zero_share<R: Ring>(&mut self, n: usize) -> Vec<R> {
-        let nx: Vec<R> = self.st.next.ring(n);
-        let pv: Vec<R> = self.st.prev.ring(n);
-        kernels::sub(&nx, &pv)
+        zero_from(&mut self.st.next, &mut self.st.prev, n)
     }
 
     /// A boolean zero-sharing of words.
@@ -769,17 +801,8 @@ impl<'c> Party<'c> {
     /// The local half of [`Party::mul`]: this party's masked additive share
     /// z_i of x·y. No communication.
     pub fn mul_local<R: Ring>(&mut self, x: &AShare<R>, y: &AShare<R>) -> Vec<R> {
-        let n = x.len();
-        let alpha = self.zero_share::<R>(n);
-        (0..n)
-            .map(|j| {
-                x.a[j]
-                    .mul(y.a[j])
-                    .add(x.a[j].mul(y.b[j]))
-                    .add(x.b[j].mul(y.a[j]))
-                    .add(alpha[j])
-            })
-            .collect()
+        let alpha = self.zero_share::<R>(x.len());
+        masked_product(x, y, &alpha)
     }
 
     /// The local half of [`Party::matmul`]: this party's masked additive
@@ -1228,11 +1251,6 @@ impl<'c> Party<'c> {
     pub fn b2a<R: Ring>(&mut self, bits: &BitShare) -> Result<AShare<R>, ProtocolError> {
         let n = bits.len();
         let (rb, r) = self.bits_for::<R>(n)?;
-        let as_ring = |v: &[bool]| -> Vec<R> {
-            v.iter()
-                .map(|&x| if x { R::ONE } else { R::ZERO })
-                .collect()
-        };
         // Online: open c = b ⊕ r (boolean) to everyone.
         let masked = bits.xor(&rb);
         let got = self.comm.exchange(
@@ -1249,7 +1267,7 @@ impl<'c> Party<'c> {
             .iter()
             .map(|&ci| if ci { R::ONE.neg() } else { R::ONE })
             .collect();
-        let cvals = as_ring(&c);
+        let cvals = bits_as_ring::<R>(&c);
         Ok(r.mul_public(&coef).add_public(self.id, &cvals))
     }
 
@@ -1260,17 +1278,8 @@ impl<'c> Party<'c> {
         x: &AShare<R>,
         y: &AShare<R>,
     ) -> Result<AShare<R>, ProtocolError> {
-        let nx: Vec<R> = self.st.b2a_next.ring(x.len());
-        let pv: Vec<R> = self.st.b2a_prev.ring(x.len());
-        let z: Vec<R> = (0..x.len())
-            .map(|j| {
-                x.a[j]
-                    .mul(y.a[j])
-                    .add(x.a[j].mul(y.b[j]))
-                    .add(x.b[j].mul(y.a[j]))
-                    .add(nx[j].sub(pv[j]))
-            })
-            .collect();
+        let alpha = zero_from(&mut self.st.b2a_next, &mut self.st.b2a_prev, x.len());
+        let z = masked_product(x, y, &alpha);
         let xy = self.reshare(z, Phase::Offline, "b2a setup")?;
         Ok(x.add(y).sub(&xy.mul_scalar(R::from_u64(2))))
     }

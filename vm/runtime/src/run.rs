@@ -199,13 +199,11 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         }
         let offline = match opts.offline {
             None => None,
-            Some(calls) => {
-                let (t0, s0) = (Instant::now(), party.comm().stats());
+            Some(calls) => Some(
                 party
-                    .preprocess(calls)
-                    .map_err(|e| VmError::Setup(format!("P{id}: offline phase: {e}")))?;
-                Some((t0.elapsed().as_secs_f64(), party.comm().stats().since(&s0)))
-            }
+                    .offline_phase(calls)
+                    .map_err(|e| VmError::Setup(format!("P{id}: offline phase: {e}")))?,
+            ),
         };
         let progress = if id == 0 { opts.progress } else { None };
         let out = execute(prog, Some(&mut party), &src, progress)?;
@@ -233,32 +231,37 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         let pick = errs.iter().position(|e| e.peer().is_none()).unwrap_or(0);
         return Err(errs.swap_remove(pick));
     }
-    let mut offline: Option<(f64, Stats)> = None;
     let mut trace = Vec::new();
     let mut parts = Vec::new();
-    for (part, off, t) in oks {
-        if let Some((secs, st)) = off {
-            let o = offline.get_or_insert((0.0, Stats::default()));
-            let rounds = o.1.rounds_offline.max(st.rounds_offline);
-            *o = (o.0.max(secs), o.1.add(&st));
-            o.1.rounds_offline = rounds; // parties run in lock-step
-        }
-        trace = t;
-        parts.push(part);
+    for ((out, stats, client), off, t) in oks {
+        trace = t; // the same at every party
+        parts.push(PartyOutcome {
+            outcome: out,
+            stats,
+            client_bytes: client,
+            offline: off,
+        });
     }
-    let [p0, p1, p2]: [(Outcome, Stats, u64); 3] = parts
+    let parts: [PartyOutcome; 3] = parts
         .try_into()
         .map_err(|_| VmError::Setup("a party returned no result".into()))?;
-    let out_bytes = output_bytes(&p0.0.outputs);
-    let mut rep = assemble(prog, [p0, p1, p2], wall_s)?;
-    rep.client_bytes += out_bytes;
-    rep.offline = offline;
+    let mut rep = assemble(prog, parts, wall_s)?;
     rep.trace = trace;
     Ok(rep)
 }
 
+/// What one party hands the client: its output values and per-instruction
+/// costs, its traffic, the bytes its client sent it, and its offline phase
+/// (seconds, traffic) if it ran one.
+pub struct PartyOutcome {
+    pub outcome: Outcome,
+    pub stats: Stats,
+    pub client_bytes: u64,
+    pub offline: Option<(f64, Stats)>,
+}
+
 /// Bytes the client receives for these outputs (all three parties' shares).
-pub fn output_bytes(outputs: &[Value]) -> u64 {
+fn output_bytes(outputs: &[Value]) -> u64 {
     outputs
         .iter()
         .map(|v| {
@@ -275,14 +278,30 @@ pub fn output_bytes(outputs: &[Value]) -> u64 {
 
 /// The client's side of a finished query: reconstructs the outputs from
 /// the three parties' values (checking the replicated copies) and sums
-/// their costs. Each party gives its outcome, its traffic and the bytes its
-/// client sent it.
+/// their costs; the client's bytes include the output shares it receives.
 pub fn assemble(
     prog: &Program,
-    parties: [(Outcome, Stats, u64); 3],
+    parties: [PartyOutcome; 3],
     wall_s: f64,
 ) -> Result<Report, VmError> {
-    let [p0, p1, p2] = parties;
+    // an offline phase counts when all three ran it: the slowest party's
+    // seconds, everyone's bytes, one party's rounds (they run in lock-step)
+    let offline = match [
+        &parties[0].offline,
+        &parties[1].offline,
+        &parties[2].offline,
+    ] {
+        [Some(a), Some(b), Some(c)] => {
+            let mut st = a.1.add(&b.1).add(&c.1);
+            st.rounds_offline =
+                a.1.rounds_offline
+                    .max(b.1.rounds_offline)
+                    .max(c.1.rounds_offline);
+            Some((a.0.max(b.0).max(c.0), st))
+        }
+        _ => None,
+    };
+    let [p0, p1, p2] = parties.map(|p| (p.outcome, p.stats, p.client_bytes));
     for p in [&p0, &p1, &p2] {
         if p.0.outputs.len() != prog.outputs.len() || p.0.costs.len() != prog.code.len() {
             return Err(VmError::Setup(
@@ -316,9 +335,9 @@ pub fn assemble(
         costs,
         comm: p0.1.add(&p1.1).add(&p2.1),
         party_stats: [p0.1, p1.1, p2.1],
-        client_bytes: p0.2 + p1.2 + p2.2,
+        client_bytes: p0.2 + p1.2 + p2.2 + output_bytes(&p0.0.outputs),
         wall_s,
-        offline: None,
+        offline,
         trace: Vec::new(),
     })
 }

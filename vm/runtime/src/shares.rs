@@ -39,11 +39,7 @@ pub enum ShareError {
 }
 
 fn hex(h: &[u8]) -> String {
-    h.iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        + "…"
+    crate::wire::short_hash(h) + "…"
 }
 
 fn put_share<R: Ring>(w: &mut Vec<u8>, s: &AShare<R>) {

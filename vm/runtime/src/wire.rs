@@ -640,13 +640,3 @@ pub fn decode_result(b: &[u8]) -> Result<Result<PartyResult, String>, WireError>
         t => Err(r.err(format!("unknown result tag {t}"))),
     }
 }
-
-/// Checks that a value decodes as the ring it claims (used by tests).
-pub fn roundtrip(v: &Value) -> Result<Value, WireError> {
-    let mut w = Vec::new();
-    put_value(&mut w, v);
-    let mut r = Rd::new(&w);
-    let out = get_value(&mut r)?;
-    r.end("the value")?;
-    Ok(out)
-}
