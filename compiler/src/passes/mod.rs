@@ -114,14 +114,23 @@ pub struct GraphStats {
 /// Online bits (all parties, per element) and rounds of the sign of a value
 /// in Z_2^k (`Party::ltz`): two word ANDs and a carry tree over single bits.
 fn ltz_cost(k: u64) -> (u64, u64) {
-    let mut m = k - 1;
-    let mut ands = 0;
-    while m > 1 {
-        ands += 2 * (m / 2);
-        m = m.div_ceil(2);
-    }
-    (2 * 3 * k + 3 * ands, decompose_cost(k).1)
+    (
+        ditto_protocol::Party::ltz_bits(k as u32),
+        decompose_cost(k).1,
+    )
 }
+
+/// Online bits (all parties, per element) and rounds of one conversion call
+/// (`Party::convert`, or `convert_additive` when `fused`).
+fn conversion_cost(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
+    (
+        ditto_protocol::party::conversion_bits(kin, kout, m, fused).0,
+        CONVERSION_ROUNDS,
+    )
+}
+
+/// Online rounds of a conversion call (docs/protocols.md).
+const CONVERSION_ROUNDS: u64 = 3;
 
 /// Whether `id` is a secret product whose only reader is a conversion call,
 /// which the VM fuses with it (`Party::convert_additive`).
@@ -139,10 +148,13 @@ pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
 }
 
 /// Online bits (all parties, per element) and rounds of a bit decomposition
-/// in Z_2^k (docs/protocols.md): 3k(2L + 1) bits, 2 + L rounds.
+/// in Z_2^k (docs/protocols.md): 6kL bits, 2 + L rounds.
 fn decompose_cost(k: u64) -> (u64, u64) {
-    let levels = 64 - (k - 2).leading_zeros() as u64;
-    (3 * k * (2 * levels + 1), 2 + levels)
+    let k = k as u32;
+    (
+        ditto_protocol::Party::decompose_bits(k),
+        2 + ditto_protocol::Party::prefix_levels(k) as u64,
+    )
 }
 
 /// Counts conversion calls by kind (one call may be several kinds at once:
@@ -150,8 +162,8 @@ fn decompose_cost(k: u64) -> (u64, u64) {
 /// apart) and estimates communication from
 /// the cost model of docs/protocols.md and docs/vm.md, online bits only: a
 /// secret product or matmul costs 3k bits per output element and 1 round; a
-/// secret conversion 2·k_in + 2·k_out bits and 2 rounds; comparisons, selects
-/// on secret conditions, row maxima, means, normalisations and secret
+/// secret conversion k_in + 1 + 2·k_out bits (2·k_in + 1 + 2·k_out fused
+/// with its product) and 3 rounds; comparisons, selects on secret conditions, row maxima, means, normalisations and secret
 /// lookups what the VM's protocols cost. Rounds are summed along the graph's
 /// critical path. Non-linear operations not yet lowered count nothing.
 pub fn stats(g: &Graph) -> GraphStats {
@@ -183,12 +195,10 @@ pub fn stats(g: &Graph) -> GraphStats {
                         // a product read only here is fused: H's share joins
                         // the opening (k_in more bits, the product's round saved)
                         let fused = fused_product(g, ops[0]);
-                        let kin = fi.ring.bits() as u64;
-                        s.est_bits += n.ty.numel() as u64
-                            * (2 * kin
-                                + 2 * fo.ring.bits() as u64
-                                + if fused { 2 * kin } else { 0 });
-                        rounds = 2;
+                        let m = fi.frac.saturating_sub(fo.frac) as u32;
+                        let (bits, r) = conversion_cost(fi.ring.bits(), fo.ring.bits(), m, fused);
+                        s.est_bits += n.ty.numel() as u64 * bits;
+                        rounds = r;
                     } else {
                         s.local_conversions += 1;
                     }
@@ -239,9 +249,13 @@ pub fn stats(g: &Graph) -> GraphStats {
                 }
             }
             Op::Mean { .. } if secret => {
-                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
-                s.est_bits += 4 * k * n.ty.numel() as u64;
-                rounds = 2;
+                // a sum times the public 1/n, then one truncation by f bits
+                if let Some(f) = n.ty.format() {
+                    let k = f.ring.bits();
+                    let (bits, r) = conversion_cost(k, k, f.frac as u32, false);
+                    s.est_bits += bits * n.ty.numel() as u64;
+                    rounds = r;
+                }
             }
             Op::NormScale { kind } if secret => {
                 // decomposition, prefix-OR (3k bits per level), then B2A of

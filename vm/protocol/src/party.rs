@@ -9,7 +9,7 @@
 use crate::comm::{Comm, Phase, ProtocolError};
 use crate::kernels;
 use crate::prg::Prg;
-use crate::ring::{from_bytes, pack_bits, to_bytes, unpack_bits, Ring};
+use crate::ring::{from_bytes, pack_bits, pack_width, to_bytes, unpack_bits, unpack_width, Ring};
 use crate::share::{AShare, BShare, BitShare};
 
 /// Pi's protocol state: its link, its PRG keys and the role counter.
@@ -48,6 +48,13 @@ pub struct ConvCall {
     pub n: usize,
 }
 
+impl ConvCall {
+    /// Bytes of H's offline message to B for this call.
+    pub fn helper_bytes(&self) -> usize {
+        (self.n * msb_width(self.kin, self.kout, self.m) as usize).div_ceil(8)
+    }
+}
+
 /// A party's protocol state without its link: keys, streams, role counter
 /// and prepared conversions. An offline phase run ahead of a query (while
 /// the parties wait for one) is kept in this form and resumed on the same
@@ -69,9 +76,14 @@ pub struct PartyState {
     helped_next: Prg,
     /// The random bits of B2A and their arithmetic form, likewise apart.
     b2a_next: Prg,
+    /// This party's private stream (B's part r' of a conversion's mask).
+    own: Prg,
     b2a_prev: Prg,
-    /// Public counter choosing the roles of asymmetric protocols.
+    /// Public counter choosing the roles of conversions (the offline phase
+    /// derives each prepared call's roles from it).
     ctr: u64,
+    /// Public counter choosing the roles of the two-operand adder set-up.
+    bits_ctr: u64,
     /// Conversions prepared by `preprocess`, in call order.
     plan: Option<std::collections::VecDeque<Prepared>>,
     /// B2A random bits prepared by `preprocess`, in call order.
@@ -108,6 +120,34 @@ fn bits_as_ring<R: Ring>(v: &[bool]) -> Vec<R> {
     v.iter()
         .map(|&x| if x { R::ONE } else { R::ZERO })
         .collect()
+}
+
+/// The bits of r_msb's shares that matter in a conversion (k_in, k_out, m):
+/// r_msb enters the result as r_msb·2^(k_in−1−m) in Z_2^k_out, so only its
+/// shares mod 2^w count, w = k_out − (k_in − 1 − m); none when that is ≤ 0
+/// (a downcast by enough bits).
+pub fn msb_width(kin: u32, kout: u32, m: u32) -> u32 {
+    (kout + m + 1).saturating_sub(kin).min(kout)
+}
+
+/// Bits (all parties, per element) of one conversion (k_in, k_out, m):
+/// (online, offline). Online: B's masked part to A (k_in; H's product share
+/// too when `fused`), c_msb and a component to B (1 + k_out), a component
+/// to H (k_out). Offline: B's share of r_msb (w bits). Bytes are these bits
+/// packed per call, so a call of n elements moves ⌈n/8⌉ bytes of c_msb and
+/// ⌈n·w/8⌉ of r_msb shares.
+pub fn conversion_bits(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
+    let open = kin as u64 * if fused { 2 } else { 1 };
+    (open + 1 + 2 * kout as u64, msb_width(kin, kout, m) as u64)
+}
+
+/// `n` values of `w` bits from a stream (none when w = 0).
+fn draw_width(prg: &mut Prg, n: usize, w: u32) -> Vec<u64> {
+    if w == 0 {
+        return Vec::new();
+    }
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    prg.words(n).into_iter().map(|x| x & mask).collect()
 }
 
 /// This party's additive share of x·y (replicated x and y), masked by its
@@ -288,7 +328,9 @@ impl<'c> Party<'c> {
                 helped_next: Prg::new(helped_next),
                 b2a_next: Prg::new(b2a_next),
                 b2a_prev: Prg::new(b2a_prev),
+                own: Prg::new(own.key()),
                 ctr: 0,
+                bits_ctr: 0,
                 plan: None,
                 bits_plan: None,
             },
@@ -331,8 +373,8 @@ impl<'c> Party<'c> {
     /// The offline phase for the calls `all`, which the following online
     /// phase must make in this order. Conversions: each party computes its
     /// helper messages for the calls where it is H and sends them all to its
-    /// predecessor (that call's B) at once — **1 round** in all, 2·k_out bits
-    /// per element as before. B2A: the random bits of all calls of a ring
+    /// predecessor (that call's B) at once — **1 round** in all, w bits
+    /// per element as before ([`msb_width`]). B2A: the random bits of all calls of a ring
     /// made arithmetic together — 2 rounds per ring, 6k bits per bit as
     /// before. Afterwards every call takes its offline part from here, and
     /// a call that differs from the plan is an error.
@@ -364,7 +406,7 @@ impl<'c> Party<'c> {
                     (_, 32) => self.helper_message::<u64, u32>(call.n, call.m),
                     _ => self.helper_message::<u64, u64>(call.n, call.m),
                 }),
-                Role::B => want += 2 * call.n * (call.kout as usize / 8),
+                Role::B => want += call.helper_bytes(),
                 Role::A => {}
             }
             plan.push_back(Prepared {
@@ -387,7 +429,7 @@ impl<'c> Party<'c> {
         }
         let mut at = 0;
         for p in plan.iter_mut().filter(|p| p.role == Role::B) {
-            let len = 2 * p.call.n * (p.call.kout as usize / 8);
+            let len = p.call.helper_bytes();
             p.msg = got[at..at + len].to_vec();
             at += len;
         }
@@ -455,31 +497,78 @@ impl<'c> Party<'c> {
     }
 
     /// n random bits r = ρ0 ⊕ ρ1 ⊕ ρ2 known to nobody, as a boolean sharing
-    /// (ρ_j = F(k_{j−1}): Pi holds (ρ_i, ρ_{i+1})) and, after two
-    /// multiplications, an arithmetic one. 2 rounds, 6k bits per bit.
+    /// (ρ_j from the B2A stream of k_{j−1}: Pi holds (ρ_i, ρ_{i+1})) and an
+    /// arithmetic one. P0 knows t = ρ0 ⊕ ρ1, P1 and P2 know ρ2, and
+    /// r = t + ρ2 − 2·t·ρ2. The product: P0 sends P1 t + μ (μ from the P2–P0
+    /// stream), so P1 has q1 = (t + μ)·ρ2 and P2 q2 = −μ·ρ2; with w and λ from
+    /// the P1–P2 stream the components are c2 = w, c1 = t + μ − 2q1 + ρ2 − w − λ
+    /// (P1 sends P0 all but t + μ) and c0 = −μ − 2q2 + λ (P2 sends P0 all but
+    /// −μ). Offline, 2 rounds, 3k bits per bit. P1 sees t masked by μ, P0
+    /// values masked by λ and w.
     fn random_bits<R: Ring>(&mut self, n: usize) -> Result<(BitShare, AShare<R>), ProtocolError> {
         let rho_a = self.st.b2a_prev.bits(n);
         let rho_b = self.st.b2a_next.bits(n);
-        let as_ring = bits_as_ring::<R>;
-        let zero = vec![R::ZERO; n];
-        let comp = |j: usize, me: usize| -> AShare<R> {
-            AShare {
-                a: if j == me {
-                    as_ring(&rho_a)
-                } else {
-                    zero.clone()
-                },
-                b: if j == (me + 1) % 3 {
-                    as_ring(&rho_b)
-                } else {
-                    zero.clone()
-                },
+        let bits = BitShare {
+            a: rho_a.clone(),
+            b: rho_b.clone(),
+        };
+        let ring = bits_as_ring::<R>;
+        let two = R::from_u64(2);
+        let what = "b2a setup";
+        let r = match self.id {
+            0 => {
+                let t: Vec<bool> = rho_a.iter().zip(&rho_b).map(|(x, y)| x ^ y).collect();
+                let t: Vec<R> = ring(&t);
+                let mu: Vec<R> = self.st.b2a_prev.ring(n); // P2–P0
+                let tm = kernels::add(&t, &mu);
+                let got = self
+                    .comm
+                    .exchange(Phase::Offline, vec![(1, to_bytes(&tm))], &[2])?;
+                let m2: Vec<R> = parse(&got[0], n, 2, what)?;
+                let got = self.comm.exchange(Phase::Offline, vec![], &[1])?;
+                let m1: Vec<R> = parse(&got[0], n, 1, what)?;
+                AShare {
+                    a: kernels::sub(&m2, &mu),
+                    b: kernels::add(&tm, &m1),
+                }
+            }
+            1 => {
+                let rho2: Vec<R> = ring(&rho_b);
+                let w: Vec<R> = self.st.b2a_next.ring(n); // P1–P2
+                let lambda: Vec<R> = self.st.b2a_next.ring(n);
+                let got = self.comm.exchange(Phase::Offline, vec![], &[0])?;
+                let tm: Vec<R> = parse(&got[0], n, 0, what)?;
+                let m1: Vec<R> = (0..n)
+                    .map(|j| {
+                        let q1 = tm[j].mul(rho2[j]);
+                        rho2[j].sub(q1.mul(two)).sub(w[j]).sub(lambda[j])
+                    })
+                    .collect();
+                self.comm
+                    .exchange(Phase::Offline, vec![(0, to_bytes(&m1))], &[])?;
+                AShare {
+                    a: kernels::add(&tm, &m1),
+                    b: w,
+                }
+            }
+            _ => {
+                let rho2: Vec<R> = ring(&rho_a);
+                let mu: Vec<R> = self.st.b2a_next.ring(n); // P2–P0
+                let w: Vec<R> = self.st.b2a_prev.ring(n); // P1–P2
+                let lambda: Vec<R> = self.st.b2a_prev.ring(n);
+                // m2 = −2·q2 + λ with q2 = −μ·ρ2
+                let m2: Vec<R> = (0..n)
+                    .map(|j| mu[j].mul(rho2[j]).mul(two).add(lambda[j]))
+                    .collect();
+                self.comm
+                    .exchange(Phase::Offline, vec![(0, to_bytes(&m2))], &[])?;
+                AShare {
+                    a: w,
+                    b: kernels::sub(&m2, &mu),
+                }
             }
         };
-        let (p0, p1, p2) = (comp(0, self.id), comp(1, self.id), comp(2, self.id));
-        let t = self.xor_arith(&p0, &p1)?;
-        let r = self.xor_arith(&t, &p2)?;
-        Ok((BitShare { a: rho_a, b: rho_b }, r))
+        Ok((bits, r))
     }
 
     /// The next B2A call's random bits: prepared, or made now.
@@ -511,27 +600,28 @@ impl<'c> Party<'c> {
         ))
     }
 
-    /// H's message to B for one conversion of `n` elements by `m` bits:
-    /// B's additive shares of r_msb and r_mid (A's come from the A–H stream).
+    /// H's part of one conversion of `n` elements by `m` bits. The mask's
+    /// top bit is r_msb = e ⊕ v, with e from the A–H stream and v from the
+    /// B–H stream, so only H knows it; A's share ρ_A of r_msb (mod 2^w) comes
+    /// from the A–H stream and B's, ρ_B = r_msb − ρ_A, is this message: w bits
+    /// per element, nothing when w = 0. H draws what A and B draw.
     fn helper_message<Ri: Ring, Ro: Ring>(&mut self, n: usize, m: u32) -> Vec<u8> {
-        let kin = Ri::BITS;
-        let half = Ri::ONE.shl(kin - 1);
-        let ra: Vec<Ri> = self.st.help_next.ring(n);
-        let rb: Vec<Ri> = self.st.help_prev.ring(n);
-        let msb_a: Vec<Ro> = self.st.help_next.ring(n);
-        let mid_a: Vec<Ro> = self.st.help_next.ring(n);
-        let mut msb_b = Vec::with_capacity(n);
-        let mut mid_b = Vec::with_capacity(n);
-        for j in 0..n {
-            let r = ra[j].add(rb[j]);
-            let r_msb = Ro::from_u64(r.shr(kin - 1).to_u64());
-            let r_mid = Ro::from_u64(r.and(half.sub(Ri::ONE)).shr(m).to_u64());
-            msb_b.push(r_msb.sub(msb_a[j]));
-            mid_b.push(r_mid.sub(mid_a[j]));
+        let w = msb_width(Ri::BITS, Ro::BITS, m);
+        let e = self.st.help_next.bits(n);
+        let rho_a = draw_width(&mut self.st.help_next, n, w);
+        let v = self.st.help_prev.bits(n);
+        if w == 0 {
+            return Vec::new();
         }
-        let mut msg = to_bytes(&msb_b);
-        msg.extend(to_bytes(&mid_b));
-        msg
+        let rho_b: Vec<u64> = (0..n)
+            .map(|j| ((e[j] ^ v[j]) as u64).wrapping_sub(rho_a[j]))
+            .collect();
+        pack_width(&rho_b, w)
+    }
+
+    /// A's share ρ_A of r_msb (mod 2^w), from the A–H stream.
+    fn msb_share_a(&mut self, n: usize, w: u32) -> Vec<u64> {
+        draw_width(&mut self.st.helped_prev, n, w)
     }
 
     pub fn comm(&mut self) -> &mut dyn Comm {
@@ -767,13 +857,22 @@ impl<'c> Party<'c> {
     /// exact upcast (m = 0, k_out > k_in), downcast with truncation and
     /// truncate-then-upcast. Requires m ≤ k_in − 2.
     ///
-    /// Offline: H → B two k_out-bit elements (B's shares of r_msb and r_mid;
-    /// r's shares and A's parts come from the A–H and B–H keys).
-    /// Online: 2 rounds (A and B only), 2·k_in + 2·k_out bits:
-    /// A and B open c = x + 2^(k_in−2) + r to each other, compute
-    /// y = ⌊c'/2^m⌋ − r_mid + (r_msb ⊕ c_msb)·2^(k_in−1−m) − 2^(k_in−2−m) as a
-    /// 2-out-of-2 sharing, and reshare it (A–H key gives y_a, B–H key y_{a+2},
-    /// A and B exchange the masked rest).
+    /// The mask r = r' + r_msb·2^(k_in−1): r' < 2^(k_in−1) is B's own
+    /// randomness, r_msb = e ⊕ v is known to H alone (e from the A–H stream,
+    /// v from the B–H stream), and A and B hold additive shares of r_msb mod
+    /// 2^w ([`msb_width`]): A's from the A–H stream, B's sent by H offline
+    /// (w bits). Online, 3 rounds, k_in + 1 + 2·k_out bits:
+    /// 1. B sends A its component x_h + r' − v·2^(k_in−1); A alone opens
+    ///    c = x + 2^(k_in−2) + r (adding e·2^(k_in−1)).
+    /// 2. A forms its share of y = ⌊c'/2^m⌋ − r_mid + (r_msb ⊕ c_msb)·2^(k_in−1−m)
+    ///    − 2^(k_in−2−m) and sends B c_msb (1 bit) and the A–B component,
+    ///    masked by the A–H and A–B streams.
+    /// 3. B forms its share, −r_mid + (1 − 2c_msb)·ρ_B·2^(k_in−1−m) (it knows
+    ///    r_mid = ⌊r'/2^m⌋), and sends H the B–H component masked by the A–B
+    ///    stream.
+    ///
+    /// A sees c (uniform), B sees c_msb (uniform: r_msb is hidden from it) and
+    /// masked values, H a masked value.
     pub fn convert<Ri: Ring, Ro: Ring>(
         &mut self,
         x: &AShare<Ri>,
@@ -785,10 +884,10 @@ impl<'c> Party<'c> {
     /// The conversion of a 3-out-of-3 additive sharing z (z_i at Pi, masked
     /// by a zero-sharing: the output of [`Party::mul_local`] or
     /// [`Party::matmul_local`]), fusing a product with its truncation. H
-    /// sends its z_h to A and B in the round where A and B open c, so the
+    /// sends its z_h to A in the round where B sends its part, so the
     /// product's reshare round disappears.
-    /// Online: 2 rounds, 4·k_in + 2·k_out bits (a product then a conversion
-    /// cost 3·k_in + 2·k_in + 2·k_out bits in 3 rounds). Offline: as
+    /// Online: 3 rounds, 2·k_in + 1 + 2·k_out bits (a product then a
+    /// conversion: 4 rounds, 3·k_in + k_in + 1 + 2·k_out). Offline: as
     /// [`Party::convert`].
     pub fn convert_additive<Ri: Ring, Ro: Ring>(
         &mut self,
@@ -843,125 +942,145 @@ impl<'c> Party<'c> {
             n,
         };
         let planned = self.planned(call, role)?;
-        let half = Ri::ONE.shl(kin - 1);
-        let low = |v: Ri| v.and(half.sub(Ri::ONE));
+        let w = msb_width(kin, Ro::BITS, m);
+        let top = Ri::ONE.shl(kin - 1);
+        // K = 2^(k_in−1−m) in Z_2^k_out (0 when the shift leaves the ring)
+        let scale = Ro::ONE.shl(kin - 1 - m);
+        let fused = matches!(input, ConvIn::Additive(_));
         match role {
             Role::H => {
                 if planned.is_none() {
                     let msg = self.helper_message::<Ri, Ro>(n, m);
-                    self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
+                    if w > 0 {
+                        self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
+                    }
                 }
                 if let ConvIn::Additive(z) = input {
-                    // H's share joins the opening of c
-                    let zb = to_bytes(z);
+                    // H's share of the product joins A's opening of c
                     self.comm
-                        .exchange(Phase::Online, vec![(a_id, zb.clone()), (b_id, zb)], &[])?;
+                        .exchange(Phase::Online, vec![(a_id, to_bytes(z))], &[])?;
                 }
-                // Reshare: y_a from the A–H key, y_{a+2} from the B–H key.
-                let ya: Vec<Ro> = self.st.next.ring(n);
-                let yc: Vec<Ro> = self.st.prev.ring(n);
-                Ok(AShare { a: yc, b: ya })
+                // Round 3: B's masked part of the result, component x_h.
+                let wa: Vec<Ro> = self.st.next.ring(n); // A–H key: x_{h+1}
+                let got = self.comm.exchange(Phase::Online, vec![], &[b_id])?;
+                let sbh: Vec<Ro> = parse(&got[0], n, b_id, "conversion reshare")?;
+                Ok(AShare { a: sbh, b: wa })
             }
-            Role::A | Role::B => {
-                let is_a = role == Role::A;
-                let (r_share, msb_s, mid_s): (Vec<Ri>, Vec<Ro>, Vec<Ro>) = if is_a {
-                    let r = self.st.helped_prev.ring(n);
-                    let ms = self.st.helped_prev.ring(n);
-                    let md = self.st.helped_prev.ring(n);
-                    (r, ms, md)
+            Role::A => {
+                let e = self.st.helped_prev.bits(n);
+                let rho = self.msb_share_a(n, w);
+                // Round 1: B's masked part (and H's product share) reach A.
+                let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
+                let got = self.comm.exchange(Phase::Online, vec![], &from)?;
+                let mb: Vec<Ri> = parse(&got[0], n, b_id, "conversion opening")?;
+                let zh: Option<Vec<Ri>> = if fused {
+                    Some(parse(&got[1], n, h_id, "conversion helper share")?)
                 } else {
-                    let r = self.st.helped_next.ring(n);
+                    None
+                };
+                let bias = Ri::ONE.shl(kin - 2);
+                let offset = Ro::ONE.shl(kin - 2 - m);
+                let mut msb = Vec::with_capacity(n);
+                let y: Vec<Ro> = (0..n)
+                    .map(|j| {
+                        let mine = match input {
+                            ConvIn::Replicated(x) => x.a[j].add(x.b[j]),
+                            ConvIn::Additive(z) => z[j],
+                        };
+                        let mut c = mine.add(bias).add(mb[j]);
+                        if let Some(zh) = &zh {
+                            c = c.add(zh[j]);
+                        }
+                        if e[j] {
+                            c = c.add(top);
+                        }
+                        let c_msb = c.bit(kin - 1);
+                        msb.push(c_msb);
+                        // A's share of b = r_msb ⊕ c_msb = c_msb + (1 − 2c_msb)·r_msb
+                        let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
+                        let b = if c_msb { Ro::ONE.sub(r) } else { r };
+                        let c_low = c.and(top.sub(Ri::ONE));
+                        Ro::from_u64(c_low.shr(m).to_u64())
+                            .sub(offset)
+                            .add(b.mul(scale))
+                    })
+                    .collect();
+                // Round 2: c_msb and the A–B component, masked, to B.
+                let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key: x_{h+1}
+                let t: Vec<Ro> = self.st.next.ring(n); // A–B key
+                let sab: Vec<Ro> = (0..n).map(|j| y[j].sub(wa[j]).sub(t[j])).collect();
+                let mut msg = pack_bits(&msb);
+                msg.extend(to_bytes(&sab));
+                self.comm.exchange(Phase::Online, vec![(b_id, msg)], &[])?;
+                Ok(AShare { a: wa, b: sab })
+            }
+            Role::B => {
+                let v = self.st.helped_next.bits(n);
+                let rho: Vec<u64> = if w > 0 {
                     let msg = match planned {
-                        Some(m) => m,
+                        Some(msg) => msg,
                         None => self
                             .comm
                             .exchange(Phase::Offline, vec![], &[h_id])?
                             .remove(0),
                     };
-                    let both: Vec<Ro> = parse(&msg, 2 * n, h_id, "conversion helper message")?;
-                    let (ms, md) = both.split_at(n);
-                    (r, ms.to_vec(), md.to_vec())
+                    unpack_width(&msg, n, w).ok_or_else(|| ProtocolError::Malformed {
+                        peer: h_id,
+                        what: "conversion helper message",
+                        detail: format!("{} bytes, expected {} values of {w} bits", msg.len(), n),
+                    })?
+                } else {
+                    Vec::new()
                 };
-                // Online round 1: open c between A and B.
-                let bias = Ri::ONE.shl(kin - 2);
-                let c_mine: Vec<Ri> = (0..n)
+                // r' < 2^(k_in−1): B's own randomness; r = r' + r_msb·2^(k_in−1)
+                let rp: Vec<Ri> = self.st.own.ring(n);
+                let rp: Vec<Ri> = rp.into_iter().map(|r| r.and(top.sub(Ri::ONE))).collect();
+                let mb: Vec<Ri> = (0..n)
                     .map(|j| {
-                        // A holds x_a + x_b (or its additive z_a), B x_h (or z_b)
-                        let xs = match input {
-                            ConvIn::Replicated(x) if is_a => x.a[j].add(x.b[j]),
+                        let mine = match input {
                             ConvIn::Replicated(x) => x.b[j],
                             ConvIn::Additive(z) => z[j],
                         };
-                        let xs = if is_a { xs.add(bias) } else { xs };
-                        xs.add(r_share[j])
+                        let masked = mine.add(rp[j]);
+                        if v[j] {
+                            masked.sub(top)
+                        } else {
+                            masked
+                        }
                     })
                     .collect();
-                let peer = if is_a { b_id } else { a_id };
-                let (c_peer, z_h): (Vec<Ri>, Option<Vec<Ri>>) = match input {
-                    ConvIn::Replicated(_) => {
-                        let got = self.comm.exchange(
-                            Phase::Online,
-                            vec![(peer, to_bytes(&c_mine))],
-                            &[peer],
-                        )?;
-                        (parse(&got[0], n, peer, "conversion opening")?, None)
-                    }
-                    ConvIn::Additive(_) => {
-                        let got = self.comm.exchange(
-                            Phase::Online,
-                            vec![(peer, to_bytes(&c_mine))],
-                            &[peer, h_id],
-                        )?;
-                        (
-                            parse(&got[0], n, peer, "conversion opening")?,
-                            Some(parse(&got[1], n, h_id, "conversion helper share")?),
-                        )
-                    }
+                self.comm
+                    .exchange(Phase::Online, vec![(a_id, to_bytes(&mb))], &[])?;
+                let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
+                let split = n.div_ceil(8);
+                let bad = |detail: String| ProtocolError::Malformed {
+                    peer: a_id,
+                    what: "conversion reshare",
+                    detail,
                 };
-                let scale = Ro::ONE.shl(kin - 1 - m);
-                let offset = Ro::ONE.shl(kin - 2 - m);
-                let y: Vec<Ro> = (0..n)
+                if got[0].len() != split + n * (Ro::BITS as usize / 8) {
+                    return Err(bad(format!(
+                        "{} bytes, expected {n} bits and {n} elements of {} bits",
+                        got[0].len(),
+                        Ro::BITS
+                    )));
+                }
+                let msb = unpack_bits(&got[0][..split], n).expect("length checked");
+                let sab: Vec<Ro> = from_bytes(&got[0][split..], n).expect("length checked");
+                let t: Vec<Ro> = self.st.prev.ring(n); // A–B key
+                let sbh: Vec<Ro> = (0..n)
                     .map(|j| {
-                        let mut c = c_mine[j].add(c_peer[j]);
-                        if let Some(zh) = &z_h {
-                            c = c.add(zh[j]);
-                        }
-                        let c_msb = c.shr(kin - 1).to_u64();
-                        // b = r_msb ⊕ c_msb = r_msb·(1 − 2c_msb) + c_msb, linear in r_msb's share.
-                        let flip = if c_msb == 1 { Ro::ONE.neg() } else { Ro::ONE };
-                        let mut bshare = msb_s[j].mul(flip);
-                        let mut v = mid_s[j].neg();
-                        if is_a {
-                            bshare = bshare.add(Ro::from_u64(c_msb));
-                            v = v.add(Ro::from_u64(low(c).shr(m).to_u64())).sub(offset);
-                        }
-                        v.add(bshare.mul(scale))
+                        // B's share: −r_mid + (1 − 2c_msb)·ρ_B·K, masked by t
+                        let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
+                        let b = if msb[j] { r.neg() } else { r };
+                        let r_mid = Ro::from_u64(rp[j].shr(m).to_u64());
+                        b.mul(scale).sub(r_mid).add(t[j])
                     })
                     .collect();
-                // Online round 2: reshare the 2-out-of-2 result.
-                if is_a {
-                    let ya: Vec<Ro> = self.st.prev.ring(n); // A–H key
-                    let t: Vec<Ro> = kernels::sub(&y, &ya);
-                    let got =
-                        self.comm
-                            .exchange(Phase::Online, vec![(b_id, to_bytes(&t))], &[b_id])?;
-                    let tb: Vec<Ro> = parse(&got[0], n, b_id, "conversion reshare")?;
-                    Ok(AShare {
-                        a: ya,
-                        b: kernels::add(&t, &tb),
-                    })
-                } else {
-                    let yc: Vec<Ro> = self.st.next.ring(n); // B–H key
-                    let t: Vec<Ro> = kernels::sub(&y, &yc);
-                    let got =
-                        self.comm
-                            .exchange(Phase::Online, vec![(a_id, to_bytes(&t))], &[a_id])?;
-                    let ta: Vec<Ro> = parse(&got[0], n, a_id, "conversion reshare")?;
-                    Ok(AShare {
-                        a: kernels::add(&t, &ta),
-                        b: yc,
-                    })
-                }
+                // Round 3: the B–H component to H.
+                self.comm
+                    .exchange(Phase::Online, vec![(h_id, to_bytes(&sbh))], &[])?;
+                Ok(AShare { a: sab, b: sbh })
             }
         }
     }
@@ -1038,36 +1157,83 @@ impl<'c> Party<'c> {
         Ok(BitShare { a: z, b })
     }
 
-    /// The three components x_0, x_1, x_2 of an arithmetic sharing as trivial
-    /// boolean sharings (component j of word j is x_j, the others 0). Local.
-    fn components<R: Ring>(&self, x: &AShare<R>) -> [BShare<R>; 3] {
-        let n = x.len();
-        let zero = vec![R::ZERO; n];
-        [0, 1, 2].map(|j| BShare {
-            a: if j == self.id {
-                x.a.clone()
-            } else {
-                zero.clone()
-            },
-            b: if j == (self.id + 1) % 3 {
-                x.b.clone()
-            } else {
-                zero.clone()
-            },
-        })
-    }
-
-    /// The carry-save layer: x0 + x1 + x2 = s + c as boolean-shared words,
-    /// with s = x0 ⊕ x1 ⊕ x2 and c = majority(x0, x1, x2) ≪ 1, where
-    /// majority = ((x0 ⊕ x2) ∧ (x1 ⊕ x2)) ⊕ x2. 1 round, 3k bits.
-    fn carry_save<R: Ring>(
+    /// The adder's inputs with two operands instead of three: x = a + x_h,
+    /// where A = h+1 holds a = x_{h+1} + x_{h+2} and x_h is the component B and
+    /// H share (roles rotate with their own public counter). Returns boolean
+    /// sharings of the propagate word p = a ⊕ x_h and the generate word
+    /// g = a ∧ x_h:
+    /// - p: components (a ⊕ t, t, x_h) for (A–B, A–H, B–H), t from the A–H
+    ///   stream; A sends B a ⊕ t.
+    /// - g = g_B ⊕ g_H with g_B = (a ⊕ t) ∧ x_h (B) and g_H = t ∧ x_h (H):
+    ///   components (g_B ⊕ u ⊕ u', g_H ⊕ u', u), u and u' from the B–H
+    ///   stream; H sends A its part in round 1, B in round 2.
+    ///
+    /// 2 rounds, 3k bits per element (a carry-save layer and a generate AND
+    /// over the three components cost 6k in the same 2 rounds). B sees a
+    /// masked by t, A sees values masked by u and u'. H is `h`
+    /// ([`Party::next_adder_helper`]).
+    fn add_setup<R: Ring>(
         &mut self,
         x: &AShare<R>,
+        h: usize,
     ) -> Result<(BShare<R>, BShare<R>), ProtocolError> {
-        let [w0, w1, w2] = self.components(x);
-        let s = w0.xor(&w1).xor(&w2);
-        let maj = self.and(&w0.xor(&w2), &w1.xor(&w2))?.xor(&w2);
-        Ok((s, maj.shl(1)))
+        let n = x.len();
+        let (a_id, b_id) = ((h + 1) % 3, (h + 2) % 3);
+        if self.id == a_id {
+            let a: Vec<R> = kernels::add(&x.a, &x.b);
+            let t: Vec<R> = self.st.prev.ring(n); // A–H
+            let at = kernels::xor(&a, &t);
+            let got = self
+                .comm
+                .exchange(Phase::Online, vec![(b_id, to_bytes(&at))], &[h])?;
+            let gh: Vec<R> = parse(&got[0], n, h, "adder set-up")?;
+            let got = self.comm.exchange(Phase::Online, vec![], &[b_id])?;
+            let gb: Vec<R> = parse(&got[0], n, b_id, "adder set-up")?;
+            Ok((BShare { a: t, b: at }, BShare { a: gh, b: gb }))
+        } else if self.id == b_id {
+            let xh = &x.b;
+            let u: Vec<R> = self.st.next.ring(n); // B–H
+            let u2: Vec<R> = self.st.next.ring(n);
+            let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
+            let at: Vec<R> = parse(&got[0], n, a_id, "adder set-up")?;
+            let gb: Vec<R> = (0..n)
+                .map(|j| at[j].and(xh[j]).xor(u[j]).xor(u2[j]))
+                .collect();
+            self.comm
+                .exchange(Phase::Online, vec![(a_id, to_bytes(&gb))], &[])?;
+            Ok((
+                BShare {
+                    a: at,
+                    b: xh.clone(),
+                },
+                BShare { a: gb, b: u },
+            ))
+        } else {
+            let xh = &x.a;
+            let t: Vec<R> = self.st.next.ring(n); // A–H
+            let u: Vec<R> = self.st.prev.ring(n); // B–H
+            let u2: Vec<R> = self.st.prev.ring(n);
+            let gh: Vec<R> = (0..n).map(|j| t[j].and(xh[j]).xor(u2[j])).collect();
+            self.comm
+                .exchange(Phase::Online, vec![(a_id, to_bytes(&gh))], &[])?;
+            Ok((
+                BShare {
+                    a: xh.clone(),
+                    b: t,
+                },
+                BShare { a: u, b: gh },
+            ))
+        }
+    }
+
+    /// The helper of the next adder set-up; advances its public counter.
+    /// A protocol that runs several adders in sequence (the row maximum)
+    /// keeps one helper throughout, so every party takes part in every
+    /// round it counts.
+    fn next_adder_helper(&mut self) -> usize {
+        let h = (self.st.bits_ctr % 3) as usize;
+        self.st.bits_ctr += 1;
+        h
     }
 
     /// Levels of the parallel-prefix adder: ⌈log2(k − 1)⌉.
@@ -1075,16 +1241,21 @@ impl<'c> Party<'c> {
         32 - (bits - 2).leading_zeros()
     }
 
-    /// Boolean sharing of x's bits (ABY3 §5.3): a carry-save layer turns
-    /// x0 + x1 + x2 into s + c (1 round of AND), then a Kogge–Stone adder
-    /// computes every carry (1 round for generate, then L = ⌈log2(k−1)⌉
-    /// rounds of prefix combination). Rounds: 2 + L (7 for k = 32, 8 for
-    /// k = 64). Bits: 3k·(2L + 1) per element (the last prefix level needs no
-    /// propagate term).
+    /// Online bits per element of [`Party::bit_decompose`] in Z_2^k: 6kL.
+    pub fn decompose_bits(k: u32) -> u64 {
+        6 * k as u64 * Self::prefix_levels(k) as u64
+    }
+
+    /// Boolean sharing of x's bits: the two-operand set-up
+    /// ([`Party::add_setup`]: propagate and generate words, 2 rounds), then
+    /// a Kogge–Stone prefix over L = ⌈log2(k−1)⌉ levels. Rounds: 2 + L (7 for
+    /// k = 32, 8 for k = 64). Bits: 3k + 3k·(2L − 1) = 6kL per element (the
+    /// last prefix level needs no propagate term).
     pub fn bit_decompose<R: Ring>(&mut self, x: &AShare<R>) -> Result<BShare<R>, ProtocolError> {
-        let (s, c) = self.carry_save(x)?;
-        let mut p = s.xor(&c);
-        let mut g = self.and(&s, &c)?;
+        let h = self.next_adder_helper();
+        let (p0, g0) = self.add_setup(x, h)?;
+        let mut p = p0.clone();
+        let mut g = g0;
         let levels = Self::prefix_levels(R::BITS);
         for l in 0..levels {
             let d = 1u32 << l;
@@ -1101,25 +1272,29 @@ impl<'c> Party<'c> {
                 g = g.xor(&pg);
             }
         }
-        // sum bit i = s_i ⊕ c_i ⊕ carry into i = s ⊕ c ⊕ (G << 1)
-        Ok(s.xor(&c).xor(&g.shl(1)))
+        // sum bit i = p_i ⊕ carry into i = p ⊕ (G << 1)
+        Ok(p0.xor(&g.shl(1)))
     }
 
     /// The sign bit [x < 0] as a bit share. Only the carry into the top bit
-    /// is needed, so after the carry-save layer and the generate word (2
-    /// word ANDs), the carry comes from a tree over single bits instead of
-    /// a full prefix over words: per level, G = G_hi ⊕ P_hi·G_lo and
+    /// is needed, so after the two-operand set-up ([`Party::add_setup`]: 3k
+    /// bits, 2 rounds) the carry comes from a tree over single bits instead
+    /// of a full prefix over words: per level, G = G_hi ⊕ P_hi·G_lo and
     /// P = P_hi·P_lo for each pair of groups, all pairs in one packed AND.
     /// Rounds: 2 + ⌈log2(k−1)⌉ (7 for k = 32, 8 for k = 64), as the full
-    /// decomposition. Bits per element: 3k·2 + 3·2·Σ pairs =
-    /// [`Party::ltz_bits`] (372 for k = 32, 756 for k = 64, against
-    /// 3k(2L+1) = 1056 and 2496 for the decomposition).
+    /// decomposition. Bits per element: 3k + 3·2·Σ pairs =
+    /// [`Party::ltz_bits`] (276 for k = 32, 564 for k = 64, against
+    /// 6kL = 960 and 2304 for the decomposition).
     pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
+        let h = self.next_adder_helper();
+        self.ltz_with(x, h)
+    }
+
+    /// [`Party::ltz`] with the adder set-up's helper given.
+    fn ltz_with<R: Ring>(&mut self, x: &AShare<R>, h: usize) -> Result<BitShare, ProtocolError> {
         let k = R::BITS;
         let n = x.len();
-        let (s, c) = self.carry_save(x)?;
-        let g = self.and(&s, &c)?;
-        let p = s.xor(&c);
+        let (p, g) = self.add_setup(x, h)?;
         // groups over bits 0..k−2, lowest first, as bit columns packed in u64s
         let mut gs = Cols::of(&g, k - 1);
         let mut ps = Cols::of(&p, k - 1);
@@ -1151,8 +1326,8 @@ impl<'c> Party<'c> {
             gs = ng;
             ps = np;
         }
-        // top bit = s ⊕ c ⊕ carry into it
-        let top = s.bit(k - 1).xor(&c.bit(k - 1));
+        // top bit = p ⊕ carry into it
+        let top = p.bit(k - 1);
         Ok(match gs.pop() {
             Some(carry) => top.xor(&carry.to_bits(n)),
             None => top,
@@ -1225,7 +1400,7 @@ impl<'c> Party<'c> {
             ands += 2 * (m / 2);
             m = m.div_ceil(2);
         }
-        2 * 3 * k as u64 + 3 * ands
+        3 * k as u64 + 3 * ands
     }
 
     /// Highest set bit of boolean-shared words, one-hot: prefix-OR from the
@@ -1271,19 +1446,6 @@ impl<'c> Party<'c> {
         Ok(r.mul_public(&coef).add_public(self.id, &cvals))
     }
 
-    /// x ⊕ y = x + y − 2xy for arithmetic shares of bits; one offline
-    /// multiplication, masked by a zero-sharing of the B2A streams.
-    fn xor_arith<R: Ring>(
-        &mut self,
-        x: &AShare<R>,
-        y: &AShare<R>,
-    ) -> Result<AShare<R>, ProtocolError> {
-        let alpha = zero_from(&mut self.st.b2a_next, &mut self.st.b2a_prev, x.len());
-        let z = masked_product(x, y, &alpha);
-        let xy = self.reshare(z, Phase::Offline, "b2a setup")?;
-        Ok(x.add(y).sub(&xy.mul_scalar(R::from_u64(2))))
-    }
-
     /// select(s, x, y) = s·(x − y) + y for an arithmetic 0/1 selector s.
     /// One multiplication: 1 round, 3k bits; exact (no truncation).
     pub fn select<R: Ring>(
@@ -1307,6 +1469,7 @@ impl<'c> Party<'c> {
         assert_eq!(x.len(), rows * cols, "max_rows shape");
         let mut cur = x.clone();
         let mut w = cols;
+        let h = self.next_adder_helper();
         while w > 1 {
             let half = w / 2;
             let (mut ia, mut ib) = (vec![], vec![]);
@@ -1317,7 +1480,7 @@ impl<'c> Party<'c> {
                 }
             }
             let (a, b) = (cur.gather(&ia), cur.gather(&ib));
-            let lt = self.ltz(&a.sub(&b))?;
+            let lt = self.ltz_with(&a.sub(&b), h)?;
             let s = self.b2a::<R>(&lt)?;
             let m = self.select(&s, &b, &a)?;
             let nw = half + w % 2;

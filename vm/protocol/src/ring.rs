@@ -149,3 +149,67 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
     }
     Some((0..n).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1).collect())
 }
+
+/// Packs the low `w` bits (1 ≤ w ≤ 64) of each value, LSB first, into
+/// ⌈n·w/8⌉ bytes: a share that only matters mod 2^w travels as w bits.
+pub fn pack_width(vals: &[u64], w: u32) -> Vec<u8> {
+    debug_assert!((1..=64).contains(&w));
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mut out = Vec::with_capacity((vals.len() * w as usize).div_ceil(8));
+    let (mut acc, mut have) = (0u128, 0u32);
+    for &v in vals {
+        acc |= ((v & mask) as u128) << have;
+        have += w;
+        while have >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if have > 0 {
+        out.push(acc as u8);
+    }
+    out
+}
+
+/// Reads `n` values of `w` bits written by [`pack_width`]; `None` if the
+/// length is wrong.
+pub fn unpack_width(bytes: &[u8], n: usize, w: u32) -> Option<Vec<u64>> {
+    if !(1..=64).contains(&w) || bytes.len() != (n * w as usize).div_ceil(8) {
+        return None;
+    }
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mut out = Vec::with_capacity(n);
+    let (mut acc, mut have) = (0u128, 0u32);
+    let mut it = bytes.iter();
+    for _ in 0..n {
+        while have < w {
+            acc |= (*it.next()? as u128) << have;
+            have += 8;
+        }
+        out.push(acc as u64 & mask);
+        acc >>= w;
+        have -= w;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_widths_round_trip() {
+        let vals: Vec<u64> = (0..37u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        for w in [1, 7, 9, 19, 33, 63, 64] {
+            let bytes = pack_width(&vals, w);
+            assert_eq!(bytes.len(), (37 * w as usize).div_ceil(8));
+            let mask = if w == 64 { u64::MAX } else { (1 << w) - 1 };
+            let back = unpack_width(&bytes, 37, w).unwrap();
+            assert!(vals.iter().zip(&back).all(|(a, b)| a & mask == *b), "w={w}");
+            assert!(unpack_width(&bytes[1..], 37, w).is_none());
+        }
+    }
+}

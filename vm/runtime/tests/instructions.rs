@@ -194,32 +194,33 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             (c("MatMul").rounds_online, c("MatMul").bytes_online),
             (0, 0)
         );
-        // a conversion: 2 online rounds, 2k_in + 2k_out bits; 1 offline, 2k_out
+        // a conversion by m = f bits: 3 online rounds, k_in + 2k_out bits and
+        // one packed bit (c_msb) per element; 1 offline round of w = m + 1
+        // bits per element (B's share of the mask's top bit)
         let conv = mpc.costs[p
             .code
             .iter()
             .position(|i| matches!(i, Instr::Convert { dst, .. } if *dst == t))
             .unwrap()];
+        let f64_ = f as u64;
         assert_eq!(
             (
                 conv.rounds_online,
-                conv.bytes_online * 8,
+                conv.bytes_online,
                 conv.rounds_offline,
-                conv.bytes_offline * 8
+                conv.bytes_offline
             ),
-            (2, (2 * k + 2 * k) * n, 1, 2 * k * n)
+            (3, 3 * k / 8 * n + 1, 1, (n * (f64_ + 1)).div_ceil(8))
         );
-        // ... and the conversion takes H's additive share in its opening
-        // round: 2 rounds, 4k_in + 2k_out bits (the product's 3k and its
-        // round saved)
+        // ... and the conversion takes H's additive share of the matmul in
+        // its first round: 2k_in + 2k_out bits and c_msb (the product's 3k
+        // and its round saved); an upcast (ring 32, m = 0) needs w = 33 bits
+        // offline, a truncation by 18 in Z_2^64 w = 19
         let last = mpc.costs[p.code.len() - 3];
+        let w = if ring == 32 { 33 } else { 19 };
         assert_eq!(
-            (
-                last.rounds_online,
-                last.bytes_online * 8,
-                last.bytes_offline * 8
-            ),
-            (2, (4 * k + 2 * 64) * 8, 2 * 64 * 8)
+            (last.rounds_online, last.bytes_online, last.bytes_offline),
+            (3, (2 * k / 8 + 2 * 8) * 8 + 1, 8 * w / 8)
         );
         // the client learns the product; the parties' results agree with the
         // cleartext ring emulation up to the two truncations' ±1
@@ -266,8 +267,9 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         let (fixed, mpc) = run_both(&p, vec![xs.clone(), ys.clone()], &no_weights);
         let n = 20u64;
         let cmp = mpc.costs[at(&p, "Cmp")];
-        // the sign of a − b: two word ANDs and a carry tree of packed bit
-        // ANDs (per level 3 messages of 2·pairs columns of ⌈n/8⌉ bytes)
+        // the sign of a − b: the two-operand adder set-up (3 words) and a
+        // carry tree of packed bit ANDs (per level 3 messages of 2·pairs
+        // columns of ⌈n/8⌉ bytes)
         let mut m = k - 1;
         let mut tree = 0;
         while m > 1 {
@@ -276,11 +278,11 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         }
         assert_eq!(
             (cmp.rounds_online, cmp.bytes_online),
-            (2 + levels, 2 * 3 * k * n / 8 + tree)
+            (2 + levels, 3 * k * n / 8 + tree)
         );
         let sel = mpc.costs[at(&p, "Select")];
         // B2A: 1 online round of 3 bits (packed: 3 messages of ⌈n/8⌉ bytes),
-        // 2 offline rounds of 3k bits; then a product
+        // 2 offline rounds, 3k bits in all; then a product
         assert_eq!(
             (
                 sel.rounds_online,
@@ -288,7 +290,7 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
                 sel.rounds_offline,
                 sel.bytes_offline * 8
             ),
-            (2, 3 * n.div_ceil(8) + 3 * k * n / 8, 2, 6 * k * n)
+            (2, 3 * n.div_ceil(8) + 3 * k * n / 8, 2, 3 * k * n)
         );
         // exact: min then max per row, as in the clear
         assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
