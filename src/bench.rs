@@ -152,7 +152,8 @@ pub struct BenchArgs {
     /// Keep only the first K layers.
     #[arg(long)]
     layers: Option<i64>,
-    /// Policies to run, comma-separated.
+    /// Policies to run, comma-separated: built-in names, or policy files
+    /// (JSON, docs/passes.md) ending in `.json`.
     #[arg(long, value_delimiter = ',', default_value = "uniform64,ditto")]
     policies: Vec<String>,
     /// Also run over links shaped like this network, to check the estimate.

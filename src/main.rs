@@ -168,10 +168,12 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    /// The default pipeline under a built-in policy.
+    /// The default pipeline under a built-in policy, or under the policy
+    /// file `name` when it ends in `.json`.
     pub fn for_policy(name: &str) -> PipelineArgs {
         PipelineArgs {
             policy: name.to_string(),
+            policy_file: name.ends_with(".json").then(|| PathBuf::from(name)),
             ..Default::default()
         }
     }

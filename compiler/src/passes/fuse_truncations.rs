@@ -10,9 +10,10 @@
 //!    costs one call; its rounding is never worse (one floor instead of two),
 //!    and its range conditions are those of the first and last links, which
 //!    the chain already had to meet;
-//! 3. **sum** — `add`/`sub` of two truncations from the same format, or of a
-//!    truncation and a value already in the target format, becomes one
-//!    truncation of the sum taken at the product scale: biases are added
+//! 3. **sum** — `add`/`sub` of two truncations from formats of one ring, or
+//!    of a truncation and a value already in the target format, becomes one
+//!    truncation of the sum taken at the finer (product) scale: the other
+//!    operand is shifted up to it, which is local — biases are added
 //!    before truncating (shifting a value left is local, free under MPC), and
 //!    a scalar constant is re-encoded at that scale (a polynomial
 //!    c0 + c1·x + c2·x² is truncated once).
@@ -264,7 +265,11 @@ impl FuseTruncations {
                 );
                 let Some(out) = fmt(g, id) else { continue };
                 let plan = match (ta, tb) {
-                    (Some((pa, fa)), Some((pb, fb))) if fa == fb => Some((fa, pa, pb)),
+                    // from two scales of one ring: the finer one is the raw
+                    // scale, the other truncation's source is shifted up to it
+                    (Some((pa, fa)), Some((pb, fb))) if fa.ring == fb.ring => {
+                        Some((if fa.frac >= fb.frac { fa } else { fb }, pa, pb))
+                    }
                     (Some((pa, fa)), None) if fmt(g, b) == Some(out) => Some((fa, pa, b)),
                     (None, Some((pb, fb))) if fmt(g, a) == Some(out) => Some((fb, a, pb)),
                     _ => None,
