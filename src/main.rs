@@ -137,7 +137,7 @@ enum Cmd {
 /// Options of the pass pipeline.
 #[derive(clap::Args, Clone, Default)]
 pub struct PipelineArgs {
-    /// Precision policy: uniform64, ditto, ditto-quad.
+    /// Precision policy: uniform64, ditto, ditto-nl64, ditto-quad, ditto-auto.
     #[arg(long, default_value = "ditto")]
     policy: String,
     /// A policy of your own (JSON; see docs/passes.md). Overrides --policy.

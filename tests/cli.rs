@@ -312,7 +312,7 @@ fn pass_pipeline_options() {
             "--policy",
             "ditto2",
         ],
-        "unknown policy `ditto2`; policies are: uniform64, ditto, ditto-quad",
+        "unknown policy `ditto2`; policies are: uniform64, ditto, ditto-nl64, ditto-quad, ditto-auto",
     );
     fails_with(
         &[
@@ -687,7 +687,7 @@ fn calibrated_bounds_are_checked_and_refused_with_the_reason() {
     let (ok, _, err) = compile("ditto", &bad);
     assert!(!ok);
     assert!(
-        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:20"),
+        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:21"),
         "{err}"
     );
     // malformed files

@@ -1,7 +1,8 @@
 //! Precision policies as data (NUMERICS.md): a table from format class to
 //! format, plus the approximation choices the lowering will read. Built-in
 //! policies: `uniform64` (PUMA-like baseline), `ditto` (Ditto's mixed
-//! precision), `ditto-quad` (also Quad GeLU in (32, 8), for distilled models).
+//! precision), `ditto-nl64` (NUMERICS.md's table: non-linear parts all in
+//! (64, 18)), `ditto-quad` (also Quad GeLU in (32, 8), for distilled models).
 //! Users write their own as JSON (`--policy-file`):
 //!
 //! ```json
@@ -53,24 +54,58 @@ pub const CLASSES: &[&str] = &[
     "linear",
     "scores",
     "softmax",
+    "exp",
     "probs_v",
     "gelu",
     "residual",
     "head",
 ];
 
-pub const BUILTIN: &[&str] = &["uniform64", "ditto", "ditto-quad", "ditto-auto"];
+pub const BUILTIN: &[&str] = &[
+    "uniform64",
+    "ditto",
+    "ditto-nl64",
+    "ditto-quad",
+    "ditto-auto",
+];
+
+/// Classes whose low-ring formats are bounded by the approximation they
+/// hold rather than by the model: PUMA GeLU's polynomials are used on
+/// [−4, 3] only, where x⁶·2^20 stays below 2^30 at (32, 10); exp's
+/// squarings stay in [0, 1], where a product at (32, 14)·(32, 14) stays
+/// below 2^30. Values outside those domains only reach branches that a
+/// selection discards. Calibration does not move them (`ditto-auto`).
+pub const APPROX_CLASSES: &[&str] = &["gelu", "exp"];
+
+/// PUMA GeLU's polynomials in the low ring (see [`APPROX_CLASSES`]).
+pub const GELU_LOW: Format = Format {
+    ring: crate::ir::Ring::Z32,
+    frac: 10,
+};
 
 impl Policy {
+    /// The built-in policies (docs/passes.md):
+    /// - `uniform64`: every class in (64, 18), PUMA's setting;
+    /// - `ditto`: linear layers and scores in (32, 8), GeLU's polynomials in
+    ///   (32, 10), the rest (exp, reciprocal, normalisations, residuals,
+    ///   LayerNorm, heads) in (64, 18); a policy file can move exp's
+    ///   squarings to (32, 14) as well (`models/policies/ditto-exp32.json`),
+    ///   at a cost in accuracy: the base 1 + x/2^t is then quantised to
+    ///   2^−14 and exp's error grows about tenfold (docs/approximations.md);
+    /// - `ditto-nl64`: NUMERICS.md's table: only linear layers and scores
+    ///   low, every non-linear part in (64, 18);
+    /// - `ditto-quad`: `ditto` with Quad GeLU in (32, 8), for distilled models;
+    /// - `ditto-auto`: `ditto` refined by calibrated bounds.
     pub fn builtin(name: &str) -> Option<Policy> {
-        let low = |c: &str| matches!(c, "linear" | "scores");
-        let formats = |quad: bool, all_high: bool| -> BTreeMap<String, Format> {
+        let table = |overrides: &[(&str, Format)], all_high: bool| -> BTreeMap<String, Format> {
             CLASSES
                 .iter()
                 .map(|&c| {
                     let f = if all_high {
                         Format::HIGH
-                    } else if low(c) || (quad && c == "gelu") {
+                    } else if let Some((_, f)) = overrides.iter().find(|(k, _)| *k == c) {
+                        *f
+                    } else if matches!(c, "linear" | "scores") {
                         Format::LOW
                     } else {
                         Format::HIGH
@@ -80,9 +115,10 @@ impl Policy {
                 .collect()
         };
         let (fm, gelu) = match name {
-            "uniform64" => (formats(false, true), GeluApprox::Puma),
-            "ditto" | "ditto-auto" => (formats(false, false), GeluApprox::Puma),
-            "ditto-quad" => (formats(true, false), GeluApprox::Quad),
+            "uniform64" => (table(&[], true), GeluApprox::Puma),
+            "ditto" | "ditto-auto" => (table(&[("gelu", GELU_LOW)], false), GeluApprox::Puma),
+            "ditto-nl64" => (table(&[], false), GeluApprox::Puma),
+            "ditto-quad" => (table(&[("gelu", Format::LOW)], false), GeluApprox::Quad),
             _ => return None,
         };
         Some(Policy {

@@ -69,8 +69,10 @@ impl Pass for LowerNonlinear {
                 continue;
             };
             let mut classes = ctx.policy.formats.clone();
-            // a policy that does not name `scores` keeps the row max in the node's format
+            // a policy that does not name `scores` or `exp` keeps the row max
+            // and exp's squarings in the node's format
             classes.entry("scores".into()).or_insert(format);
+            classes.entry("exp".into()).or_insert(format);
             let (class, name, bound) = (n.class.clone(), n.name.clone(), n.bound);
             let result = inline(g, "approx", func, &args, format, class, &classes)?;
             let r = g.node_mut(result);

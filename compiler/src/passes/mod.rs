@@ -326,7 +326,9 @@ pub fn resolve_auto(g: &Graph, policy: &Policy, ctx: &Ctx) -> Policy {
     let low: Vec<String> = p
         .formats
         .iter()
-        .filter(|(_, f)| f.ring == Format::LOW.ring)
+        .filter(|(c, f)| {
+            f.ring == Format::LOW.ring && !crate::policy::APPROX_CLASSES.contains(&c.as_str())
+        })
         .map(|(c, _)| c.clone())
         .collect();
     let mut classes = low;
