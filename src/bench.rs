@@ -302,7 +302,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let est_lan = ditto_vm::estimate(&rep, rep.wall_s, ditto_vm::Shape::LAN);
         let est_wan = ditto_vm::estimate(&rep, rep.wall_s, ditto_vm::Shape::WAN);
         results.push(PolicyResult {
-            policy: policy.clone(),
+            policy: applied.name.clone(),
             prog,
             rep,
             est_lan,

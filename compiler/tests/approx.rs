@@ -127,7 +127,10 @@ fn gelu_piecewise() {
     assert!(max_error("gelu_puma(x)", (64, 18), -8.0, 2.5, 2001, gelu) < 9e-3);
     // in (32, 10), as `ditto` runs it: the polynomials are used on [−4, 3]
     // only, where x⁶·2^20 < 2^30; larger |x| overflow in discarded branches
-    assert!(max_error("gelu_puma(x)", (32, 10), -8.0, 8.0, 4001, gelu) < 2.2e-2);
+    assert!(max_error("gelu_puma_half(x)", (32, 10), -8.0, 8.0, 4001, gelu) < 2.2e-2);
+    // the power basis in x loses its small coefficients' precision there
+    // (0.0018·x⁶ at 2^−10: about 0.1 off near x = 3)
+    assert!(max_error("gelu_puma(x)", (32, 10), -8.0, 8.0, 4001, gelu) > 5e-2);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!
 //! | op | becomes |
 //! |---|---|
-//! | `gelu` | `gelu_puma(x)`, or `gelu_quad(x)` under a Quad policy |
+//! | `gelu` | `gelu_puma(x)` (`gelu_puma_half(x)` in Z_2^32), or `gelu_quad(x)` under a Quad policy |
 //! | `softmax` | `softmax_puma(x, t)` (masked: `softmax_puma_masked`), or `softmax_2quad(x)` under a 2Quad policy |
 //! | `softmax` | `softmax_puma(x, t)` / `softmax_puma_masked(x, m, t)`, t = the policy's exp squarings |
 //! | `layernorm` | `layernorm_mpc(x, γ, β, ε)` |
@@ -19,7 +19,7 @@
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::elab::{inline, InlineArg};
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, Op, Ring};
 use crate::policy::{GeluApprox, SoftmaxApprox};
 
 pub struct LowerNonlinear;
@@ -40,6 +40,10 @@ impl Pass for LowerNonlinear {
             let t = ctx.policy.exp_squarings as i64;
             let (func, args): (&str, Vec<InlineArg>) = match &n.op {
                 Op::Gelu { .. } => match ctx.policy.gelu {
+                    // in Z_2^32 the polynomials in x/2 keep their coefficients' precision
+                    GeluApprox::Puma if n.ty.format().is_some_and(|f| f.ring == Ring::Z32) => {
+                        ("gelu_puma_half", vec![node(0)])
+                    }
                     GeluApprox::Puma => ("gelu_puma", vec![node(0)]),
                     GeluApprox::Quad => ("gelu_quad", vec![node(0)]),
                 },
