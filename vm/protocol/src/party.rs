@@ -76,9 +76,9 @@ pub struct PartyState {
     helped_next: Prg,
     /// The random bits of B2A and their arithmetic form, likewise apart.
     b2a_next: Prg,
+    b2a_prev: Prg,
     /// This party's private stream (B's part r' of a conversion's mask).
     own: Prg,
-    b2a_prev: Prg,
     /// Public counter choosing the roles of conversions (the offline phase
     /// derives each prepared call's roles from it).
     ctr: u64,
@@ -373,10 +373,10 @@ impl<'c> Party<'c> {
     /// The offline phase for the calls `all`, which the following online
     /// phase must make in this order. Conversions: each party computes its
     /// helper messages for the calls where it is H and sends them all to its
-    /// predecessor (that call's B) at once — **1 round** in all, w bits
-    /// per element as before ([`msb_width`]). B2A: the random bits of all calls of a ring
-    /// made arithmetic together — 2 rounds per ring, 6k bits per bit as
-    /// before. Afterwards every call takes its offline part from here, and
+    /// predecessor (that call's B) at once — **1 round** in all, w bits per
+    /// element as inline ([`msb_width`]). B2A: the random bits of all calls
+    /// of a ring made arithmetic together — 2 rounds per ring, 3k bits per
+    /// bit as inline. Afterwards every call takes its offline part from here, and
     /// a call that differs from the plan is an error.
     pub fn preprocess(&mut self, all: &[PreCall]) -> Result<(), ProtocolError> {
         let calls: Vec<ConvCall> = all
@@ -617,11 +617,6 @@ impl<'c> Party<'c> {
             .map(|j| ((e[j] ^ v[j]) as u64).wrapping_sub(rho_a[j]))
             .collect();
         pack_width(&rho_b, w)
-    }
-
-    /// A's share ρ_A of r_msb (mod 2^w), from the A–H stream.
-    fn msb_share_a(&mut self, n: usize, w: u32) -> Vec<u64> {
-        draw_width(&mut self.st.helped_prev, n, w)
     }
 
     pub fn comm(&mut self) -> &mut dyn Comm {
@@ -968,7 +963,7 @@ impl<'c> Party<'c> {
             }
             Role::A => {
                 let e = self.st.helped_prev.bits(n);
-                let rho = self.msb_share_a(n, w);
+                let rho = draw_width(&mut self.st.helped_prev, n, w); // ρ_A
                 // Round 1: B's masked part (and H's product share) reach A.
                 let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
                 let got = self.comm.exchange(Phase::Online, vec![], &from)?;
@@ -1419,8 +1414,8 @@ impl<'c> Party<'c> {
 
     /// Bit to arithmetic. Offline (input-independent, or prepared by
     /// [`Party::preprocess`]): a random bit
-    /// r = ρ0 ⊕ ρ1 ⊕ ρ2 from the three keys, known to nobody, is computed in
-    /// arithmetic form with two multiplications (2 rounds, 6k bits).
+    /// r = ρ0 ⊕ ρ1 ⊕ ρ2 from the three keys, known to nobody, is made
+    /// arithmetic (`random_bits`: 2 rounds, 3k bits).
     /// Online: open c = b ⊕ r to all (1 round, 3 bits packed), then
     /// b = c + r − 2·c·r locally.
     pub fn b2a<R: Ring>(&mut self, bits: &BitShare) -> Result<AShare<R>, ProtocolError> {
