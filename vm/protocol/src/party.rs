@@ -963,7 +963,8 @@ impl<'c> Party<'c> {
             }
             Role::A => {
                 let e = self.st.helped_prev.bits(n);
-                let rho = draw_width(&mut self.st.helped_prev, n, w); // ρ_A
+                // ρ_A, A's share of r_msb (mod 2^w)
+                let rho = draw_width(&mut self.st.helped_prev, n, w);
                 // Round 1: B's masked part (and H's product share) reach A.
                 let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
                 let got = self.comm.exchange(Phase::Online, vec![], &from)?;
