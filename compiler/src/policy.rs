@@ -71,7 +71,8 @@ pub const BUILTIN: &[&str] = &[
 
 /// Classes whose low-ring formats are bounded by the approximation they
 /// hold rather than by the model: PUMA GeLU's polynomials are used on
-/// [−4, 3] only, where x⁶·2^20 stays below 2^30 at (32, 10); exp's
+/// [−4, 3] only, where (x/2)⁶·2^20 stays below 2^30 at (32, 10)
+/// (`gelu_puma_half`); exp's
 /// squarings stay in [0, 1], where a product at (32, 14)·(32, 14) stays
 /// below 2^30. Values outside those domains only reach branches that a
 /// selection discards. Calibration does not move them (`ditto-auto`).
