@@ -485,6 +485,33 @@ fn bench_runs_every_policy_and_reports_costs_and_estimates() {
 }
 
 #[test]
+fn policies_order_by_what_they_keep_in_the_low_ring() {
+    // exp low < ditto (GeLU's polynomials in (32, 10)) < NUMERICS.md's table
+    // < everything in (64, 18); a policy file is labelled by its name
+    let (ok, out, err) = ditto(&[
+        "bench",
+        "bert",
+        "--config",
+        "tiny",
+        "--seq",
+        "8",
+        "--policies",
+        "uniform64,ditto-nl64,ditto,models/policies/ditto-exp32.json",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let rs = v["results"].as_array().expect("results");
+    let names: Vec<&str> = rs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(names, ["uniform64", "ditto-nl64", "ditto", "ditto-exp32"]);
+    let bytes: Vec<u64> = rs
+        .iter()
+        .map(|r| r["comm_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[1] < w[0]), "{names:?}: {bytes:?}");
+}
+
+#[test]
 fn share_weights_writes_one_file_per_party() {
     let w = tmp("share-w.safetensors");
     let prog = tmp("share.dbc");
