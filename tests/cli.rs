@@ -508,7 +508,10 @@ fn policies_order_by_what_they_keep_in_the_low_ring() {
         .iter()
         .map(|r| r["comm_bytes"].as_u64().unwrap())
         .collect();
-    assert!(bytes.windows(2).all(|w| w[1] < w[0]), "{names:?}: {bytes:?}");
+    assert!(
+        bytes.windows(2).all(|w| w[1] < w[0]),
+        "{names:?}: {bytes:?}"
+    );
 }
 
 #[test]
