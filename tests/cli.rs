@@ -445,9 +445,9 @@ fn compile_writes_a_valid_bytecode_program() {
     );
 }
 
-#[test]
-fn bench_runs_every_policy_and_reports_costs_and_estimates() {
-    let (ok, out, err) = ditto(&[
+/// `ditto bench` on BERT tiny (8 tokens) under `policies`, as JSON results.
+fn bench_tiny(policies: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
         "bench",
         "bert",
         "--config",
@@ -455,16 +455,21 @@ fn bench_runs_every_policy_and_reports_costs_and_estimates() {
         "--seq",
         "8",
         "--policies",
-        "uniform64,ditto",
-        "--net",
-        "lan",
+        policies,
         "--json",
-    ]);
+    ];
+    args.extend(extra);
+    let (ok, out, err) = ditto(&args);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let rs = v["results"].as_array().expect("results");
+    v["results"].as_array().expect("results").clone()
+}
+
+#[test]
+fn bench_runs_every_policy_and_reports_costs_and_estimates() {
+    let rs = bench_tiny("uniform64,ditto", &["--net", "lan"]);
     assert_eq!(rs.len(), 2);
-    for r in rs {
+    for r in &rs {
         for f in [
             "wall_s",
             "est_lan_s",
@@ -488,20 +493,10 @@ fn bench_runs_every_policy_and_reports_costs_and_estimates() {
 fn policies_order_by_what_they_keep_in_the_low_ring() {
     // exp low < ditto (GeLU's polynomials in (32, 10)) < NUMERICS.md's table
     // < everything in (64, 18); a policy file is labelled by its name
-    let (ok, out, err) = ditto(&[
-        "bench",
-        "bert",
-        "--config",
-        "tiny",
-        "--seq",
-        "8",
-        "--policies",
+    let rs = bench_tiny(
         "uniform64,ditto-nl64,ditto,models/policies/ditto-exp32.json",
-        "--json",
-    ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let rs = v["results"].as_array().expect("results");
+        &[],
+    );
     let names: Vec<&str> = rs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
     assert_eq!(names, ["uniform64", "ditto-nl64", "ditto", "ditto-exp32"]);
     let bytes: Vec<u64> = rs

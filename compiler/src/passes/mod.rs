@@ -163,7 +163,8 @@ fn decompose_cost(k: u64) -> (u64, u64) {
 /// the cost model of docs/protocols.md and docs/vm.md, online bits only: a
 /// secret product or matmul costs 3k bits per output element and 1 round; a
 /// secret conversion k_in + 1 + 2·k_out bits (2·k_in + 1 + 2·k_out fused
-/// with its product) and 3 rounds; comparisons, selects on secret conditions, row maxima, means, normalisations and secret
+/// with its product) and 3 rounds; comparisons, selects on secret
+/// conditions, row maxima, means, normalisations and secret
 /// lookups what the VM's protocols cost. Rounds are summed along the graph's
 /// critical path. Non-linear operations not yet lowered count nothing.
 pub fn stats(g: &Graph) -> GraphStats {

@@ -9,7 +9,9 @@
 use crate::comm::{Comm, Phase, ProtocolError};
 use crate::kernels;
 use crate::prg::Prg;
-use crate::ring::{from_bytes, pack_bits, pack_width, to_bytes, unpack_bits, unpack_width, Ring};
+use crate::ring::{
+    from_bytes, low_mask, pack_bits, pack_width, to_bytes, unpack_bits, unpack_width, Ring,
+};
 use crate::share::{AShare, BShare, BitShare};
 
 /// Pi's protocol state: its link, its PRG keys and the role counter.
@@ -146,7 +148,7 @@ fn draw_width(prg: &mut Prg, n: usize, w: u32) -> Vec<u64> {
     if w == 0 {
         return Vec::new();
     }
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mask = low_mask(w);
     prg.words(n).into_iter().map(|x| x & mask).collect()
 }
 

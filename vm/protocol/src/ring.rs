@@ -150,11 +150,16 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
     Some((0..n).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1).collect())
 }
 
+/// The low `w` bits set (w ≤ 64).
+pub fn low_mask(w: u32) -> u64 {
+    u64::MAX.checked_shr(64 - w).unwrap_or(0)
+}
+
 /// Packs the low `w` bits (1 ≤ w ≤ 64) of each value, LSB first, into
 /// ⌈n·w/8⌉ bytes: a share that only matters mod 2^w travels as w bits.
 pub fn pack_width(vals: &[u64], w: u32) -> Vec<u8> {
     debug_assert!((1..=64).contains(&w));
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mask = low_mask(w);
     let mut out = Vec::with_capacity((vals.len() * w as usize).div_ceil(8));
     let (mut acc, mut have) = (0u128, 0u32);
     for &v in vals {
@@ -178,7 +183,7 @@ pub fn unpack_width(bytes: &[u8], n: usize, w: u32) -> Option<Vec<u64>> {
     if !(1..=64).contains(&w) || bytes.len() != (n * w as usize).div_ceil(8) {
         return None;
     }
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mask = low_mask(w);
     let mut out = Vec::with_capacity(n);
     let (mut acc, mut have) = (0u128, 0u32);
     let mut it = bytes.iter();
@@ -206,7 +211,7 @@ mod tests {
         for w in [1, 7, 9, 19, 33, 63, 64] {
             let bytes = pack_width(&vals, w);
             assert_eq!(bytes.len(), (37 * w as usize).div_ceil(8));
-            let mask = if w == 64 { u64::MAX } else { (1 << w) - 1 };
+            let mask = low_mask(w);
             let back = unpack_width(&bytes, 37, w).unwrap();
             assert!(vals.iter().zip(&back).all(|(a, b)| a & mask == *b), "w={w}");
             assert!(unpack_width(&bytes[1..], 37, w).is_none());
