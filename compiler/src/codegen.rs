@@ -275,6 +275,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                 table: ops[1],
             },
             Op::Convert => Instr::Convert { dst, a: a() },
+            Op::Rescale { .. } => Instr::Rescale { dst, a: a() },
             Op::Gelu { .. }
             | Op::Softmax { .. }
             | Op::LayerNorm { .. }

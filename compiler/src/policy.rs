@@ -7,7 +7,7 @@
 //!
 //! ```json
 //! { "name": "mine", "formats": { "linear": [32, 10], "scores": [32, 8] },
-//!   "gelu": "puma", "softmax": "puma", "exp_squarings": 8 }
+//!   "gelu": "sym", "softmax": "puma", "exp": "quad", "exp_squarings": 4 }
 //! ```
 //!
 //! Classes a policy does not name keep the format the model declares.
@@ -23,6 +23,20 @@ pub enum GeluApprox {
     /// PUMA's piecewise polynomial (valid for any pretrained model).
     Puma,
     /// MPCFormer's 0.125x² + 0.25x + 0.5 (distilled models only).
+    Quad,
+    /// relu(x) − g(|x|) with g(t) = t·Φ(−t) a quartic below 3.3 (valid for
+    /// any pretrained model): two comparisons and one polynomial
+    /// (`gelu_sym`, docs/approximations.md).
+    Sym,
+}
+
+/// Which base softmax's exp raises to the power 2^t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpApprox {
+    /// PUMA's 1 + x/2^t (t = 8 by default).
+    Puma,
+    /// 1 + y + y²/2 at y = x/2^t, written ((1 + y)² + 1)/2: one product
+    /// more, accurate with t = 4 (`exp_quad`).
     Quad,
 }
 
@@ -41,7 +55,9 @@ pub struct Policy {
     pub formats: BTreeMap<String, Format>,
     pub gelu: GeluApprox,
     pub softmax: SoftmaxApprox,
-    /// Squarings of exp's (1 + x/2^t)^(2^t).
+    /// The base exp raises to 2^t.
+    pub exp: ExpApprox,
+    /// Squarings t of exp's base.
     pub exp_squarings: u32,
     /// Pick fraction bits (and lower `probs_v`) from calibrated bounds
     /// ([`crate::passes::resolve_auto`]); needs `--bounds`.
@@ -57,6 +73,7 @@ pub const CLASSES: &[&str] = &[
     "exp",
     "probs_v",
     "gelu",
+    "gelu_poly",
     "residual",
     "head",
 ];
@@ -70,18 +87,25 @@ pub const BUILTIN: &[&str] = &[
 ];
 
 /// Classes whose low-ring formats are bounded by the approximation they
-/// hold rather than by the model: PUMA GeLU's polynomials are used on
-/// [−4, 3] only, where (x/2)⁶·2^20 stays below 2^30 at (32, 10)
-/// (`gelu_puma_half`); exp's
-/// squarings stay in [0, 1], where a product at (32, 14)·(32, 14) stays
-/// below 2^30. Values outside those domains only reach branches that a
-/// selection discards. Calibration does not move them (`ditto-auto`).
-pub const APPROX_CLASSES: &[&str] = &["gelu", "exp"];
+/// hold rather than by the model: GeLU's polynomials are used on bounded
+/// domains only (`gelu_sym`'s s = |x|/3.3 on [0, 1], where s²·2^24 < 2^30
+/// at (32, 12); PUMA's pieces on [−4, 3], where (x/2)⁶·2^20 < 2^30 at
+/// (32, 10), `gelu_puma_half`); exp's squarings stay in [0, 1], where a
+/// product at (32, 14)·(32, 14) stays below 2^30. Values outside those
+/// domains only reach branches that a selection discards. Calibration does
+/// not move them (`ditto-auto`).
+pub const APPROX_CLASSES: &[&str] = &["gelu", "gelu_poly", "exp"];
 
-/// PUMA GeLU's polynomials in the low ring (see [`APPROX_CLASSES`]).
-pub const GELU_LOW: Format = Format {
+/// `gelu_sym`'s polynomial under `ditto` (see [`APPROX_CLASSES`]).
+pub const GELU_POLY: Format = Format {
     ring: crate::ir::Ring::Z32,
-    frac: 10,
+    frac: 12,
+};
+
+/// exp's squarings under `ditto` (see [`APPROX_CLASSES`]).
+pub const EXP_LOW: Format = Format {
+    ring: crate::ir::Ring::Z32,
+    frac: 14,
 };
 
 impl Policy {
@@ -115,11 +139,26 @@ impl Policy {
                 })
                 .collect()
         };
-        let (fm, gelu) = match name {
-            "uniform64" => (table(&[], true), GeluApprox::Puma),
-            "ditto" | "ditto-auto" => (table(&[("gelu", GELU_LOW)], false), GeluApprox::Puma),
-            "ditto-nl64" => (table(&[], false), GeluApprox::Puma),
-            "ditto-quad" => (table(&[("gelu", Format::LOW)], false), GeluApprox::Quad),
+        let (fm, gelu, exp) = match name {
+            "uniform64" => (table(&[], true), GeluApprox::Puma, ExpApprox::Puma),
+            "ditto" | "ditto-auto" => (
+                table(
+                    &[
+                        ("gelu", Format::LOW),
+                        ("gelu_poly", GELU_POLY),
+                        ("exp", EXP_LOW),
+                    ],
+                    false,
+                ),
+                GeluApprox::Sym,
+                ExpApprox::Quad,
+            ),
+            "ditto-nl64" => (table(&[], false), GeluApprox::Puma, ExpApprox::Puma),
+            "ditto-quad" => (
+                table(&[("gelu", Format::LOW)], false),
+                GeluApprox::Quad,
+                ExpApprox::Quad,
+            ),
             _ => return None,
         };
         Some(Policy {
@@ -127,7 +166,8 @@ impl Policy {
             formats: fm,
             gelu,
             softmax: SoftmaxApprox::Puma,
-            exp_squarings: 8,
+            exp,
+            exp_squarings: if exp == ExpApprox::Quad { 4 } else { 8 },
             auto: name == "ditto-auto",
         })
     }
@@ -143,13 +183,14 @@ impl Policy {
                 "formats",
                 "gelu",
                 "softmax",
+                "exp",
                 "exp_squarings",
                 "auto",
             ]
             .contains(&k.as_str())
             {
                 return Err(format!(
-                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp_squarings, auto)"
+                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp, exp_squarings, auto)"
                 ));
             }
         }
@@ -180,7 +221,13 @@ impl Policy {
         let gelu = match obj.get("gelu").map(|g| g.as_str()) {
             None | Some(Some("puma")) => GeluApprox::Puma,
             Some(Some("quad")) => GeluApprox::Quad,
-            _ => return Err("`gelu` must be \"puma\" or \"quad\"".into()),
+            Some(Some("sym")) => GeluApprox::Sym,
+            _ => return Err("`gelu` must be \"puma\", \"sym\" or \"quad\"".into()),
+        };
+        let exp = match obj.get("exp").map(|g| g.as_str()) {
+            None | Some(Some("puma")) => ExpApprox::Puma,
+            Some(Some("quad")) => ExpApprox::Quad,
+            _ => return Err("`exp` must be \"puma\" or \"quad\"".into()),
         };
         let softmax = match obj.get("softmax").map(|g| g.as_str()) {
             None | Some(Some("puma")) => SoftmaxApprox::Puma,
@@ -188,6 +235,7 @@ impl Policy {
             _ => return Err("`softmax` must be \"puma\" or \"2quad\"".into()),
         };
         let exp_squarings = match obj.get("exp_squarings") {
+            None if exp == ExpApprox::Quad => 4,
             None => 8,
             Some(x) => {
                 x.as_u64()
@@ -204,6 +252,7 @@ impl Policy {
             formats,
             gelu,
             softmax,
+            exp,
             exp_squarings,
             auto,
         })
@@ -217,11 +266,12 @@ impl Policy {
             .map(|(c, f)| format!("{c}={f}"))
             .collect();
         format!(
-            "{}: {}; gelu={:?}; softmax={:?}; exp squarings={}{}",
+            "{}: {}; gelu={:?}; softmax={:?}; exp={:?} with {} squarings{}",
             self.name,
             parts.join(" "),
             self.gelu,
             self.softmax,
+            self.exp,
             self.exp_squarings,
             if self.auto {
                 "; auto (from calibrated bounds)"

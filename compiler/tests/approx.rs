@@ -37,7 +37,7 @@ fn max_error_row(
     n: usize,
     exact: impl Fn(&[f64]) -> Vec<f64>,
 ) -> f64 {
-    max_error_exp(call, fmt, fmt, lo, hi, n, exact)
+    max_error_in(call, fmt, &[], lo, hi, n, exact)
 }
 
 /// Like [`max_error_row`] with exp's squarings (class `exp`) in format
@@ -51,12 +51,34 @@ fn max_error_exp(
     n: usize,
     exact: impl Fn(&[f64]) -> Vec<f64>,
 ) -> f64 {
+    max_error_in(call, fmt, &[("exp", exp)], lo, hi, n, exact)
+}
+
+/// Like [`max_error_row`] with some classes (`exp`, `gelu_poly`) in their
+/// own formats; the others default to `fmt` (`scores` to (32, 8)).
+fn max_error_in(
+    call: &str,
+    fmt: (u32, u32),
+    classes: &[(&str, (u32, u32))],
+    lo: f64,
+    hi: f64,
+    n: usize,
+    exact: impl Fn(&[f64]) -> Vec<f64>,
+) -> f64 {
+    let class = |c: &str| {
+        let (k, f) = classes
+            .iter()
+            .find(|(n, _)| *n == c)
+            .map(|(_, f)| *f)
+            .unwrap_or(fmt);
+        format!("format {c} = ({k}, {f});\n")
+    };
     let src = format!(
-        "use std.approx;\nformat scores = (32, 8);\nformat exp = ({ek}, {ef});\nmodel m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
+        "use std.approx;\nformat scores = (32, 8);\n{}{}model m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
+        class("exp"),
+        class("gelu_poly"),
         k = fmt.0,
         f = fmt.1,
-        ek = exp.0,
-        ef = exp.1
     );
     let c = compile_text(
         "approx.ditto",
@@ -70,9 +92,11 @@ fn max_error_exp(
         Ok(e) => e.graph,
         Err(d) => panic!("{}", ditto_compiler::diag::render(&c.sources, &d, false)),
     };
-    // the declared formats hold where `ditto` would place exp itself
+    // the declared formats hold where `ditto` would place exp and GeLU's
+    // polynomial itself
     let mut policy = Policy::builtin("ditto").unwrap();
     policy.formats.remove("exp");
+    policy.formats.remove("gelu_poly");
     run(
         &mut g,
         DEFAULT_PIPELINE,
@@ -96,9 +120,15 @@ fn max_error_exp(
         .zip(&y.data)
         .map(|(&w, &v)| (v - w).abs())
         .fold(0.0, f64::max);
+    let inner: Vec<String> = classes
+        .iter()
+        .map(|(c, (k, f))| format!(" {c} in ({k}, {f})"))
+        .collect();
     println!(
-        "{call:<20} ({}, {}) on [{lo}, {hi}]: max abs error {err:.2e}",
-        fmt.0, fmt.1
+        "{call:<20} ({}, {}){} on [{lo}, {hi}]: max abs error {err:.2e}",
+        fmt.0,
+        fmt.1,
+        inner.join(",")
     );
     err
 }
@@ -116,6 +146,14 @@ fn exp_for_softmax() {
     // stay in [0, 1], but the base 1 + x/2^8 is quantised to 2^−14, which
     // the squarings amplify 256-fold near x = 0
     assert!(max_error("exp_neg(x, 8)", (32, 14), -16.0, 0.0, 2001, f64::exp) < 2e-2);
+    // the quadratic base (`ditto`): t = 4 squarings are as close as PUMA's
+    // t = 8, and its base keeps its precision in (32, 14), where `ditto`
+    // runs it
+    assert!(max_error("exp_quad(x, 4)", (64, 18), -16.0, 0.0, 2001, f64::exp) < 1.2e-3);
+    assert!(max_error("exp_quad(x, 4)", (32, 14), -16.0, 0.0, 2001, f64::exp) < 2.5e-3);
+    // t = 3 is not enough: the base stays above 0.5 down to x = −14, so
+    // (0.78)^8 = 0.14 where e^x is 1e-6
+    assert!(max_error("exp_quad(x, 3)", (64, 18), -16.0, 0.0, 2001, f64::exp) > 0.1);
 }
 
 #[test]
@@ -131,6 +169,35 @@ fn gelu_piecewise() {
     // the power basis in x loses its small coefficients' precision there
     // (0.0018·x⁶ at 2^−10: about 0.1 off near x = 3)
     assert!(max_error("gelu_puma(x)", (32, 10), -8.0, 8.0, 4001, gelu) > 5e-2);
+}
+
+#[test]
+fn gelu_by_symmetry() {
+    // relu(x) − g(|x|): the quartic's own 2.0e-3 (and g(3.3) = 1.6e-3 beyond)
+    assert!(max_error("gelu_sym(x)", (64, 18), -8.0, 8.0, 4001, gelu) < 2.5e-3);
+    // as `ditto` runs it: x and the result in (32, 8) (whose rounding of
+    // input and output is most of the error), the polynomial in (32, 12)
+    let ditto = max_error_in(
+        "gelu_sym(x)",
+        (32, 8),
+        &[("gelu_poly", (32, 12))],
+        -8.0,
+        8.0,
+        4001,
+        |xs| xs.iter().map(|&x| gelu(x)).collect(),
+    );
+    assert!(ditto < 1e-2);
+    // the polynomial in (32, 8) as well: its powers lose too much
+    let low = max_error_in(
+        "gelu_sym(x)",
+        (32, 8),
+        &[("gelu_poly", (32, 8))],
+        -8.0,
+        8.0,
+        4001,
+        |xs| xs.iter().map(|&x| gelu(x)).collect(),
+    );
+    assert!(low > ditto);
 }
 
 #[test]
@@ -181,10 +248,10 @@ fn softmax_puma_and_2quad() {
     };
     // a row of 64 attention scores over [−8, 4]; the row max runs in (32, 8)
     // under `ditto`
-    assert!(max_error_row("softmax_puma(x, 8)", (64, 18), -8.0, 4.0, 64, softmax) < 1e-3);
+    assert!(max_error_row("softmax_puma(x, 8, 1)", (64, 18), -8.0, 4.0, 64, softmax) < 1e-3);
     // with exp's squarings in (32, 14), as `ditto` places them
     let low = max_error_exp(
-        "softmax_puma(x, 8)",
+        "softmax_puma(x, 8, 1)",
         (64, 18),
         (32, 14),
         -8.0,
@@ -194,6 +261,18 @@ fn softmax_puma_and_2quad() {
     );
     eprintln!("  (exp's squarings in (32, 14): max abs error {low:.2e})");
     assert!(low < 3e-3);
+    // `ditto`'s exp: the quadratic base with 4 squarings in (32, 14)
+    let quad = max_error_exp(
+        "softmax_puma(x, 4, 2)",
+        (64, 18),
+        (32, 14),
+        -8.0,
+        4.0,
+        64,
+        softmax,
+    );
+    eprintln!("  (quadratic base, t = 4, in (32, 14): max abs error {quad:.2e})");
+    assert!(quad < 1e-3);
     // 2Quad against its own formula: the Goldschmidt reciprocal of row sums
     // in the thousands dominates (about 1e-4 relative)
     let two_quad = |xs: &[f64]| {

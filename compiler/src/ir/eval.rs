@@ -418,6 +418,10 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
             reduce(a[0], *axis, 0.0, |x, y| x + y).map(|x| x / n)
         }
         Op::Exp => a[0].map(f64::exp),
+        Op::Rescale { bits } => {
+            let s = (-(*bits as f64)).exp2();
+            a[0].map(move |x| x * s)
+        }
         Op::NormScale { kind } => {
             let k = *kind;
             a[0].map(move |x| {

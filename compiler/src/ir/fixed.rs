@@ -274,6 +274,8 @@ fn eval_op(
             gather(&a[0].data, shape, &transpose_strides(&a[0].shape, perm)),
         ),
         Op::Reshape { .. } => same_format(a[0], fmt, a[0].data.clone()),
+        // the words stay: read with more fraction bits, they are x·2^−bits
+        Op::Rescale { .. } => a[0].data.clone(),
         Op::Convert | Op::Output { .. } => match fmt {
             Some(to) => rescaled(a[0], to),
             None => a[0].data.clone(),

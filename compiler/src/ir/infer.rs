@@ -123,6 +123,7 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
         | Op::Tanh
         | Op::Gelu { .. }
         | Op::NormScale { .. }
+        | Op::Rescale { .. }
         | Op::Convert => {
             need_fixed(ts[0], "the operand")?;
             fixed(ts[0].shape.clone())

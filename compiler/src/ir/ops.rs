@@ -155,6 +155,12 @@ pub enum Op {
     },
     /// Explicit format conversion written with `as` in the DSL.
     Convert,
+    /// x·2^−bits, exactly and for free: the same ring words read with `bits`
+    /// more fraction bits (`fuse-truncations` makes products by a constant
+    /// power of two into this).
+    Rescale {
+        bits: usize,
+    },
     /// A result revealed to the client under `name`.
     Output {
         name: String,
@@ -198,6 +204,7 @@ pub const OP_NAMES: &[&str] = &[
     "embed",
     "norm_scale",
     "convert",
+    "rescale",
     "output",
 ];
 
@@ -320,6 +327,7 @@ impl Op {
             Op::Embed => "embed",
             Op::NormScale { .. } => "norm_scale",
             Op::Convert => "convert",
+            Op::Rescale { .. } => "rescale",
             Op::Output { .. } => "output",
         }
     }
@@ -371,6 +379,7 @@ impl Op {
             Op::Softmax { masked: true } => vec![("masked", AttrVal::Flag)],
             Op::LayerNorm { eps } => vec![("eps", AttrVal::Float(*eps))],
             Op::NormScale { kind } => vec![("kind", AttrVal::Ident(kind.as_str().into()))],
+            Op::Rescale { bits } => vec![("bits", AttrVal::Int(*bits as i64))],
             _ => vec![],
         }
     }
@@ -484,6 +493,7 @@ impl Op {
                 Op::NormScale { kind }
             }
             "convert" => Op::Convert,
+            "rescale" => Op::Rescale { bits: int("bits")? },
             other => return Err(format!("unknown op `{other}`")),
         };
         // Reject attributes the op does not have (typos must not pass silently).

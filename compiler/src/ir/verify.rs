@@ -15,6 +15,8 @@
 //! 6. **Names**: input names, weight names and output names are each unique;
 //!    there is at least one output; outputs have no users.
 //! 7. **Locations**: every `!loc` names a file of the graph's file table.
+//! 8. **Rescales**: `rescale bits=j` keeps its operand's ring and adds j
+//!    fraction bits.
 
 use super::graph::{Graph, NodeId};
 use super::infer::infer;
@@ -120,6 +122,21 @@ fn check_node(g: &Graph, id: NodeId, errs: &mut Vec<VerifyError>) {
         }
     }
     let operands = g.operands(id);
+    if let (Op::Rescale { bits }, Some(&x)) = (&n.op, operands.first()) {
+        let (have, got) = (g.node(x).ty.format(), n.ty.format());
+        let ok = matches!((have, got), (Some(a), Some(b)) if a.ring == b.ring && b.frac as usize == a.frac as usize + bits);
+        if !ok {
+            errs.push(VerifyError::Type {
+                node,
+                op,
+                message: format!(
+                    "a rescale by {bits} bits keeps the ring and adds {bits} fraction bits ({} to {})",
+                    g.node(x).ty,
+                    n.ty
+                ),
+            });
+        }
+    }
     let types: Vec<_> = operands.iter().map(|&o| &g.node(o).ty).collect();
     match infer(&n.op, &types) {
         Err(message) => errs.push(VerifyError::Type { node, op, message }),

@@ -53,6 +53,7 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
             | Op::Max { .. }
             | Op::Mean { .. }
             | Op::Gelu { .. } => get(0),
+            Op::Rescale { bits } => get(0).map(|x| x * (-(*bits as f64)).exp2()),
             Op::Sum { axis } => get(0).map(|x| x * g.node(ops[0]).ty.shape[*axis] as f64),
             Op::Concat { .. } => ops
                 .iter()

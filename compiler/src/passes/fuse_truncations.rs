@@ -37,11 +37,18 @@
 //! 6. **narrow comparisons** — a comparison of an exact widening with a
 //!    constant that the narrow format represents exactly compares the narrow
 //!    value instead: the same result, at the narrow ring's cost (softmax's
-//!    x > −14 in Z_2^32 under `ditto`).
+//!    x > −14 in Z_2^32 under `ditto`);
+//! 7. **powers of two** — a product of a secret by the constant 2^−j is a
+//!    `rescale`: the same words read with j more fraction bits, exact and
+//!    local (x/2^t in exp, the /4 of its first squaring);
+//! 8. **rescale first** — a `rescale` of a conversion used only there
+//!    becomes the conversion of the rescaled source: the words are the same,
+//!    and the conversion then chains with its neighbours by rule 2 (exp's
+//!    x/2^t under `ditto` costs nothing: it joins the upcast of x).
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
-use crate::ir::{Elem, Format, Graph, Node, NodeId, Op};
+use crate::ir::{Elem, Format, Graph, Node, NodeId, Op, Vis};
 
 pub struct FuseTruncations;
 
@@ -90,6 +97,32 @@ fn widening_src(g: &Graph, x: NodeId) -> Option<NodeId> {
     let src = convert_src(g, x)?;
     let (a, w) = (fmt(g, src)?, fmt(g, x)?);
     (w.frac >= a.frac && w.ring >= a.ring && w != a).then_some(src)
+}
+
+/// j if `value` is 2^−j with j ≥ 1.
+fn inverse_pow2(value: f64) -> Option<u32> {
+    (value > 0.0 && value < 1.0)
+        .then(|| -value.log2())
+        .filter(|j| j.fract() == 0.0)
+        .map(|j| j as u32)
+}
+
+/// A `rescale` of `x` by `bits`, typed like `x` with `bits` more fraction
+/// bits, if that format is valid.
+fn add_rescale(g: &mut Graph, x: NodeId, bits: u32, like: NodeId) -> Option<NodeId> {
+    let f = fmt(g, x)?;
+    let to = Format::new(f.ring.bits() as i64, (f.frac as u32 + bits) as i64).ok()?;
+    let mut ty = g.node(x).ty.clone();
+    ty.elem = Elem::Fixed(to);
+    let mut r = Node::new(
+        Op::Rescale {
+            bits: bits as usize,
+        },
+        ty,
+    );
+    r.loc = g.node(like).loc;
+    r.class = g.node(like).class.clone();
+    Some(g.add(r, &[x]))
 }
 
 /// The constant `value` is exactly representable in `f` (well inside the ring).
@@ -177,6 +210,52 @@ impl FuseTruncations {
                     if single_user(g, src) {
                         g.set_operand(id, 0, inner_src);
                         g.remove(src);
+                        return true;
+                    }
+                }
+            }
+            // 7. powers of two
+            if matches!(g.node(id).op, Op::Mul) && g.node(id).ty.vis == Vis::Secret {
+                let ops = g.operands(id);
+                for (x, c) in [(ops[0], ops[1]), (ops[1], ops[0])] {
+                    let (Op::Const { value }, Some(fc), Some(fx), Some(fo)) =
+                        (&g.node(c).op, fmt(g, c), fmt(g, x), fmt(g, id))
+                    else {
+                        continue;
+                    };
+                    let Some(j) = inverse_pow2(*value) else {
+                        continue;
+                    };
+                    let plain = g.node(x).ty.vis == Vis::Secret
+                        && g.node(x).ty.shape == g.node(id).ty.shape
+                        && fx.ring == fo.ring
+                        && fc.frac as u32 >= j;
+                    if !plain {
+                        continue;
+                    }
+                    if let Some(r) = add_rescale(g, x, j, id) {
+                        replace_by_conversion(g, id, r);
+                        return true;
+                    }
+                }
+            }
+            // 8. rescale first
+            if let Op::Rescale { bits } = g.node(id).op {
+                let x = g.operands(id)[0];
+                let inner = match &g.node(x).op {
+                    Op::Rescale { bits: b } => Some((g.operands(x)[0], *b as u32)),
+                    Op::Convert if single_user(g, x) => Some((g.operands(x)[0], 0)),
+                    _ => None,
+                };
+                if let Some((src, more)) = inner {
+                    if let Some(r) = add_rescale(g, src, bits as u32 + more, id) {
+                        if matches!(g.node(x).op, Op::Rescale { .. }) {
+                            g.replace_uses(id, r);
+                            g.remove(id);
+                            g.prune_dead();
+                        } else {
+                            replace_by_conversion(g, id, r);
+                        }
                         return true;
                     }
                 }

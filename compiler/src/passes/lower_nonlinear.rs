@@ -20,7 +20,7 @@ use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::elab::{inline, InlineArg};
 use crate::ir::{Graph, Op, Ring};
-use crate::policy::{GeluApprox, SoftmaxApprox};
+use crate::policy::{ExpApprox, GeluApprox, SoftmaxApprox};
 
 pub struct LowerNonlinear;
 
@@ -38,6 +38,10 @@ impl Pass for LowerNonlinear {
             let ops = g.operands(id);
             let node = |i: usize| InlineArg::Node(ops[i]);
             let t = ctx.policy.exp_squarings as i64;
+            let base = InlineArg::Int(match ctx.policy.exp {
+                ExpApprox::Puma => 1,
+                ExpApprox::Quad => 2,
+            });
             let (func, args): (&str, Vec<InlineArg>) = match &n.op {
                 Op::Gelu { .. } => match ctx.policy.gelu {
                     // in Z_2^32 the polynomials in x/2 keep their coefficients' precision
@@ -46,14 +50,15 @@ impl Pass for LowerNonlinear {
                     }
                     GeluApprox::Puma => ("gelu_puma", vec![node(0)]),
                     GeluApprox::Quad => ("gelu_quad", vec![node(0)]),
+                    GeluApprox::Sym => ("gelu_sym", vec![node(0)]),
                 },
                 Op::Softmax { masked } => match (ctx.policy.softmax, masked) {
                     (SoftmaxApprox::Puma, false) => {
-                        ("softmax_puma", vec![node(0), InlineArg::Int(t)])
+                        ("softmax_puma", vec![node(0), InlineArg::Int(t), base])
                     }
                     (SoftmaxApprox::Puma, true) => (
                         "softmax_puma_masked",
-                        vec![node(0), node(1), InlineArg::Int(t)],
+                        vec![node(0), node(1), InlineArg::Int(t), base],
                     ),
                     (SoftmaxApprox::TwoQuad, false) => ("softmax_2quad", vec![node(0)]),
                     (SoftmaxApprox::TwoQuad, true) => {
@@ -77,6 +82,7 @@ impl Pass for LowerNonlinear {
             // and exp's squarings in the node's format
             classes.entry("scores".into()).or_insert(format);
             classes.entry("exp".into()).or_insert(format);
+            classes.entry("gelu_poly".into()).or_insert(format);
             let (class, name, bound) = (n.class.clone(), n.name.clone(), n.bound);
             let result = inline(g, "approx", func, &args, format, class, &classes)?;
             let r = g.node_mut(result);

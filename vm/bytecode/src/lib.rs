@@ -365,6 +365,7 @@ instructions! {
     0x12 Neg { dst: Reg, a: Reg } "−a; local";
     0x13 Mul { dst: Reg, a: Reg, b: Reg } "element-wise product, fraction bits add up; 1 round if both secret";
     0x14 MatMul { dst: Reg, a: Reg, b: Reg } "matrix product over the last two axes; 1 round if both secret";
+    0x15 Rescale { dst: Reg, a: Reg } "the same words read with dst's fraction bits: a·2^(f_a − f_dst), exact; local";
     0x18 Convert { dst: Reg, a: Reg } "format change: Ditto's conversion (k_in, m, k_out) from the two register types, or a local shift/downcast";
     0x20 Cmp { dst: Reg, a: Reg, b: Reg, pred: u8 } "comparison to a boolean: pred 0 <, 1 >, 2 ≤, 3 ≥, 4 =, 5 ≠";
     0x21 Not { dst: Reg, a: Reg } "boolean negation; local";

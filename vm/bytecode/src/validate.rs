@@ -256,6 +256,20 @@ fn check<'a>(ins: &Instr, d: &RegType, t: &dyn Fn(&Reg) -> &'a RegType) -> Resul
             }
             want(perm.iter().map(|&i| x[i as usize]).collect())
         }
+        Instr::Rescale { a, .. } => {
+            need_fixed(a)?;
+            match (t(a).kind, d.kind) {
+                (Kind::Fixed { ring, frac }, Kind::Fixed { ring: ro, frac: fo })
+                    if ring == ro && fo >= frac => {}
+                _ => {
+                    return Err(format!(
+                        "rescale keeps the ring and adds fraction bits: {} to {d}",
+                        t(a)
+                    ))
+                }
+            }
+            want(t(a).shape.clone())
+        }
         Instr::Reshape { a, .. } => {
             if t(a).numel() != d.numel() {
                 Err(format!("cannot reshape {:?} to {:?}", t(a).shape, d.shape))

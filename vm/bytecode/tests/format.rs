@@ -172,6 +172,12 @@ fn validator_rules() {
     p.regs[4] = fixed(true, 32, 8, &[]);
     check(p, "a constant is a public scalar");
     let mut p = sample();
+    p.code[4] = Instr::Rescale {
+        dst: Reg(3),
+        a: Reg(2),
+    };
+    check(p, "rescale keeps the ring and adds fraction bits");
+    let mut p = sample();
     p.scope_of.pop();
     check(p, "7 scope indices for 8 instructions");
     let mut p = sample();

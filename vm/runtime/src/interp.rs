@@ -818,6 +818,8 @@ fn exec(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value> {
                 _ => Ok(moved.into_owned()),
             }
         }
+        // the words stay; only the register type (its fraction bits) differs
+        Instr::Rescale { a, .. } => Ok(regs.get(*a)?.clone()),
         Instr::Not { a, .. } => match regs.get(*a)? {
             Value::PBool(v) => Ok(Value::PBool(v.iter().map(|b| !b).collect())),
             Value::SBool(s) => Ok(Value::SBool(s.not(st.id))),

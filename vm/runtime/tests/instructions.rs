@@ -306,6 +306,34 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
 }
 
 #[test]
+fn rescale_divides_by_a_power_of_two_for_free() {
+    for ring in [32u8, 64] {
+        let f = if ring == 32 { 8 } else { 18 };
+        let mut b = B::new();
+        let x = b.input("x", ty(true, ring, f, &[2, 3]));
+        let r = b.op(ty(true, ring, f + 3, &[2, 3]), |d| Instr::Rescale {
+            dst: d,
+            a: x,
+        });
+        let p = b.output("y", r);
+        let xs = values(6, 5.0);
+        let (fixed, mpc) = run_both(&p, vec![xs.clone()], &no_weights);
+        assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
+        // exactly x/8: the words of x encoded at f bits, read at f + 3
+        let want: Vec<f64> = xs
+            .iter()
+            .map(|&v| (v * (f as f64).exp2()).round() / (f as f64 + 3.0).exp2())
+            .collect();
+        assert_eq!(mpc.outputs[0].data, want);
+        let c = mpc.costs[at(&p, "Rescale")];
+        assert_eq!(
+            (c.rounds_online, c.bytes_online, c.bytes_offline),
+            (0, 0, 0)
+        );
+    }
+}
+
+#[test]
 fn secret_lookup_and_norm_scale_match_the_clear() {
     let mut b = B::new();
     let ids = b.input("ids", ty(true, 32, 0, &[3]));
