@@ -110,15 +110,15 @@ pub const EXP_LOW: Format = Format {
 
 impl Policy {
     /// The built-in policies (docs/passes.md):
-    /// - `uniform64`: every class in (64, 18), PUMA's setting;
-    /// - `ditto`: linear layers and scores in (32, 8), GeLU's polynomials in
-    ///   (32, 10), the rest (exp, reciprocal, normalisations, residuals,
-    ///   LayerNorm, heads) in (64, 18); a policy file can move exp's
-    ///   squarings to (32, 14) as well (`models/policies/ditto-exp32.json`),
-    ///   at a cost in accuracy: the base 1 + x/2^t is then quantised to
-    ///   2^−14 and exp's error grows about tenfold (docs/approximations.md);
+    /// - `uniform64`: every class in (64, 18) with PUMA's approximations,
+    ///   PUMA's setting;
+    /// - `ditto`: linear layers and scores in (32, 8); GeLU by symmetry
+    ///   (`gelu_sym`) with x and the result in (32, 8) and its quartic in
+    ///   (32, 12); exp with a quadratic base and 4 squarings in (32, 14); the
+    ///   rest (reciprocal, normalisations, probs·V, residuals, LayerNorm,
+    ///   heads) in (64, 18);
     /// - `ditto-nl64`: NUMERICS.md's table: only linear layers and scores
-    ///   low, every non-linear part in (64, 18);
+    ///   low, PUMA's approximations, every non-linear part in (64, 18);
     /// - `ditto-quad`: `ditto` with Quad GeLU in (32, 8), for distilled models;
     /// - `ditto-auto`: `ditto` refined by calibrated bounds.
     pub fn builtin(name: &str) -> Option<Policy> {

@@ -5,9 +5,8 @@
 //!
 //! | op | becomes |
 //! |---|---|
-//! | `gelu` | `gelu_puma(x)` (`gelu_puma_half(x)` in Z_2^32), or `gelu_quad(x)` under a Quad policy |
-//! | `softmax` | `softmax_puma(x, t)` (masked: `softmax_puma_masked`), or `softmax_2quad(x)` under a 2Quad policy |
-//! | `softmax` | `softmax_puma(x, t)` / `softmax_puma_masked(x, m, t)`, t = the policy's exp squarings |
+//! | `gelu` | `gelu_puma(x)` (`gelu_puma_half(x)` in Z_2^32), `gelu_sym(x)` under a Sym policy, or `gelu_quad(x)` under a Quad policy |
+//! | `softmax` | `softmax_puma(x, t, base)` (masked: `softmax_puma_masked(x, m, t, base)`), t = the policy's exp squarings, base 1 (PUMA's) or 2 (quadratic); or `softmax_2quad(x)` under a 2Quad policy |
 //! | `layernorm` | `layernorm_mpc(x, γ, β, ε)` |
 //! | `recip` | `recip_goldschmidt(x, 5)` |
 //! | `rsqrt` | `rsqrt_poly(x)` |
