@@ -44,7 +44,11 @@
 //! 8. **rescale first** — a `rescale` of a conversion used only there
 //!    becomes the conversion of the rescaled source: the words are the same,
 //!    and the conversion then chains with its neighbours by rule 2 (exp's
-//!    x/2^t under `ditto` costs nothing: it joins the upcast of x).
+//!    x/2^t under `ditto` costs nothing: it joins the upcast of x);
+//! 9. **convert before broadcasting** — a conversion of a `broadcast` used
+//!    only there converts the broadcast's operand instead: the same values,
+//!    one conversion per source element instead of one per copy (softmax's
+//!    1/Σe, one per row, is converted before it meets the row's entries).
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -258,6 +262,29 @@ impl FuseTruncations {
                         }
                         return true;
                     }
+                }
+            }
+            // 9. convert before broadcasting
+            if let Some(b) = convert_src(g, id) {
+                if matches!(g.node(b).op, Op::Broadcast { .. })
+                    && single_user(g, b)
+                    && g.node(id).ty.vis == Vis::Secret
+                {
+                    let src = g.operands(b)[0];
+                    let mut ty = g.node(id).ty.clone();
+                    ty.shape = g.node(src).ty.shape.clone();
+                    let mut c = Node::new(Op::Convert, ty);
+                    c.loc = g.node(id).loc;
+                    c.class = g.node(id).class.clone();
+                    let cid = g.add(c, &[src]);
+                    let mut nb = g.node(b).clone();
+                    nb.ty = g.node(id).ty.clone();
+                    nb.name = g.node(id).name.clone().or(nb.name);
+                    let bid = g.add(nb, &[cid]);
+                    g.replace_uses(id, bid);
+                    g.remove(id);
+                    g.prune_dead();
+                    return true;
                 }
             }
             // 4. select

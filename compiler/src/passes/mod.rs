@@ -13,6 +13,7 @@ pub mod apply_policy;
 pub mod check_ranges;
 pub mod cse;
 pub mod dce;
+pub mod dot_products;
 pub mod fold_constants;
 pub mod fuse_truncations;
 pub mod insert_conversions;
@@ -71,6 +72,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(apply_policy::ApplyPolicy),
         Box::new(lower_nonlinear::LowerNonlinear),
         Box::new(fold_constants::FoldConstants),
+        Box::new(dot_products::DotProducts),
         Box::new(insert_conversions::InsertConversions),
         Box::new(insert_truncations::InsertTruncations),
         Box::new(cse::Cse),
@@ -85,6 +87,7 @@ pub const DEFAULT_PIPELINE: &[&str] = &[
     "apply-policy",
     "lower-nonlinear",
     "fold-constants",
+    "dot-products",
     "insert-conversions",
     "insert-truncations",
     "cse",
