@@ -136,18 +136,25 @@ fn conversion_cost(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
 const CONVERSION_ROUNDS: u64 = 3;
 
 /// Whether `id` is a secret product whose only reader is a conversion call,
-/// which the VM fuses with it (`Party::convert_additive`).
+/// directly or through a `rescale` only it reads, which the VM fuses with it
+/// (`Party::convert_additive`).
 pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
     let n = g.node(id);
     let ops = g.operands(id);
     let secret_product = matches!(n.op, Op::Mul | Op::MatMul)
         && ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
-    let users = g.users(id);
+    let only_reader = |x: crate::ir::NodeId| {
+        let users = g.users(x);
+        (users.len() == 1 && g.operands(users[0]).iter().filter(|&&o| o == x).count() == 1)
+            .then(|| users[0])
+    };
+    let mut reader = only_reader(id);
+    if let Some(r) = reader.filter(|&r| matches!(g.node(r).op, Op::Rescale { .. })) {
+        reader = only_reader(r);
+    }
     secret_product
-        && users.len() == 1
-        && g.operands(users[0]).iter().filter(|&&o| o == id).count() == 1
-        && matches!(g.node(users[0]).op, Op::Convert)
-        && schedule::communicates(g, users[0])
+        && reader
+            .is_some_and(|r| matches!(g.node(r).op, Op::Convert) && schedule::communicates(g, r))
 }
 
 /// Online bits (all parties, per element) and rounds of a bit decomposition
@@ -198,7 +205,11 @@ pub fn stats(g: &Graph) -> GraphStats {
                         s.downcasts += usize::from(fo.ring < fi.ring);
                         // a product read only here is fused: H's share joins
                         // the opening (k_in more bits, the product's round saved)
-                        let fused = fused_product(g, ops[0]);
+                        let src = match g.node(ops[0]).op {
+                            Op::Rescale { .. } => g.operands(ops[0])[0],
+                            _ => ops[0],
+                        };
+                        let fused = fused_product(g, src);
                         let m = fi.frac.saturating_sub(fo.frac) as u32;
                         let (bits, r) = conversion_cost(fi.ring.bits(), fo.ring.bits(), m, fused);
                         s.est_bits += n.ty.numel() as u64 * bits;

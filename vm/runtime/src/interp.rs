@@ -1313,7 +1313,8 @@ pub fn execute(
         src,
         additive_out: false,
     };
-    // products whose only reader is a conversion call are fused with it
+    // products whose only reader is a conversion call (directly, or
+    // through a rescale that only it reads) are fused with it
     let mut reads = vec![0usize; nregs];
     let mut reader = vec![usize::MAX; nregs];
     let mut writer = vec![usize::MAX; nregs];
@@ -1332,7 +1333,16 @@ pub fn execute(
             if st.party.is_none() || reads[r] != 1 {
                 return false;
             }
-            let Some(Instr::Convert { dst, a }) = prog.code.get(reader[r]) else {
+            let mut conv = prog.code.get(reader[r]);
+            if let Some(Instr::Rescale { dst, .. }) = conv {
+                let d = dst.0 as usize;
+                conv = if reads[d] == 1 {
+                    prog.code.get(reader[d])
+                } else {
+                    None
+                };
+            }
+            let Some(Instr::Convert { dst, a }) = conv else {
                 return false;
             };
             let t = |x: &Reg| &prog.regs[x.0 as usize];

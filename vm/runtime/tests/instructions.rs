@@ -331,6 +331,43 @@ fn rescale_divides_by_a_power_of_two_for_free() {
             (0, 0, 0)
         );
     }
+    // a product read by a rescale read by a conversion (Q·Kᵀ/√d) is still
+    // fused with the conversion: the product sends nothing, the conversion
+    // costs 2·k_in + 1 + 2·k_out bits per element
+    for ring in [32u8, 64] {
+        let f = if ring == 32 { 8 } else { 18 };
+        let k = ring as u64;
+        let mut b = B::new();
+        let x = b.input("x", ty(true, ring, f, &[2, 3]));
+        let xx = b.op(ty(true, ring, 2 * f, &[2, 3]), |d| Instr::Mul {
+            dst: d,
+            a: x,
+            b: x,
+        });
+        let r = b.op(ty(true, ring, 2 * f + 3, &[2, 3]), |d| Instr::Rescale {
+            dst: d,
+            a: xx,
+        });
+        let y = b.op(ty(true, ring, f, &[2, 3]), |d| Instr::Convert {
+            dst: d,
+            a: r,
+        });
+        let p = b.output("y", y);
+        let xs = values(6, 3.0);
+        let (fixed, mpc) = run_both(&p, vec![xs.clone()], &no_weights);
+        close(
+            &mpc.outputs[0].data,
+            &fixed.outputs[0].data,
+            2f64.powi(-(f as i32)),
+        );
+        let want: Vec<f64> = xs.iter().map(|v| v * v / 8.0).collect();
+        close(&mpc.outputs[0].data, &want, 3.0 * 2f64.powi(-(f as i32)));
+        let m = mpc.costs[at(&p, "Mul")];
+        assert_eq!((m.rounds_online, m.bytes_online), (0, 0));
+        let conv = mpc.costs[at(&p, "Convert")];
+        // (the 6 c_msb bits travel packed in one byte)
+        assert_eq!(conv.bytes_online * 8, 6 * 4 * k + 8);
+    }
 }
 
 #[test]
