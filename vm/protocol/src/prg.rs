@@ -17,12 +17,21 @@ impl Prg {
         Prg(ChaCha12Rng::from_seed(key))
     }
     pub fn ring<R: Ring>(&mut self, n: usize) -> Vec<R> {
-        if R::BITS == 32 {
-            (0..n)
-                .map(|_| R::from_u64(self.0.next_u32() as u64))
+        // whole blocks at a time: the same stream as n calls of next_u32 /
+        // next_u64 (little-endian words), without the per-word calls
+        let w = (R::BITS / 8) as usize;
+        let mut bytes = vec![0u8; n * w];
+        self.0.fill_bytes(&mut bytes);
+        if w == 4 {
+            bytes
+                .chunks_exact(4)
+                .map(|c| R::from_u64(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64))
                 .collect()
         } else {
-            (0..n).map(|_| R::from_u64(self.0.next_u64())).collect()
+            bytes
+                .chunks_exact(8)
+                .map(|c| R::from_u64(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
+                .collect()
         }
     }
     pub fn key(&mut self) -> [u8; 32] {

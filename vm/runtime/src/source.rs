@@ -5,7 +5,7 @@
 //! uniformly random vectors whatever x is. The `fixed` backend instead
 //! loads everything in the clear, as public values.
 
-use crate::value::{encode, Rv, Value};
+use crate::value::{encode_scaled, Rv, Value};
 use ditto_bytecode::{Kind, Program, RegType};
 use ditto_protocol::prg::Prg;
 use ditto_protocol::{AShare, Ring};
@@ -44,7 +44,8 @@ pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), Strin
 }
 
 pub(crate) fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
-    x.iter().map(|&v| encode::<R>(v, frac as u32)).collect()
+    let scale = (frac as f64).exp2();
+    x.iter().map(|&v| encode_scaled::<R>(v, scale)).collect()
 }
 
 fn public(t: &RegType, x: &[f64]) -> Result<Value, String> {

@@ -198,8 +198,18 @@ impl Rv for u64 {
 /// Fixed-point encoding of a real: round(x·2^frac), saturated, then reduced
 /// into the ring (as the compiler's fixed-point evaluator does).
 pub fn encode<R: Ring>(x: f64, frac: u32) -> R {
-    let v = (x * (frac as f64).exp2()).round().clamp(-1.7e38, 1.7e38) as i128;
-    R::from_u64(v as u64)
+    encode_scaled(x, (frac as f64).exp2())
+}
+
+/// [`encode`] with the scale 2^frac given (hoisted out of loops).
+pub fn encode_scaled<R: Ring>(x: f64, scale: f64) -> R {
+    let v = (x * scale).round();
+    if v.abs() < 9.0e18 {
+        // the common case, without 128-bit arithmetic
+        R::from_u64(v as i64 as u64)
+    } else {
+        R::from_u64(v.clamp(-1.7e38, 1.7e38) as i128 as u64)
+    }
 }
 
 /// A public tensor as a (trivial) sharing: the value sits in component x_0.
