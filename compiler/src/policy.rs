@@ -119,7 +119,8 @@ impl Policy {
     ///   heads) in (64, 18);
     /// - `ditto-nl64`: NUMERICS.md's table: only linear layers and scores
     ///   low, PUMA's approximations, every non-linear part in (64, 18);
-    /// - `ditto-quad`: `ditto` with Quad GeLU in (32, 8), for distilled models;
+    /// - `ditto-quad`: `ditto` with Quad GeLU in (32, 8) (exp as `ditto`'s),
+    ///   for distilled models;
     /// - `ditto-auto`: `ditto` refined by calibrated bounds.
     pub fn builtin(name: &str) -> Option<Policy> {
         let table = |overrides: &[(&str, Format)], all_high: bool| -> BTreeMap<String, Format> {
@@ -155,7 +156,7 @@ impl Policy {
             ),
             "ditto-nl64" => (table(&[], false), GeluApprox::Puma, ExpApprox::Puma),
             "ditto-quad" => (
-                table(&[("gelu", Format::LOW)], false),
+                table(&[("gelu", Format::LOW), ("exp", EXP_LOW)], false),
                 GeluApprox::Quad,
                 ExpApprox::Quad,
             ),

@@ -40,7 +40,7 @@
 //!    x > −14 in Z_2^32 under `ditto`);
 //! 7. **powers of two** — a product of a secret by the constant 2^−j is a
 //!    `rescale`: the same words read with j more fraction bits, exact and
-//!    local (x/2^t in exp, the /4 of its first squaring);
+//!    local (x/2^t and the /2 in exp, 1/√d in the attention scores);
 //! 8. **rescale first** — a `rescale` of a conversion used only there
 //!    becomes the conversion of the rescaled source: the words are the same,
 //!    and the conversion then chains with its neighbours by rule 2 (exp's
@@ -48,7 +48,15 @@
 //! 9. **convert before broadcasting** — a conversion of a `broadcast` used
 //!    only there converts the broadcast's operand instead: the same values,
 //!    one conversion per source element instead of one per copy (softmax's
-//!    1/Σe, one per row, is converted before it meets the row's entries).
+//!    1/Σe, one per row, is converted before it meets the row's entries);
+//! 10. **narrow products** — a product of two left shifts within one ring
+//!     (each used only there) multiplies the unshifted values and shifts the
+//!     product: the same value at a smaller raw scale, so the truncation after
+//!     it drops fewer bits (fewer offline bits) and powers of two that follow
+//!     fit the ring as rescales (exp's (1 + x/2^t)² under `ditto`: 1 + x/2^t
+//!     has 12 fraction bits of information in a 14-bit class). Rule 5 also
+//!     takes a shift plus a constant the narrow format holds exactly
+//!     (1 + shift(y) = shift(1 + y)) when the shift stays in one ring.
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -127,6 +135,14 @@ fn add_rescale(g: &mut Graph, x: NodeId, bits: u32, like: NodeId) -> Option<Node
     r.loc = g.node(like).loc;
     r.class = g.node(like).class.clone();
     Some(g.add(r, &[x]))
+}
+
+/// If `x` is a left shift within one ring (a conversion to more fraction
+/// bits, same ring), its source.
+fn shift_src(g: &Graph, x: NodeId) -> Option<NodeId> {
+    let src = convert_src(g, x)?;
+    let (a, w) = (fmt(g, src)?, fmt(g, x)?);
+    (w.ring == a.ring && w.frac > a.frac && g.node(src).ty.vis == Vis::Secret).then_some(src)
 }
 
 /// The constant `value` is exactly representable in `f` (well inside the ring).
@@ -262,6 +278,64 @@ impl FuseTruncations {
                         }
                         return true;
                     }
+                }
+            }
+            // 10. narrow products
+            if matches!(g.node(id).op, Op::Mul) && g.node(id).ty.vis == Vis::Secret {
+                let ops = g.operands(id);
+                let only_here = |x: NodeId| g.users(x).iter().all(|&u| u == id);
+                let srcs = (shift_src(g, ops[0]), shift_src(g, ops[1]));
+                if let (Some(sa), Some(sb)) = srcs {
+                    if only_here(ops[0]) && only_here(ops[1]) {
+                        let (fa, fb) = (fmt(g, sa), fmt(g, sb));
+                        if let (Some(fa), Some(fb), Some(fo)) = (fa, fb, fmt(g, id)) {
+                            let frac = fa.frac as i64 + fb.frac as i64;
+                            if let Ok(raw) = Format::new(fo.ring.bits() as i64, frac) {
+                                if raw.frac < fo.frac {
+                                    let node = g.node(id).clone();
+                                    let mut m = Node::new(Op::Mul, node.ty.clone());
+                                    m.ty.elem = Elem::Fixed(raw);
+                                    m.loc = node.loc;
+                                    m.class = node.class.clone();
+                                    let mid = g.add(m, &[sa, sb]);
+                                    replace_by_conversion(g, id, mid);
+                                    return true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // 5b. a shift plus a constant
+            if matches!(g.node(id).op, Op::Add | Op::Sub) && g.node(id).ty.vis == Vis::Secret {
+                let ops = g.operands(id);
+                for (pos, other) in [(0usize, 1usize), (1, 0)] {
+                    let (w, c) = (ops[pos], ops[other]);
+                    let Some(src) = shift_src(g, w) else { continue };
+                    let Op::Const { value } = g.node(c).op else {
+                        continue;
+                    };
+                    let Some(nf) = fmt(g, src) else { continue };
+                    let fits = g.node(c).ty.shape.is_empty()
+                        && representable(value, nf)
+                        && single_user(g, w)
+                        && g.node(src).ty.shape == g.node(id).ty.shape
+                        && fmt(g, w) == fmt(g, id);
+                    if !fits {
+                        continue;
+                    }
+                    let mut cn = g.node(c).clone();
+                    cn.ty.elem = Elem::Fixed(nf);
+                    let cid = g.add(cn, &[]);
+                    let node = g.node(id).clone();
+                    let mut narrow = Node::new(node.op.clone(), node.ty.clone());
+                    narrow.ty.elem = Elem::Fixed(nf);
+                    narrow.loc = node.loc;
+                    narrow.class = node.class.clone();
+                    let operands = if pos == 0 { [src, cid] } else { [cid, src] };
+                    let nid = g.add(narrow, &operands);
+                    replace_by_conversion(g, id, nid);
+                    return true;
                 }
             }
             // 9. convert before broadcasting
