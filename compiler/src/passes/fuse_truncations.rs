@@ -45,8 +45,9 @@
 //!    becomes the conversion of the rescaled source: the words are the same,
 //!    and the conversion then chains with its neighbours by rule 2 (exp's
 //!    x/2^t under `ditto` costs nothing: it joins the upcast of x);
-//! 9. **convert before broadcasting** — a conversion of a `broadcast` used
-//!    only there converts the broadcast's operand instead: the same values,
+//! 9. **convert before broadcasting** — a conversion call (truncation or
+//!    ring change) of a `broadcast` used only there converts the broadcast's
+//!    operand instead: the same values,
 //!    one conversion per source element instead of one per copy (softmax's
 //!    1/Σe, one per row, is converted before it meets the row's entries);
 //! 10. **narrow products** — a product of two left shifts within one ring
@@ -340,9 +341,12 @@ impl FuseTruncations {
             }
             // 9. convert before broadcasting
             if let Some(b) = convert_src(g, id) {
+                // (a local shift stays where it is: rule 5 may narrow a sum
+                // of shifted values, a broadcast one among them)
                 if matches!(g.node(b).op, Op::Broadcast { .. })
                     && single_user(g, b)
                     && g.node(id).ty.vis == Vis::Secret
+                    && super::schedule::communicates(g, id)
                 {
                     let src = g.operands(b)[0];
                     let mut ty = g.node(id).ty.clone();
