@@ -175,28 +175,24 @@ fn gelu_piecewise() {
 fn gelu_by_symmetry() {
     // relu(x) − g(|x|): the quartic's own 2.0e-3 (and g(3.3) = 1.6e-3 beyond)
     assert!(max_error("gelu_sym(x)", (64, 18), -8.0, 8.0, 4001, gelu) < 2.5e-3);
-    // as `ditto` runs it: x and the result in (32, 8) (whose rounding of
-    // input and output is most of the error), the polynomial in (32, 12)
-    let ditto = max_error_in(
-        "gelu_sym(x)",
-        (32, 8),
-        &[("gelu_poly", (32, 12))],
-        -8.0,
-        8.0,
-        4001,
-        |xs| xs.iter().map(|&x| gelu(x)).collect(),
-    );
+    // x and the result in (32, 8), the polynomial in `poly`
+    let in_low = |poly: (u32, u32)| {
+        max_error_in(
+            "gelu_sym(x)",
+            (32, 8),
+            &[("gelu_poly", poly)],
+            -8.0,
+            8.0,
+            4001,
+            |xs| xs.iter().map(|&x| gelu(x)).collect(),
+        )
+    };
+    // as `ditto` runs it, the polynomial in (32, 12): the rounding of input
+    // and output is most of the error
+    let ditto = in_low((32, 12));
     assert!(ditto < 8e-3);
     // the polynomial in (32, 8) as well: its powers lose too much
-    let low = max_error_in(
-        "gelu_sym(x)",
-        (32, 8),
-        &[("gelu_poly", (32, 8))],
-        -8.0,
-        8.0,
-        4001,
-        |xs| xs.iter().map(|&x| gelu(x)).collect(),
-    );
+    let low = in_low((32, 8));
     assert!(low > ditto);
 }
 
