@@ -88,7 +88,7 @@ pub const BUILTIN: &[&str] = &[
 
 /// Classes whose low-ring formats are bounded by the approximation they
 /// hold rather than by the model: GeLU's polynomials are used on bounded
-/// domains only (`gelu_sym`'s s = |x|/3.3 on [0, 1], where s²·2^24 < 2^30
+/// domains only (`gelu_sym`'s s = |x|/4 ≤ 0.825, where s²·2^24 < 2^30
 /// at (32, 12); PUMA's pieces on [−4, 3], where (x/2)⁶·2^20 < 2^30 at
 /// (32, 10), `gelu_puma_half`); exp's squarings stay in [0, 1], where a
 /// product at (32, 14)·(32, 14) stays below 2^30. Values outside those
