@@ -136,8 +136,8 @@ fn conversion_cost(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
 const CONVERSION_ROUNDS: u64 = 3;
 
 /// Whether `id` is a secret product whose only reader is a conversion call,
-/// directly or through a `rescale` only it reads, which the VM fuses with it
-/// (`Party::convert_additive`).
+/// directly or through a `rescale` and/or a sum in the same format, each read
+/// only by the next, which the VM fuses with it (`Party::convert_additive`).
 pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
     let n = g.node(id);
     let ops = g.operands(id);
@@ -149,12 +149,30 @@ pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
             .then(|| users[0])
     };
     let mut reader = only_reader(id);
+    let mut from = id;
     if let Some(r) = reader.filter(|&r| matches!(g.node(r).op, Op::Rescale { .. })) {
+        from = r;
         reader = only_reader(r);
+    }
+    while let Some(s) = reader.filter(|&s| matches!(g.node(s).op, Op::Add | Op::Sub)) {
+        let same = g.node(from).ty.format() == g.node(s).ty.format()
+            && g.node(from).ty.shape == g.node(s).ty.shape;
+        reader = if same { only_reader(s) } else { None };
     }
     secret_product
         && reader
             .is_some_and(|r| matches!(g.node(r).op, Op::Convert) && schedule::communicates(g, r))
+}
+
+/// Whether a fused product feeds the conversion of `x`: `x` is one, or a
+/// rescale of one, or a sum (of sums) with one among its terms.
+fn fused_under(g: &Graph, x: crate::ir::NodeId) -> bool {
+    match g.node(x).op {
+        Op::Rescale { .. } => fused_under(g, g.operands(x)[0]),
+        Op::Add | Op::Sub => g.operands(x).iter().any(|&o| fused_under(g, o)),
+        Op::Mul | Op::MatMul => fused_product(g, x),
+        _ => false,
+    }
 }
 
 /// Online bits (all parties, per element) and rounds of a bit decomposition
@@ -205,11 +223,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                         s.downcasts += usize::from(fo.ring < fi.ring);
                         // a product read only here is fused: H's share joins
                         // the opening (k_in more bits, the product's round saved)
-                        let src = match g.node(ops[0]).op {
-                            Op::Rescale { .. } => g.operands(ops[0])[0],
-                            _ => ops[0],
-                        };
-                        let fused = fused_product(g, src);
+                        let fused = fused_under(g, ops[0]);
                         let m = fi.frac.saturating_sub(fo.frac) as u32;
                         let (bits, r) = conversion_cost(fi.ring.bits(), fo.ring.bits(), m, fused);
                         s.est_bits += n.ty.numel() as u64 * bits;

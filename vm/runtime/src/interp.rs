@@ -453,6 +453,30 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
     let n = st.ty(dst).numel() as usize;
     let id = st.id;
     let out: Arg<'static, R> = match ins {
+        Instr::Add { a, b, .. } | Instr::Sub { a, b, .. }
+            if R::additive(regs.get(*a)?).is_some() || R::additive(regs.get(*b)?).is_some() =>
+        {
+            // a fused product's additive share plus a share or a public
+            // value stays an additive share (party i adds its component x_i;
+            // party 0 adds a public value): local, converted by the reader
+            let mut part = |r: Reg| -> Res<Vec<R>> {
+                if let Some(z) = R::additive(regs.get(r)?) {
+                    return Ok(z.to_vec());
+                }
+                Ok(match arg::<R>(regs, st, r, fd)? {
+                    Arg::S(s) => expand_share(&s, n).a.clone(),
+                    Arg::P(p) if id == 0 => expand(&p, n).into_owned(),
+                    Arg::P(_) => vec![R::ZERO; n],
+                })
+            };
+            let (x, y) = (part(*a)?, part(*b)?);
+            let z = if matches!(ins, Instr::Add { .. }) {
+                kernels::add(&x, &y)
+            } else {
+                kernels::sub(&x, &y)
+            };
+            return Ok(R::wrap_additive(z));
+        }
         Instr::Add { a, b, .. } | Instr::Sub { a, b, .. } => {
             let x = arg::<R>(regs, st, *a, fd)?;
             let y = arg::<R>(regs, st, *b, fd)?;
@@ -1313,8 +1337,8 @@ pub fn execute(
         src,
         additive_out: false,
     };
-    // products whose only reader is a conversion call (directly, or
-    // through a rescale that only it reads) are fused with it
+    // products whose only reader is a conversion call (directly, or through
+    // a rescale and/or a sum, each read only by the next) are fused with it
     let mut reads = vec![0usize; nregs];
     let mut reader = vec![usize::MAX; nregs];
     let mut writer = vec![usize::MAX; nregs];
@@ -1333,14 +1357,25 @@ pub fn execute(
             if st.party.is_none() || reads[r] != 1 {
                 return false;
             }
+            let t = |x: &Reg| &prog.regs[x.0 as usize];
+            // the single reader of `ins`'s result
+            let next = |ins: &Instr| {
+                let d = ins.regs().0?.0 as usize;
+                (reads[d] == 1).then(|| prog.code.get(reader[d])).flatten()
+            };
             let mut conv = prog.code.get(reader[r]);
-            if let Some(Instr::Rescale { dst, .. }) = conv {
-                let d = dst.0 as usize;
-                conv = if reads[d] == 1 {
-                    prog.code.get(reader[d])
-                } else {
-                    None
-                };
+            let mut from = Reg(r as u32);
+            if let Some(i @ Instr::Rescale { dst, .. }) = conv {
+                from = *dst;
+                conv = next(i);
+            }
+            // sums in the same format and shape (the other operand is a
+            // share, a public value or another fused product)
+            while let Some(i @ (Instr::Add { dst, .. } | Instr::Sub { dst, .. })) = conv {
+                if t(dst).kind != t(&from).kind || t(dst).shape != t(&from).shape {
+                    return false;
+                }
+                conv = next(i);
             }
             let Some(Instr::Convert { dst, a }) = conv else {
                 return false;

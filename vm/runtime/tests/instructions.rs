@@ -368,6 +368,62 @@ fn rescale_divides_by_a_power_of_two_for_free() {
         // (the 6 c_msb bits travel packed in one byte)
         assert_eq!(conv.bytes_online * 8, 6 * 4 * k + 8);
     }
+    // a product plus a bias (x·W + b), plus a public constant, read by its
+    // conversion: the sums stay additive shares, the product sends nothing
+    for ring in [32u8, 64] {
+        let f = if ring == 32 { 8 } else { 18 };
+        let k = ring as u64;
+        let mut b = B::new();
+        let x = b.input("x", ty(true, ring, f, &[2, 3]));
+        let w = b.weight("w", ty(true, ring, f, &[3, 4]));
+        let bias = b.weight("b", ty(true, ring, 2 * f, &[2, 4]));
+        let mm = b.op(ty(true, ring, 2 * f, &[2, 4]), |d| Instr::MatMul {
+            dst: d,
+            a: x,
+            b: w,
+        });
+        let s1 = b.op(ty(true, ring, 2 * f, &[2, 4]), |d| Instr::Add {
+            dst: d,
+            a: mm,
+            b: bias,
+        });
+        let c = b.op(ty(false, ring, 2 * f, &[]), |d| Instr::Const {
+            dst: d,
+            value: 0.75,
+        });
+        let s2 = b.op(ty(true, ring, 2 * f, &[2, 4]), |d| Instr::Sub {
+            dst: d,
+            a: s1,
+            b: c,
+        });
+        let y = b.op(ty(true, ring, f, &[2, 4]), |d| Instr::Convert {
+            dst: d,
+            a: s2,
+        });
+        let p = b.output("y", y);
+        let (xs, ws, bs) = (values(6, 2.0), values(12, 1.5), values(8, 4.0));
+        let data = {
+            let (ws, bs) = (ws.clone(), bs.clone());
+            move |name: &str| Ok(if name == "w" { ws.clone() } else { bs.clone() })
+        };
+        let (fixed, mpc) = run_both(&p, vec![xs.clone()], &data);
+        close(
+            &mpc.outputs[0].data,
+            &fixed.outputs[0].data,
+            2f64.powi(-(f as i32)),
+        );
+        let want: Vec<f64> = (0..8)
+            .map(|i| {
+                let (r, j) = (i / 4, i % 4);
+                (0..3).map(|t| xs[r * 3 + t] * ws[t * 4 + j]).sum::<f64>() + bs[i] - 0.75
+            })
+            .collect();
+        close(&mpc.outputs[0].data, &want, 0.05);
+        let m = mpc.costs[at(&p, "MatMul")];
+        assert_eq!((m.rounds_online, m.bytes_online), (0, 0));
+        let conv = mpc.costs[at(&p, "Convert")];
+        assert_eq!(conv.bytes_online * 8, 8 * 4 * k + 8);
+    }
 }
 
 #[test]
