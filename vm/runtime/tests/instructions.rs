@@ -306,7 +306,7 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
 }
 
 #[test]
-fn rescale_divides_by_a_power_of_two_for_free() {
+fn rescales_and_sums_keep_products_fused() {
     for ring in [32u8, 64] {
         let f = if ring == 32 { 8 } else { 18 };
         let mut b = B::new();
