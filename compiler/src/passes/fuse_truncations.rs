@@ -112,6 +112,16 @@ fn widening_src(g: &Graph, x: NodeId) -> Option<NodeId> {
     (w.frac >= a.frac && w.ring >= a.ring && w != a).then_some(src)
 }
 
+/// Adds `op` over `operands`, typed like `like` but in format `f`, with
+/// `like`'s location and class.
+fn add_like(g: &mut Graph, like: NodeId, op: Op, f: Format, operands: &[NodeId]) -> NodeId {
+    let mut n = Node::new(op, g.node(like).ty.clone());
+    n.ty.elem = Elem::Fixed(f);
+    n.loc = g.node(like).loc;
+    n.class = g.node(like).class.clone();
+    g.add(n, operands)
+}
+
 /// j if `value` is 2^−j with j ≥ 1.
 fn inverse_pow2(value: f64) -> Option<u32> {
     (value > 0.0 && value < 1.0)
@@ -293,12 +303,7 @@ impl FuseTruncations {
                             let frac = fa.frac as i64 + fb.frac as i64;
                             if let Ok(raw) = Format::new(fo.ring.bits() as i64, frac) {
                                 if raw.frac < fo.frac {
-                                    let node = g.node(id).clone();
-                                    let mut m = Node::new(Op::Mul, node.ty.clone());
-                                    m.ty.elem = Elem::Fixed(raw);
-                                    m.loc = node.loc;
-                                    m.class = node.class.clone();
-                                    let mid = g.add(m, &[sa, sb]);
+                                    let mid = add_like(g, id, Op::Mul, raw, &[sa, sb]);
                                     replace_by_conversion(g, id, mid);
                                     return true;
                                 }
@@ -328,13 +333,9 @@ impl FuseTruncations {
                     let mut cn = g.node(c).clone();
                     cn.ty.elem = Elem::Fixed(nf);
                     let cid = g.add(cn, &[]);
-                    let node = g.node(id).clone();
-                    let mut narrow = Node::new(node.op.clone(), node.ty.clone());
-                    narrow.ty.elem = Elem::Fixed(nf);
-                    narrow.loc = node.loc;
-                    narrow.class = node.class.clone();
                     let operands = if pos == 0 { [src, cid] } else { [cid, src] };
-                    let nid = g.add(narrow, &operands);
+                    let op = g.node(id).op.clone();
+                    let nid = add_like(g, id, op, nf, &operands);
                     replace_by_conversion(g, id, nid);
                     return true;
                 }
@@ -479,12 +480,8 @@ impl FuseTruncations {
                     g.add(n, &[x])
                 };
                 let (la, lb) = (lift(g, na), lift(g, nb));
-                let node = g.node(id).clone();
-                let mut sum = Node::new(node.op.clone(), node.ty.clone());
-                sum.ty.elem = Elem::Fixed(raw);
-                sum.loc = node.loc;
-                sum.class = node.class.clone();
-                let sid = g.add(sum, &[la, lb]);
+                let op = g.node(id).op.clone();
+                let sid = add_like(g, id, op, raw, &[la, lb]);
                 replace_by_conversion(g, id, sid);
                 return true;
             }
