@@ -16,8 +16,12 @@ pub const MAX_FRAME: u64 = 1 << 30;
 /// What a link delivers.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// A complete frame (header + payload).
-    Frame(Vec<u8>),
+    /// A complete frame: its header and its payload (the header's length
+    /// field is checked against the payload by the receiver).
+    Frame {
+        header: [u8; HEADER_LEN],
+        payload: Vec<u8>,
+    },
     /// The peer closed the link (or vanished).
     Closed,
     /// The stream ended inside a frame.
@@ -29,9 +33,12 @@ pub enum LinkEvent {
 
 /// A bidirectional byte link to one peer that moves whole frames.
 pub trait Link: Send {
-    /// Sends a frame; a peer that is gone is reported as [`LinkEvent::Closed`],
-    /// other failures as [`LinkEvent::Io`].
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent>;
+    /// Sends a frame (header, then payload: no copy to join them); a peer
+    /// that is gone is reported as [`LinkEvent::Closed`], other failures as
+    /// [`LinkEvent::Io`].
+    fn send(&mut self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> Result<(), LinkEvent>;
+    /// Sends raw bytes as they are (fault tests: malformed frames).
+    fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), LinkEvent>;
     /// The next frame, or `None` after `timeout`.
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent>;
     /// False once the link is known to be gone (its reader saw the end).
@@ -45,12 +52,23 @@ pub trait Link: Send {
 }
 
 pub fn frame(step: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(HEADER_LEN + payload.len());
-    f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    f.extend_from_slice(&step.to_le_bytes());
-    f.extend_from_slice(&seq.to_le_bytes());
+    let mut f = header(payload.len() as u64, step, seq).to_vec();
     f.extend_from_slice(payload);
     f
+}
+
+/// A frame's header: `len | step | seq`.
+pub fn header(len: u64, step: u64, seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&len.to_le_bytes());
+    h[8..16].copy_from_slice(&step.to_le_bytes());
+    h[16..].copy_from_slice(&seq.to_le_bytes());
+    h
+}
+
+/// The length field of a header.
+pub fn header_len(h: &[u8; HEADER_LEN]) -> u64 {
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
 /// One party's end of the mesh.
@@ -101,7 +119,7 @@ impl Channel {
     /// accounting (fault-injection tests only; an error is ignored).
     pub fn send_raw(&mut self, peer: usize, bytes: Vec<u8>) {
         if let Ok(l) = self.link(peer) {
-            let _ = l.send(bytes);
+            let _ = l.send_raw(bytes);
         }
     }
 
@@ -158,16 +176,10 @@ impl Channel {
                 })
             }
             Some(LinkEvent::Io(message)) => return Err(CommError::Io { peer, message }),
-            Some(LinkEvent::Frame(f)) => f,
+            Some(LinkEvent::Frame { header, payload }) => (header, payload),
         };
-        if f.len() < HEADER_LEN {
-            return Err(CommError::ShortFrame {
-                peer,
-                step,
-                got: f.len(),
-            });
-        }
-        let word = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (h, payload) = f;
+        let word = |i: usize| u64::from_le_bytes(h[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let (len, their_step, seq) = (word(0), word(1), word(2));
         if len > MAX_FRAME {
             return Err(CommError::Oversized {
@@ -177,11 +189,11 @@ impl Channel {
                 limit: MAX_FRAME,
             });
         }
-        if (f.len() - HEADER_LEN) as u64 != len {
+        if payload.len() as u64 != len {
             return Err(CommError::ShortFrame {
                 peer,
                 step,
-                got: f.len(),
+                got: HEADER_LEN + payload.len(),
             });
         }
         if their_step != step {
@@ -200,7 +212,7 @@ impl Channel {
             });
         }
         self.seq_in[peer] += 1;
-        Ok(f[HEADER_LEN..].to_vec())
+        Ok(payload)
     }
 }
 
@@ -220,11 +232,11 @@ impl Comm for Channel {
         }
         for (to, payload) in sends {
             let n = payload.len() as u64;
-            let f = frame(self.step, self.seq_out[to], &payload);
+            let h = header(n, self.step, self.seq_out[to]);
             self.seq_out[to] += 1;
-            self.wire_bytes += f.len() as u64;
+            self.wire_bytes += (HEADER_LEN + payload.len()) as u64;
             let step = self.step;
-            self.link(to)?.send(f).map_err(|e| match e {
+            self.link(to)?.send(h, payload).map_err(|e| match e {
                 LinkEvent::Closed => CommError::Closed { peer: to, step },
                 LinkEvent::Io(message) => CommError::Io { peer: to, message },
                 other => CommError::Io {

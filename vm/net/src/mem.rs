@@ -5,7 +5,7 @@
 //! frame at a time at the given bandwidth, and a frame arrives a one-way
 //! delay after its last byte left. The receiver waits until then.
 
-use crate::channel::{Link, LinkEvent};
+use crate::channel::{header_len, Link, LinkEvent, HEADER_LEN, MAX_FRAME};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,8 @@ impl Shape {
 }
 
 pub struct MemLink {
-    tx: Sender<(Instant, Vec<u8>)>,
-    rx: Receiver<(Instant, Vec<u8>)>,
+    tx: Sender<(Instant, LinkEvent)>,
+    rx: Receiver<(Instant, LinkEvent)>,
     shape: Option<Shape>,
     /// When this direction finishes sending what it has queued.
     busy_until: Instant,
@@ -65,32 +65,58 @@ pub fn shaped_pair(shape: Option<Shape>) -> (MemLink, MemLink) {
     )
 }
 
-impl Link for MemLink {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
+impl MemLink {
+    /// When a frame of `len` bytes sent now arrives (now, unshaped).
+    fn arrival(&mut self, len: usize) -> Instant {
         let now = Instant::now();
-        let at = match self.shape {
+        match self.shape {
             None => now,
             Some(s) => {
                 let start = self.busy_until.max(now);
-                self.busy_until =
-                    start + Duration::from_secs_f64(frame.len() as f64 / s.bytes_per_sec);
+                self.busy_until = start + Duration::from_secs_f64(len as f64 / s.bytes_per_sec);
                 self.busy_until + s.one_way
             }
-        };
+        }
+    }
+}
+
+impl Link for MemLink {
+    fn send(&mut self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> Result<(), LinkEvent> {
+        let at = self.arrival(HEADER_LEN + payload.len());
         // A send to a peer that is gone is not an error here: the failure
         // surfaces when a reply is awaited, naming the peer.
-        let _ = self.tx.send((at, frame));
+        let _ = self.tx.send((at, LinkEvent::Frame { header, payload }));
+        Ok(())
+    }
+
+    fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), LinkEvent> {
+        // what a stream reader would make of these bytes as one frame
+        let at = self.arrival(bytes.len());
+        let ev = if bytes.len() < HEADER_LEN {
+            LinkEvent::Short(bytes.len())
+        } else {
+            let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("header");
+            if header_len(&header) > MAX_FRAME {
+                LinkEvent::Oversized(header_len(&header))
+            } else {
+                LinkEvent::Frame {
+                    header,
+                    payload: bytes[HEADER_LEN..].to_vec(),
+                }
+            }
+        };
+        let _ = self.tx.send((at, ev));
         Ok(())
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {
         match self.rx.recv_timeout(timeout) {
-            Ok((at, f)) => {
+            Ok((at, ev)) => {
                 let now = Instant::now();
                 if at > now {
                     std::thread::sleep(at - now);
                 }
-                Some(LinkEvent::Frame(f))
+                Some(ev)
             }
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(LinkEvent::Closed),

@@ -2,11 +2,14 @@
 //! thread per link that drains the socket into a queue — so two parties
 //! pushing large messages at each other never deadlock on full buffers.
 
-use crate::channel::{Link, LinkEvent, HEADER_LEN, MAX_FRAME};
+use crate::channel::{header_len, Link, LinkEvent, HEADER_LEN, MAX_FRAME};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
+
+/// Payloads up to this size are joined to their header and written at once.
+const SMALL: usize = 16 * 1024;
 
 pub struct TcpLink {
     stream: TcpStream,
@@ -37,14 +40,13 @@ impl TcpLink {
                 Ok(0) => LinkEvent::Closed,
                 Ok(n) if n < HEADER_LEN => LinkEvent::Short(n),
                 Ok(_) => {
-                    let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+                    let len = header_len(&header);
                     if len > MAX_FRAME {
                         LinkEvent::Oversized(len)
                     } else {
-                        let mut f = header.to_vec();
-                        f.resize(HEADER_LEN + len as usize, 0);
-                        match read_full(&mut reader, &mut f[HEADER_LEN..]) {
-                            Ok(n) if n as u64 == len => LinkEvent::Frame(f),
+                        let mut payload = vec![0u8; len as usize];
+                        match read_full(&mut reader, &mut payload) {
+                            Ok(n) if n as u64 == len => LinkEvent::Frame { header, payload },
                             Ok(n) => LinkEvent::Short(HEADER_LEN + n),
                             Err(e) => LinkEvent::Io(e.to_string()),
                         }
@@ -52,7 +54,7 @@ impl TcpLink {
                 }
                 Err(e) => LinkEvent::Io(e.to_string()),
             };
-            let stop = !matches!(ev, LinkEvent::Frame(_));
+            let stop = !matches!(ev, LinkEvent::Frame { .. });
             if tx.send(ev).is_err() || stop {
                 return;
             }
@@ -61,13 +63,30 @@ impl TcpLink {
     }
 }
 
-impl Link for TcpLink {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
+impl TcpLink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), LinkEvent> {
         use std::io::ErrorKind::*;
-        self.stream.write_all(&frame).map_err(|e| match e.kind() {
+        self.stream.write_all(bytes).map_err(|e| match e.kind() {
             BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected => LinkEvent::Closed,
             _ => LinkEvent::Io(e.to_string()),
         })
+    }
+}
+
+impl Link for TcpLink {
+    fn send(&mut self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> Result<(), LinkEvent> {
+        if payload.len() <= SMALL {
+            // one segment: joining costs less than a second write
+            let mut f = header.to_vec();
+            f.extend_from_slice(&payload);
+            return self.write(&f);
+        }
+        self.write(&header)?;
+        self.write(&payload)
+    }
+
+    fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), LinkEvent> {
+        self.write(&bytes)
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {

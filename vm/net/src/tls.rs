@@ -9,7 +9,7 @@
 //! state is shared under a lock that is never held across a blocking socket
 //! call.
 
-use crate::channel::{Link, LinkEvent, HEADER_LEN, MAX_FRAME};
+use crate::channel::{header_len, Link, LinkEvent, HEADER_LEN, MAX_FRAME};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -369,14 +369,14 @@ impl TlsLink {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => break LinkEvent::Io(e.to_string()),
                 };
-                let mut frames = Vec::new();
+                let mut frames: Vec<LinkEvent> = Vec::new();
                 let r = {
                     let mut c = c2.lock().unwrap_or_else(|p| p.into_inner());
                     fr.feed(&mut c, &raw[..n], &mut frames)
                 };
                 let mut gone = false;
                 for f in frames {
-                    gone |= tx.send(LinkEvent::Frame(f)).is_err();
+                    gone |= tx.send(f).is_err();
                 }
                 if gone {
                     break LinkEvent::Closed;
@@ -425,7 +425,7 @@ impl Framer {
         &mut self,
         c: &mut Connection,
         mut tls: &[u8],
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Vec<LinkEvent>,
     ) -> Result<bool, LinkEvent> {
         while !tls.is_empty() {
             c.read_tls(&mut tls)
@@ -457,21 +457,21 @@ impl Framer {
     }
 
     /// A full header or body is in: start the body or emit the frame.
-    fn advance(&mut self, out: &mut Vec<Vec<u8>>) -> Result<(), LinkEvent> {
+    fn advance(&mut self, out: &mut Vec<LinkEvent>) -> Result<(), LinkEvent> {
         match self.body.take() {
             None => {
-                let len = u64::from_le_bytes(self.header[..8].try_into().expect("8 bytes"));
+                let len = header_len(&self.header);
                 if len > MAX_FRAME {
                     return Err(LinkEvent::Oversized(len));
                 }
-                let mut b = Vec::with_capacity(HEADER_LEN + len as usize);
-                b.extend_from_slice(&self.header);
-                b.resize(HEADER_LEN + len as usize, 0);
-                self.have = HEADER_LEN;
-                self.body = Some(b);
+                self.have = 0;
+                self.body = Some(vec![0u8; len as usize]);
             }
-            Some(b) => {
-                out.push(b);
+            Some(payload) => {
+                out.push(LinkEvent::Frame {
+                    header: self.header,
+                    payload,
+                });
                 self.have = 0;
             }
         }
@@ -481,16 +481,19 @@ impl Framer {
     fn eof(&self) -> LinkEvent {
         match (&self.body, self.have) {
             (None, 0) => LinkEvent::Closed,
-            (_, n) => LinkEvent::Short(n),
+            (None, n) => LinkEvent::Short(n),
+            (Some(_), n) => LinkEvent::Short(HEADER_LEN + n),
         }
     }
 }
 
-impl Link for TlsLink {
-    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkEvent> {
+impl TlsLink {
+    /// Encrypts and writes `parts` in order, a megabyte of plaintext at a time.
+    fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), LinkEvent> {
         use std::io::ErrorKind::*;
-        let mut tls = Vec::with_capacity(CHUNK.min(frame.len()) + 1024);
-        for chunk in frame.chunks(CHUNK) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut tls = Vec::with_capacity(CHUNK.min(total) + 1024);
+        for chunk in parts.iter().flat_map(|p| p.chunks(CHUNK)) {
             tls.clear();
             {
                 let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -515,6 +518,16 @@ impl Link for TlsLink {
             self.wire_out += tls.len() as u64;
         }
         Ok(())
+    }
+}
+
+impl Link for TlsLink {
+    fn send(&mut self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> Result<(), LinkEvent> {
+        self.write_parts(&[&header, &payload])
+    }
+
+    fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), LinkEvent> {
+        self.write_parts(&[&bytes])
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {

@@ -1,7 +1,7 @@
 //! TLS links with pinned certificates: large frames both ways at once,
 //! refusal of an unpinned certificate, and a peer that vanishes.
 
-use ditto_net::channel::{frame, Link, LinkEvent};
+use ditto_net::channel::{frame, header, Link, LinkEvent};
 use ditto_net::tls::{accept, dial, server_config, Identity, TlsLink};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::TcpListener;
@@ -44,18 +44,21 @@ fn large_frames_cross_without_deadlock() {
     let (mut x, mut y) = pair(&a, &b, b.cert.clone()).expect("handshake");
     let big: Vec<u8> = (0..20_000_000u32).map(|i| (i * 7) as u8).collect();
     let f = frame(3, 0, &big);
-    let f2 = f.clone();
+    let hd = header(big.len() as u64, 3, 0);
+    let big2 = big.clone();
     let h = std::thread::spawn(move || {
-        y.send(f2).unwrap();
+        y.send(hd, big2).unwrap();
         let got = y.recv(Duration::from_secs(20));
         (y, got)
     });
-    x.send(f.clone()).unwrap();
+    x.send(hd, big.clone()).unwrap();
     let got = x.recv(Duration::from_secs(20));
     let (y, got_y) = h.join().unwrap();
     for g in [got, got_y] {
         match g {
-            Some(LinkEvent::Frame(v)) => assert!(v == f, "frame corrupted"),
+            Some(LinkEvent::Frame { header, payload }) => {
+                assert!(header == hd && payload == big, "frame corrupted")
+            }
             other => panic!("expected a frame, got {other:?}"),
         }
     }

@@ -10,7 +10,8 @@ use crate::comm::{Comm, Phase, ProtocolError};
 use crate::kernels;
 use crate::prg::Prg;
 use crate::ring::{
-    from_bytes, low_mask, pack_bits, pack_width, to_bytes, unpack_bits, unpack_width, Ring,
+    add_from_bytes, from_bytes, pack_bits, pack_width, put_bytes, to_bytes, unpack_bits,
+    unpack_width, Ring,
 };
 use crate::share::{AShare, BShare, BitShare};
 
@@ -99,13 +100,9 @@ struct Prepared {
     msg: Vec<u8>,
 }
 
-fn parse<R: Ring>(
-    bytes: &[u8],
-    n: usize,
-    peer: usize,
-    what: &'static str,
-) -> Result<Vec<R>, ProtocolError> {
-    from_bytes(bytes, n).ok_or_else(|| ProtocolError::Malformed {
+/// The error for a message of the wrong length (`n` elements of R expected).
+fn malformed<R: Ring>(peer: usize, what: &'static str, bytes: &[u8], n: usize) -> ProtocolError {
+    ProtocolError::Malformed {
         peer,
         what,
         detail: format!(
@@ -114,7 +111,16 @@ fn parse<R: Ring>(
             n,
             R::BITS
         ),
-    })
+    }
+}
+
+fn parse<R: Ring>(
+    bytes: &[u8],
+    n: usize,
+    peer: usize,
+    what: &'static str,
+) -> Result<Vec<R>, ProtocolError> {
+    from_bytes(bytes, n).ok_or_else(|| malformed::<R>(peer, what, bytes, n))
 }
 
 /// 0/1 bits as ring elements.
@@ -148,8 +154,7 @@ fn draw_width(prg: &mut Prg, n: usize, w: u32) -> Vec<u64> {
     if w == 0 {
         return Vec::new();
     }
-    let mask = low_mask(w);
-    prg.words(n).into_iter().map(|x| x & mask).collect()
+    prg.values(n, w)
 }
 
 /// This party's additive share of x·y (replicated x and y), masked by its
@@ -970,45 +975,41 @@ impl<'c> Party<'c> {
                 // Round 1: B's masked part (and H's product share) reach A.
                 let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
                 let got = self.comm.exchange(Phase::Online, vec![], &from)?;
-                let mb: Vec<Ri> = parse(&got[0], n, b_id, "conversion opening")?;
-                let zh: Option<Vec<Ri>> = if fused {
-                    Some(parse(&got[1], n, h_id, "conversion helper share")?)
-                } else {
-                    None
+                // c = x + 2^(k_in−2) + r: A's view of x, B's masked part, H's share
+                let mut c: Vec<Ri> = match input {
+                    ConvIn::Replicated(x) => kernels::add(&x.a, &x.b),
+                    ConvIn::Additive(z) => z.to_vec(),
                 };
+                if !add_from_bytes(&mut c, &got[0]) {
+                    return Err(malformed::<Ri>(b_id, "conversion opening", &got[0], n));
+                }
+                if fused && !add_from_bytes(&mut c, &got[1]) {
+                    return Err(malformed::<Ri>(h_id, "conversion helper share", &got[1], n));
+                }
                 let bias = Ri::ONE.shl(kin - 2);
+                let low = top.sub(Ri::ONE);
                 let offset = Ro::ONE.shl(kin - 2 - m);
-                let mut msb = Vec::with_capacity(n);
-                let y: Vec<Ro> = (0..n)
-                    .map(|j| {
-                        let mine = match input {
-                            ConvIn::Replicated(x) => x.a[j].add(x.b[j]),
-                            ConvIn::Additive(z) => z[j],
-                        };
-                        let mut c = mine.add(bias).add(mb[j]);
-                        if let Some(zh) = &zh {
-                            c = c.add(zh[j]);
-                        }
-                        if e[j] {
-                            c = c.add(top);
-                        }
-                        let c_msb = c.bit(kin - 1);
-                        msb.push(c_msb);
-                        // A's share of b = r_msb ⊕ c_msb = c_msb + (1 − 2c_msb)·r_msb
-                        let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
-                        let b = if c_msb { Ro::ONE.sub(r) } else { r };
-                        let c_low = c.and(top.sub(Ri::ONE));
-                        Ro::from_u64(c_low.shr(m).to_u64())
-                            .sub(offset)
-                            .add(b.mul(scale))
-                    })
-                    .collect();
                 // Round 2: c_msb and the A–B component, masked, to B.
                 let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key: x_{h+1}
-                let t: Vec<Ro> = self.st.next.ring(n); // A–B key
-                let sab: Vec<Ro> = (0..n).map(|j| y[j].sub(wa[j]).sub(t[j])).collect();
-                let mut msg = pack_bits(&msb);
-                msg.extend(to_bytes(&sab));
+                let mut sab: Vec<Ro> = self.st.next.ring(n); // A–B key, then the component
+                let split = n.div_ceil(8);
+                let mut msg = vec![0u8; split + n * (Ro::BITS as usize / 8)];
+                for j in 0..n {
+                    let mut cj = c[j].add(bias);
+                    if e[j] {
+                        cj = cj.add(top);
+                    }
+                    let c_msb = cj.bit(kin - 1);
+                    msg[j / 8] |= (c_msb as u8) << (j % 8);
+                    // A's share of b = r_msb ⊕ c_msb = c_msb + (1 − 2c_msb)·r_msb
+                    let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
+                    let b = if c_msb { Ro::ONE.sub(r) } else { r };
+                    let y = Ro::from_u64(cj.and(low).shr(m).to_u64())
+                        .sub(offset)
+                        .add(b.mul(scale));
+                    sab[j] = y.sub(wa[j]).sub(sab[j]);
+                }
+                put_bytes(&sab, &mut msg[split..]);
                 self.comm.exchange(Phase::Online, vec![(b_id, msg)], &[])?;
                 Ok(AShare { a: wa, b: sab })
             }
@@ -1031,50 +1032,48 @@ impl<'c> Party<'c> {
                     Vec::new()
                 };
                 // r' < 2^(k_in−1): B's own randomness; r = r' + r_msb·2^(k_in−1)
-                let rp: Vec<Ri> = self.st.own.ring(n);
-                let rp: Vec<Ri> = rp.into_iter().map(|r| r.and(top.sub(Ri::ONE))).collect();
-                let mb: Vec<Ri> = (0..n)
-                    .map(|j| {
-                        let mine = match input {
-                            ConvIn::Replicated(x) => x.b[j],
-                            ConvIn::Additive(z) => z[j],
-                        };
-                        let masked = mine.add(rp[j]);
-                        if v[j] {
-                            masked.sub(top)
-                        } else {
-                            masked
-                        }
-                    })
-                    .collect();
-                self.comm
-                    .exchange(Phase::Online, vec![(a_id, to_bytes(&mb))], &[])?;
+                let mut rp: Vec<Ri> = self.st.own.ring(n);
+                let low = top.sub(Ri::ONE);
+                rp.iter_mut().for_each(|r| *r = r.and(low));
+                let ib = Ri::BITS as usize / 8;
+                let mut out = vec![0u8; n * ib];
+                for (j, o) in out.chunks_exact_mut(ib).enumerate() {
+                    let mine = match input {
+                        ConvIn::Replicated(x) => x.b[j],
+                        ConvIn::Additive(z) => z[j],
+                    };
+                    let masked = mine.add(rp[j]);
+                    let masked = if v[j] { masked.sub(top) } else { masked };
+                    masked.put_le(o);
+                }
+                self.comm.exchange(Phase::Online, vec![(a_id, out)], &[])?;
                 let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
                 let split = n.div_ceil(8);
-                let bad = |detail: String| ProtocolError::Malformed {
-                    peer: a_id,
-                    what: "conversion reshare",
-                    detail,
-                };
                 if got[0].len() != split + n * (Ro::BITS as usize / 8) {
-                    return Err(bad(format!(
-                        "{} bytes, expected {n} bits and {n} elements of {} bits",
-                        got[0].len(),
-                        Ro::BITS
-                    )));
+                    return Err(ProtocolError::Malformed {
+                        peer: a_id,
+                        what: "conversion reshare",
+                        detail: format!(
+                            "{} bytes, expected {n} bits and {n} elements of {} bits",
+                            got[0].len(),
+                            Ro::BITS
+                        ),
+                    });
                 }
-                let msb = unpack_bits(&got[0][..split], n).expect("length checked");
-                let sab: Vec<Ro> = from_bytes(&got[0][split..], n).expect("length checked");
-                let t: Vec<Ro> = self.st.prev.ring(n); // A–B key
-                let sbh: Vec<Ro> = (0..n)
-                    .map(|j| {
-                        // B's share: −r_mid + (1 − 2c_msb)·ρ_B·K, masked by t
-                        let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
-                        let b = if msb[j] { r.neg() } else { r };
-                        let r_mid = Ro::from_u64(rp[j].shr(m).to_u64());
-                        b.mul(scale).sub(r_mid).add(t[j])
-                    })
-                    .collect();
+                let (bits, body) = got[0].split_at(split);
+                let sab: Vec<Ro> = from_bytes(body, n).expect("length checked");
+                // B's share: −r_mid + (1 − 2c_msb)·ρ_B·K, masked by t (A–B key)
+                let mut sbh: Vec<Ro> = self.st.prev.ring(n);
+                for (j, t) in sbh.iter_mut().enumerate() {
+                    let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
+                    let b = if bits[j / 8] >> (j % 8) & 1 == 1 {
+                        r.neg()
+                    } else {
+                        r
+                    };
+                    let r_mid = Ro::from_u64(rp[j].shr(m).to_u64());
+                    *t = b.mul(scale).sub(r_mid).add(*t);
+                }
                 // Round 3: the B–H component to H.
                 self.comm
                     .exchange(Phase::Online, vec![(h_id, to_bytes(&sbh))], &[])?;

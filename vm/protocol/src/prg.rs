@@ -12,27 +12,63 @@ use rand_chacha::ChaCha12Rng;
 #[derive(Clone)]
 pub struct Prg(ChaCha12Rng);
 
+/// Stream bytes are drawn through a buffer this large (it stays in L1), so
+/// a draw allocates only its result.
+const BUF: usize = 4096;
+
 impl Prg {
     pub fn new(key: [u8; 32]) -> Prg {
         Prg(ChaCha12Rng::from_seed(key))
     }
+    /// `n` ring elements: the stream's little-endian words.
     pub fn ring<R: Ring>(&mut self, n: usize) -> Vec<R> {
-        // whole blocks at a time: the same stream as n calls of next_u32 /
-        // next_u64 (little-endian words), without the per-word calls
+        let mut out = vec![R::ZERO; n];
+        self.fill(&mut out);
+        out
+    }
+    /// Overwrites `out` with the next `out.len()` elements of the stream.
+    pub fn fill<R: Ring>(&mut self, out: &mut [R]) {
         let w = (R::BITS / 8) as usize;
-        let mut bytes = vec![0u8; n * w];
-        self.0.fill_bytes(&mut bytes);
-        if w == 4 {
-            bytes
-                .chunks_exact(4)
-                .map(|c| R::from_u64(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64))
-                .collect()
-        } else {
-            bytes
-                .chunks_exact(8)
-                .map(|c| R::from_u64(u64::from_le_bytes(c.try_into().expect("8 bytes"))))
-                .collect()
+        let mut buf = [0u8; BUF];
+        for chunk in out.chunks_mut(BUF / w) {
+            let b = &mut buf[..chunk.len() * w];
+            self.0.fill_bytes(b);
+            for (x, c) in chunk.iter_mut().zip(b.chunks_exact(w)) {
+                *x = R::read_le(c);
+            }
         }
+    }
+    /// `n` values of `w` bits (1 ≤ w ≤ 64), each from the fewest whole bytes
+    /// that hold it (1, 2, 4 or 8 little-endian bytes), masked to w bits.
+    pub fn values(&mut self, n: usize, w: u32) -> Vec<u64> {
+        debug_assert!((1..=64).contains(&w));
+        let mask = crate::ring::low_mask(w);
+        let b = match w {
+            0..=8 => 1,
+            9..=16 => 2,
+            17..=32 => 4,
+            _ => 8,
+        };
+        let mut out = Vec::with_capacity(n);
+        let mut buf = [0u8; BUF];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(BUF / b);
+            let bytes = &mut buf[..k * b];
+            self.0.fill_bytes(bytes);
+            match b {
+                1 => out.extend(bytes.iter().map(|&x| x as u64 & mask)),
+                2 => out.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as u64 & mask),
+                ),
+                4 => out.extend(bytes.chunks_exact(4).map(|c| u32::read_le(c) as u64 & mask)),
+                _ => out.extend(bytes.chunks_exact(8).map(|c| u64::read_le(c) & mask)),
+            }
+            left -= k;
+        }
+        out
     }
     pub fn key(&mut self) -> [u8; 32] {
         let mut k = [0u8; 32];
@@ -42,14 +78,11 @@ impl Prg {
     /// `n` raw 64-bit words (the same stream `bits` draws from, 64 bits per
     /// word).
     pub fn words(&mut self, n: usize) -> Vec<u64> {
-        (0..n).map(|_| self.0.next_u64()).collect()
+        self.ring::<u64>(n)
     }
+    /// `n` bits: ⌈n/64⌉ words, each giving 64 bits, least significant first.
     pub fn bits(&mut self, n: usize) -> Vec<bool> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let w = self.0.next_u64();
-            out.extend((0..64.min(n - out.len())).map(|i| w >> i & 1 == 1));
-        }
-        out
+        let words = self.words(n.div_ceil(64));
+        (0..n).map(|i| words[i / 64] >> (i % 64) & 1 == 1).collect()
     }
 }

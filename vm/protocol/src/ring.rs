@@ -33,9 +33,10 @@ pub trait Ring:
     fn bit(self, i: u32) -> bool {
         self.shr(i).to_u64() & 1 == 1
     }
-    /// Little-endian bytes, `BITS / 8` of them.
-    fn write_le(self, out: &mut Vec<u8>);
+    /// The element from its `BITS / 8` little-endian bytes.
     fn read_le(bytes: &[u8]) -> Self;
+    /// Writes the `BITS / 8` little-endian bytes into `out` (exactly that long).
+    fn put_le(self, out: &mut [u8]);
     /// Fixed-point encoding of `v` with `frac` fraction bits (round to nearest).
     fn encode(v: f64, frac: u32) -> Self {
         Self::from_i64((v * (frac as f64).exp2()).round() as i64)
@@ -99,9 +100,11 @@ macro_rules! impl_ring {
             fn to_i64(self) -> i64 {
                 self as $s as i64
             }
-            fn write_le(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
+            #[inline(always)]
+            fn put_le(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
             }
+            #[inline(always)]
             fn read_le(bytes: &[u8]) -> Self {
                 let mut b = [0u8; std::mem::size_of::<$t>()];
                 b.copy_from_slice(&bytes[..std::mem::size_of::<$t>()]);
@@ -116,11 +119,26 @@ impl_ring!(u64, i64);
 
 /// Serialises ring elements (little-endian).
 pub fn to_bytes<R: Ring>(xs: &[R]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(xs.len() * (R::BITS as usize / 8));
-    for &x in xs {
-        x.write_le(&mut out);
-    }
+    let w = R::BITS as usize / 8;
+    let mut out = vec![0u8; xs.len() * w];
+    put_bytes(xs, &mut out);
     out
+}
+
+/// Appends the serialised elements to `w`.
+pub fn extend_bytes<R: Ring>(w: &mut Vec<u8>, xs: &[R]) {
+    let start = w.len();
+    w.resize(start + xs.len() * (R::BITS as usize / 8), 0);
+    put_bytes(xs, &mut w[start..]);
+}
+
+/// Serialises ring elements into `out` (exactly `xs.len()·BITS/8` bytes).
+pub fn put_bytes<R: Ring>(xs: &[R], out: &mut [u8]) {
+    let w = R::BITS as usize / 8;
+    assert_eq!(out.len(), xs.len() * w, "put_bytes: wrong buffer length");
+    for (c, &x) in out.chunks_exact_mut(w).zip(xs) {
+        x.put_le(c);
+    }
 }
 
 /// Parses exactly `n` ring elements; `None` if the length is wrong.
@@ -130,6 +148,19 @@ pub fn from_bytes<R: Ring>(bytes: &[u8], n: usize) -> Option<Vec<R>> {
         return None;
     }
     Some(bytes.chunks_exact(w).map(R::read_le).collect())
+}
+
+/// Adds the serialised elements in `bytes` to `acc`; false (and `acc`
+/// untouched) if the length is not `acc.len()` elements.
+pub fn add_from_bytes<R: Ring>(acc: &mut [R], bytes: &[u8]) -> bool {
+    let w = R::BITS as usize / 8;
+    if bytes.len() != acc.len() * w {
+        return false;
+    }
+    for (x, c) in acc.iter_mut().zip(bytes.chunks_exact(w)) {
+        *x = x.add(R::read_le(c));
+    }
+    true
 }
 
 /// Packs bits (one per element) into bytes, LSB first.

@@ -43,9 +43,8 @@ fn hex(h: &[u8]) -> String {
 }
 
 fn put_share<R: Ring>(w: &mut Vec<u8>, s: &AShare<R>) {
-    for x in s.a.iter().chain(&s.b) {
-        x.write_le(w);
-    }
+    ditto_protocol::ring::extend_bytes(w, &s.a);
+    ditto_protocol::ring::extend_bytes(w, &s.b);
 }
 
 /// The three parties' share files of `prog`'s weights, dealt from `seed`

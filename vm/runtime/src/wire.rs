@@ -104,9 +104,7 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
 }
 
 fn put_ring<R: Ring>(w: &mut Vec<u8>, xs: &[R]) {
-    for &x in xs {
-        x.write_le(w);
-    }
+    ditto_protocol::ring::extend_bytes(w, xs);
 }
 
 fn get_ring<R: Ring>(r: &mut Rd, n: usize) -> Result<Vec<R>, WireError> {
