@@ -35,12 +35,14 @@ pub fn generate(
     let mut out = BTreeMap::new();
     let mut ids = e.graph.ids();
     ids.sort_by_key(|&i| match &e.graph.node(i).op {
-        Op::Weight { name } => name.clone(),
+        Op::Weight { name, .. } => name.clone(),
         _ => String::new(),
     });
     for id in ids {
         let n = e.graph.node(id);
-        let Op::Weight { name } = &n.op else { continue };
+        let Op::Weight { name, .. } = &n.op else {
+            continue;
+        };
         let shape = n.ty.shape.clone();
         let count: usize = shape.iter().product();
         let data: Vec<f64> = if shape.len() >= 2 {

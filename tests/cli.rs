@@ -428,7 +428,7 @@ fn compile_writes_a_valid_bytecode_program() {
         "asm",
     ]);
     assert!(
-        ok && asm.starts_with("; ditto bytecode v3, program hash ")
+        ok && asm.starts_with("; ditto bytecode v4, program hash ")
             && asm.contains("; model = bert\n; config = tiny\n; policy = ditto\n")
             && asm.contains("convert dst=")
     );

@@ -35,6 +35,7 @@ fn add_port(ports: &mut Vec<Port>, name: &str, reg: Reg, owner: Option<Owner>) -
         name: name.to_string(),
         reg,
         owner,
+        transposed: false,
     });
     ports.len() as u32 - 1
 }
@@ -76,11 +77,11 @@ fn scopes(g: &Graph, order: &[NodeId]) -> HashMap<NodeId, String> {
     let mut opened: HashMap<String, usize> = HashMap::new();
     for &id in order {
         let s = match &g.node(id).op {
-            Op::Weight { name } => weight_scope(name),
+            Op::Weight { name, .. } => weight_scope(name),
             _ => {
                 let ops = g.operands(id);
                 let direct = ops.iter().find_map(|o| match &g.node(*o).op {
-                    Op::Weight { name } => Some(weight_scope(name)),
+                    Op::Weight { name, .. } => Some(weight_scope(name)),
                     _ => None,
                 });
                 direct.unwrap_or_else(|| {
@@ -167,8 +168,9 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                 let port = add_port(&mut p.inputs, name, dst, Some(owner));
                 Instr::Input { dst, port }
             }
-            Op::Weight { name } => {
+            Op::Weight { name, transposed } => {
                 let port = add_port(&mut p.weights, name, dst, None);
+                p.weights[port as usize].transposed = *transposed;
                 Instr::Weight { dst, port }
             }
             Op::Output { name } => {

@@ -117,7 +117,10 @@ fn leaf(g: &mut Graph, name: &str, vis: Vis, shape: Vec<usize>) -> NodeId {
             owner: Owner::Client,
         }
     } else {
-        Op::Weight { name: name.into() }
+        Op::Weight {
+            name: name.into(),
+            transposed: false,
+        }
     };
     g.add(Node::new(op, Type::fixed(vis, Format::LOW, shape)), &[])
 }

@@ -1256,6 +1256,7 @@ impl<'s> Elab<'s> {
         let id = self.add_leaf(
             Op::Weight {
                 name: key_s.clone(),
+                transposed: false,
             },
             ty,
             pinned,

@@ -319,21 +319,58 @@ fn eval_op(
             }
             t.clone()
         }
-        Op::Weight { name } => {
-            let t = weights.tensor(name).map_err(|message| EvalError::Weight {
-                name: name.clone(),
-                message,
-            })?;
-            if t.numel() != shape.iter().product::<usize>() {
-                return Err(EvalError::Weight {
-                    name: name.clone(),
-                    message: format!("has shape {:?}, the model expects {:?}", t.shape, shape),
-                });
-            }
-            Tensor::new(shape.to_vec(), t.data)
-        }
+        Op::Weight { name, transposed } => Tensor::new(
+            shape.to_vec(),
+            weight_data(weights, name, *transposed, shape)?,
+        ),
         other => eval_real(other, shape, a)?,
     })
+}
+
+/// The elements of weight `name` in the layout of a node of shape `shape`:
+/// as stored, or (`transposed`) the stored matrix transposed.
+pub fn weight_data(
+    weights: &dyn WeightSource,
+    name: &str,
+    transposed: bool,
+    shape: &[usize],
+) -> Result<Vec<f64>, EvalError> {
+    let t = weights.tensor(name).map_err(|message| EvalError::Weight {
+        name: name.to_string(),
+        message,
+    })?;
+    let want: Vec<usize> = if transposed {
+        shape.iter().rev().copied().collect()
+    } else {
+        shape.to_vec()
+    };
+    if t.numel() != want.iter().product::<usize>() || (transposed && t.shape != want) {
+        return Err(EvalError::Weight {
+            name: name.to_string(),
+            message: format!("has shape {:?}, the model expects {:?}", t.shape, want),
+        });
+    }
+    Ok(if transposed {
+        transpose_matrix(&t.data, want[0], want[1])
+    } else {
+        t.data
+    })
+}
+
+/// The transpose of an r×c row-major matrix, in cache-sized blocks.
+pub fn transpose_matrix<T: Copy + Default>(v: &[T], r: usize, c: usize) -> Vec<T> {
+    const B: usize = 32;
+    let mut out = vec![T::default(); v.len()];
+    for i0 in (0..r).step_by(B) {
+        for j0 in (0..c).step_by(B) {
+            for i in i0..(i0 + B).min(r) {
+                for j in j0..(j0 + B).min(c) {
+                    out[j * r + i] = v[i * c + j];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The exact real semantics of every non-leaf op (shared with the

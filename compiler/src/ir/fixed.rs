@@ -158,18 +158,9 @@ fn eval_op(
             }
             t.data.iter().map(|&x| encode(x, f())).collect()
         }
-        Op::Weight { name } => {
-            let t = weights.tensor(name).map_err(|message| EvalError::Weight {
-                name: name.clone(),
-                message,
-            })?;
-            if t.numel() != numel {
-                return Err(EvalError::Weight {
-                    name: name.clone(),
-                    message: format!("has shape {:?}, the model expects {:?}", t.shape, shape),
-                });
-            }
-            t.data.par_iter().map(|&x| encode(x, f())).collect()
+        Op::Weight { name, transposed } => {
+            let data = super::eval::weight_data(weights, name, *transposed, shape)?;
+            data.par_iter().map(|&x| encode(x, f())).collect()
         }
         Op::Const { value } => vec![encode(*value, f())],
         Op::Iota { n } => (0..*n as i64)

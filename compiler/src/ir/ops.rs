@@ -73,9 +73,12 @@ pub enum Op {
         name: String,
         owner: Owner,
     },
-    /// A model parameter, bound by name to a tensor of the weights file.
+    /// A model parameter, bound by name to a tensor of the weights file;
+    /// `transposed`: the node is that (matrix) tensor's transpose, dealt in
+    /// this layout (the `weight-layout` pass).
     Weight {
         name: String,
+        transposed: bool,
     },
     /// A public scalar (rank 0).
     Const {
@@ -362,7 +365,16 @@ impl Op {
                 ("name", AttrVal::Str(name.clone())),
                 ("owner", AttrVal::Ident(owner.as_str().into())),
             ],
-            Op::Weight { name } | Op::Output { name } => vec![("name", AttrVal::Str(name.clone()))],
+            Op::Weight {
+                name,
+                transposed: true,
+            } => vec![
+                ("name", AttrVal::Str(name.clone())),
+                ("transposed", AttrVal::Flag),
+            ],
+            Op::Weight { name, .. } | Op::Output { name } => {
+                vec![("name", AttrVal::Str(name.clone()))]
+            }
             Op::Const { value } => vec![("value", AttrVal::Float(*value))],
             Op::Iota { n } => vec![("n", AttrVal::Int(*n as i64))],
             Op::Transpose { perm } => vec![("perm", list(perm))],
@@ -435,6 +447,7 @@ impl Op {
             }
             "weight" => Op::Weight {
                 name: string("name")?,
+                transposed: flag("transposed"),
             },
             "output" => Op::Output {
                 name: string("name")?,

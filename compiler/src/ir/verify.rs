@@ -77,7 +77,7 @@ pub fn verify(g: &Graph) -> Vec<VerifyError> {
         let n = g.node(id);
         let (slot, kind, name) = match &n.op {
             Op::Input { name, .. } => (0, "input", name),
-            Op::Weight { name } => (1, "weight", name),
+            Op::Weight { name, .. } => (1, "weight", name),
             Op::Output { name } => {
                 outputs += 1;
                 if !g.users(id).is_empty() {

@@ -35,7 +35,7 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
         let derived = match &n.op {
             Op::Const { value } => Some(value.abs()),
             Op::Iota { n } => Some(n.saturating_sub(1) as f64),
-            Op::Weight { name } => weights.and_then(|w| w.get(name)).copied(),
+            Op::Weight { name, .. } => weights.and_then(|w| w.get(name)).copied(),
             Op::Input { .. } => None,
             Op::Add | Op::Sub => get(0).zip(get(1)).map(|(x, y)| x + y),
             Op::Mul => get(0).zip(get(1)).map(|(x, y)| x * y),

@@ -20,6 +20,7 @@ pub mod insert_conversions;
 pub mod insert_truncations;
 pub mod lower_nonlinear;
 pub mod schedule;
+pub mod weight_layout;
 
 use crate::diag::Diagnostic;
 use crate::ir::verify::verify;
@@ -72,6 +73,7 @@ pub fn registry() -> Vec<Box<dyn Pass>> {
         Box::new(apply_policy::ApplyPolicy),
         Box::new(lower_nonlinear::LowerNonlinear),
         Box::new(fold_constants::FoldConstants),
+        Box::new(weight_layout::WeightLayout),
         Box::new(dot_products::DotProducts),
         Box::new(insert_conversions::InsertConversions),
         Box::new(insert_truncations::InsertTruncations),
@@ -87,6 +89,7 @@ pub const DEFAULT_PIPELINE: &[&str] = &[
     "apply-policy",
     "lower-nonlinear",
     "fold-constants",
+    "weight-layout",
     "dot-products",
     "insert-conversions",
     "insert-truncations",

@@ -29,7 +29,10 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
     );
     let w = g.add(
         Node::new(
-            Op::Weight { name: "w".into() },
+            Op::Weight {
+                name: "w".into(),
+                transposed: false,
+            },
             Type::fixed(Vis::Secret, Format::LOW, vec![4, 3]),
         ),
         &[],

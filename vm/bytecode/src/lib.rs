@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::{self, Write};
 
 pub const MAGIC: &[u8; 8] = b"DITTOBC\0";
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Largest rank and number of elements of a register.
 pub const MAX_RANK: usize = 8;
 pub const MAX_ELEMENTS: u64 = 1 << 34;
@@ -82,6 +82,10 @@ pub struct Port {
     pub reg: Reg,
     /// Inputs only.
     pub owner: Option<Owner>,
+    /// Weights only: the register holds the transpose of the stored
+    /// (weights-file) matrix, so the program needs no transpose of it; the
+    /// model owner deals it in this layout (rank 2 only).
+    pub transposed: bool,
 }
 
 /// A decoded, validated program.
@@ -399,11 +403,12 @@ fn put_ports(w: &mut Vec<u8>, ports: &[Port]) {
             Some(Owner::Client) => 1,
             Some(Owner::ModelOwner) => 2,
         });
+        w.push(p.transposed as u8);
     }
 }
 
 fn get_ports(r: &mut Reader, what: &'static str) -> Result<Vec<Port>, DecodeError> {
-    let n = r.count(9, what)?;
+    let n = r.count(10, what)?;
     (0..n)
         .map(|_| {
             let name = r.string("a port name")?;
@@ -420,7 +425,23 @@ fn get_ports(r: &mut Reader, what: &'static str) -> Result<Vec<Port>, DecodeErro
                     })
                 }
             };
-            Ok(Port { name, reg, owner })
+            let at = r.pos;
+            let transposed = match r.u8("a port layout")? {
+                0 => false,
+                1 => true,
+                l => {
+                    return Err(DecodeError::Invalid {
+                        offset: at,
+                        message: format!("unknown port layout {l}"),
+                    })
+                }
+            };
+            Ok(Port {
+                name,
+                reg,
+                owner,
+                transposed,
+            })
         })
         .collect()
 }
@@ -615,7 +636,12 @@ impl Program {
                     Some(Owner::ModelOwner) => " from model_owner",
                     None => "",
                 };
-                let _ = writeln!(s, "; {kind} #{i} {:?} = r{}{owner}", p.name, p.reg.0);
+                let layout = if p.transposed { " transposed" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "; {kind} #{i} {:?} = r{}{owner}{layout}",
+                    p.name, p.reg.0
+                );
             }
         };
         ports(&mut s, "input", &self.inputs);

@@ -139,6 +139,15 @@ pub fn validate(p: &Program) -> Result<(), DecodeError> {
                     message: format!("{kind} {:?} names register r{} of {n}", q.name, q.reg.0),
                 });
             }
+            if q.transposed && (kind != "weight" || p.regs[q.reg.0 as usize].shape.len() != 2) {
+                return Err(DecodeError::Invalid {
+                    offset: 0,
+                    message: format!(
+                        "{kind} {:?} is marked transposed; only a matrix weight can be",
+                        q.name
+                    ),
+                });
+            }
         }
     }
     Ok(())

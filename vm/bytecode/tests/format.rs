@@ -28,16 +28,19 @@ fn sample() -> Program {
             name: "x".into(),
             reg: Reg(0),
             owner: Some(Owner::Client),
+            transposed: false,
         }],
         weights: vec![Port {
             name: "w".into(),
             reg: Reg(1),
             owner: None,
+            transposed: false,
         }],
         outputs: vec![Port {
             name: "y".into(),
             reg: Reg(5),
             owner: None,
+            transposed: false,
         }],
         code: vec![
             Instr::Input {
@@ -90,6 +93,15 @@ fn round_trip_and_disassembly() {
     assert!(text.contains("matmul dst=r2 a=r0 b=r1"), "{text}");
     assert!(text.contains("; input #0 \"x\" = r0 from client"), "{text}");
     assert!(text.contains("; r2: s32.16[2, 3]"), "{text}");
+    // a weight dealt transposed round-trips and says so
+    let mut p = sample();
+    p.regs[1] = fixed(true, 32, 8, &[4, 3]);
+    p.weights[0].transposed = true;
+    let q = Program::decode(&p.encode()).expect("valid");
+    assert!(q.weights[0].transposed);
+    assert!(q
+        .disassemble()
+        .contains("; weight #0 \"w\" = r1 transposed"));
 }
 
 #[test]
@@ -178,6 +190,19 @@ fn validator_rules() {
     };
     check(p, "rescale keeps the ring and adds fraction bits");
     let mut p = sample();
+    p.inputs[0].transposed = true;
+    check(
+        p,
+        "input \"x\" is marked transposed; only a matrix weight can be",
+    );
+    let mut p = sample();
+    p.regs[1] = fixed(true, 32, 8, &[12]);
+    p.weights[0].transposed = true;
+    p.code.truncate(2);
+    p.scope_of.truncate(2);
+    p.outputs.clear();
+    check(p, "weight \"w\" is marked transposed");
+    let mut p = sample();
     p.scope_of.pop();
     check(p, "7 scope indices for 8 instructions");
     let mut p = sample();
@@ -261,9 +286,9 @@ proptest! {
         code.push(Instr::Output { port: 0, a: last });
         let p = Program {
             regs,
-            inputs: vec![Port { name: "x".into(), reg: Reg(0), owner: Some(Owner::Client) }],
+            inputs: vec![Port { name: "x".into(), reg: Reg(0), owner: Some(Owner::Client), transposed: false }],
             weights: vec![],
-            outputs: vec![Port { name: "y".into(), reg: last, owner: None }],
+            outputs: vec![Port { name: "y".into(), reg: last, owner: None, transposed: false }],
             code,
             scopes: vec![],
             scope_of: vec![],

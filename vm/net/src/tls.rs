@@ -523,7 +523,13 @@ impl TlsLink {
 
 impl Link for TlsLink {
     fn send(&mut self, header: [u8; HEADER_LEN], payload: Vec<u8>) -> Result<(), LinkEvent> {
-        self.write_parts(&[&header, &payload])
+        // the header rides in the first record (a record of its own would
+        // cost TLS's per-record overhead on every message)
+        let k = payload.len().min(CHUNK - HEADER_LEN);
+        let mut first = Vec::with_capacity(HEADER_LEN + k);
+        first.extend_from_slice(&header);
+        first.extend_from_slice(&payload[..k]);
+        self.write_parts(&[&first, &payload[k..]])
     }
 
     fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), LinkEvent> {

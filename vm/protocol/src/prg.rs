@@ -38,6 +38,19 @@ impl Prg {
             }
         }
     }
+    /// Subtracts the next `acc.len()` elements of the stream from `acc`
+    /// (what `ring` would draw), without allocating them.
+    pub fn sub_from<R: Ring>(&mut self, acc: &mut [R]) {
+        let w = (R::BITS / 8) as usize;
+        let mut buf = [0u8; BUF];
+        for chunk in acc.chunks_mut(BUF / w) {
+            let b = &mut buf[..chunk.len() * w];
+            self.0.fill_bytes(b);
+            for (x, c) in chunk.iter_mut().zip(b.chunks_exact(w)) {
+                *x = x.sub(R::read_le(c));
+            }
+        }
+    }
     /// `n` values of `w` bits (1 ≤ w ≤ 64), each from the fewest whole bytes
     /// that hold it (1, 2, 4 or 8 little-endian bytes), masked to w bits.
     pub fn values(&mut self, n: usize, w: u32) -> Vec<u64> {

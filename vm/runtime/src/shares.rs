@@ -9,7 +9,7 @@
 //! weight: it says nothing about the weights (P0's file does not even depend
 //! on them).
 
-use crate::source::{check_len, deal_share, encode_all};
+use crate::source::{deal_share, encode_all, weight_values};
 use crate::value::{Rv, Value};
 use crate::wire::{Rd, WireError};
 use ditto_bytecode::{Kind, Program};
@@ -73,8 +73,7 @@ pub fn write_share_files(
         let Kind::Fixed { ring, frac } = t.kind else {
             return Err(err("a boolean weight cannot be shared".into()));
         };
-        let values = weights(&p.name).map_err(err)?;
-        check_len("the tensor", values.len(), t).map_err(err)?;
+        let values = weight_values(prog, port, weights).map_err(err)?;
         let n = t.numel() as usize;
         for (party, w) in files.iter_mut().enumerate() {
             w.extend_from_slice(&(port as u32).to_le_bytes());

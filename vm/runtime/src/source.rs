@@ -43,9 +43,53 @@ pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), Strin
     Ok(())
 }
 
+/// Weight `port`'s values in the program's layout: as the weights give
+/// them, or transposed when the port says so (the compiler's
+/// `weight-layout` pass moved a transpose of the weight into its dealing).
+pub fn weight_values(
+    program: &Program,
+    port: usize,
+    weights: &dyn Fn(&str) -> Result<Vec<f64>, String>,
+) -> Result<Vec<f64>, String> {
+    let p = &program.weights[port];
+    let x = weights(&p.name)?;
+    let t = &program.regs[p.reg.0 as usize];
+    check_len("the tensor", x.len(), t)?;
+    Ok(match stored_layout(program, port) {
+        Some((r, c)) => crate::value::transpose_batched(&x, 1, r, c),
+        None => x,
+    })
+}
+
 pub(crate) fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
     let scale = (frac as f64).exp2();
     x.iter().map(|&v| encode_scaled::<R>(v, scale)).collect()
+}
+
+/// [`encode_all`] of the transpose of the r×c matrix `x`, in one pass.
+fn encode_transposed<R: Ring>(x: &[f64], frac: u8, r: usize, c: usize) -> Vec<R> {
+    const B: usize = 32;
+    let scale = (frac as f64).exp2();
+    let mut out = vec![R::ZERO; x.len()];
+    for i0 in (0..r).step_by(B) {
+        for j0 in (0..c).step_by(B) {
+            for i in i0..(i0 + B).min(r) {
+                for j in j0..(j0 + B).min(c) {
+                    out[j * r + i] = encode_scaled::<R>(x[i * c + j], scale);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The stored r×c layout of a weight port's matrix, when the program reads
+/// it transposed.
+fn stored_layout(program: &Program, port: usize) -> Option<(usize, usize)> {
+    let p = &program.weights[port];
+    let t = &program.regs[p.reg.0 as usize];
+    p.transposed
+        .then(|| (t.shape[1] as usize, t.shape[0] as usize))
 }
 
 fn public(t: &RegType, x: &[f64]) -> Result<Value, String> {
@@ -88,7 +132,7 @@ impl Source for Clear<'_> {
     }
     fn weight(&self, port: usize) -> Result<Value, String> {
         let p = &self.program.weights[port];
-        let x = (self.data.weights)(&p.name)?;
+        let x = weight_values(self.program, port, self.data.weights)?;
         public(&self.program.regs[p.reg.0 as usize], &x)
     }
     fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
@@ -124,7 +168,7 @@ fn stream(seed: &[u8; 32], tag: &str, port: usize, c: usize) -> Prg {
 }
 
 /// Party `party`'s share (x_i, x_{i+1}) of a dealt vector of `n` elements;
-/// `x` is evaluated only when x_2 is needed.
+/// `x` is evaluated only when x_2 is needed. Each stream is drawn once.
 pub fn deal_share<R: Ring>(
     seed: &[u8; 32],
     tag: &str,
@@ -133,20 +177,29 @@ pub fn deal_share<R: Ring>(
     n: usize,
     x: &dyn Fn() -> Result<Vec<R>, String>,
 ) -> Result<AShare<R>, String> {
-    let comp = |c: usize| -> Result<Vec<R>, String> {
-        if c < 2 {
-            return Ok(stream(seed, tag, port, c).ring::<R>(n));
-        }
+    let s = |c: usize| stream(seed, tag, port, c).ring::<R>(n);
+    // x_2 = x − x_0 − x_1, given the component of x_0, x_1 already drawn
+    let third = |drawn: &[R], other: usize| -> Result<Vec<R>, String> {
         let mut v = x()?;
-        for k in 0..2 {
-            let r = stream(seed, tag, port, k).ring::<R>(n);
-            ditto_protocol::kernels::sub_assign(&mut v, &r);
+        if v.len() != n {
+            return Err(format!("{} values for {n} elements", v.len()));
         }
+        ditto_protocol::kernels::sub_assign(&mut v, drawn);
+        stream(seed, tag, port, other).sub_from(&mut v);
         Ok(v)
     };
-    Ok(AShare {
-        a: comp(party)?,
-        b: comp((party + 1) % 3)?,
+    Ok(match party {
+        0 => AShare { a: s(0), b: s(1) },
+        1 => {
+            let a = s(1);
+            let b = third(&a, 0)?;
+            AShare { a, b }
+        }
+        _ => {
+            let b = s(0);
+            let a = third(&b, 1)?;
+            AShare { a, b }
+        }
     })
 }
 
@@ -157,10 +210,16 @@ impl Dealt<'_> {
         seed: &[u8; 32],
         tag: &str,
         port: usize,
+        stored: Option<(usize, usize)>,
         x: &dyn Fn() -> Result<Vec<f64>, String>,
     ) -> Result<Value, String> {
         if !t.secret {
-            return public(t, &x()?);
+            let mut v = x()?;
+            if let Some((r, c)) = stored {
+                check_len("the value", v.len(), t)?;
+                v = crate::value::transpose_batched(&v, 1, r, c);
+            }
+            return public(t, &v);
         }
         let n = t.numel() as usize;
         let checked = || -> Result<Vec<f64>, String> {
@@ -168,6 +227,7 @@ impl Dealt<'_> {
             check_len("the value", v.len(), t)?;
             Ok(v)
         };
+        #[allow(clippy::too_many_arguments)]
         fn dealt<R: Rv>(
             seed: &[u8; 32],
             tag: &str,
@@ -175,18 +235,24 @@ impl Dealt<'_> {
             party: usize,
             n: usize,
             frac: u8,
+            stored: Option<(usize, usize)>,
             x: &dyn Fn() -> Result<Vec<f64>, String>,
         ) -> Result<Value, String> {
-            let share =
-                deal_share::<R>(seed, tag, port, party, n, &|| Ok(encode_all(&x()?, frac)))?;
+            let share = deal_share::<R>(seed, tag, port, party, n, &|| {
+                let v = x()?;
+                Ok(match stored {
+                    Some((r, c)) => encode_transposed(&v, frac, r, c),
+                    None => encode_all(&v, frac),
+                })
+            })?;
             Ok(R::secret(share))
         }
         match t.kind {
             Kind::Fixed { ring: 32, frac } => {
-                dealt::<u32>(seed, tag, port, self.party, n, frac, &checked)
+                dealt::<u32>(seed, tag, port, self.party, n, frac, stored, &checked)
             }
             Kind::Fixed { frac, .. } => {
-                dealt::<u64>(seed, tag, port, self.party, n, frac, &checked)
+                dealt::<u64>(seed, tag, port, self.party, n, frac, stored, &checked)
             }
             Kind::Bool => Err("secret boolean inputs are not supported".into()),
         }
@@ -223,12 +289,13 @@ impl Source for Dealt<'_> {
         if t.secret && tag == "input" {
             self.count(t);
         }
-        self.share(t, seed, tag, port, &x)
+        self.share(t, seed, tag, port, None, &x)
     }
     fn weight(&self, port: usize) -> Result<Value, String> {
         let p = &self.program.weights[port];
         let t = &self.program.regs[p.reg.0 as usize];
-        self.share(t, &self.owner_seed, "weight", port, &|| {
+        let stored = stored_layout(self.program, port);
+        self.share(t, &self.owner_seed, "weight", port, stored, &|| {
             (self.data.weights)(&p.name)
         })
     }
@@ -244,7 +311,7 @@ impl Source for Dealt<'_> {
             shape: vec![ids.len() as u64, rows as u64],
         };
         self.count(&t);
-        self.share(&t, &self.client_seed, "onehot", port, &|| {
+        self.share(&t, &self.client_seed, "onehot", port, None, &|| {
             onehot_rows(ids, rows)
         })
     }

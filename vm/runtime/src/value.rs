@@ -46,21 +46,7 @@ impl Value {
     /// the cache; the common weight transpose).
     pub fn transpose_last2(&self, batch: usize, r: usize, c: usize) -> Value {
         fn t<T: Copy + Default>(v: &[T], batch: usize, r: usize, c: usize) -> Vec<T> {
-            const B: usize = 32;
-            let mut out = vec![T::default(); v.len()];
-            for m in 0..batch {
-                let (src, dst) = (&v[m * r * c..(m + 1) * r * c], m * r * c);
-                for i0 in (0..r).step_by(B) {
-                    for j0 in (0..c).step_by(B) {
-                        for i in i0..(i0 + B).min(r) {
-                            for j in j0..(j0 + B).min(c) {
-                                out[dst + j * r + i] = src[i * c + j];
-                            }
-                        }
-                    }
-                }
-            }
-            out
+            transpose_batched(v, batch, r, c)
         }
         match self {
             Value::P32(v) => Value::P32(t(v, batch, r, c)),
@@ -258,6 +244,26 @@ pub fn gather_index(out_shape: &[usize], src_strides: &[usize]) -> Vec<usize> {
                 break;
             }
             idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// The transposes of `batch` row-major r×c matrices stored one after the
+/// other, in cache-sized blocks.
+pub fn transpose_batched<T: Copy + Default>(v: &[T], batch: usize, r: usize, c: usize) -> Vec<T> {
+    const B: usize = 32;
+    let mut out = vec![T::default(); v.len()];
+    for m in 0..batch {
+        let (src, dst) = (&v[m * r * c..(m + 1) * r * c], m * r * c);
+        for i0 in (0..r).step_by(B) {
+            for j0 in (0..c).step_by(B) {
+                for i in i0..(i0 + B).min(r) {
+                    for j in j0..(j0 + B).min(c) {
+                        out[dst + j * r + i] = src[i * c + j];
+                    }
+                }
+            }
         }
     }
     out

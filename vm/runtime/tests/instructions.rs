@@ -48,6 +48,7 @@ impl B {
             name: name.into(),
             reg: r,
             owner: Some(Owner::Client),
+            transposed: false,
         });
         self.p.code.push(Instr::Input {
             dst: r,
@@ -61,6 +62,7 @@ impl B {
             name: name.into(),
             reg: r,
             owner: None,
+            transposed: false,
         });
         self.p.code.push(Instr::Weight {
             dst: r,
@@ -78,6 +80,7 @@ impl B {
             name: name.into(),
             reg: a,
             owner: None,
+            transposed: false,
         });
         self.p.code.push(Instr::Output {
             port: self.p.outputs.len() as u32 - 1,
@@ -178,6 +181,7 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             name: "neg".into(),
             reg: neg,
             owner: None,
+            transposed: false,
         });
         p.code.push(Instr::Output { port: 1, a: neg });
         let wv = values(12, 1.5);

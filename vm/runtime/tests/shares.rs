@@ -21,17 +21,20 @@ fn program() -> Program {
                 name: "w".into(),
                 reg: Reg(0),
                 owner: None,
+                transposed: false,
             },
             Port {
                 name: "b".into(),
                 reg: Reg(1),
                 owner: None,
+                transposed: false,
             },
         ],
         outputs: vec![Port {
             name: "y".into(),
             reg: Reg(2),
             owner: None,
+            transposed: false,
         }],
         code: vec![
             Instr::Weight {

@@ -29,16 +29,19 @@ fn program() -> Program {
             name: "ids".into(),
             reg: Reg(0),
             owner: Some(Owner::Client),
+            transposed: false,
         }],
         weights: vec![Port {
             name: "table".into(),
             reg: Reg(1),
             owner: None,
+            transposed: false,
         }],
         outputs: vec![Port {
             name: "y".into(),
             reg: Reg(2),
             owner: None,
+            transposed: false,
         }],
         code: vec![
             Instr::Input {
