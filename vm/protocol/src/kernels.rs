@@ -5,21 +5,29 @@
 use crate::ring::Ring;
 use rayon::prelude::*;
 
-/// Register tile: MR rows × NR columns of C stay in registers while the
-/// whole depth k streams through (NR = 16 words: one 512-bit register of u32,
-/// two of u64).
-const MR: usize = 8;
-const NR: usize = 16;
-
-/// Depth of one pass over A: an MR×KB block of A and a KB×NR strip of B
-/// stay in L1/L2 while the register tile accumulates.
-const KB: usize = 256;
+/// Register tiles, MR rows × NR columns of C held in registers while a
+/// depth block streams through, chosen per instruction set and ring so that
+/// the accumulators fit the register file with room for a row of B, a
+/// broadcast of A and temporaries: AVX-512 (32 registers of 512 bits) 8×32
+/// words of u32 or 8×16 of u64; AVX2 (16 of 256 bits) 4×16 of either ring
+/// (measured best of 4×16, 4×24, 6×16 and 8×16 for u32 and of 4×8, 4×16, 6×8
+/// and 8×16 for u64, whose multiply is emulated: `ditto bench kernels`);
+/// otherwise 4×8. Row counts divide the usual 128 tokens, so no rows are
+/// left to the one-row loop.
+///
+/// A depth block of B (KB rows of one NR-wide column tile) is packed
+/// contiguously first, so the inner loop reads B sequentially and indexes
+/// A and B without bounds checks; KB keeps the packed block near 16 KiB
+/// (in L1).
+fn depth_block<R: Ring, const NR: usize>() -> usize {
+    (16 * 1024 / (NR * std::mem::size_of::<R>())).max(32)
+}
 
 /// Column tiles `tiles` (each NR wide, inside n) of C = A·B, all rows, into
 /// `out` (m × tiles·NR, row-major, accumulated into). Remainder rows use a
 /// one-row loop.
 #[inline(always)]
-fn tiles_kernel<R: Ring>(
+fn tiles_kernel<R: Ring, const MR: usize, const NR: usize>(
     a: &[R],
     b: &[R],
     out: &mut [R],
@@ -29,20 +37,31 @@ fn tiles_kernel<R: Ring>(
     tiles: std::ops::Range<usize>,
 ) {
     let w = tiles.len() * NR;
-    for kb in (0..k).step_by(KB) {
-        let ke = (kb + KB).min(k);
+    let kbs = depth_block::<R, NR>();
+    let mut packed = vec![R::ZERO; kbs * NR];
+    for kb in (0..k).step_by(kbs) {
+        let ke = (kb + kbs).min(k);
+        let kl = ke - kb;
         for (ti, t) in tiles.clone().enumerate() {
             let j0 = t * NR;
             let o0 = ti * NR;
+            let bp = &mut packed[..kl * NR];
+            for (kk, dst) in bp.chunks_exact_mut(NR).enumerate() {
+                let src = (kb + kk) * n + j0;
+                dst.copy_from_slice(&b[src..src + NR]);
+            }
+            let bp = &packed[..kl * NR];
             let mut i0 = 0;
             while i0 + MR <= m {
+                let rows: [&[R]; MR] = std::array::from_fn(|r| {
+                    let s = (i0 + r) * k + kb;
+                    &a[s..s + kl]
+                });
                 let mut acc = [[R::ZERO; NR]; MR];
-                for kk in kb..ke {
-                    let brow: &[R; NR] = b[kk * n + j0..kk * n + j0 + NR]
-                        .try_into()
-                        .expect("NR columns");
+                for (kk, brow) in bp.chunks_exact(NR).enumerate() {
+                    let brow: &[R; NR] = brow.try_into().expect("NR columns");
                     for r in 0..MR {
-                        let av = a[(i0 + r) * k + kk];
+                        let av = rows[r][kk];
                         for j in 0..NR {
                             acc[r][j] = acc[r][j].add(av.mul(brow[j]));
                         }
@@ -57,10 +76,9 @@ fn tiles_kernel<R: Ring>(
                 i0 += MR;
             }
             for i in i0..m {
+                let row = &a[i * k + kb..i * k + ke];
                 let mut acc = [R::ZERO; NR];
-                for kk in kb..ke {
-                    let av = a[i * k + kk];
-                    let brow = &b[kk * n + j0..kk * n + j0 + NR];
+                for (&av, brow) in row.iter().zip(bp.chunks_exact(NR)) {
                     for j in 0..NR {
                         acc[j] = acc[j].add(av.mul(brow[j]));
                     }
@@ -88,7 +106,7 @@ fn edge_kernel<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: us
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-unsafe fn tiles_avx512<R: Ring>(
+unsafe fn tiles_avx512<R: Ring, const MR: usize, const NR: usize>(
     a: &[R],
     b: &[R],
     c: &mut [R],
@@ -97,12 +115,12 @@ unsafe fn tiles_avx512<R: Ring>(
     n: usize,
     tiles: std::ops::Range<usize>,
 ) {
-    tiles_kernel(a, b, c, m, k, n, tiles)
+    tiles_kernel::<R, MR, NR>(a, b, c, m, k, n, tiles)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn tiles_avx2<R: Ring>(
+unsafe fn tiles_avx2<R: Ring, const MR: usize, const NR: usize>(
     a: &[R],
     b: &[R],
     c: &mut [R],
@@ -111,7 +129,7 @@ unsafe fn tiles_avx2<R: Ring>(
     n: usize,
     tiles: std::ops::Range<usize>,
 ) {
-    tiles_kernel(a, b, c, m, k, n, tiles)
+    tiles_kernel::<R, MR, NR>(a, b, c, m, k, n, tiles)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -144,7 +162,10 @@ fn isa() -> Isa {
     Isa::Generic
 }
 
-fn tiles_dispatch<R: Ring>(
+/// The tile kernel for the ISA, with its register tile.
+#[allow(clippy::too_many_arguments)]
+fn tiles_dispatch<R: Ring, const MR: usize, const NR: usize>(
+    isa: Isa,
     a: &[R],
     b: &[R],
     c: &mut [R],
@@ -153,15 +174,29 @@ fn tiles_dispatch<R: Ring>(
     n: usize,
     tiles: std::ops::Range<usize>,
 ) {
-    match isa() {
+    match isa {
         // SAFETY: `isa()` checked that the CPU supports the enabled features.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { tiles_avx512(a, b, c, m, k, n, tiles) },
+        Isa::Avx512 => unsafe { tiles_avx512::<R, MR, NR>(a, b, c, m, k, n, tiles) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { tiles_avx2(a, b, c, m, k, n, tiles) },
-        _ => tiles_kernel(a, b, c, m, k, n, tiles),
+        Isa::Avx2 => unsafe { tiles_avx2::<R, MR, NR>(a, b, c, m, k, n, tiles) },
+        _ => tiles_kernel::<R, MR, NR>(a, b, c, m, k, n, tiles),
     }
+}
+
+/// Calls `$f::<R, MR, NR>(isa, args...)` with the register tile of the
+/// machine's instruction set and R's width.
+macro_rules! with_tile {
+    ($f:ident, $r:ty, $($arg:expr),*) => {{
+        let isa = isa();
+        match (isa, <$r>::BITS) {
+            (Isa::Avx512, 32) => $f::<$r, 8, 32>(isa, $($arg),*),
+            (Isa::Avx512, _) => $f::<$r, 8, 16>(isa, $($arg),*),
+            (Isa::Avx2, 32) => $f::<$r, 4, 16>(isa, $($arg),*),
+            _ => $f::<$r, 6, 8>(isa, $($arg),*),
+        }
+    }};
 }
 
 /// C += A·B with A m×k, B k×n, C m×n (row-major). Column tiles are
@@ -174,6 +209,19 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
     if m == 0 || n == 0 {
         return;
     }
+    with_tile!(acc_tiled, R, a, b, c, m, k, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn acc_tiled<R: Ring, const MR: usize, const NR: usize>(
+    isa: Isa,
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     let full = n / NR;
     let threads = rayon::current_num_threads();
     let tasks = if m * k * n < 1 << 16 {
@@ -191,7 +239,7 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
         .map(|tr| {
             let w = tr.len() * NR;
             let mut buf = vec![R::ZERO; m * w];
-            tiles_dispatch(a, b, &mut buf, m, k, n, tr.clone());
+            tiles_dispatch::<R, MR, NR>(isa, a, b, &mut buf, m, k, n, tr.clone());
             (tr.start * NR, buf)
         })
         .collect();
@@ -208,14 +256,27 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
 
 /// C += A·B on the calling thread (used per head by the batched product).
 fn matmul_seq<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize) {
+    with_tile!(seq_tiled, R, a, b, c, m, k, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seq_tiled<R: Ring, const MR: usize, const NR: usize>(
+    isa: Isa,
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     let full = n / NR;
     if full * NR == n {
-        tiles_dispatch(a, b, c, m, k, n, 0..full);
+        tiles_dispatch::<R, MR, NR>(isa, a, b, c, m, k, n, 0..full);
         return;
     }
     let w = full * NR;
     let mut buf = vec![R::ZERO; m * w];
-    tiles_dispatch(a, b, &mut buf, m, k, n, 0..full);
+    tiles_dispatch::<R, MR, NR>(isa, a, b, &mut buf, m, k, n, 0..full);
     for i in 0..m {
         add_assign(&mut c[i * n..i * n + w], &buf[i * w..(i + 1) * w]);
     }
@@ -294,4 +355,59 @@ pub fn transpose<R: Ring>(a: &[R], r: usize, c: usize) -> Vec<R> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R> {
+        let mut c = vec![R::ZERO; m * n];
+        for i in 0..m {
+            for l in 0..k {
+                for j in 0..n {
+                    c[i * n + j] = c[i * n + j].add(a[i * k + l].mul(b[l * n + j]));
+                }
+            }
+        }
+        c
+    }
+
+    /// Every register tile any machine may pick, run by the portable
+    /// kernel here, on shapes with remainder rows, columns and depth blocks.
+    fn every_tile<R: Ring>() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut draw = |len: usize| -> Vec<R> {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    R::from_u64(x)
+                })
+                .collect()
+        };
+        for (m, k, n) in [(13, 300, 70), (128, 64, 64), (5, 1100, 33), (1, 7, 3)] {
+            let (a, b) = (draw(m * k), draw(k * n));
+            let want = naive(&a, &b, m, k, n);
+            let runs: [(&str, fn(Isa, &[R], &[R], &mut [R], usize, usize, usize)); 5] = [
+                ("8x32", acc_tiled::<R, 8, 32>),
+                ("8x16", acc_tiled::<R, 8, 16>),
+                ("4x16", acc_tiled::<R, 4, 16>),
+                ("4x8", acc_tiled::<R, 4, 8>),
+                ("4x16 seq", seq_tiled::<R, 4, 16>),
+            ];
+            for (name, f) in runs {
+                let mut c = vec![R::ZERO; m * n];
+                f(Isa::Generic, &a, &b, &mut c, m, k, n);
+                assert!(c == want, "{name} tile, {m}×{k}×{n}, {} bits", R::BITS);
+            }
+        }
+    }
+
+    #[test]
+    fn every_register_tile_is_exact() {
+        every_tile::<u32>();
+        every_tile::<u64>();
+    }
 }
