@@ -361,6 +361,8 @@ pub fn transpose<R: Ring>(a: &[R], r: usize, c: usize) -> Vec<R> {
 mod tests {
     use super::*;
 
+    type Tiled<R> = fn(Isa, &[R], &[R], &mut [R], usize, usize, usize);
+
     fn naive<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R> {
         let mut c = vec![R::ZERO; m * n];
         for i in 0..m {
@@ -390,7 +392,7 @@ mod tests {
         for (m, k, n) in [(13, 300, 70), (128, 64, 64), (5, 1100, 33), (1, 7, 3)] {
             let (a, b) = (draw(m * k), draw(k * n));
             let want = naive(&a, &b, m, k, n);
-            let runs: [(&str, fn(Isa, &[R], &[R], &mut [R], usize, usize, usize)); 5] = [
+            let runs: [(&str, Tiled<R>); 5] = [
                 ("8x32", acc_tiled::<R, 8, 32>),
                 ("8x16", acc_tiled::<R, 8, 16>),
                 ("4x16", acc_tiled::<R, 4, 16>),
