@@ -28,26 +28,22 @@ impl Prg {
     }
     /// Overwrites `out` with the next `out.len()` elements of the stream.
     pub fn fill<R: Ring>(&mut self, out: &mut [R]) {
-        let w = (R::BITS / 8) as usize;
-        let mut buf = [0u8; BUF];
-        for chunk in out.chunks_mut(BUF / w) {
-            let b = &mut buf[..chunk.len() * w];
-            self.0.fill_bytes(b);
-            for (x, c) in chunk.iter_mut().zip(b.chunks_exact(w)) {
-                *x = R::read_le(c);
-            }
-        }
+        self.each(out, |_, r| r);
     }
     /// Subtracts the next `acc.len()` elements of the stream from `acc`
     /// (what `ring` would draw), without allocating them.
     pub fn sub_from<R: Ring>(&mut self, acc: &mut [R]) {
+        self.each(acc, |x, r| x.sub(r));
+    }
+    /// Sets each element x of `xs` to f(x, next stream element).
+    fn each<R: Ring>(&mut self, xs: &mut [R], f: impl Fn(R, R) -> R) {
         let w = (R::BITS / 8) as usize;
         let mut buf = [0u8; BUF];
-        for chunk in acc.chunks_mut(BUF / w) {
+        for chunk in xs.chunks_mut(BUF / w) {
             let b = &mut buf[..chunk.len() * w];
             self.0.fill_bytes(b);
             for (x, c) in chunk.iter_mut().zip(b.chunks_exact(w)) {
-                *x = x.sub(R::read_le(c));
+                *x = f(*x, R::read_le(c));
             }
         }
     }

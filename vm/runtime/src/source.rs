@@ -68,19 +68,8 @@ pub(crate) fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
 
 /// [`encode_all`] of the transpose of the r×c matrix `x`, in one pass.
 fn encode_transposed<R: Ring>(x: &[f64], frac: u8, r: usize, c: usize) -> Vec<R> {
-    const B: usize = 32;
     let scale = (frac as f64).exp2();
-    let mut out = vec![R::ZERO; x.len()];
-    for i0 in (0..r).step_by(B) {
-        for j0 in (0..c).step_by(B) {
-            for i in i0..(i0 + B).min(r) {
-                for j in j0..(j0 + B).min(c) {
-                    out[j * r + i] = encode_scaled::<R>(x[i * c + j], scale);
-                }
-            }
-        }
-    }
-    out
+    crate::value::transpose_map(x, r, c, |&v| encode_scaled::<R>(v, scale))
 }
 
 /// The stored r×c layout of a weight port's matrix, when the program reads
@@ -204,6 +193,9 @@ pub fn deal_share<R: Ring>(
 }
 
 impl Dealt<'_> {
+    /// This party's share of `x()` (public as it is when `t` is public);
+    /// `stored`: a secret matrix given in its stored r×c layout, dealt
+    /// transposed.
     fn share(
         &self,
         t: &RegType,
@@ -214,12 +206,7 @@ impl Dealt<'_> {
         x: &dyn Fn() -> Result<Vec<f64>, String>,
     ) -> Result<Value, String> {
         if !t.secret {
-            let mut v = x()?;
-            if let Some((r, c)) = stored {
-                check_len("the value", v.len(), t)?;
-                v = crate::value::transpose_batched(&v, 1, r, c);
-            }
-            return public(t, &v);
+            return public(t, &x()?);
         }
         let n = t.numel() as usize;
         let checked = || -> Result<Vec<f64>, String> {
@@ -294,6 +281,10 @@ impl Source for Dealt<'_> {
     fn weight(&self, port: usize) -> Result<Value, String> {
         let p = &self.program.weights[port];
         let t = &self.program.regs[p.reg.0 as usize];
+        if !t.secret {
+            return public(t, &weight_values(self.program, port, self.data.weights)?);
+        }
+        // secret: the transpose, if any, is fused with the encoding
         let stored = stored_layout(self.program, port);
         self.share(t, &self.owner_seed, "weight", port, stored, &|| {
             (self.data.weights)(&p.name)

@@ -252,16 +252,28 @@ pub fn gather_index(out_shape: &[usize], src_strides: &[usize]) -> Vec<usize> {
 /// The transposes of `batch` row-major r×c matrices stored one after the
 /// other, in cache-sized blocks.
 pub fn transpose_batched<T: Copy + Default>(v: &[T], batch: usize, r: usize, c: usize) -> Vec<T> {
-    const B: usize = 32;
-    let mut out = vec![T::default(); v.len()];
+    let mut out = Vec::with_capacity(v.len());
     for m in 0..batch {
-        let (src, dst) = (&v[m * r * c..(m + 1) * r * c], m * r * c);
-        for i0 in (0..r).step_by(B) {
-            for j0 in (0..c).step_by(B) {
-                for i in i0..(i0 + B).min(r) {
-                    for j in j0..(j0 + B).min(c) {
-                        out[dst + j * r + i] = src[i * c + j];
-                    }
+        out.extend(transpose_map(&v[m * r * c..(m + 1) * r * c], r, c, |&x| x));
+    }
+    out
+}
+
+/// f of every element of the transpose of the row-major r×c matrix `v`, in
+/// cache-sized blocks (one pass: a transpose fused with an encoding).
+pub fn transpose_map<T, U: Copy + Default>(
+    v: &[T],
+    r: usize,
+    c: usize,
+    f: impl Fn(&T) -> U,
+) -> Vec<U> {
+    const B: usize = 32;
+    let mut out = vec![U::default(); r * c];
+    for i0 in (0..r).step_by(B) {
+        for j0 in (0..c).step_by(B) {
+            for i in i0..(i0 + B).min(r) {
+                for j in j0..(j0 + B).min(c) {
+                    out[j * r + i] = f(&v[i * c + j]);
                 }
             }
         }
