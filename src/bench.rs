@@ -44,7 +44,8 @@ pub fn kernels(json: bool) -> Result<()> {
                 serde_json::json!({"kernel": "matmul", "ring": ring, "m": m, "k": k, "n": n, "gops": gops, "threads": threads})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&arr)?);
+        let obj = serde_json::json!({"machine": machine(), "results": arr});
+        println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         println!(
             "{:<8} {:>5} {:>16} {:>10}   ({threads} threads)",
@@ -61,6 +62,50 @@ pub fn kernels(json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the numbers were measured on, for the JSON records in docs/bench/:
+/// CPU model, cores, memory and kernel from /proc where Linux has them, the
+/// matmul kernels' instruction set and the compiler that built this binary.
+pub fn machine() -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let flags = field("flags").unwrap_or_default();
+    let simd: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| {
+            ["sse4_2", "avx", "avx2", "fma", "bmi2", "aes", "sha_ni"].contains(f)
+                || f.starts_with("avx512")
+        })
+        .collect();
+    let mem_gib = read("/proc/meminfo").lines().find_map(|l| {
+        let kb: f64 = l
+            .strip_prefix("MemTotal:")?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some((kb / (1024.0 * 1024.0) * 10.0).round() / 10.0)
+    });
+    serde_json::json!({
+        "cpu": field("model name"),
+        "logical_cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "threads": rayon::current_num_threads(),
+        "cpu_flags": simd,
+        "kernel_isa": ditto_protocol::kernels::kernel_isa(),
+        "memory_gib": mem_gib,
+        "os": std::env::consts::OS,
+        "os_release": read("/proc/sys/kernel/osrelease").trim(),
+        "arch": std::env::consts::ARCH,
+        "rustc": env!("DITTO_RUSTC"),
+    })
 }
 
 /// Network profile of `ditto bench --net`.
@@ -118,12 +163,24 @@ fn cut_at_embeddings(
         ids_input,
         ditto_compiler::ir::eval::Tensor::new(vec![ids.len()], ids.to_vec()),
     )]);
-    let mut r = ditto_compiler::ir::eval::evaluate(g, &inputs, weights, &|n| n == *cut)
-        .map_err(|e| anyhow::anyhow!("evaluating the embeddings: {e}"))?;
-    let value = r
-        .kept
-        .remove(cut)
-        .ok_or_else(|| anyhow::anyhow!("the embedding output was not kept"))?;
+    // only the embedding block is evaluated: the cut becomes the sole output
+    let mut front = g.clone();
+    for o in front.outputs() {
+        front.remove(o);
+    }
+    let out = Node::new(
+        Op::Output {
+            name: "embeddings".into(),
+        },
+        g.node(*cut).ty.clone(),
+    );
+    front.add(out, &[*cut]);
+    front.prune_dead();
+    let value = ditto_compiler::ir::eval::evaluate(&front, &inputs, weights, &|_| false)
+        .map_err(|e| anyhow::anyhow!("evaluating the embeddings: {e}"))?
+        .outputs
+        .shift_remove("embeddings")
+        .ok_or_else(|| anyhow::anyhow!("the embedding output was not computed"))?;
     let mut g2 = g.clone();
     let mut n = Node::new(
         Op::Input {
@@ -204,6 +261,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         &args.weights,
         Some(args.random_weights),
         &args.config,
+        args.layers,
     )?;
     if args.seq < 2 {
         bail!("--seq must be at least 2");
@@ -337,11 +395,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "layers": args.layers,
             "net": net_name,
             "input": if args.input == InputAt::Ids { "ids" } else { "embeddings" },
-            "machine": {
-                "threads": rayon::current_num_threads(),
-                "os": std::env::consts::OS,
-                "arch": std::env::consts::ARCH,
-            },
+            "machine": machine(),
             "results": rs,
         });
         println!("{}", serde_json::to_string_pretty(&obj)?);

@@ -65,8 +65,13 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         bail!("give samples with --text, --texts FILE or --ids");
     }
     let path = crate::model_path(&args.file);
-    let (weights, info) =
-        crate::run::load_weights(&path, &args.weights, args.random_weights, &args.config)?;
+    let (weights, info) = crate::run::load_weights(
+        &path,
+        &args.weights,
+        args.random_weights,
+        &args.config,
+        args.layers,
+    )?;
     let mut cal: Option<Calibration> = None;
     for (k, ids) in samples.iter().enumerate() {
         let opts = ditto_compiler::elab::Options {

@@ -9,49 +9,74 @@ use ditto_compiler::ir::eval::Tensor;
 use ditto_compiler::ir::Op;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    // Box–Muller; 1 - u keeps the logarithm finite.
-    let u: f64 = rng.random();
-    let v: f64 = rng.random();
-    (-2.0 * (1.0 - u).ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+/// Values per independent PRG stream: tensors are filled in parallel chunks,
+/// and a tensor's values depend only on the seed, its name and its size.
+const CHUNK: usize = 1 << 16;
+
+/// FNV-1a, so that a tensor's stream does not depend on the order of the
+/// model's declarations or on which of them are present (`--layers`).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
-/// Random tensors for every weight the model (under `config`) declares.
+/// `out[i] = mean + sd · N(0, 1)`, by Box–Muller with both of each pair's
+/// outputs used; `1 - u` keeps the logarithm finite.
+fn fill_normal(out: &mut [f64], seed: u64, name: &str, mean: f64, sd: f64) {
+    let base = seed ^ name_hash(name).rotate_left(29);
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(base);
+            rng.set_stream(c as u64);
+            for pair in chunk.chunks_mut(2) {
+                let u: f64 = rng.random();
+                let v: f64 = rng.random();
+                let r = (-2.0 * (1.0 - u).ln()).sqrt();
+                let (s, c) = (2.0 * std::f64::consts::PI * v).sin_cos();
+                pair[0] = mean + sd * r * c;
+                if let Some(x) = pair.get_mut(1) {
+                    *x = mean + sd * r * s;
+                }
+            }
+        });
+}
+
+/// Random tensors for every weight the model (under `config`, and with its
+/// first `layers` layers if given) declares.
 pub fn generate(
     model: &Path,
     config: Option<String>,
+    layers: Option<i64>,
     seed: u64,
 ) -> Result<BTreeMap<String, Tensor>> {
     let opts = ditto_compiler::elab::Options {
         config,
+        layers,
         seq: Some(1),
         ..Default::default()
     };
     let (_, e) = crate::compile_reported(model, &opts)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = BTreeMap::new();
-    let mut ids = e.graph.ids();
-    ids.sort_by_key(|&i| match &e.graph.node(i).op {
-        Op::Weight { name, .. } => name.clone(),
-        _ => String::new(),
-    });
-    for id in ids {
+    for id in e.graph.ids() {
         let n = e.graph.node(id);
         let Op::Weight { name, .. } = &n.op else {
             continue;
         };
         let shape = n.ty.shape.clone();
         let count: usize = shape.iter().product();
-        let data: Vec<f64> = if shape.len() >= 2 {
-            (0..count).map(|_| 0.02 * normal(&mut rng)).collect()
-        } else if name.ends_with(".weight") {
-            (0..count).map(|_| 1.0 + 0.05 * normal(&mut rng)).collect()
+        let (mean, sd) = if shape.len() < 2 && name.ends_with(".weight") {
+            (1.0, 0.05)
         } else {
-            (0..count).map(|_| 0.02 * normal(&mut rng)).collect()
+            (0.0, 0.02)
         };
+        let mut data = vec![0.0; count];
+        fill_normal(&mut data, seed, name, mean, sd);
         out.insert(name.clone(), Tensor::new(shape, data));
     }
     if out.is_empty() {
@@ -62,7 +87,7 @@ pub fn generate(
 
 pub fn gen_weights(model: &str, config: Option<String>, seed: u64, output: &Path) -> Result<()> {
     let path = crate::model_path(model);
-    let tensors = generate(&path, config, seed)?;
+    let tensors = generate(&path, config, None, seed)?;
     ditto_compiler::weights::write_f32(output, &tensors)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
     let params: usize = tensors.values().map(|t| t.numel()).sum();

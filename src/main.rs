@@ -195,8 +195,23 @@ enum Emit {
     Bytecode,
 }
 
+/// Output piped into `head` and the like ends the process quietly, as with
+/// other Unix tools, instead of a panic in `println!`. Not for the parties
+/// and the client, whose sockets must report a vanished peer as an error.
+fn quiet_on_closed_pipe(cmd: &Cmd) {
+    #[cfg(unix)]
+    if !matches!(cmd, Cmd::Party(_) | Cmd::Client(_)) {
+        // SAFETY: runs before any other thread exists and only restores the
+        // signal's default action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_on_closed_pipe(&cli.cmd);
     let r = match cli.cmd {
         Cmd::Check {
             files,

@@ -77,6 +77,7 @@ pub fn load_weights(
     file: &Option<PathBuf>,
     random: Option<u64>,
     config: &Option<String>,
+    layers: Option<i64>,
 ) -> Result<(
     Box<dyn WeightSource + Sync>,
     Option<std::collections::BTreeMap<String, ditto_compiler::weights::TensorInfo>>,
@@ -88,7 +89,7 @@ pub fn load_weights(
             (Box::new(f), Some(info))
         }
         (None, Some(seed)) => {
-            let gen = crate::genweights::generate(model, config.clone(), seed)?;
+            let gen = crate::genweights::generate(model, config.clone(), layers, seed)?;
             (Box::new(InMemory(gen)), None)
         }
         (None, None) => bail!("give --weights PATH or --random-weights SEED"),
@@ -115,7 +116,13 @@ fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let ids = tokens(&args)?;
     let path = crate::model_path(&args.file);
-    let (weights, info) = load_weights(&path, &args.weights, args.random_weights, &args.config)?;
+    let (weights, info) = load_weights(
+        &path,
+        &args.weights,
+        args.random_weights,
+        &args.config,
+        args.layers,
+    )?;
     let opts = ditto_compiler::elab::Options {
         config: args.config.clone(),
         sizes: Default::default(),

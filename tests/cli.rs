@@ -485,8 +485,22 @@ fn bench_runs_every_policy_and_reports_costs_and_estimates() {
     }
     assert_eq!(rs[0]["policy"], "uniform64");
     assert!(rs[1]["comm_bytes"].as_u64() < rs[0]["comm_bytes"].as_u64());
-    let (ok, out, _) = ditto(&["bench", "kernels", "--json"]);
-    assert!(ok && out.contains("\"gops\""));
+    let (ok, out, err) = ditto(&["bench", "kernels", "--json"]);
+    assert!(ok, "{err}");
+    let k: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        k["results"][0]["gops"].as_f64().is_some_and(|g| g > 0.0),
+        "{k}"
+    );
+    // the record says what it was measured on
+    let isa = k["machine"]["kernel_isa"].as_str().unwrap_or_default();
+    assert!(["avx512", "avx2", "portable"].contains(&isa), "{k}");
+    assert!(
+        k["machine"]["rustc"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("rustc")),
+        "{k}"
+    );
 }
 
 #[test]

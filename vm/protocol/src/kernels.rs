@@ -162,6 +162,16 @@ fn isa() -> Isa {
     Isa::Generic
 }
 
+/// The instruction set the matmul kernels use on this machine: `avx512`,
+/// `avx2` or `portable` (for benchmark records).
+pub fn kernel_isa() -> &'static str {
+    match isa() {
+        Isa::Avx512 => "avx512",
+        Isa::Avx2 => "avx2",
+        Isa::Generic => "portable",
+    }
+}
+
 /// The tile kernel for the ISA, with its register tile.
 #[allow(clippy::too_many_arguments)]
 fn tiles_dispatch<R: Ring, const MR: usize, const NR: usize>(
