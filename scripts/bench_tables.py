@@ -16,6 +16,8 @@ def main(paths):
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in paths:
         d = json.load(open(p))
+        if "model" not in d:  # `ditto bench kernels --json`
+            continue
         base = None
         for r in d["results"]:
             if r["policy"] == "uniform64":

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use ditto_compiler::ir::eval::Tensor;
 use ditto_compiler::ir::Op;
 use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -25,26 +26,17 @@ fn name_hash(name: &str) -> u64 {
     })
 }
 
-/// `out[i] = mean + sd · N(0, 1)`, by Box–Muller with both of each pair's
-/// outputs used; `1 - u` keeps the logarithm finite.
+/// `out[i] = mean + sd · N(0, 1)` (ziggurat sampling).
 fn fill_normal(out: &mut [f64], seed: u64, name: &str, mean: f64, sd: f64) {
     let base = seed ^ name_hash(name).rotate_left(29);
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = ChaCha8Rng::seed_from_u64(base);
-            rng.set_stream(c as u64);
-            for pair in chunk.chunks_mut(2) {
-                let u: f64 = rng.random();
-                let v: f64 = rng.random();
-                let r = (-2.0 * (1.0 - u).ln()).sqrt();
-                let (s, c) = (2.0 * std::f64::consts::PI * v).sin_cos();
-                pair[0] = mean + sd * r * c;
-                if let Some(x) = pair.get_mut(1) {
-                    *x = mean + sd * r * s;
-                }
-            }
-        });
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        let mut rng = ChaCha8Rng::seed_from_u64(base);
+        rng.set_stream(c as u64);
+        for x in chunk {
+            let z: f64 = rng.sample(StandardNormal);
+            *x = mean + sd * z;
+        }
+    });
 }
 
 /// Random tensors for every weight the model (under `config`, and with its
