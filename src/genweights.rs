@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use ditto_compiler::ir::eval::Tensor;
 use ditto_compiler::ir::Op;
 use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,14 +29,16 @@ fn name_hash(name: &str) -> u64 {
 /// `out[i] = mean + sd · N(0, 1)` (ziggurat sampling).
 fn fill_normal(out: &mut [f64], seed: u64, name: &str, mean: f64, sd: f64) {
     let base = seed ^ name_hash(name).rotate_left(29);
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        let mut rng = ChaCha8Rng::seed_from_u64(base);
-        rng.set_stream(c as u64);
-        for x in chunk {
-            let z: f64 = rng.sample(StandardNormal);
-            *x = mean + sd * z;
-        }
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(base);
+            rng.set_stream(c as u64);
+            for x in chunk {
+                let z: f64 = rng.sample(StandardNormal);
+                *x = mean + sd * z;
+            }
+        });
 }
 
 /// Random tensors for every weight the model (under `config`, and with its
