@@ -325,7 +325,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             None => &ids,
         };
         let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| input.clone()).collect();
-        let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
+        let lookup = |name: &str| weights.values(name);
         let run = |net, record: bool, offline: Option<&[ditto_protocol::PreCall]>| {
             let data = ditto_vm::Data {
                 inputs: by_port.clone(),

@@ -384,7 +384,7 @@ fn share_weights(program: &Path, weights: &Path, out: &Path) -> Result<()> {
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", program.display()))?;
     let w = run::open_weights(weights)?;
-    let lookup = |name: &str| w.tensor(name).map(|t| t.data);
+    let lookup = |name: &str| w.values(name);
     let seed: [u8; 32] = rand::random();
     let files = ditto_vm::shares::write_share_files(&prog, &lookup, &seed)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -186,7 +186,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                         .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let lookup = |name: &str| weights.tensor(name).map(|t| t.data);
+            let lookup = |name: &str| weights.values(name);
             let data = ditto_vm::Data {
                 inputs: by_port,
                 weights: &lookup,

@@ -131,7 +131,7 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
     for &(model, config, layers) in MODELS {
         for policy in ["uniform64", "ditto"] {
             let c = case(model, config, layers, policy, &[1, 17, 33, 2, 250, 9]);
-            let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+            let lookup = |name: &str| c.weights.values(name);
             let data = || ditto_vm::Data {
                 inputs: vec![c.ids.clone()],
                 weights: &lookup,
@@ -170,7 +170,7 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
 fn schedule_batches_independent_protocols_into_shared_rounds() {
     let ids = [1, 17, 33, 2, 250, 9];
     let run = |c: &Case| {
-        let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+        let lookup = |name: &str| c.weights.values(name);
         let data = ditto_vm::Data {
             inputs: vec![c.ids.clone()],
             weights: &lookup,
@@ -211,7 +211,7 @@ fn an_offline_phase_moves_every_input_independent_round_out_of_the_online_phase(
     let ids = [1, 17, 33, 2, 250, 9];
     for (model, config, layers) in MODELS {
         let c = case(model, config, *layers, "ditto", &ids);
-        let lookup = |name: &str| c.weights.tensor(name).map(|t| t.data);
+        let lookup = |name: &str| c.weights.values(name);
         let run = |opts: &ditto_vm::MpcOptions| {
             let data = ditto_vm::Data {
                 inputs: vec![c.ids.clone()],

@@ -188,4 +188,10 @@ impl WeightSource for InMemory {
             .cloned()
             .ok_or_else(|| "not among the generated weights".to_string())
     }
+    fn values(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>, String> {
+        self.0
+            .get(name)
+            .map(|t| std::borrow::Cow::Borrowed(&t.data[..]))
+            .ok_or_else(|| "not among the generated weights".to_string())
+    }
 }

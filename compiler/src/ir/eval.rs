@@ -48,6 +48,11 @@ impl Tensor {
 pub trait WeightSource {
     /// The tensor named `name` as f64, with its stored shape.
     fn tensor(&self, name: &str) -> Result<Tensor, String>;
+    /// Its values alone, borrowed where the source holds them as f64 (the
+    /// VM deals them without a copy).
+    fn values(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>, String> {
+        self.tensor(name).map(|t| std::borrow::Cow::Owned(t.data))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -52,7 +52,7 @@ fn put_share<R: Ring>(w: &mut Vec<u8>, s: &AShare<R>) {
 /// values by name.
 pub fn write_share_files(
     prog: &Program,
-    weights: &dyn Fn(&str) -> Result<Vec<f64>, String>,
+    weights: &crate::source::Weights<'_>,
     seed: &[u8; 32],
 ) -> Result<[Vec<u8>; 3], ShareError> {
     let hash = prog.hash();

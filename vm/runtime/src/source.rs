@@ -10,6 +10,7 @@ use ditto_bytecode::{Kind, Program, RegType};
 use ditto_protocol::prg::Prg;
 use ditto_protocol::{AShare, Ring};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// A party's view of the program's inputs: values in the register's type
 /// (public, or this party's share).
@@ -26,11 +27,15 @@ pub trait Source: Sync {
     }
 }
 
+/// A weight's values by name: borrowed where the caller holds them as f64
+/// already (dealing then copies nothing), owned where it converts them.
+pub type Weights<'a> = dyn Fn(&str) -> Result<Cow<'a, [f64]>, String> + Sync + 'a;
+
 /// Cleartext data behind a source: input values by port and a weight lookup
 /// by name.
 pub struct Data<'a> {
     pub inputs: Vec<Vec<f64>>,
-    pub weights: &'a (dyn Fn(&str) -> Result<Vec<f64>, String> + Sync),
+    pub weights: &'a Weights<'a>,
 }
 
 pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
@@ -46,17 +51,17 @@ pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), Strin
 /// Weight `port`'s values in the program's layout: as the weights give
 /// them, or transposed when the port says so (the compiler's
 /// `weight-layout` pass moved a transpose of the weight into its dealing).
-pub fn weight_values(
+pub fn weight_values<'a>(
     program: &Program,
     port: usize,
-    weights: &dyn Fn(&str) -> Result<Vec<f64>, String>,
-) -> Result<Vec<f64>, String> {
+    weights: &Weights<'a>,
+) -> Result<Cow<'a, [f64]>, String> {
     let p = &program.weights[port];
     let x = weights(&p.name)?;
     let t = &program.regs[p.reg.0 as usize];
     check_len("the tensor", x.len(), t)?;
     Ok(match stored_layout(program, port) {
-        Some((r, c)) => crate::value::transpose_batched(&x, 1, r, c),
+        Some((r, c)) => Cow::Owned(crate::value::transpose_batched(&x, 1, r, c)),
         None => x,
     })
 }
@@ -104,12 +109,12 @@ fn onehot_rows(ids: &[f64], rows: usize) -> Result<Vec<f64>, String> {
 }
 
 /// Everything in the clear (the `fixed` backend).
-pub struct Clear<'a> {
+pub struct Clear<'a, 'w> {
     pub program: &'a Program,
-    pub data: Data<'a>,
+    pub data: Data<'w>,
 }
 
-impl Source for Clear<'_> {
+impl Source for Clear<'_, '_> {
     fn input(&self, port: usize) -> Result<Value, String> {
         let p = &self.program.inputs[port];
         let x = self
@@ -137,9 +142,9 @@ impl Source for Clear<'_> {
 
 /// The share party `party` receives from the client and the model owner,
 /// dealt from their seeds (the in-process simulation of both).
-pub struct Dealt<'a> {
+pub struct Dealt<'a, 'w> {
     pub program: &'a Program,
-    pub data: Data<'a>,
+    pub data: Data<'w>,
     pub party: usize,
     pub client_seed: [u8; 32],
     pub owner_seed: [u8; 32],
@@ -192,30 +197,30 @@ pub fn deal_share<R: Ring>(
     })
 }
 
-impl Dealt<'_> {
+impl Dealt<'_, '_> {
     /// This party's share of `x()` (public as it is when `t` is public);
     /// `stored`: a secret matrix given in its stored r×c layout, dealt
     /// transposed.
-    fn share(
+    fn share<'x>(
         &self,
         t: &RegType,
         seed: &[u8; 32],
         tag: &str,
         port: usize,
         stored: Option<(usize, usize)>,
-        x: &dyn Fn() -> Result<Vec<f64>, String>,
+        x: &dyn Fn() -> Result<Cow<'x, [f64]>, String>,
     ) -> Result<Value, String> {
         if !t.secret {
             return public(t, &x()?);
         }
         let n = t.numel() as usize;
-        let checked = || -> Result<Vec<f64>, String> {
+        let checked = || -> Result<Cow<'x, [f64]>, String> {
             let v = x()?;
             check_len("the value", v.len(), t)?;
             Ok(v)
         };
         #[allow(clippy::too_many_arguments)]
-        fn dealt<R: Rv>(
+        fn dealt<'x, R: Rv>(
             seed: &[u8; 32],
             tag: &str,
             port: usize,
@@ -223,7 +228,7 @@ impl Dealt<'_> {
             n: usize,
             frac: u8,
             stored: Option<(usize, usize)>,
-            x: &dyn Fn() -> Result<Vec<f64>, String>,
+            x: &dyn Fn() -> Result<Cow<'x, [f64]>, String>,
         ) -> Result<Value, String> {
             let share = deal_share::<R>(seed, tag, port, party, n, &|| {
                 let v = x()?;
@@ -257,7 +262,7 @@ impl Dealt<'_> {
     }
 }
 
-impl Source for Dealt<'_> {
+impl Source for Dealt<'_, '_> {
     fn input(&self, port: usize) -> Result<Value, String> {
         let p = &self.program.inputs[port];
         let t = &self.program.regs[p.reg.0 as usize];
@@ -265,7 +270,7 @@ impl Source for Dealt<'_> {
             self.data
                 .inputs
                 .get(port)
-                .cloned()
+                .map(|v| Cow::Borrowed(&v[..]))
                 .ok_or_else(|| format!("no value for input {:?}", p.name))
         };
         // the model owner's inputs are dealt with its seed, the client's with the client's
@@ -303,7 +308,7 @@ impl Source for Dealt<'_> {
         };
         self.count(&t);
         self.share(&t, &self.client_seed, "onehot", port, None, &|| {
-            onehot_rows(ids, rows)
+            onehot_rows(ids, rows).map(Cow::Owned)
         })
     }
     fn client_bytes(&self) -> u64 {

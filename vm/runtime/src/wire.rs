@@ -384,7 +384,7 @@ pub fn deal_inputs(
             p.name
         ));
     }
-    let no_weights = |name: &str| -> Result<Vec<f64>, String> {
+    let no_weights = |name: &str| -> Result<std::borrow::Cow<'_, [f64]>, String> {
         Err(format!("the client has no weight {name:?}"))
     };
     let reqs = client_requests(prog);

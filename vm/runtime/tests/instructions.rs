@@ -6,6 +6,7 @@
 
 use ditto_bytecode::{Instr, Kind, Owner, Port, Program, Reg, RegType};
 use ditto_vm::{run_fixed, run_mpc, Data, MpcOptions, Report};
+use std::borrow::Cow;
 
 struct B {
     p: Program,
@@ -91,14 +92,14 @@ impl B {
     }
 }
 
-fn no_weights(name: &str) -> Result<Vec<f64>, String> {
+fn no_weights(name: &str) -> Result<Cow<'static, [f64]>, String> {
     Err(format!("no weight {name}"))
 }
 
-fn run_both(
+fn run_both<'w>(
     p: &Program,
     inputs: Vec<Vec<f64>>,
-    weights: &(dyn Fn(&str) -> Result<Vec<f64>, String> + Sync),
+    weights: &'w ditto_vm::source::Weights<'w>,
 ) -> (Report, Report) {
     let fixed = run_fixed(
         p,
@@ -185,7 +186,7 @@ fn products_and_conversions_cost_what_the_protocols_state() {
         });
         p.code.push(Instr::Output { port: 1, a: neg });
         let wv = values(12, 1.5);
-        let weights = move |_: &str| Ok(wv.clone());
+        let weights = move |_: &str| Ok(wv.clone().into());
         let (fixed, mpc) = run_both(&p, vec![values(6, 3.0)], &weights);
         let c = |m: &str| mpc.costs[at(&p, m)];
         // mul: 1 round, 3k bits per element
@@ -408,7 +409,7 @@ fn rescales_and_sums_keep_products_fused() {
         let (xs, ws, bs) = (values(6, 2.0), values(12, 1.5), values(8, 4.0));
         let data = {
             let (ws, bs) = (ws.clone(), bs.clone());
-            move |name: &str| Ok(if name == "w" { ws.clone() } else { bs.clone() })
+            move |name: &str| Ok(if name == "w" { ws.clone() } else { bs.clone() }.into())
         };
         let (fixed, mpc) = run_both(&p, vec![xs.clone()], &data);
         close(
@@ -452,7 +453,7 @@ fn secret_lookup_and_norm_scale_match_the_clear() {
     });
     let p = b.output("y", cat);
     let tv: Vec<f64> = (0..40).map(|i| (i as f64 - 13.0) * 0.37).collect();
-    let weights = move |_: &str| Ok(tv.clone());
+    let weights = move |_: &str| Ok(tv.clone().into());
     let (fixed, mpc) = run_both(&p, vec![vec![7.0, 0.0, 9.0]], &weights);
     assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
     // row 7 of the table, then 2^(−e−1) of each positive entry
@@ -470,7 +471,7 @@ fn secret_lookup_and_norm_scale_match_the_clear() {
         &p,
         Data {
             inputs: vec![vec![10.0, 0.0, 1.0]],
-            weights: &|_: &str| Ok(vec![0.0; 40]),
+            weights: &|_: &str| Ok(vec![0.0; 40].into()),
         },
         &MpcOptions::default(),
     );

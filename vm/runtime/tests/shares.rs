@@ -6,6 +6,7 @@ use ditto_bytecode::{Instr, Kind, Port, Program, Reg, RegType};
 use ditto_protocol::share::open;
 use ditto_vm::shares::{read_share_file, write_share_files, ShareError};
 use ditto_vm::Value;
+use std::borrow::Cow;
 
 fn program() -> Program {
     let t = |ring: u8, frac: u8, shape: &[u64]| RegType {
@@ -59,7 +60,7 @@ fn program() -> Program {
     p
 }
 
-fn weights(scale: f64) -> impl Fn(&str) -> Result<Vec<f64>, String> {
+fn weights(scale: f64) -> impl Fn(&str) -> Result<Cow<'static, [f64]>, String> + Sync {
     move |name: &str| match name {
         "w" => Ok((0..6).map(|i| scale * (i as f64 - 2.5)).collect()),
         "b" => Ok((0..4).map(|i| scale * 0.125 * i as f64).collect()),
