@@ -261,3 +261,21 @@ proptest! {
         prop_assert!(!high_level, "a high-level op was not lowered");
     }
 }
+
+#[test]
+fn a_scalar_against_a_single_element_matrix_broadcasts() {
+    // found by the proptest above: `[] > [1, 1]` must keep the [1, 1] shape
+    let g = parse(
+        "graph scalar\n\
+         %0 = input name=\"a\" owner=client : s64.18[1, 1]\n\
+         %1 = const value=-3.0 : p64.18[]\n\
+         %2 = gt %1, %0 : sbool[1, 1]\n\
+         %3 = transpose %2 perm=[1, 0] : sbool[1, 1]\n\
+         %4 = output %3 name=\"out\" : sbool[1, 1]\n",
+    )
+    .expect("parses");
+    assert_eq!(verify(&g), vec![]);
+    let inputs = HashMap::from([("a".to_string(), Tensor::new(vec![1, 1], vec![-5.0]))]);
+    let out = eval(&g, &inputs, &InMemory(BTreeMap::new()));
+    assert_eq!(out, vec![Tensor::new(vec![1, 1], vec![1.0])]);
+}

@@ -177,12 +177,30 @@ fn binary(a: &Tensor, b: &Tensor, f: impl Fn(f64, f64) -> f64 + Sync) -> Tensor 
                 .map(|(&x, &y)| f(x, y))
                 .collect(),
         )
-    } else if b.data.len() == 1 {
-        let y = b.data[0];
-        a.map(|x| f(x, y))
     } else {
-        let x = a.data[0];
-        b.map(|y| f(x, y))
+        // one side holds a single element; the result has the broadcast
+        // shape (`[] > [1, 1]` is `[1, 1]`, not `[]`)
+        let (rank, big) = (
+            a.shape.len().max(b.shape.len()),
+            a.data.len() >= b.data.len(),
+        );
+        let dim = |t: &Tensor, i: usize| {
+            let off = rank - t.shape.len();
+            if i < off {
+                1
+            } else {
+                t.shape[i - off]
+            }
+        };
+        let shape: Vec<usize> = (0..rank).map(|i| dim(a, i).max(dim(b, i))).collect();
+        let data = if big {
+            let y = b.data[0];
+            a.data.par_iter().map(|&x| f(x, y)).collect()
+        } else {
+            let x = a.data[0];
+            b.data.par_iter().map(|&y| f(x, y)).collect()
+        };
+        Tensor::new(shape, data)
     }
 }
 
