@@ -229,20 +229,27 @@ impl Cols {
             };
             bits as usize
         ];
-        // 64 elements at a time: a 64×64 bit-matrix transpose
+        // 64 elements at a time: a 64×64 bit-matrix transpose; for at most
+        // 32 bits, 128 at a time, element r + 64 in the high half of row r
+        let per = if bits <= 32 { 2 } else { 1 };
         let mut block = [0u64; 64];
-        for word in 0..words {
+        for word in (0..words).step_by(per) {
             for (src, pick) in [(&w.a, 0), (&w.b, 1)] {
-                block.fill(0);
-                for (r, v) in src[word * 64..n.min(word * 64 + 64)].iter().enumerate() {
-                    block[r] = v.to_u64();
+                let at = |i: usize| src.get(i).map_or(0, |v| v.to_u64());
+                for (r, row) in block.iter_mut().enumerate() {
+                    let e = word * 64 + r;
+                    *row = if per == 2 {
+                        at(e) & 0xFFFF_FFFF | at(e + 64) << 32
+                    } else {
+                        at(e)
+                    };
                 }
                 transpose64(&mut block);
                 for (i, col) in cols.iter_mut().enumerate() {
-                    if pick == 0 {
-                        col.a[word] = block[i];
-                    } else {
-                        col.b[word] = block[i];
+                    let dst = if pick == 0 { &mut col.a } else { &mut col.b };
+                    dst[word] = block[i];
+                    if per == 2 && word + 1 < words {
+                        dst[word + 1] = block[32 + i];
                     }
                 }
             }
@@ -254,19 +261,24 @@ impl Cols {
 /// In-place transpose of a 64×64 bit matrix (row r = `a[r]`, bit c of a row
 /// = column c): afterwards bit j of `a[i]` is what bit i of `a[j]` was.
 fn transpose64(a: &mut [u64; 64]) {
-    let mut j = 32usize;
-    let mut m: u64 = 0x0000_0000_FFFF_FFFF;
-    while j != 0 {
-        let mut k = 0usize;
-        while k < 64 {
-            let t = ((a[k] >> j) ^ a[k + j]) & m;
-            a[k + j] ^= t;
-            a[k] ^= t << j;
-            k = (k + j + 1) & !j;
+    // one swap stage per power of two, each with a constant stride so that
+    // its inner loop vectorises
+    #[inline(always)]
+    fn stage<const J: usize>(a: &mut [u64; 64], m: u64) {
+        for base in (0..64).step_by(2 * J) {
+            for k in base..base + J {
+                let t = ((a[k] >> J) ^ a[k + J]) & m;
+                a[k + J] ^= t;
+                a[k] ^= t << J;
+            }
         }
-        j >>= 1;
-        m ^= m << j;
     }
+    stage::<32>(a, 0x0000_0000_FFFF_FFFF);
+    stage::<16>(a, 0x0000_FFFF_0000_FFFF);
+    stage::<8>(a, 0x00FF_00FF_00FF_00FF);
+    stage::<4>(a, 0x0F0F_0F0F_0F0F_0F0F);
+    stage::<2>(a, 0x3333_3333_3333_3333);
+    stage::<1>(a, 0x5555_5555_5555_5555);
 }
 
 /// The input of a conversion: this party's replicated share, or its
@@ -1498,5 +1510,31 @@ impl<'c> Party<'c> {
             w = nw;
         }
         Ok(cur)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose64;
+
+    #[test]
+    fn transpose64_swaps_rows_and_columns() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut a = [0u64; 64];
+        for r in a.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *r = x;
+        }
+        let mut t = a;
+        transpose64(&mut t);
+        for (i, row) in t.iter().enumerate() {
+            for (j, src) in a.iter().enumerate() {
+                assert_eq!(row >> j & 1, src >> i & 1, "bit {j} of row {i}");
+            }
+        }
+        transpose64(&mut t);
+        assert_eq!(t, a, "an involution");
     }
 }

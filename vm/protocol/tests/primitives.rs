@@ -336,8 +336,7 @@ proptest! {
 
 // ----- comparison, bits, select, max -----
 
-fn check_bits<R: Ring>(seed: u64) {
-    let n = 40;
+fn check_bits<R: Ring>(seed: u64, n: usize) {
     let mut x = values::<R>(n, R::BITS - 2, seed);
     x.push(R::ONE.shl(R::BITS - 1)); // the most negative value
     x.push(R::ONE.shl(R::BITS - 1).sub(R::ONE)); // the most positive
@@ -395,8 +394,12 @@ fn check_bits<R: Ring>(seed: u64) {
 
 #[test]
 fn bit_decomposition_ltz_and_highest_bit_both_rings() {
-    check_bits::<u32>(70);
-    check_bits::<u64>(71);
+    check_bits::<u32>(70, 40);
+    check_bits::<u64>(71, 40);
+    // several 64-element words of bit columns, the last one partial (the
+    // 32-bit ring transposes 128 elements at a time)
+    check_bits::<u32>(72, 200);
+    check_bits::<u64>(73, 200);
 }
 
 fn check_b2a_select_max<R: Ring>(seed: u64) {

@@ -189,12 +189,16 @@ pub fn encode<R: Ring>(x: f64, frac: u32) -> R {
 
 /// [`encode`] with the scale 2^frac given (hoisted out of loops).
 pub fn encode_scaled<R: Ring>(x: f64, scale: f64) -> R {
-    let v = (x * scale).round();
-    if v.abs() < 9.0e18 {
-        // the common case, without 128-bit arithmetic
-        R::from_u64(v as i64 as u64)
+    let y = x * scale;
+    if y.abs() < 9.0e18 {
+        // the common case, without 128-bit arithmetic or a call to `round`:
+        // y − trunc(y) is exact, so this rounds half away from zero as
+        // `f64::round` does
+        let i = y as i64;
+        let f = y - i as f64;
+        R::from_u64((i + (f >= 0.5) as i64 - (f <= -0.5) as i64) as u64)
     } else {
-        R::from_u64(v.clamp(-1.7e38, 1.7e38) as i128 as u64)
+        R::from_u64(y.round().clamp(-1.7e38, 1.7e38) as i128 as u64)
     }
 }
 
@@ -279,4 +283,50 @@ pub fn transpose_map<T, U: Copy + Default>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_scaled;
+
+    #[test]
+    fn encoding_rounds_half_away_from_zero_like_f64_round() {
+        let below_half = 0.5f64.next_down();
+        for y in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            below_half,
+            -below_half,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            2.5f64.next_down(),
+            -(2.5f64.next_up()),
+            4503599627370495.5,
+            -4503599627370495.5,
+            9.0e15 + 1.0,
+            -7.25e17,
+            8.9e18,
+            9.5e18,
+            -9.5e18,
+            1.0e30,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
+            let want = {
+                let v = y.round();
+                if v.abs() < 9.0e18 {
+                    v as i64 as u64
+                } else {
+                    v.clamp(-1.7e38, 1.7e38) as i128 as u64
+                }
+            };
+            assert_eq!(encode_scaled::<u64>(y, 1.0), want, "{y}");
+            assert_eq!(encode_scaled::<u32>(y, 1.0), want as u32, "{y}");
+        }
+    }
 }
