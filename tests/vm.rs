@@ -189,6 +189,26 @@ fn schedule_batches_independent_protocols_into_shared_rounds() {
         let sched = case("bert", "tiny", None, policy, &ids);
         assert!(!plain.program.code.iter().any(|i| i.mnemonic() == "Round"));
         assert!(sched.program.code.iter().any(|i| i.mnemonic() == "Round"));
+        // each weight is read just before its first use: at most the one
+        // round marker of its step in between (not all at the start)
+        let code = &sched.program.code;
+        for (at, i) in code.iter().enumerate() {
+            if i.mnemonic() != "Weight" {
+                continue;
+            }
+            let dst = i.regs().0.expect("a weight has a destination");
+            let use_at = (at + 1..code.len())
+                .find(|&j| code[j].regs().1.contains(&dst))
+                .expect("every weight is used");
+            let rounds = code[at..use_at]
+                .iter()
+                .filter(|j| j.mnemonic() == "Round")
+                .count();
+            assert!(
+                rounds <= 1,
+                "{policy}: weight at {at}, first use at {use_at}"
+            );
+        }
         let (a, b) = (run(&plain), run(&sched));
         eprintln!(
             "bert tiny {policy}: rounds {} unscheduled, {} scheduled; online bytes {} and {}",

@@ -3,7 +3,9 @@
 //! communicates (a secret product, a conversion call, a comparison, a select
 //! on a secret condition, a row max, a mean, a normalisation, a lookup of
 //! secret ids) sits one level above its deepest operand; a local node at its
-//! deepest operand's level. The schedule is then, level by level, the
+//! deepest operand's level. Weights, constants and local nodes of them alone
+//! then sink to the latest level their users allow (a weight is read just
+//! before its first use). The schedule is then, level by level, the
 //! communicating nodes of that level — independent of each other, so the VM
 //! runs each kind of them as one batched protocol call — followed by the
 //! local nodes of that level. Codegen emits a `round` marker after each step.
@@ -56,6 +58,39 @@ pub fn schedule(g: &Graph) -> Result<Vec<Step>, Vec<Diagnostic>> {
         top = top.max(l);
         level.insert(id, l);
         comm.insert(id, c);
+    }
+    // Weights, constants and local nodes computed from them alone sink to
+    // the latest level their users allow, so the VM reads each weight just
+    // before it is used (and may deal it while earlier layers run) instead
+    // of all at the start.
+    let mut sinkable: HashMap<NodeId, bool> = HashMap::new();
+    for &id in &order {
+        let s = match g.node(id).op {
+            Op::Weight { .. } | Op::Const { .. } => true,
+            Op::Input { .. } | Op::Output { .. } => false,
+            _ => {
+                !comm[&id] && {
+                    let ops = g.operands(id);
+                    !ops.is_empty() && ops.iter().all(|o| sinkable[o])
+                }
+            }
+        };
+        sinkable.insert(id, s);
+    }
+    for &id in order.iter().rev() {
+        if !sinkable[&id] {
+            continue;
+        }
+        // a communicating user runs in its level's first half: be ready in
+        // the level before; a local user may share its level
+        let latest = g
+            .users(id)
+            .iter()
+            .map(|u| level[u] - usize::from(comm[u]))
+            .min();
+        if let Some(l) = latest {
+            level.insert(id, l);
+        }
     }
     let mut steps = Vec::new();
     for l in 0..=top {

@@ -179,43 +179,55 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
     });
     let start = Instant::now();
     let data = &data;
-    let results = ditto_net::harness::run3_shaped(opts.timeout, opts.net, |chan| {
-        let id = ditto_protocol::Comm::id(chan);
-        let src = Dealt {
-            program: prog,
-            data: Data {
-                inputs: data.inputs.clone(),
-                weights: data.weights,
-            },
-            party: id,
-            client_seed: seeds[3],
-            owner_seed: seeds[4],
-            client_bytes: Default::default(),
-        };
-        let mut party = Party::setup(chan, seeds[id])
-            .map_err(|e| VmError::Setup(format!("P{id}: key setup failed: {e}")))?;
-        if opts.record {
-            party.record_conversions();
-        }
-        let offline = match opts.offline {
-            None => None,
-            Some(calls) => Some(
-                party
-                    .offline_phase(calls)
-                    .map_err(|e| VmError::Setup(format!("P{id}: offline phase: {e}")))?,
-            ),
-        };
-        let progress = if id == 0 { opts.progress } else { None };
-        let out = execute(prog, Some(&mut party), &src, progress)?;
-        if party.prepared_left() > 0 {
-            return Err(VmError::Setup(format!(
+    let results = crate::source::with_owner(prog, data, seeds[4], |feeds| {
+        let feeds = feeds.map(|f| std::sync::Mutex::new(Some(f)));
+        ditto_net::harness::run3_shaped(opts.timeout, opts.net, |chan| {
+            let id = ditto_protocol::Comm::id(chan);
+            // taken first, so that it is dropped (and the owner stops feeding
+            // this party) however the party ends
+            let feed = feeds[id]
+                .lock()
+                .ok()
+                .and_then(|mut f| f.take())
+                .ok_or_else(|| VmError::Setup(format!("P{id}: no weight feed")))?;
+            let src = Dealt {
+                program: prog,
+                data: Data {
+                    inputs: data.inputs.clone(),
+                    weights: data.weights,
+                },
+                party: id,
+                client_seed: seeds[3],
+                owner_seed: seeds[4],
+                client_bytes: Default::default(),
+            };
+            let mut party = Party::setup(chan, seeds[id])
+                .map_err(|e| VmError::Setup(format!("P{id}: key setup failed: {e}")))?;
+            if opts.record {
+                party.record_conversions();
+            }
+            let offline = match opts.offline {
+                None => None,
+                Some(calls) => Some(
+                    party
+                        .offline_phase(calls)
+                        .map_err(|e| VmError::Setup(format!("P{id}: offline phase: {e}")))?,
+                ),
+            };
+            let progress = if id == 0 { opts.progress } else { None };
+            let fed = crate::source::Fed::new(&src, feed);
+            let out = execute(prog, Some(&mut party), &fed, progress)?;
+            drop(fed);
+            if party.prepared_left() > 0 {
+                return Err(VmError::Setup(format!(
                 "P{id}: {} prepared conversions were not used (the trace is of another program)",
                 party.prepared_left()
             )));
-        }
-        let trace = party.take_trace();
-        let stats = ditto_protocol::Comm::stats(chan);
-        Ok::<_, VmError>(((out, stats, src.client_bytes()), offline, trace))
+            }
+            let trace = party.take_trace();
+            let stats = ditto_protocol::Comm::stats(chan);
+            Ok::<_, VmError>(((out, stats, src.client_bytes()), offline, trace))
+        })
     });
     let wall_s = start.elapsed().as_secs_f64();
     // the first failure in party order, preferring one that names a peer

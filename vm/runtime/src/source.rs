@@ -315,3 +315,227 @@ impl Source for Dealt<'_, '_> {
         self.client_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// How many dealt weights may wait for a party's instruction.
+pub const AHEAD: usize = 3;
+
+/// Weight ports in the order the program's instructions first read them.
+pub fn weight_order(program: &Program) -> Vec<usize> {
+    let mut seen = vec![false; program.weights.len()];
+    let mut order = vec![];
+    for i in &program.code {
+        if let ditto_bytecode::Instr::Weight { port, .. } = i {
+            let p = *port as usize;
+            if p < seen.len() && !seen[p] {
+                seen[p] = true;
+                order.push(p);
+            }
+        }
+    }
+    order
+}
+
+/// The three parties' shares of weight `port`, dealt once as the model
+/// owner would: x_0, x_1 from the owner seed's streams (those
+/// [`deal_share`] draws), x_2 = x − x_0 − x_1; Pi gets (x_i, x_{i+1}).
+fn deal_weight(
+    program: &Program,
+    data: &Data<'_>,
+    seed: &[u8; 32],
+    port: usize,
+) -> Result<[Value; 3], String> {
+    let p = &program.weights[port];
+    let t = &program.regs[p.reg.0 as usize];
+    if !t.secret {
+        let v = public(t, &weight_values(program, port, data.weights)?)?;
+        return Ok([v.clone(), v.clone(), v]);
+    }
+    let x = (data.weights)(&p.name)?;
+    check_len("the tensor", x.len(), t)?;
+    let stored = stored_layout(program, port);
+    fn three<R: Rv>(
+        seed: &[u8; 32],
+        port: usize,
+        frac: u8,
+        stored: Option<(usize, usize)>,
+        x: &[f64],
+    ) -> [Value; 3] {
+        let mut x2: Vec<R> = match stored {
+            Some((r, c)) => encode_transposed(x, frac, r, c),
+            None => encode_all(x, frac),
+        };
+        let x0 = stream(seed, "weight", port, 0).ring::<R>(x.len());
+        let x1 = stream(seed, "weight", port, 1).ring::<R>(x.len());
+        ditto_protocol::kernels::sub_assign(&mut x2, &x0);
+        ditto_protocol::kernels::sub_assign(&mut x2, &x1);
+        [
+            R::secret(AShare {
+                a: x0.clone(),
+                b: x1.clone(),
+            }),
+            R::secret(AShare {
+                a: x1,
+                b: x2.clone(),
+            }),
+            R::secret(AShare { a: x2, b: x0 }),
+        ]
+    }
+    match t.kind {
+        Kind::Fixed { ring: 32, frac } => Ok(three::<u32>(seed, port, frac, stored, &x)),
+        Kind::Fixed { frac, .. } => Ok(three::<u64>(seed, port, frac, stored, &x)),
+        Kind::Bool => Err("a boolean weight cannot be shared".into()),
+    }
+}
+
+/// What the in-process model owner sends one party: weight ports and their
+/// shares, in the program's reading order.
+pub type Feed = std::sync::mpsc::Receiver<(usize, Result<Value, String>)>;
+
+/// Runs `body` beside the model owner of an in-process run: a thread that
+/// deals every weight once (not once per party that needs x_2), in the
+/// order the program reads them, each party at most [`AHEAD`] weights ahead
+/// of its `weight` instruction — so dealing overlaps the parties' work and
+/// waits, as the owner's does in a deployment. `body` gets each party's
+/// feed; the owner stops when every feed is dropped.
+pub fn with_owner<T>(
+    program: &Program,
+    data: &Data<'_>,
+    seed: [u8; 32],
+    body: impl FnOnce([Feed; 3]) -> T,
+) -> T {
+    let order = weight_order(program);
+    std::thread::scope(|s| {
+        let [(t0, r0), (t1, r1), (t2, r2)] = [(); 3].map(|_| std::sync::mpsc::sync_channel(AHEAD));
+        let txs = [t0, t1, t2];
+        s.spawn(move || {
+            let mut open = [true; 3];
+            for port in order {
+                let dealt = deal_weight(program, data, &seed, port);
+                let shares: [Result<Value, String>; 3] = match dealt {
+                    Ok(vs) => vs.map(Ok),
+                    Err(e) => [Err(e.clone()), Err(e.clone()), Err(e)],
+                };
+                for ((tx, v), live) in txs.iter().zip(shares).zip(open.iter_mut()) {
+                    // a party that stopped (finished or failed) no longer reads
+                    *live = *live && tx.send((port, v)).is_ok();
+                }
+                if open.iter().all(|o| !o) {
+                    break;
+                }
+            }
+        });
+        body([r0, r1, r2])
+    })
+}
+
+/// A party's source with its weights from the model owner's feed and
+/// everything else from `inner`.
+pub struct Fed<'s> {
+    pub inner: &'s dyn Source,
+    rx: std::sync::Mutex<Feed>,
+    /// Dealt before it was asked for (only if the program reads a port
+    /// twice, out of the owner's order).
+    early: std::sync::Mutex<std::collections::HashMap<usize, Result<Value, String>>>,
+}
+
+impl<'s> Fed<'s> {
+    pub fn new(inner: &'s dyn Source, feed: Feed) -> Fed<'s> {
+        Fed {
+            inner,
+            rx: std::sync::Mutex::new(feed),
+            early: Default::default(),
+        }
+    }
+}
+
+impl Source for Fed<'_> {
+    fn input(&self, port: usize) -> Result<Value, String> {
+        self.inner.input(port)
+    }
+    fn weight(&self, port: usize) -> Result<Value, String> {
+        fn poisoned<E>(_: E) -> String {
+            "a party thread panicked while reading weights".into()
+        }
+        if let Some(v) = self.early.lock().map_err(poisoned)?.remove(&port) {
+            return v;
+        }
+        let rx = self.rx.lock().map_err(poisoned)?;
+        while let Ok((p, v)) = rx.recv() {
+            if p == port {
+                return v;
+            }
+            self.early.lock().map_err(poisoned)?.insert(p, v);
+        }
+        // read before (a port read twice), or the owner has stopped
+        self.inner.weight(port)
+    }
+    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
+        self.inner.onehot(port, rows, ring)
+    }
+    fn client_bytes(&self) -> u64 {
+        self.inner.client_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ditto_bytecode::{Instr, Port, Reg};
+
+    /// The in-process owner deals exactly the shares each party's own
+    /// dealer (and so a share file) gives it, transposed or not, in both
+    /// rings.
+    #[test]
+    fn the_owner_deals_what_each_party_would() {
+        let reg = |ring, shape: Vec<u64>| RegType {
+            secret: true,
+            kind: Kind::Fixed { ring, frac: 8 },
+            shape,
+        };
+        let port = |name: &str, r: u32, transposed| Port {
+            name: name.into(),
+            reg: Reg(r),
+            owner: None,
+            transposed,
+        };
+        let prog = Program {
+            regs: vec![reg(32, vec![3, 2]), reg(64, vec![5]), reg(32, vec![2, 3])],
+            inputs: vec![],
+            weights: vec![port("m", 0, true), port("v", 1, false), port("m", 2, false)],
+            outputs: vec![],
+            code: (0..3)
+                .map(|p| Instr::Weight {
+                    dst: Reg(p),
+                    port: p,
+                })
+                .collect(),
+            scopes: vec![],
+            scope_of: vec![],
+            meta: vec![],
+        };
+        let m: Vec<f64> = (0..6).map(|i| i as f64 * 0.75 - 2.0).collect();
+        let v: Vec<f64> = (0..5).map(|i| 1.0 / (i as f64 + 1.0)).collect();
+        let weights = |name: &str| -> Result<Cow<'_, [f64]>, String> {
+            Ok(Cow::Borrowed(if name == "m" { &m[..] } else { &v[..] }))
+        };
+        let data = || Data {
+            inputs: vec![],
+            weights: &weights,
+        };
+        let seed = [9u8; 32];
+        for w in weight_order(&prog) {
+            let all = deal_weight(&prog, &data(), &seed, w).unwrap();
+            for (party, got) in all.iter().enumerate() {
+                let own = Dealt {
+                    program: &prog,
+                    data: data(),
+                    party,
+                    client_seed: [0; 32],
+                    owner_seed: seed,
+                    client_bytes: Default::default(),
+                };
+                assert_eq!(*got, own.weight(w).unwrap(), "port {w}, P{party}");
+            }
+        }
+    }
+}
