@@ -53,6 +53,7 @@ pub struct ShapeArgs {
 enum Cmd {
     /// Parse, elaborate and verify model files; report every error.
     Check {
+        /// Model files, or names of models in models/ (`bert`).
         files: Vec<PathBuf>,
         #[command(flatten)]
         shape: ShapeArgs,
@@ -62,6 +63,7 @@ enum Cmd {
     },
     /// Compile a model and print one of its stages.
     Compile {
+        /// A model file, or the name of one in models/ (`bert`).
         file: PathBuf,
         /// What to print; without it, the bytecode program is written to
         /// `-o FILE` (default: the model file's name with `.dbc`).
@@ -224,7 +226,13 @@ fn main() -> ExitCode {
             output,
             shape,
             pipeline,
-        } => compile(&file, emit, output.as_deref(), &shape, &pipeline),
+        } => compile(
+            &model_path(&file.to_string_lossy()),
+            emit,
+            output.as_deref(),
+            &shape,
+            &pipeline,
+        ),
         Cmd::Passes => {
             list_passes();
             Ok(())
@@ -334,6 +342,7 @@ fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result
     }
     let mut failed = 0;
     for f in files {
+        let f = &model_path(&f.to_string_lossy());
         match compile_reported(f, &opts) {
             Ok((_, e)) => println!(
                 "{}: ok ({} nodes, model {}, config {})",

@@ -186,6 +186,16 @@ fn bad_inputs_are_rejected() {
 }
 
 #[test]
+fn models_are_found_by_name() {
+    let (ok, out, err) = ditto(&["check", "bert", "minilm"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("models/bert.ditto: ok") && out.contains("models/minilm.ditto: ok"));
+    let (ok, out, err) = ditto(&["compile", "gpt2", "--seq", "4", "--emit", "asm"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("; model = gpt2"));
+}
+
+#[test]
 fn emits_ast_ir_and_dot() {
     let (ok, out, err) = ditto(&["compile", "models/minilm.ditto", "--emit", "ast"]);
     assert!(ok, "{err}");
