@@ -15,9 +15,7 @@
 //! operands' fraction bits, which add up.
 
 use crate::source::Source;
-use crate::value::{
-    encode, expand, expand_share, gather_index, share_public, strides, Arg, Rv, Value,
-};
+use crate::value::{encode, expand, expand_share, share_public, strides, Arg, Rv, Value};
 use ditto_bytecode::{Instr, Kind, Program, Reg, RegType};
 use ditto_protocol::{kernels, AShare, BitShare, Party, ProtocolError, Ring, Stats};
 use std::borrow::Cow;
@@ -750,20 +748,20 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
     Ok(R::wrap(out))
 }
 
-/// The source element of each element of a data-movement result.
-fn movement_index(st: &St, ins: &Instr, dst: Reg) -> Option<Vec<usize>> {
-    let out = st.shape(dst);
+/// A data-movement result as a strided view of its operand: the source
+/// strides of each output axis and the offset of the first element.
+fn movement_strides(st: &St, ins: &Instr) -> Option<(Vec<usize>, usize)> {
     match ins {
         Instr::Transpose { a, perm, .. } => {
             let s = strides(&st.shape(*a));
-            let src: Vec<usize> = perm.iter().map(|&p| s[p as usize]).collect();
-            Some(gather_index(&out, &src))
+            Some((perm.iter().map(|&p| s[p as usize]).collect(), 0))
         }
-        Instr::Broadcast { a, .. } => {
+        Instr::Broadcast { a, dst } => {
+            let shape = st.shape(*dst);
             let from = st.shape(*a);
-            let off = out.len() - from.len();
+            let off = shape.len() - from.len();
             let s = strides(&from);
-            let src: Vec<usize> = (0..out.len())
+            let src = (0..shape.len())
                 .map(|i| {
                     if i < off || from[i - off] == 1 {
                         0
@@ -772,17 +770,12 @@ fn movement_index(st: &St, ins: &Instr, dst: Reg) -> Option<Vec<usize>> {
                     }
                 })
                 .collect();
-            Some(gather_index(&out, &src))
+            Some((src, 0))
         }
         Instr::Slice { a, axis, start, .. } => {
             let s = strides(&st.shape(*a));
             let base = *start as usize * s[*axis as usize];
-            Some(
-                gather_index(&out, &s)
-                    .into_iter()
-                    .map(|i| i + base)
-                    .collect(),
-            )
+            Some((s, base))
         }
         _ => None,
     }
@@ -824,8 +817,8 @@ fn exec(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value> {
                 let batch = shape[..rank - 2].iter().product();
                 Cow::Owned(v.transpose_last2(batch, shape[rank - 2], shape[rank - 1]))
             } else {
-                match movement_index(st, ins, dst) {
-                    Some(idx) => Cow::Owned(v.gather(&idx)),
+                match movement_strides(st, ins) {
+                    Some((src, base)) => Cow::Owned(v.strided(&st.shape(dst), &src, base)),
                     None => Cow::Borrowed(v),
                 }
             };

@@ -70,6 +70,28 @@ impl Value {
     }
     /// Elements by index: every data movement (slice, transpose, broadcast)
     /// is a gather, local on shares.
+    /// A strided view of the value, copied ([`strided`]).
+    pub fn strided(&self, out_shape: &[usize], strides: &[usize], base: usize) -> Value {
+        match self {
+            Value::P32(v) => Value::P32(strided(v, out_shape, strides, base)),
+            Value::P64(v) => Value::P64(strided(v, out_shape, strides, base)),
+            Value::PBool(v) => Value::PBool(strided(v, out_shape, strides, base)),
+            Value::S32(s) => Value::S32(AShare {
+                a: strided(&s.a, out_shape, strides, base),
+                b: strided(&s.b, out_shape, strides, base),
+            }),
+            Value::S64(s) => Value::S64(AShare {
+                a: strided(&s.a, out_shape, strides, base),
+                b: strided(&s.b, out_shape, strides, base),
+            }),
+            Value::SBool(s) => Value::SBool(BitShare {
+                a: strided(&s.a, out_shape, strides, base),
+                b: strided(&s.b, out_shape, strides, base),
+            }),
+            Value::Z32(z) => Value::Z32(strided(z, out_shape, strides, base)),
+            Value::Z64(z) => Value::Z64(strided(z, out_shape, strides, base)),
+        }
+    }
     pub fn gather(&self, idx: &[usize]) -> Value {
         fn g<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
             idx.iter().map(|&i| v[i]).collect()
@@ -234,23 +256,44 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     st
 }
 
-/// Source indices of the elements of `out_shape`, where the source offset is
-/// Σ idx[i]·src_strides[i].
-pub fn gather_index(out_shape: &[usize], src_strides: &[usize]) -> Vec<usize> {
+/// The elements of `v` at offsets `base + Σ idx[i]·strides[i]` over the
+/// row-major indices of `out_shape` (a transpose, broadcast or slice), copied
+/// by runs of the last axis: a `memcpy` where that axis is contiguous, a
+/// fill where it repeats one element.
+pub fn strided<T: Copy>(v: &[T], out_shape: &[usize], strides: &[usize], base: usize) -> Vec<T> {
     let n: usize = out_shape.iter().product();
+    let Some((&len, outer)) = out_shape.split_last() else {
+        return vec![v[base]];
+    };
     let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; out_shape.len()];
-    for _ in 0..n {
-        out.push(idx.iter().zip(src_strides).map(|(i, s)| i * s).sum());
-        for d in (0..idx.len()).rev() {
+    if n == 0 {
+        return out;
+    }
+    let step = strides[outer.len()];
+    let mut idx = vec![0usize; outer.len()];
+    let mut off = base;
+    loop {
+        match step {
+            1 => out.extend_from_slice(&v[off..off + len]),
+            0 => out.extend(std::iter::repeat_n(v[off], len)),
+            _ => out.extend((0..len).map(|j| v[off + j * step])),
+        }
+        // next run: an odometer over the outer axes
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
             idx[d] += 1;
-            if idx[d] < out_shape[d] {
+            off += strides[d];
+            if idx[d] < outer[d] {
                 break;
             }
+            off -= strides[d] * outer[d];
             idx[d] = 0;
         }
     }
-    out
 }
 
 /// The transposes of `batch` row-major r×c matrices stored one after the
@@ -287,7 +330,58 @@ pub fn transpose_map<T, U: Copy + Default>(
 
 #[cfg(test)]
 mod tests {
-    use super::encode_scaled;
+    use super::{encode_scaled, strided, strides};
+
+    /// Element by element: the offset of every output index.
+    fn naive(v: &[u32], out: &[usize], st: &[usize], base: usize) -> Vec<u32> {
+        let n: usize = out.iter().product();
+        (0..n)
+            .map(|mut flat| {
+                let mut off = base;
+                for d in (0..out.len()).rev() {
+                    off += (flat % out[d]) * st[d];
+                    flat /= out[d];
+                }
+                v[off]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strided_views_match_elementwise_gathers() {
+        let v: Vec<u32> = (0..720).collect();
+        let src = [2usize, 3, 4, 5];
+        let s = strides(&src);
+        // transposes
+        for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 3, 2], [2, 0, 3, 1]] {
+            let out: Vec<usize> = perm.iter().map(|&p| src[p]).collect();
+            let st: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+            assert_eq!(
+                strided(&v, &out, &st, 0),
+                naive(&v, &out, &st, 0),
+                "{perm:?}"
+            );
+        }
+        // broadcasts: a row repeated, a column repeated, a scalar
+        for (out, st) in [
+            (vec![4, 5], vec![0, 1]),
+            (vec![4, 5], vec![1, 0]),
+            (vec![3, 4, 5], vec![0, 5, 1]),
+            (vec![2, 3], vec![0, 0]),
+        ] {
+            assert_eq!(
+                strided(&v, &out, &st, 0),
+                naive(&v, &out, &st, 0),
+                "{out:?}"
+            );
+        }
+        // a slice of the third axis, and shapes with no or one axis
+        let out = [2, 3, 2, 5];
+        assert_eq!(strided(&v, &out, &s, 10), naive(&v, &out, &s, 10));
+        assert_eq!(strided(&v, &[], &[], 7), vec![7]);
+        assert_eq!(strided(&v, &[6], &[3], 1), naive(&v, &[6], &[3], 1));
+        assert!(strided(&v, &[3, 0, 2], &[1, 1, 1], 0).is_empty());
+    }
 
     #[test]
     fn encoding_rounds_half_away_from_zero_like_f64_round() {
