@@ -42,74 +42,56 @@ impl Value {
             Value::S32(_) | Value::S64(_) | Value::SBool(_) | Value::Z32(_) | Value::Z64(_)
         )
     }
+    /// The same data movement applied to each of the value's vectors (both
+    /// components of a share).
+    fn moved(&self, m: &impl Movement) -> Value {
+        match self {
+            Value::P32(v) => Value::P32(m.apply(v)),
+            Value::P64(v) => Value::P64(m.apply(v)),
+            Value::PBool(v) => Value::PBool(m.apply(v)),
+            Value::S32(s) => Value::S32(AShare {
+                a: m.apply(&s.a),
+                b: m.apply(&s.b),
+            }),
+            Value::S64(s) => Value::S64(AShare {
+                a: m.apply(&s.a),
+                b: m.apply(&s.b),
+            }),
+            Value::SBool(s) => Value::SBool(BitShare {
+                a: m.apply(&s.a),
+                b: m.apply(&s.b),
+            }),
+            Value::Z32(z) => Value::Z32(m.apply(z)),
+            Value::Z64(z) => Value::Z64(m.apply(z)),
+        }
+    }
     /// Swaps the last two axes of `batch` matrices of `r`×`c` (blocked for
     /// the cache; the common weight transpose).
     pub fn transpose_last2(&self, batch: usize, r: usize, c: usize) -> Value {
-        fn t<T: Copy + Default>(v: &[T], batch: usize, r: usize, c: usize) -> Vec<T> {
-            transpose_batched(v, batch, r, c)
+        struct T(usize, usize, usize);
+        impl Movement for T {
+            fn apply<E: Copy + Default>(&self, v: &[E]) -> Vec<E> {
+                transpose_batched(v, self.0, self.1, self.2)
+            }
         }
-        match self {
-            Value::P32(v) => Value::P32(t(v, batch, r, c)),
-            Value::P64(v) => Value::P64(t(v, batch, r, c)),
-            Value::PBool(v) => Value::PBool(t(v, batch, r, c)),
-            Value::S32(s) => Value::S32(AShare {
-                a: t(&s.a, batch, r, c),
-                b: t(&s.b, batch, r, c),
-            }),
-            Value::S64(s) => Value::S64(AShare {
-                a: t(&s.a, batch, r, c),
-                b: t(&s.b, batch, r, c),
-            }),
-            Value::SBool(s) => Value::SBool(BitShare {
-                a: t(&s.a, batch, r, c),
-                b: t(&s.b, batch, r, c),
-            }),
-            Value::Z32(z) => Value::Z32(t(z, batch, r, c)),
-            Value::Z64(z) => Value::Z64(t(z, batch, r, c)),
-        }
+        self.moved(&T(batch, r, c))
     }
-    /// Elements by index: every data movement (slice, transpose, broadcast)
-    /// is a gather, local on shares.
-    /// A strided view of the value, copied ([`strided`]).
+    /// A strided view of the value, copied ([`strided`]): every other data
+    /// movement (slice, transpose, broadcast), local on shares.
     pub fn strided(&self, out_shape: &[usize], strides: &[usize], base: usize) -> Value {
-        match self {
-            Value::P32(v) => Value::P32(strided(v, out_shape, strides, base)),
-            Value::P64(v) => Value::P64(strided(v, out_shape, strides, base)),
-            Value::PBool(v) => Value::PBool(strided(v, out_shape, strides, base)),
-            Value::S32(s) => Value::S32(AShare {
-                a: strided(&s.a, out_shape, strides, base),
-                b: strided(&s.b, out_shape, strides, base),
-            }),
-            Value::S64(s) => Value::S64(AShare {
-                a: strided(&s.a, out_shape, strides, base),
-                b: strided(&s.b, out_shape, strides, base),
-            }),
-            Value::SBool(s) => Value::SBool(BitShare {
-                a: strided(&s.a, out_shape, strides, base),
-                b: strided(&s.b, out_shape, strides, base),
-            }),
-            Value::Z32(z) => Value::Z32(strided(z, out_shape, strides, base)),
-            Value::Z64(z) => Value::Z64(strided(z, out_shape, strides, base)),
+        struct S<'a>(&'a [usize], &'a [usize], usize);
+        impl Movement for S<'_> {
+            fn apply<E: Copy + Default>(&self, v: &[E]) -> Vec<E> {
+                strided(v, self.0, self.1, self.2)
+            }
         }
+        self.moved(&S(out_shape, strides, base))
     }
-    pub fn gather(&self, idx: &[usize]) -> Value {
-        fn g<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
-            idx.iter().map(|&i| v[i]).collect()
-        }
-        match self {
-            Value::P32(v) => Value::P32(g(v, idx)),
-            Value::P64(v) => Value::P64(g(v, idx)),
-            Value::PBool(v) => Value::PBool(g(v, idx)),
-            Value::S32(s) => Value::S32(s.gather(idx)),
-            Value::S64(s) => Value::S64(s.gather(idx)),
-            Value::SBool(s) => Value::SBool(BitShare {
-                a: g(&s.a, idx),
-                b: g(&s.b, idx),
-            }),
-            Value::Z32(z) => Value::Z32(g(z, idx)),
-            Value::Z64(z) => Value::Z64(g(z, idx)),
-        }
-    }
+}
+
+/// A data movement: the same rearrangement of any vector of elements.
+trait Movement {
+    fn apply<E: Copy + Default>(&self, v: &[E]) -> Vec<E>;
 }
 
 /// A numeric operand in ring `R`: public or this party's share, borrowed
