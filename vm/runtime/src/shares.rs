@@ -9,7 +9,7 @@
 //! weight: it says nothing about the weights (P0's file does not even depend
 //! on them).
 
-use crate::source::{deal_share, encode_all, weight_values};
+use crate::source::{deal_three, encode_all, weight_values};
 use crate::value::{Rv, Value};
 use crate::wire::{Rd, WireError};
 use ditto_bytecode::{Kind, Program};
@@ -75,29 +75,33 @@ pub fn write_share_files(
         };
         let values = weight_values(prog, port, weights).map_err(err)?;
         let n = t.numel() as usize;
-        for (party, w) in files.iter_mut().enumerate() {
+        for w in files.iter_mut() {
             w.extend_from_slice(&(port as u32).to_le_bytes());
             w.push(ring);
             w.extend_from_slice(&(n as u64).to_le_bytes());
-            if ring == 32 {
-                let s = deal_share::<u32>(seed, "weight", port, party, n, &|| {
-                    Ok(encode_all(&values, frac))
-                })
-                .map_err(err)?;
-                put_share(w, &s);
-            } else {
-                let s = deal_share::<u64>(seed, "weight", port, party, n, &|| {
-                    Ok(encode_all(&values, frac))
-                })
-                .map_err(err)?;
-                put_share(w, &s);
+        }
+        // dealt once for the three files
+        if ring == 32 {
+            let s = deal_three::<u32>(seed, "weight", port, encode_all(&values, frac));
+            for (w, s) in files.iter_mut().zip(&s) {
+                put_share(w, s);
+            }
+        } else {
+            let s = deal_three::<u64>(seed, "weight", port, encode_all(&values, frac));
+            for (w, s) in files.iter_mut().zip(&s) {
+                put_share(w, s);
             }
         }
     }
-    for w in files.iter_mut() {
-        let sum = Sha256::digest(&w[..]);
-        w.extend_from_slice(&sum);
-    }
+    // the three checksums (1 GB each for BERT-base) in parallel
+    std::thread::scope(|s| {
+        for w in files.iter_mut() {
+            s.spawn(move || {
+                let sum = Sha256::digest(&w[..]);
+                w.extend_from_slice(&sum);
+            });
+        }
+    });
     Ok(files)
 }
 

@@ -360,31 +360,43 @@ fn deal_weight(
         stored: Option<(usize, usize)>,
         x: &[f64],
     ) -> [Value; 3] {
-        let mut x2: Vec<R> = match stored {
+        let x = match stored {
             Some((r, c)) => encode_transposed(x, frac, r, c),
             None => encode_all(x, frac),
         };
-        let x0 = stream(seed, "weight", port, 0).ring::<R>(x.len());
-        let x1 = stream(seed, "weight", port, 1).ring::<R>(x.len());
-        ditto_protocol::kernels::sub_assign(&mut x2, &x0);
-        ditto_protocol::kernels::sub_assign(&mut x2, &x1);
-        [
-            R::secret(AShare {
-                a: x0.clone(),
-                b: x1.clone(),
-            }),
-            R::secret(AShare {
-                a: x1,
-                b: x2.clone(),
-            }),
-            R::secret(AShare { a: x2, b: x0 }),
-        ]
+        deal_three::<R>(seed, "weight", port, x).map(R::secret)
     }
     match t.kind {
         Kind::Fixed { ring: 32, frac } => Ok(three::<u32>(seed, port, frac, stored, &x)),
         Kind::Fixed { frac, .. } => Ok(three::<u64>(seed, port, frac, stored, &x)),
         Kind::Bool => Err("a boolean weight cannot be shared".into()),
     }
+}
+
+/// The three parties' shares of the encoded `x`, dealt once: x_0, x_1 are
+/// the streams [`deal_share`] draws, x_2 = x − x_0 − x_1, and Pi gets
+/// (x_i, x_{i+1}).
+pub(crate) fn deal_three<R: Ring>(
+    seed: &[u8; 32],
+    tag: &str,
+    port: usize,
+    mut x: Vec<R>,
+) -> [AShare<R>; 3] {
+    let x0 = stream(seed, tag, port, 0).ring::<R>(x.len());
+    let x1 = stream(seed, tag, port, 1).ring::<R>(x.len());
+    ditto_protocol::kernels::sub_assign(&mut x, &x0);
+    ditto_protocol::kernels::sub_assign(&mut x, &x1);
+    [
+        AShare {
+            a: x0.clone(),
+            b: x1.clone(),
+        },
+        AShare {
+            a: x1,
+            b: x.clone(),
+        },
+        AShare { a: x, b: x0 },
+    ]
 }
 
 /// What the in-process model owner sends one party: weight ports and their
