@@ -401,8 +401,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
     }
+    let m = machine();
+    let memory = m["memory_gib"]
+        .as_f64()
+        .map(|g| format!(", {g} GiB"))
+        .unwrap_or_default();
     println!(
-        "{} (config {}), {} tokens{}, secret input: {}, three parties in one process\n",
+        "{} (config {}), {} tokens{}, secret input: {}, three parties in one process\non {} ({} threads, {} kernels{memory})\n",
         e.model,
         e.config,
         args.seq,
@@ -413,7 +418,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "token ids (embedding lookup in MPC)"
         } else {
             "the embedding output"
-        }
+        },
+        m["cpu"].as_str().unwrap_or(std::env::consts::ARCH),
+        m["threads"],
+        m["kernel_isa"].as_str().unwrap_or("?"),
     );
     println!(
         "{:<12} {:>9} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10}{}",
