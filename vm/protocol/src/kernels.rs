@@ -204,7 +204,7 @@ macro_rules! with_tile {
             (Isa::Avx512, 32) => $f::<$r, 8, 32>(isa, $($arg),*),
             (Isa::Avx512, _) => $f::<$r, 8, 16>(isa, $($arg),*),
             (Isa::Avx2, 32) => $f::<$r, 4, 16>(isa, $($arg),*),
-            _ => $f::<$r, 6, 8>(isa, $($arg),*),
+            _ => $f::<$r, 4, 8>(isa, $($arg),*),
         }
     }};
 }
@@ -254,10 +254,7 @@ fn acc_tiled<R: Ring, const MR: usize, const NR: usize>(
         })
         .collect();
     for (j0, buf) in parts {
-        let w = buf.len() / m;
-        for i in 0..m {
-            add_assign(&mut c[i * n + j0..i * n + j0 + w], &buf[i * w..(i + 1) * w]);
-        }
+        add_columns(c, n, j0, &buf, m);
     }
     if full * NR < n {
         edge_kernel(a, b, c, m, k, n, full * NR);
@@ -287,10 +284,20 @@ fn seq_tiled<R: Ring, const MR: usize, const NR: usize>(
     let w = full * NR;
     let mut buf = vec![R::ZERO; m * w];
     tiles_dispatch::<R, MR, NR>(isa, a, b, &mut buf, m, k, n, 0..full);
-    for i in 0..m {
-        add_assign(&mut c[i * n..i * n + w], &buf[i * w..(i + 1) * w]);
-    }
+    add_columns(c, n, 0, &buf, m);
     edge_kernel(a, b, c, m, k, n, w);
+}
+
+/// Adds the m-row block `buf` (its width: `buf.len() / m`) into columns
+/// j0.. of the m×n matrix `c`.
+fn add_columns<R: Ring>(c: &mut [R], n: usize, j0: usize, buf: &[R], m: usize) {
+    let w = buf.len() / m;
+    if w == 0 {
+        return;
+    }
+    for (i, row) in buf.chunks_exact(w).enumerate() {
+        add_assign(&mut c[i * n + j0..i * n + j0 + w], row);
+    }
 }
 
 /// A·B.

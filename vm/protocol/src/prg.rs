@@ -46,17 +46,30 @@ impl Prg {
     pub fn sub_from<R: Ring>(&mut self, acc: &mut [R]) {
         self.each(acc, |x, r| x.sub(r));
     }
+    /// The next `n·width` bytes of the stream, handed to `f` in pieces of
+    /// whole `width`-byte values through an L1-sized buffer.
+    fn pieces(&mut self, n: usize, width: usize, mut f: impl FnMut(&[u8])) {
+        let mut buf = [0u8; BUF];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(BUF / width);
+            let b = &mut buf[..k * width];
+            self.fill_bytes(b);
+            f(b);
+            left -= k;
+        }
+    }
     /// Sets each element x of `xs` to f(x, next stream element).
     fn each<R: Ring>(&mut self, xs: &mut [R], f: impl Fn(R, R) -> R) {
         let w = (R::BITS / 8) as usize;
-        let mut buf = [0u8; BUF];
-        for chunk in xs.chunks_mut(BUF / w) {
-            let b = &mut buf[..chunk.len() * w];
-            self.fill_bytes(b);
-            for (x, c) in chunk.iter_mut().zip(b.chunks_exact(w)) {
+        let mut at = 0;
+        self.pieces(xs.len(), w, |b| {
+            let k = b.len() / w;
+            for (x, c) in xs[at..at + k].iter_mut().zip(b.chunks_exact(w)) {
                 *x = f(*x, R::read_le(c));
             }
-        }
+            at += k;
+        });
     }
     /// `n` values of `w` bits (1 ≤ w ≤ 64), each from the fewest whole bytes
     /// that hold it (1, 2, 4 or 8 little-endian bytes), masked to w bits.
@@ -70,24 +83,16 @@ impl Prg {
             _ => 8,
         };
         let mut out = Vec::with_capacity(n);
-        let mut buf = [0u8; BUF];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(BUF / b);
-            let bytes = &mut buf[..k * b];
-            self.fill_bytes(bytes);
-            match b {
-                1 => out.extend(bytes.iter().map(|&x| x as u64 & mask)),
-                2 => out.extend(
-                    bytes
-                        .chunks_exact(2)
-                        .map(|c| u16::from_le_bytes([c[0], c[1]]) as u64 & mask),
-                ),
-                4 => out.extend(bytes.chunks_exact(4).map(|c| u32::read_le(c) as u64 & mask)),
-                _ => out.extend(bytes.chunks_exact(8).map(|c| u64::read_le(c) & mask)),
-            }
-            left -= k;
-        }
+        self.pieces(n, b, |bytes| match b {
+            1 => out.extend(bytes.iter().map(|&x| x as u64 & mask)),
+            2 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as u64 & mask),
+            ),
+            4 => out.extend(bytes.chunks_exact(4).map(|c| u32::read_le(c) as u64 & mask)),
+            _ => out.extend(bytes.chunks_exact(8).map(|c| u64::read_le(c) & mask)),
+        });
         out
     }
     pub fn key(&mut self) -> [u8; 32] {

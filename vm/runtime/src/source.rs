@@ -441,13 +441,13 @@ pub fn with_owner<T>(
 }
 
 /// A party's source with its weights from the model owner's feed and
-/// everything else from `inner`.
+/// everything else from `inner`. The party reads weights in program order,
+/// which is the owner's order; a port read a second time is dealt again by
+/// `inner`.
 pub struct Fed<'s> {
     pub inner: &'s dyn Source,
     rx: std::sync::Mutex<Feed>,
-    /// Dealt before it was asked for (only if the program reads a port
-    /// twice, out of the owner's order).
-    early: std::sync::Mutex<std::collections::HashMap<usize, Result<Value, String>>>,
+    taken: std::sync::Mutex<std::collections::HashSet<usize>>,
 }
 
 impl<'s> Fed<'s> {
@@ -455,7 +455,7 @@ impl<'s> Fed<'s> {
         Fed {
             inner,
             rx: std::sync::Mutex::new(feed),
-            early: Default::default(),
+            taken: Default::default(),
         }
     }
 }
@@ -468,18 +468,17 @@ impl Source for Fed<'_> {
         fn poisoned<E>(_: E) -> String {
             "a party thread panicked while reading weights".into()
         }
-        if let Some(v) = self.early.lock().map_err(poisoned)?.remove(&port) {
-            return v;
+        if !self.taken.lock().map_err(poisoned)?.insert(port) {
+            return self.inner.weight(port);
         }
-        let rx = self.rx.lock().map_err(poisoned)?;
-        while let Ok((p, v)) = rx.recv() {
-            if p == port {
-                return v;
-            }
-            self.early.lock().map_err(poisoned)?.insert(p, v);
+        match self.rx.lock().map_err(poisoned)?.recv() {
+            Ok((p, v)) if p == port => v,
+            Ok((p, _)) => Err(format!(
+                "internal error: the model owner sent weight {p} where {port} was read"
+            )),
+            // the owner stopped early: deal it here
+            Err(_) => self.inner.weight(port),
         }
-        // read before (a port read twice), or the owner has stopped
-        self.inner.weight(port)
     }
     fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
         self.inner.onehot(port, rows, ring)
