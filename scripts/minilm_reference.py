@@ -39,11 +39,13 @@ def layer_norm(x, g, b):
     return (x - mu) / np.sqrt(var + EPS) * g + b
 
 
-def embed(w, ids):
+def encode(w, ids, types=None):
+    """The encoder's output states [S, D]; `types` are token-type ids (0 if None)."""
     p = lambda n: w[n].astype(np.float64)
     s = len(ids)
+    types = np.zeros(s, dtype=np.int64) if types is None else np.asarray(types)
     x = p("embeddings.word_embeddings.weight")[ids]
-    x = x + p("embeddings.position_embeddings.weight")[:s] + p("embeddings.token_type_embeddings.weight")[0]
+    x = x + p("embeddings.position_embeddings.weight")[:s] + p("embeddings.token_type_embeddings.weight")[types]
     x = layer_norm(x, p("embeddings.LayerNorm.weight"), p("embeddings.LayerNorm.bias"))
     for i in range(LAYERS):
         pre = f"encoder.layer.{i}."
@@ -63,7 +65,11 @@ def embed(w, ids):
         f = 0.5 * f * (1.0 + erf(f / math.sqrt(2.0)))
         o = lin(f, "output.dense")
         x = layer_norm(o + h, p(pre + "output.LayerNorm.weight"), p(pre + "output.LayerNorm.bias"))
-    return x.mean(0)
+    return x
+
+
+def embed(w, ids):
+    return encode(w, ids).mean(0)
 
 
 def main():

@@ -131,7 +131,7 @@ pub enum InputAt {
 /// value leaves the class. Returns the new graph and the input's value.
 fn cut_at_embeddings(
     g: &ditto_compiler::ir::Graph,
-    ids: &[f64],
+    inputs: &std::collections::HashMap<String, ditto_compiler::ir::eval::Tensor>,
     weights: &dyn ditto_compiler::ir::eval::WeightSource,
 ) -> Result<(ditto_compiler::ir::Graph, ditto_compiler::ir::eval::Tensor)> {
     use ditto_compiler::ir::{Node, Op, Owner};
@@ -151,18 +151,6 @@ fn cut_at_embeddings(
             cuts.len()
         );
     };
-    let ids_input = g
-        .ids()
-        .into_iter()
-        .find_map(|i| match &g.node(i).op {
-            Op::Input { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .ok_or_else(|| anyhow::anyhow!("the model has no input"))?;
-    let inputs = std::collections::HashMap::from([(
-        ids_input,
-        ditto_compiler::ir::eval::Tensor::new(vec![ids.len()], ids.to_vec()),
-    )]);
     // only the embedding block is evaluated: the cut becomes the sole output
     let mut front = g.clone();
     for o in front.outputs() {
@@ -176,7 +164,7 @@ fn cut_at_embeddings(
     );
     front.add(out, &[*cut]);
     front.prune_dead();
-    let value = ditto_compiler::ir::eval::evaluate(&front, &inputs, weights, &|_| false)
+    let value = ditto_compiler::ir::eval::evaluate(&front, inputs, weights, &|_| false)
         .map_err(|e| anyhow::anyhow!("evaluating the embeddings: {e}"))?
         .outputs
         .shift_remove("embeddings")
@@ -256,23 +244,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     use anyhow::{anyhow, bail};
     let path = crate::model_path(&args.target);
-    let (weights, info) = crate::run::load_weights(
+    if args.seq < 2 {
+        bail!("--seq must be at least 2");
+    }
+    let crate::run::Loaded { weights, opts, .. } = crate::run::load(
         &path,
         &args.weights,
         Some(args.random_weights),
         &args.config,
         args.layers,
+        args.seq as i64,
     )?;
-    if args.seq < 2 {
-        bail!("--seq must be at least 2");
-    }
-    let opts = ditto_compiler::elab::Options {
-        config: args.config.clone(),
-        sizes: Default::default(),
-        weights: info,
-        layers: args.layers,
-        seq: Some(args.seq as i64),
-    };
     let (sources, e) = crate::compile_reported(&path, &opts)?;
     let shape = match args.net {
         Net::None => None,
@@ -296,9 +278,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         })
         .min()
         .unwrap_or(1000);
-    let ids: Vec<f64> = (0..args.seq)
-        .map(|i| ((101 + i * 37) % rows.max(1)) as f64)
-        .collect();
+    let toks = crate::inputs::Tokens {
+        ids: (0..args.seq)
+            .map(|i| ((101 + i * 37) % rows.max(1)) as u32)
+            .collect(),
+        segments: None,
+    };
+    let slots = crate::inputs::graph_slots(&e.graph);
+    let values = crate::inputs::fill(&slots, &toks, &Default::default())?;
+    let inputs = crate::inputs::tensors(&slots, &values);
     // calibrated bounds go on before the embedding cut renumbers the graph
     let mut base = e.graph.clone();
     if let Some(f) = &args.bounds {
@@ -307,7 +295,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // the client's embedding output is the same under every policy
     let embedded = match args.input {
         InputAt::Ids => None,
-        InputAt::Embeddings => Some(cut_at_embeddings(&base, &ids, weights.as_ref())?),
+        InputAt::Embeddings => Some(cut_at_embeddings(&base, &inputs, weights.as_ref())?),
     };
     let mut results = vec![];
     for policy in &args.policies {
@@ -320,11 +308,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let applied = crate::lower(&mut g, &sources, &pipeline, None)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;
         crate::stamp(&mut prog, &e, &applied);
-        let input = match &embedded {
-            Some((_, v)) => &v.data,
-            None => &ids,
-        };
-        let by_port: Vec<Vec<f64>> = prog.inputs.iter().map(|_| input.clone()).collect();
+        let by_port: Vec<Vec<f64>> = prog
+            .inputs
+            .iter()
+            .map(|p| match (&embedded, values.get(&p.name)) {
+                (Some((_, v)), _) if p.name == "embeddings" => Ok(v.data.clone()),
+                (_, Some(v)) => Ok(v.clone()),
+                _ => Err(anyhow!("no value for input `{}`", p.name)),
+            })
+            .collect::<Result<_>>()?;
         let lookup = |name: &str| weights.values(name);
         let run = |net, record: bool, offline: Option<&[ditto_protocol::PreCall]>| {
             let data = ditto_vm::Data {

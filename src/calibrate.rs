@@ -3,9 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use ditto_compiler::calibrate::Calibration;
-use ditto_compiler::ir::eval::{max_abs, Tensor};
-use ditto_compiler::ir::{Op, Owner};
-use std::collections::HashMap;
+use ditto_compiler::ir::eval::max_abs;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -65,39 +63,33 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         bail!("give samples with --text, --texts FILE or --ids");
     }
     let path = crate::model_path(&args.file);
-    let (weights, info) = crate::run::load_weights(
+    let crate::run::Loaded {
+        weights,
+        opts: base,
+        ..
+    } = crate::run::load(
         &path,
         &args.weights,
         args.random_weights,
         &args.config,
         args.layers,
+        1,
     )?;
     let mut cal: Option<Calibration> = None;
     for (k, ids) in samples.iter().enumerate() {
         let opts = ditto_compiler::elab::Options {
-            config: args.config.clone(),
-            sizes: Default::default(),
-            weights: info.clone(),
-            layers: args.layers,
             seq: Some(ids.len() as i64),
+            ..base.clone()
         };
         let (_, e) = crate::compile_reported(&path, &opts)?;
         let g = &e.graph;
-        let input = g
-            .ids()
-            .into_iter()
-            .find_map(|i| match &g.node(i).op {
-                Op::Input {
-                    name,
-                    owner: Owner::Client,
-                } => Some(name.clone()),
-                _ => None,
-            })
-            .context("the model has no client input")?;
-        let inputs = HashMap::from([(
-            input,
-            Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
-        )]);
+        let toks = crate::inputs::Tokens {
+            ids: ids.clone(),
+            segments: None,
+        };
+        let slots = crate::inputs::graph_slots(g);
+        let values = crate::inputs::fill(&slots, &toks, &Default::default())?;
+        let inputs = crate::inputs::tensors(&slots, &values);
         let m = max_abs(g, &inputs, weights.as_ref())
             .map_err(|e| anyhow!("sample {}: evaluation failed: {e}", k + 1))?;
         let c = cal.get_or_insert_with(|| Calibration::new(&e.model, &e.config, g, args.margin));

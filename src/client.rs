@@ -21,9 +21,18 @@ pub struct ClientArgs {
     /// Token ids, comma-separated.
     #[arg(long, conflicts_with = "text")]
     ids: Option<String>,
+    /// Token types for --ids (0 or 1 each), for a model with `segments`.
+    #[arg(long, requires = "ids")]
+    segments: Option<String>,
     /// Text, tokenized with --tokenizer.
     #[arg(long, requires = "tokenizer")]
     text: Option<String>,
+    /// A second text: the input is the pair (text, pair).
+    #[arg(long, requires = "text")]
+    pair: Option<String>,
+    /// Any other client input of the program by name: `--input x=0.5,1`.
+    #[arg(long = "input", value_name = "NAME=V,...")]
+    named: Vec<String>,
     /// A HuggingFace tokenizer.json.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -98,34 +107,22 @@ pub fn client(args: ClientArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
-    let mut ids = match (&args.text, &args.ids, &args.tokenizer) {
-        (Some(t), _, Some(tj)) => crate::tokens::encode(tj, t)?,
-        (None, Some(ids), _) => crate::tokens::parse_ids(ids)?,
-        _ => bail!("give the input as --ids 1,2,3 or --text \"...\" --tokenizer tokenizer.json"),
+    let toks = match (&args.text, &args.tokenizer) {
+        (Some(t), Some(tj)) => crate::tokens::encode_tokens(tj, t, args.pair.as_deref())?,
+        _ => crate::run::tokens(&None, &None, &args.ids, &args.segments, &None)?,
     };
-    let [port] = prog.inputs.as_slice() else {
-        bail!(
-            "the program has {} inputs; the client sends one (token ids)",
-            prog.inputs.len()
-        );
-    };
-    let n = prog.regs[port.reg.0 as usize].numel() as usize;
-    if ids.len() > n {
-        bail!(
-            "the input has {} tokens; the program was compiled for {n} (ditto compile --seq)",
-            ids.len()
-        );
-    }
-    ids.resize(n, 0);
+    let named = crate::inputs::parse_named(&args.named)?;
+    let slots = crate::inputs::program_slots(&prog);
+    let values = crate::inputs::fill(&slots, &toks, &named)?;
+    let by_port: Vec<Vec<f64>> = slots.iter().map(|s| values[&s.name].clone()).collect();
+    let ids: Vec<u64> = values
+        .get("ids")
+        .map(|v| v.iter().map(|&x| x as u64).collect())
+        .unwrap_or_default();
     let start = Instant::now();
     let query: [u8; 16] = rand::random();
     let hello = Hello::client(prog.hash(), query).encode();
-    let dealt = wire::deal_inputs(
-        &prog,
-        vec![ids.iter().map(|&i| i as f64).collect()],
-        rand::random(),
-    )
-    .map_err(|e| anyhow!("{e}"))?;
+    let dealt = wire::deal_inputs(&prog, by_port, rand::random()).map_err(|e| anyhow!("{e}"))?;
     let timeout = Duration::from_secs(args.timeout);
     let (tx, rx) = channel();
     let cluster = std::sync::Arc::new(cluster);
@@ -161,8 +158,21 @@ pub fn client(args: ClientArgs) -> Result<()> {
         secs.iter().cloned().fold(0.0, f64::max),
     )
     .map_err(|e| anyhow!("{e}"))?;
-    let o = rep.outputs.first().context("the program has no output")?;
+    let outs: crate::run::Outputs = rep
+        .outputs
+        .iter()
+        .map(|o| {
+            (
+                o.name.clone(),
+                ditto_compiler::ir::eval::Tensor::new(o.shape.clone(), o.data.clone()),
+            )
+        })
+        .collect();
+    if outs.is_empty() {
+        bail!("the program has no output");
+    }
     let wall = start.elapsed().as_secs_f64();
+    let seq = ids.len();
     if args.json {
         let mut obj = serde_json::json!({
             "model": prog.meta("model"),
@@ -170,27 +180,28 @@ pub fn client(args: ClientArgs) -> Result<()> {
             "policy": prog.meta("policy"),
             "program": wire::short_hash(&prog.hash()),
             "backend": "cluster",
-            "output_name": o.name,
-            "output": o.data,
-            "shape": o.shape,
             "tokens": ids,
+            "len": toks.ids.len(),
             "wall_s": wall,
             "wire_bytes": wire_bytes,
             "party_s": secs,
         });
+        crate::run::add_outputs_json(&mut obj, &outs);
         crate::profile::add_json(&mut obj, &prog, &rep);
         println!("{obj}");
     } else {
         println!(
-            "model {} (config {}), policy {}, program {}, cluster {}, {} tokens, {wall:.3} s",
+            "model {} (config {}), policy {}, program {}, cluster {}, {}, {wall:.3} s",
             prog.meta("model").unwrap_or("?"),
             prog.meta("config").unwrap_or("?"),
             prog.meta("policy").unwrap_or("?"),
             wire::short_hash(&prog.hash()),
             args.cluster.display(),
-            ids.len()
+            crate::run::token_count(toks.ids.len(), seq)
         );
-        println!("{}", crate::profile::preview(&o.name, &o.shape, &o.data));
+        for (name, o) in &outs {
+            println!("{}", crate::profile::preview(name, &o.shape, &o.data));
+        }
         print!("{}", crate::profile::summary(&rep));
         println!(
             "on the wire between the parties (TLS): {} bytes",

@@ -1,7 +1,7 @@
 //! The cluster file (TOML) and `ditto keygen`.
 //!
 //! ```toml
-//! protocol = 1
+//! protocol = 2
 //! [[party]]            # P0, P1, P2 in order
 //! address = "10.0.0.1:7100"
 //! cert = "p0.crt"      # pinned: a peer must present exactly this certificate
@@ -149,8 +149,9 @@ impl Cluster {
     }
 }
 
-/// Writes `text` to `path`, readable by its owner only when `private`.
-fn write(path: &Path, text: &str, private: bool) -> Result<()> {
+/// Writes `bytes` to `path`, readable by its owner only when `private`
+/// (also when the file existed before with wider permissions).
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>, private: bool) -> Result<()> {
     use std::io::Write;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
@@ -159,9 +160,16 @@ fn write(path: &Path, text: &str, private: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let _ = private;
-    o.open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    f.write_all(bytes.as_ref())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -212,8 +220,8 @@ pub fn keygen(
         let c = rcgen::generate_simple_self_signed(sans)
             .map_err(|e| anyhow!("cannot generate a key for {name}: {e}"))?;
         let (cert, key) = (format!("{name}.crt"), format!("{name}.key"));
-        write(&dir.join(&cert), &c.cert.pem(), false)?;
-        write(&dir.join(&key), &c.signing_key.serialize_pem(), true)?;
+        write(&dir.join(&cert), c.cert.pem(), false)?;
+        write(&dir.join(&key), c.signing_key.serialize_pem(), true)?;
         Ok(Member {
             name: None,
             address: None,
@@ -253,7 +261,7 @@ pub fn keygen(
     let body = toml::to_string(&f).map_err(|e| anyhow!("cannot write the cluster file: {e}"))?;
     write(
         path,
-        &format!(
+        format!(
             "# ditto cluster file (written by `ditto keygen`). Paths are relative to this file.\n\
              # Every host needs this file and the .crt files; each host needs only its own .key.\n\n{body}"
         ),

@@ -2,9 +2,11 @@
 
 mod bench;
 mod calibrate;
+mod checkpoint;
 mod client;
 mod cluster;
 mod genweights;
+mod inputs;
 mod party;
 mod profile;
 mod progress;
@@ -39,6 +41,8 @@ pub struct ShapeArgs {
     #[arg(long)]
     config: Option<String>,
     /// Value of the model's first size parameter (the number of tokens).
+    /// Default: the config's `max_pos` (512 for BERT, 1024 for GPT-2); a
+    /// program serves any input up to it, padding masked by `len`.
     #[arg(long)]
     seq: Option<i64>,
     /// Values of size parameters by name, e.g. `--size S=16`.
@@ -92,8 +96,12 @@ enum Cmd {
         /// A safetensors file or a folder holding model.safetensors.
         #[arg(long)]
         weights: PathBuf,
+        /// The folder for p0, p1, p2 (written 0600: each is one party's secret).
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace the share files of an earlier dealing in that folder.
+        #[arg(long)]
+        force: bool,
     },
     /// Record the largest |value| of every node over sample inputs (float
     /// evaluation), for `--bounds` (check-ranges, the ditto-auto policy).
@@ -139,9 +147,10 @@ enum Cmd {
 /// Options of the pass pipeline.
 #[derive(clap::Args, Clone, Default)]
 pub struct PipelineArgs {
-    /// Precision policy: uniform64, ditto, ditto-nl64, ditto-quad, ditto-auto.
-    #[arg(long, default_value = "ditto")]
-    policy: String,
+    /// Precision policy: uniform64, ditto (the default), ditto-nl64,
+    /// ditto-quad, ditto-auto.
+    #[arg(long)]
+    policy: Option<String>,
     /// A policy of your own (JSON; see docs/passes.md). Overrides --policy.
     #[arg(long)]
     policy_file: Option<PathBuf>,
@@ -170,11 +179,31 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
+    /// The options that only matter to a compiled (fixed or mpc) run, if
+    /// any was given.
+    pub fn compile_only_option(&self) -> Option<&'static str> {
+        if self.policy.is_some() {
+            Some("--policy")
+        } else if self.policy_file.is_some() {
+            Some("--policy-file")
+        } else if self.passes.is_some() {
+            Some("--passes")
+        } else if !self.skip.is_empty() {
+            Some("--skip")
+        } else if self.bounds.is_some() {
+            Some("--bounds")
+        } else if self.dump_after.is_some() || self.dump_dir.is_some() || self.stats {
+            Some("--dump-after/--dump-dir/--stats")
+        } else {
+            None
+        }
+    }
+
     /// The default pipeline under a built-in policy, or under the policy
     /// file `name` when it ends in `.json`.
     pub fn for_policy(name: &str) -> PipelineArgs {
         PipelineArgs {
-            policy: name.to_string(),
+            policy: Some(name.to_string()),
             policy_file: name.ends_with(".json").then(|| PathBuf::from(name)),
             ..Default::default()
         }
@@ -243,7 +272,8 @@ fn main() -> ExitCode {
             program,
             weights,
             output,
-        } => share_weights(&program, &weights, &output),
+            force,
+        } => share_weights(&program, &weights, &output, force),
         Cmd::Keygen {
             cluster,
             hosts,
@@ -288,14 +318,17 @@ pub fn model_path(model: &str) -> PathBuf {
     }
     let in_models = Path::new("models").join(format!("{model}.ditto"));
     if in_models.exists() {
-        in_models
-    } else {
-        p
+        return in_models;
+    }
+    // a shipped model: compile_file reads it from the binary
+    match ditto_compiler::stdlib::model(model) {
+        Some((file, _)) => PathBuf::from(file),
+        None => p,
     }
 }
 
 impl ShapeArgs {
-    pub fn options(&self, default_seq: i64) -> Result<Options> {
+    pub fn options(&self) -> Result<Options> {
         let mut sizes = BTreeMap::new();
         for s in &self.sizes {
             let (k, v) = s.split_once('=').context("--size takes NAME=N")?;
@@ -310,7 +343,8 @@ impl ShapeArgs {
             sizes,
             weights: None,
             layers: self.layers,
-            seq: Some(self.seq.unwrap_or(default_seq)),
+            seq: self.seq,
+            ..Default::default()
         })
     }
 }
@@ -335,7 +369,8 @@ fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result
     if files.is_empty() {
         bail!("no files given: `ditto check models/*.ditto`");
     }
-    let mut opts = shape.options(8)?;
+    let mut opts = shape.options()?;
+    opts.seq_default = Some(8);
     if let Some(w) = weights {
         let st = run::open_weights(w)?;
         opts.weights = Some(st.info().clone());
@@ -386,27 +421,45 @@ fn list_passes() {
     );
 }
 
-fn share_weights(program: &Path, weights: &Path, out: &Path) -> Result<()> {
+fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Result<()> {
     use ditto_compiler::ir::eval::WeightSource;
     let bytes =
         std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", program.display()))?;
-    let w = run::open_weights(weights)?;
+    let paths: Vec<PathBuf> = (0..3).map(|i| out.join(format!("p{i}"))).collect();
+    if !force {
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            bail!(
+                "{} exists (the share files of an earlier dealing): pass --force to replace all \
+                 three, and give every party its new file — parties refuse to mix dealings",
+                p.display()
+            );
+        }
+    }
+    let mut w = run::open_weights(weights)?;
+    let declared: Vec<String> = prog.weights.iter().map(|p| p.name.clone()).collect();
+    if let Some(p) = w.fit(&declared) {
+        eprintln!("note: the checkpoint's tensor names carry the prefix `{p}`");
+    }
     let lookup = |name: &str| w.values(name);
     let seed: [u8; 32] = rand::random();
     let files = ditto_vm::shares::write_share_files(&prog, &lookup, &seed)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for (i, f) in files.iter().enumerate() {
-        let p = out.join(format!("p{i}"));
-        std::fs::write(&p, f).with_context(|| format!("cannot write {}", p.display()))?;
+    for (p, f) in paths.iter().zip(&files) {
+        cluster::write(p, f, true)?;
     }
     eprintln!(
-        "wrote {}/p0, p1, p2: {} weights, {} bytes per party",
-        out.display(),
+        "wrote {}: {} weights, {} bytes per party, dealing {}…",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         prog.weights.len(),
-        files[0].len()
+        files[0].len(),
+        ditto_vm::wire::short_hash(&ditto_vm::shares::dealing_id(&seed))
     );
     Ok(())
 }
@@ -419,10 +472,11 @@ pub fn policy(args: &PipelineArgs) -> Result<ditto_compiler::policy::Policy> {
             .with_context(|| format!("cannot read policy file {}", f.display()))?;
         return Policy::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
     }
-    Policy::builtin(&args.policy).ok_or_else(|| {
+    let name = args.policy.as_deref().unwrap_or("ditto");
+    Policy::builtin(name).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown policy `{}`; policies are: {}",
-            args.policy,
+            name,
             BUILTIN.join(", ")
         )
     })
@@ -628,7 +682,11 @@ fn compile(
     shape: &ShapeArgs,
     pipeline: &PipelineArgs,
 ) -> Result<()> {
-    let opts = shape.options(8)?;
+    let mut opts = shape.options()?;
+    // a program needs its real token count; a printed stage can show 8
+    if emit.is_some() {
+        opts.seq_default = Some(8);
+    }
     if matches!(emit, None | Some(Emit::Bytecode)) {
         let p = program(file, &opts, pipeline)?;
         let out = output

@@ -101,6 +101,8 @@ impl Board {
 struct Ctx {
     id: usize,
     hash: [u8; 32],
+    /// The dealing id of this party's share file, compared with each peer's.
+    dealing: [u8; 16],
     cluster: Cluster,
     server: Arc<rustls::ServerConfig>,
     board: Board,
@@ -129,8 +131,9 @@ pub fn party(args: PartyArgs) -> Result<()> {
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
     let share_bytes = std::fs::read(&args.shares)
         .with_context(|| format!("cannot read {}", args.shares.display()))?;
-    let weights = ditto_vm::shares::read_share_file(&share_bytes, &prog, id as u8)
+    let file = ditto_vm::shares::read_share_file(&share_bytes, &prog, id as u8)
         .map_err(|e| anyhow!("{}: {e}", args.shares.display()))?;
+    let (dealing, weights) = (file.dealing, file.weights);
     drop(share_bytes);
     let me = cluster.party_identity(id)?;
     let mut allowed: Vec<_> = cluster.party_certs.to_vec();
@@ -144,6 +147,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     let ctx = Arc::new(Ctx {
         id,
         hash,
+        dealing,
         cluster,
         server,
         board: Board {
@@ -278,6 +282,17 @@ fn arrive(ctx: &Ctx, sock: std::net::TcpStream) {
                     format!("P{j}'s certificate with a hello for P{}", hello.tag[0]),
                 );
             }
+            if hello.tag[1..] != ctx.dealing[..15] {
+                return refuse(
+                    &mut s,
+                    format!(
+                        "P{j}'s weight shares come from another dealing (dealing {}…) than P{id}'s \
+                         (dealing {}…): give the three parties the files of one `ditto share-weights` run",
+                        wire::short_hash(&hello.tag[1..]),
+                        wire::short_hash(&ctx.dealing)
+                    ),
+                );
+            }
             if tls::write_msg(&mut s, &wire::reply(Ok("linked"))).is_err() {
                 return;
             }
@@ -324,7 +339,11 @@ fn dial_peer(ctx: &Ctx, me: &tls::Identity, j: usize) -> Result<TlsLink> {
     loop {
         let attempt =
             tls::dial(&addr, me, ctx.cluster.party_certs[j].clone(), SHORT).and_then(|mut s| {
-                let m = tls::request(&mut s, &Hello::peer(ctx.hash, id).encode(), 1 << 16)?;
+                let m = tls::request(
+                    &mut s,
+                    &Hello::peer(ctx.hash, id, &ctx.dealing).encode(),
+                    1 << 16,
+                )?;
                 Ok((s, m))
             });
         let why = match attempt {

@@ -1,11 +1,12 @@
 //! `ditto run`: compile a model and evaluate it on token ids.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::inputs::Tokens;
+use anyhow::{anyhow, bail, Result};
 use clap::ValueEnum;
+use ditto_compiler::elab::Options;
 use ditto_compiler::ir::eval::{evaluate, Tensor, WeightSource};
-use ditto_compiler::ir::{Op, Owner};
-use ditto_compiler::weights::{InMemory, SafetensorsFile};
-use std::collections::HashMap;
+use ditto_compiler::ir::Op;
+use ditto_compiler::weights::InMemory;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -37,12 +38,24 @@ pub struct RunArgs {
     /// Text to tokenize with the folder's tokenizer.json.
     #[arg(long, conflicts_with = "ids")]
     text: Option<String>,
+    /// A second text: the input is the pair (text, pair), with token types
+    /// 0 and 1 for a model with a `segments` input.
+    #[arg(long, requires = "text")]
+    pair: Option<String>,
     /// Token ids, comma-separated.
     #[arg(long)]
     ids: Option<String>,
+    /// Token types for --ids (0 or 1 each), for a model with `segments`.
+    #[arg(long, requires = "ids")]
+    segments: Option<String>,
+    /// Any other input of the model by name, as real values:
+    /// `--input x=0.5,1,2` (repeatable).
+    #[arg(long = "input", value_name = "NAME=V,...")]
+    named: Vec<String>,
     #[arg(long)]
     config: Option<String>,
-    /// Pad (with id 0) or cut the token sequence to N tokens.
+    /// Compile for N tokens and pad the input to N (id 0, masked through
+    /// the model's `len` input); an input longer than N is an error.
     #[arg(long)]
     seq: Option<usize>,
     /// Keep only the first K layers.
@@ -59,114 +72,164 @@ pub struct RunArgs {
 }
 
 /// Opens a safetensors file, or `model.safetensors` inside a folder.
-pub fn open_weights(path: &Path) -> Result<SafetensorsFile> {
-    let file = if path.is_dir() {
-        path.join("model.safetensors")
-    } else {
-        path.to_path_buf()
-    };
-    Ok(SafetensorsFile::open(&file)?)
+pub fn open_weights(path: &Path) -> Result<crate::checkpoint::Checkpoint> {
+    crate::checkpoint::Checkpoint::open(path)
+}
+
+/// Weights fitted to a model, and the compile options that go with them.
+pub struct Loaded {
+    pub weights: Box<dyn WeightSource + Sync>,
+    /// Config, layers, the checkpoint's tensors and config.json values.
+    pub opts: Options,
+    /// Label names from config.json's `id2label`.
+    pub labels: Option<Vec<String>>,
 }
 
 /// Weights from a file or folder, or seeded random ones for `model`'s
-/// config; with the file's tensor list for elaboration (random weights have
-/// none: they are made to fit).
-#[allow(clippy::type_complexity)]
-pub fn load_weights(
+/// config. A checkpoint is fitted to the model: its config.json replaces
+/// the config's values unless `--config` is given, and a tensor-name prefix
+/// the model's names lack (`bert.`) is detected.
+pub fn load(
     model: &Path,
     file: &Option<PathBuf>,
     random: Option<u64>,
     config: &Option<String>,
     layers: Option<i64>,
-) -> Result<(
-    Box<dyn WeightSource + Sync>,
-    Option<std::collections::BTreeMap<String, ditto_compiler::weights::TensorInfo>>,
-)> {
-    Ok(match (file, random) {
+    seq: i64,
+) -> Result<Loaded> {
+    let mut opts = Options {
+        config: config.clone(),
+        layers,
+        seq: Some(seq),
+        ..Default::default()
+    };
+    match (file, random) {
         (Some(w), _) => {
-            let f = open_weights(w)?;
-            let info = f.info().clone();
-            (Box::new(f), Some(info))
+            let mut ck = open_weights(w)?;
+            let mut labels = None;
+            if let Some(hf) = crate::checkpoint::hf_config(w)? {
+                labels = hf.labels;
+                if config.is_none() {
+                    opts.values = hf.values;
+                }
+            }
+            // the model's weight names, from an elaboration without the file
+            let (_, e) = crate::compile_reported(model, &opts)?;
+            let declared: Vec<String> = e
+                .graph
+                .ids()
+                .into_iter()
+                .filter_map(|i| match &e.graph.node(i).op {
+                    Op::Weight { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(p) = ck.fit(&declared) {
+                eprintln!("note: the checkpoint's tensor names carry the prefix `{p}`");
+            }
+            opts.weights = Some(ck.info());
+            Ok(Loaded {
+                weights: Box::new(ck),
+                opts,
+                labels,
+            })
         }
         (None, Some(seed)) => {
             let gen = crate::genweights::generate(model, config.clone(), layers, seed)?;
-            (Box::new(InMemory(gen)), None)
+            Ok(Loaded {
+                weights: Box::new(InMemory(gen)),
+                opts,
+                labels: None,
+            })
         }
         (None, None) => bail!("give --weights PATH or --random-weights SEED"),
-    })
+    }
 }
 
-fn tokens(args: &RunArgs) -> Result<Vec<u32>> {
-    let mut ids = match (&args.text, &args.ids) {
-        (Some(text), _) => {
-            crate::tokens::encode(&crate::tokens::tokenizer_beside(&args.weights)?, text)?
+pub fn tokens(
+    text: &Option<String>,
+    pair: &Option<String>,
+    ids: &Option<String>,
+    segments: &Option<String>,
+    weights: &Option<PathBuf>,
+) -> Result<Tokens> {
+    let t = match (text, ids) {
+        (Some(text), _) => crate::tokens::encode_tokens(
+            &crate::tokens::tokenizer_beside(weights)?,
+            text,
+            pair.as_deref(),
+        )?,
+        (None, Some(ids)) => {
+            let ids = crate::tokens::parse_ids(ids)?;
+            let segments = match segments {
+                Some(s) => {
+                    let s = crate::tokens::parse_ids(s)?;
+                    if s.len() != ids.len() || s.iter().any(|&t| t > 1) {
+                        bail!(
+                            "--segments takes one 0 or 1 per token ({} tokens)",
+                            ids.len()
+                        );
+                    }
+                    Some(s)
+                }
+                None => None,
+            };
+            Tokens { ids, segments }
         }
-        (None, Some(ids)) => crate::tokens::parse_ids(ids)?,
         (None, None) => bail!("give the input as --text \"...\" or --ids 1,2,3"),
     };
-    if let Some(n) = args.seq {
-        ids.resize(n, 0);
-    }
-    if ids.is_empty() {
+    if t.ids.is_empty() {
         bail!("the input has no tokens");
     }
-    Ok(ids)
+    Ok(t)
 }
 
+/// A model's outputs, in declaration order: name and value.
+pub type Outputs = Vec<(String, Tensor)>;
+
 pub fn run(args: RunArgs) -> Result<()> {
-    let ids = tokens(&args)?;
+    if args.backend == Backend::Float {
+        if let Some(opt) = args.pipeline.compile_only_option() {
+            bail!("{opt} applies to compiled programs: add --backend fixed or --backend mpc");
+        }
+        if args.profile {
+            bail!("--profile reports the cost of a compiled run: add --backend fixed or --backend mpc");
+        }
+    }
+    let toks = tokens(
+        &args.text,
+        &args.pair,
+        &args.ids,
+        &args.segments,
+        &args.weights,
+    )?;
+    let named = crate::inputs::parse_named(&args.named)?;
+    let seq = crate::inputs::seq_for(&toks, args.seq)?;
     let path = crate::model_path(&args.file);
-    let (weights, info) = load_weights(
+    let Loaded {
+        weights,
+        opts,
+        labels,
+    } = load(
         &path,
         &args.weights,
         args.random_weights,
         &args.config,
         args.layers,
+        seq as i64,
     )?;
-    let opts = ditto_compiler::elab::Options {
-        config: args.config.clone(),
-        sizes: Default::default(),
-        weights: info,
-        layers: args.layers,
-        seq: Some(ids.len() as i64),
-    };
     let (sources, e) = crate::compile_reported(&path, &opts)?;
     let g = &e.graph;
-    let client_inputs: Vec<_> = g
-        .ids()
-        .into_iter()
-        .filter_map(|i| match &g.node(i).op {
-            Op::Input {
-                name,
-                owner: Owner::Client,
-            } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    let [input] = client_inputs.as_slice() else {
-        bail!(
-            "the model must have exactly one client input for token ids, found {}",
-            client_inputs.len()
-        );
-    };
-    let inputs = HashMap::from([(
-        input.clone(),
-        Tensor::new(vec![ids.len()], ids.iter().map(|&i| i as f64).collect()),
-    )]);
+    let slots = crate::inputs::graph_slots(g);
+    let values = crate::inputs::fill(&slots, &toks, &named)?;
+    let inputs = crate::inputs::tensors(&slots, &values);
     let start = std::time::Instant::now();
     let mut report = None;
-    let (policy, (name, out)) = match args.backend {
+    let (policy, outs): (_, Outputs) = match args.backend {
         Backend::Float => {
             let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
                 .map_err(|e| anyhow!("evaluation failed: {e}"))?;
-            (
-                None,
-                result
-                    .outputs
-                    .into_iter()
-                    .next()
-                    .context("the model has no output")?,
-            )
+            (None, result.outputs.into_iter().collect())
         }
         Backend::Fixed | Backend::Mpc => {
             let mut lowered = g.clone();
@@ -180,9 +243,9 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .inputs
                 .iter()
                 .map(|p| {
-                    inputs
+                    values
                         .get(&p.name)
-                        .map(|t| t.data.clone())
+                        .cloned()
                         .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -205,18 +268,18 @@ pub fn run(args: RunArgs) -> Result<()> {
             progress.finish();
             let rep =
                 rep.map_err(|e| anyhow!("{} backend failed: {e}", backend_name(args.backend)))?;
-            let o = rep
+            let outs = rep
                 .outputs
-                .first()
-                .context("the model has no output")?
-                .clone();
+                .iter()
+                .map(|o| (o.name.clone(), Tensor::new(o.shape.clone(), o.data.clone())))
+                .collect();
             report = Some((prog, rep));
-            (
-                Some(crate::policy(&args.pipeline)?.name),
-                (o.name, Tensor::new(o.shape, o.data)),
-            )
+            (Some(crate::policy(&args.pipeline)?.name), outs)
         }
     };
+    if outs.is_empty() {
+        bail!("the model has no output");
+    }
     let backend = backend_name(args.backend);
     let wall = start.elapsed().as_secs_f64();
     if args.json {
@@ -225,26 +288,33 @@ pub fn run(args: RunArgs) -> Result<()> {
             "config": e.config,
             "backend": backend,
             "policy": policy,
-            "output_name": name,
-            "output": out.data,
-            "shape": out.shape,
-            "tokens": ids,
+            "tokens": values
+                .get("ids")
+                .map(|v| v.iter().map(|&x| x as u64).collect::<Vec<_>>()),
+            "len": toks.ids.len(),
             "wall_s": wall,
         });
+        add_outputs_json(&mut obj, &outs);
+        add_labels_json(&mut obj, &outs, labels.as_deref());
         if let Some((prog, rep)) = &report {
             crate::profile::add_json(&mut obj, prog, rep);
         }
         println!("{obj}");
     } else {
         println!(
-            "model {} (config {}), backend {backend}{}, {} tokens, {:.3} s",
+            "model {} (config {}), backend {backend}{}, {}, {:.3} s",
             e.model,
             e.config,
             policy.map(|p| format!(" (policy {p})")).unwrap_or_default(),
-            ids.len(),
+            token_count(toks.ids.len(), seq),
             wall
         );
-        println!("{}", crate::profile::preview(&name, &out.shape, &out.data));
+        for (name, out) in &outs {
+            println!("{}", crate::profile::preview(name, &out.shape, &out.data));
+        }
+        if let Some((label, p)) = top_label(&outs, labels.as_deref()) {
+            println!("label: {label} ({p:.4})");
+        }
         if let Some((prog, rep)) = &report {
             print!("{}", crate::profile::summary(rep));
             if args.profile {
@@ -253,6 +323,58 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The argmax label of the first output, when it has one value per label.
+pub fn top_label(outs: &Outputs, labels: Option<&[String]>) -> Option<(String, f64)> {
+    let (labels, (_, t)) = (labels?, outs.first()?);
+    if t.data.len() != labels.len() {
+        return None;
+    }
+    let (i, p) = t
+        .data
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))?;
+    Some((labels[i].clone(), *p))
+}
+
+/// `labels` and the argmax `label` into a JSON report, when the first
+/// output has one value per label.
+pub fn add_labels_json(obj: &mut serde_json::Value, outs: &Outputs, labels: Option<&[String]>) {
+    if let Some((label, _)) = top_label(outs, labels) {
+        obj["labels"] = serde_json::json!(labels);
+        obj["label"] = serde_json::json!(label);
+    }
+}
+
+/// "5 tokens" or "5 tokens (padded to 128)".
+pub fn token_count(n: usize, seq: usize) -> String {
+    let t = if n == 1 { "token" } else { "tokens" };
+    if seq > n {
+        format!("{n} {t} (padded to {seq})")
+    } else {
+        format!("{n} {t}")
+    }
+}
+
+/// Every output into a JSON report: `outputs` maps each name (declaration
+/// order) to its shape and values; `output`, `output_name` and `shape`
+/// repeat the first, for one-output models.
+pub fn add_outputs_json(obj: &mut serde_json::Value, outs: &Outputs) {
+    let mut m = serde_json::Map::new();
+    for (name, t) in outs {
+        m.insert(
+            name.clone(),
+            serde_json::json!({ "shape": t.shape, "values": t.data }),
+        );
+    }
+    obj["outputs"] = serde_json::Value::Object(m);
+    if let Some((name, t)) = outs.first() {
+        obj["output_name"] = serde_json::json!(name);
+        obj["output"] = serde_json::json!(t.data);
+        obj["shape"] = serde_json::json!(t.shape);
+    }
 }
 
 fn backend_name(b: Backend) -> &'static str {

@@ -5,15 +5,30 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 pub fn encode(tokenizer_json: &Path, text: &str) -> Result<Vec<u32>> {
+    Ok(encode_tokens(tokenizer_json, text, None)?.ids)
+}
+
+/// A text, or a pair of texts (token types 0 and 1, as the tokenizer's
+/// pair template gives them).
+pub fn encode_tokens(
+    tokenizer_json: &Path,
+    text: &str,
+    pair: Option<&str>,
+) -> Result<crate::inputs::Tokens> {
     let mut tok = tokenizers::Tokenizer::from_file(tokenizer_json)
         .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", tokenizer_json.display()))?;
     tok.with_padding(None);
     tok.with_truncation(None)
         .map_err(|e| anyhow!("cannot disable truncation: {e}"))?;
-    let enc = tok
-        .encode(text, true)
-        .map_err(|e| anyhow!("cannot tokenize: {e}"))?;
-    Ok(enc.get_ids().to_vec())
+    let enc = match pair {
+        None => tok.encode(text, true),
+        Some(b) => tok.encode((text, b), true),
+    }
+    .map_err(|e| anyhow!("cannot tokenize: {e}"))?;
+    Ok(crate::inputs::Tokens {
+        ids: enc.get_ids().to_vec(),
+        segments: pair.map(|_| enc.get_type_ids().to_vec()),
+    })
 }
 
 /// The tokenizer.json beside a weights file or in a weights folder (which

@@ -176,7 +176,12 @@ fn bad_inputs_are_rejected() {
         "cannot read /nonexistent.ditto",
     );
     fails_with(
-        &["compile", "tests/diagnostics/unknown_name.ditto"],
+        &[
+            "compile",
+            "tests/diagnostics/unknown_name.ditto",
+            "--seq",
+            "4",
+        ],
         "tests/diagnostics/unknown_name.ditto:3:16",
     );
     fails_with(
@@ -450,7 +455,7 @@ fn compile_writes_a_valid_bytecode_program() {
     )
     .unwrap();
     fails_with(
-        &["compile", &f],
+        &["compile", &f, "--seq", "4"],
         "exp.ditto:3:16: `exp` has no MPC instruction",
     );
 }
@@ -538,6 +543,7 @@ fn share_weights_writes_one_file_per_party() {
     let w = tmp("share-w.safetensors");
     let prog = tmp("share.dbc");
     let dir = tmp("shares");
+    let _ = std::fs::remove_dir_all(&dir);
     let run = |args: &[&str]| {
         let (ok, _, err) = ditto(args);
         assert!(ok, "{args:?}: {err}");
@@ -568,7 +574,21 @@ fn share_weights_writes_one_file_per_party() {
         sizes[0] > 100_000 && sizes.iter().all(|&s| s == sizes[0]),
         "{sizes:?}"
     );
-    // a program the shares do not belong to is refused by name
+    // files of an earlier dealing are not replaced without --force
+    fails_with(
+        &["share-weights", &prog, "--weights", &w, "-o", &dir],
+        "pass --force",
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(format!("{dir}/p1"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "share files are private");
+    }
+    // a file that is not a weights file is refused by name
     fails_with(
         &[
             "share-weights",
@@ -577,6 +597,7 @@ fn share_weights_writes_one_file_per_party() {
             "models/bert.ditto",
             "-o",
             &dir,
+            "--force",
         ],
         "models/bert.ditto",
     );
@@ -639,7 +660,7 @@ fn cluster_commands_reject_bad_setups_with_the_reason() {
     );
     std::fs::write(
         format!("{dir}/bad.toml"),
-        "protocol = 1\n[[party]]\ncert = \"p0.crt\"\nkey = \"p0.key\"\n",
+        "protocol = 2\n[[party]]\ncert = \"p0.crt\"\nkey = \"p0.key\"\n",
     )
     .unwrap();
     run(
@@ -656,7 +677,7 @@ fn cluster_commands_reject_bad_setups_with_the_reason() {
             "--ids",
             "1,2,3,4,5",
         ],
-        "compiled for 4",
+        "compiled for at most 4",
     );
 }
 

@@ -522,3 +522,130 @@ fn killed_party_is_reported_and_taken_back_after_restart() {
     );
     assert!(d < 5e-3, "off by {d}");
 }
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Sentences of 2 to 60 tokens (the empty text is [CLS] [SEP]).
+const SENTENCES: &[&str] = &[
+    "",
+    "I love Rust.",
+    "Secure inference keeps both the model and the query private.",
+    "Three servers compute on secret shares without learning the input or the weights of the transformer model that they evaluate together.",
+    "The hospital wants to classify patient notes with a language model, but privacy law forbids sending the notes to the model provider, and the provider will not hand over its weights; secure multi-party computation lets both sides keep their secrets while the three servers produce the answer.",
+];
+
+#[test]
+fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache/all-minilm-l6-v2");
+    assert!(
+        folder.join("model.safetensors").exists(),
+        "MiniLM weights missing: run scripts/fetch-models.sh"
+    );
+    let dir = fresh_dir("cluster-minilm");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let program = dir.join("minilm-128.dbc");
+    ok(&[
+        "compile",
+        "minilm",
+        "--seq",
+        "128",
+        "--policy",
+        "ditto",
+        "-o",
+        &s(&program),
+    ]);
+    let shares = dir.join("shares");
+    let share = |out: &Path| {
+        ok(&[
+            "share-weights",
+            &s(&program),
+            "--weights",
+            &s(&folder),
+            "-o",
+            &s(out),
+        ])
+    };
+    share(&shares);
+    let m = Model {
+        program: program.clone(),
+        weights: folder.clone(),
+        shares: shares.clone(),
+        model: "minilm".into(),
+        config: "l6".into(),
+        seq: 128,
+    };
+    let mut parties = Parties::start(&cluster, &m);
+    let tokenizer = folder.join("tokenizer.json");
+    let mut lens = vec![];
+    for text in SENTENCES {
+        let want = json(&ok(&[
+            "run",
+            "minilm",
+            "--weights",
+            &s(&folder),
+            "--text",
+            text,
+            "--json",
+        ]));
+        let (good, out, err) = ditto(&[
+            "client",
+            "--cluster",
+            &s(&cluster),
+            "--program",
+            &s(&program),
+            "--text",
+            text,
+            "--tokenizer",
+            &s(&tokenizer),
+            "--json",
+        ]);
+        assert!(good, "{text:?}: {err}");
+        let got = json(&out);
+        let n = want["tokens"].as_array().unwrap().len();
+        lens.push(n);
+        assert_eq!(got["len"], n, "{text:?}");
+        assert_eq!(got["tokens"].as_array().unwrap().len(), 128);
+        let c = cosine(&floats(&got), &floats(&want));
+        eprintln!("{n:>2} tokens of 128: cosine {c:.5} against the unpadded float model");
+        assert!(c >= 0.995, "{text:?} ({n} tokens): cosine {c}");
+        // the client uploads ids as two one-hot factors, not a 30522-wide row
+        let up = got["client_bytes"].as_u64().unwrap();
+        assert!(up <= 187_527_168 / 6, "client upload {up} bytes");
+    }
+    lens.sort();
+    assert_eq!(
+        (lens[0], *lens.last().unwrap() <= 60),
+        (2, true),
+        "{lens:?}"
+    );
+
+    // P1 restarted with the file of another dealing (same weights): the
+    // parties refuse to link, naming it, instead of answering garbage
+    let again = dir.join("shares-again");
+    share(&again);
+    parties.kill(1);
+    let other = Model { shares: again, ..m };
+    parties.restart(1, &other);
+    parties.wait_for(0, "P1's weight shares come from another dealing", 1);
+    let (good, _, err) = ditto(&[
+        "client",
+        "--cluster",
+        &s(&cluster),
+        "--program",
+        &s(&program),
+        "--ids",
+        "101,102",
+        "--timeout",
+        "20",
+    ]);
+    assert!(!good, "a query answered with mixed dealings");
+    eprintln!("client with mixed dealings: {err}");
+    drop(parties);
+}

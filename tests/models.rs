@@ -153,7 +153,10 @@ fn gpt2_causal_mask_hides_later_tokens() {
         .find(|&i| g.node(i).name.as_deref() == Some("hf"))
         .expect("node named hf");
     let run = |ids: [f64; 6]| {
-        let inputs = HashMap::from([("ids".to_string(), Tensor::new(vec![6], ids.to_vec()))]);
+        let inputs = HashMap::from([
+            ("ids".to_string(), Tensor::new(vec![6], ids.to_vec())),
+            ("len".to_string(), Tensor::new(vec![1], vec![6.0])),
+        ]);
         let e = evaluate(&g, &inputs, &weights, &|n| n == hf).expect("evaluates");
         (e.kept[&hf].clone(), e.outputs["logits"].clone())
     };
@@ -417,4 +420,93 @@ fn ditto_auto_reaches_uniform64_accuracy_from_calibrated_bounds() {
         }
     }
     let _ = std::fs::remove_file(&bounds);
+}
+
+/// all-MiniLM-L6-v2 saved as a HuggingFace `BertForSequenceClassification`
+/// checkpoint would be: every tensor under `bert.`, a 3-label head
+/// `classifier.*` whose f32 values follow scripts/classifier_reference.py's
+/// formula, and a config.json with `id2label`.
+fn classifier_folder() -> PathBuf {
+    use ditto_compiler::ir::eval::WeightSource;
+    let src = root().join("models/cache/all-minilm-l6-v2");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minilm-classifier");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = SafetensorsFile::open(&src.join("model.safetensors")).expect("MiniLM weights");
+    let mut out = std::collections::BTreeMap::new();
+    for (name, info) in st.info() {
+        if info.is_float {
+            out.insert(format!("bert.{name}"), st.tensor(name).unwrap());
+        }
+    }
+    let hidden = 384;
+    let w: Vec<f64> = (0..3)
+        .flat_map(|j| (0..hidden).map(move |i| (0.37 * i as f64 + 1.3 * j as f64 + 0.2).sin()))
+        .collect();
+    out.insert("classifier.weight".into(), Tensor::new(vec![3, hidden], w));
+    out.insert("classifier.bias".into(), Tensor::new(vec![3], vec![0.0; 3]));
+    ditto_compiler::weights::write_f32(&dir.join("model.safetensors"), &out).unwrap();
+    std::fs::copy(src.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    config["id2label"] = serde_json::json!({"0": "negative", "1": "neutral", "2": "positive"});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn bert_classifier_matches_an_independent_reference_on_texts_and_pairs() {
+    let dir = classifier_folder();
+    let w = dir.to_str().unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/classifier_reference.json"))
+            .expect("fixture"),
+    )
+    .unwrap();
+    let inputs = fixture["inputs"].as_array().unwrap();
+    assert!(
+        inputs.iter().any(|i| i["pair"].is_string()),
+        "a pair is tested"
+    );
+    for (k, inp) in inputs.iter().enumerate() {
+        let mut args = vec![
+            "run",
+            "bert-classifier",
+            "--weights",
+            w,
+            "--text",
+            inp["text"].as_str().unwrap(),
+            "--json",
+        ];
+        if let Some(b) = inp["pair"].as_str() {
+            args.extend(["--pair", b]);
+        }
+        let r = json(&ditto(&args));
+        assert_eq!(r["tokens"], inp["tokens"]);
+        assert_eq!(r["config"], "config.json", "{r}");
+        let probs = floats(&r["outputs"]["probs"]["values"]);
+        let want = floats(&inp["probs"]);
+        for (p, q) in probs.iter().zip(&want) {
+            assert!(
+                (p - q).abs() < 1e-5,
+                "{:?}: float {probs:?}, reference {want:?}",
+                inp["text"]
+            );
+        }
+        assert_eq!(r["label"], inp["label"]);
+        assert_eq!(
+            r["labels"],
+            serde_json::json!(["negative", "neutral", "positive"])
+        );
+        // under MPC (padded to 32 tokens): the same label
+        if k == 0 || inp["pair"].is_string() {
+            args.extend(["--backend", "mpc", "--seq", "32"]);
+            let m = json(&ditto(&args));
+            let got = floats(&m["outputs"]["probs"]["values"]);
+            eprintln!("{:?}: mpc {got:?}, reference {want:?}", inp["text"]);
+            assert_eq!(m["label"], inp["label"], "mpc {got:?} vs {want:?}");
+            // `ditto` rounds the encoder in (32, 8): probabilities move by a few 1e-2
+            assert!(got.iter().zip(&want).all(|(p, q)| (p - q).abs() < 0.05));
+        }
+    }
 }

@@ -65,7 +65,8 @@ struct Case {
     est_bytes: u64,
     fixed_ir: Vec<f64>,
     program: ditto_bytecode::Program,
-    ids: Vec<f64>,
+    /// The program's inputs by port: the ids and their count `len`.
+    inputs: Vec<Vec<f64>>,
     weights: SafetensorsFile,
 }
 
@@ -101,7 +102,13 @@ fn case_with(
     };
     run(&mut g, &pipeline, &ctx, &DumpAfter::None).unwrap_or_else(|_| panic!("{model} lowers"));
     let ids: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
-    let inputs = HashMap::from([("ids".to_string(), Tensor::new(vec![ids.len()], ids.clone()))]);
+    let inputs = HashMap::from([
+        ("ids".to_string(), Tensor::new(vec![ids.len()], ids.clone())),
+        (
+            "len".to_string(),
+            Tensor::new(vec![1], vec![ids.len() as f64]),
+        ),
+    ]);
     let fixed_ir = ditto_compiler::ir::fixed::evaluate_fixed(&g, &inputs, &weights)
         .expect("IR fixed evaluation")
         .into_iter()
@@ -111,11 +118,16 @@ fn case_with(
         .decode()
         .data;
     let program = ditto_compiler::codegen::codegen(&g, &|_| String::new()).expect("codegen");
+    let inputs = program
+        .inputs
+        .iter()
+        .map(|p| inputs[&p.name].data.clone())
+        .collect();
     Case {
         est_bytes: ditto_compiler::passes::stats(&g).est_bits / 8,
         fixed_ir,
         program,
-        ids,
+        inputs,
         weights,
     }
 }
@@ -133,7 +145,7 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
             let c = case(model, config, layers, policy, &[1, 17, 33, 2, 250, 9]);
             let lookup = |name: &str| c.weights.values(name);
             let data = || ditto_vm::Data {
-                inputs: vec![c.ids.clone()],
+                inputs: c.inputs.clone(),
                 weights: &lookup,
             };
             let fixed = ditto_vm::run_fixed(&c.program, data()).expect("fixed runs");
@@ -172,7 +184,7 @@ fn schedule_batches_independent_protocols_into_shared_rounds() {
     let run = |c: &Case| {
         let lookup = |name: &str| c.weights.values(name);
         let data = ditto_vm::Data {
-            inputs: vec![c.ids.clone()],
+            inputs: c.inputs.clone(),
             weights: &lookup,
         };
         ditto_vm::run_mpc(&c.program, data, &Default::default()).expect("mpc runs")
@@ -234,7 +246,7 @@ fn an_offline_phase_moves_every_input_independent_round_out_of_the_online_phase(
         let lookup = |name: &str| c.weights.values(name);
         let run = |opts: &ditto_vm::MpcOptions| {
             let data = ditto_vm::Data {
-                inputs: vec![c.ids.clone()],
+                inputs: c.inputs.clone(),
                 weights: &lookup,
             };
             ditto_vm::run_mpc(&c.program, data, opts).expect("mpc runs")
@@ -275,7 +287,7 @@ fn an_offline_phase_moves_every_input_independent_round_out_of_the_online_phase(
         // a trace of another program is refused, not run wrongly
         let other = case(model, config, *layers, "uniform64", &ids);
         let data = ditto_vm::Data {
-            inputs: vec![c.ids.clone()],
+            inputs: c.inputs.clone(),
             weights: &lookup,
         };
         let e = ditto_vm::run_mpc(

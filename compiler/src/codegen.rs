@@ -40,6 +40,32 @@ fn add_port(ports: &mut Vec<Port>, name: &str, reg: Reg, owner: Option<Owner>) -
     ports.len() as u32 - 1
 }
 
+/// Output ports in the order the model declares its outputs (node order),
+/// whatever order the schedule computes them in.
+fn declaration_order(g: &Graph, p: &mut Program) {
+    let names: Vec<String> = g
+        .outputs()
+        .into_iter()
+        .filter_map(|i| match &g.node(i).op {
+            Op::Output { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let rank = |name: &str| names.iter().position(|n| n == name).unwrap_or(usize::MAX);
+    let mut order: Vec<usize> = (0..p.outputs.len()).collect();
+    order.sort_by_key(|&i| rank(&p.outputs[i].name));
+    let mut new_port = vec![0u32; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_port[old] = new as u32;
+    }
+    p.outputs = order.iter().map(|&i| p.outputs[i].clone()).collect();
+    for ins in &mut p.code {
+        if let Instr::Output { port, .. } = ins {
+            *port = new_port[*port as usize];
+        }
+    }
+}
+
 /// Whether `steps` orders every node of `g` exactly once, after its operands.
 fn schedule_fits(g: &Graph, steps: &[crate::ir::Step], topo: &[NodeId]) -> bool {
     let mut pos: HashMap<NodeId, usize> = HashMap::new();
@@ -306,6 +332,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
     if !errors.is_empty() {
         return Err(errors);
     }
+    declaration_order(g, &mut p);
     ditto_bytecode::validate(&p).map_err(|e| {
         vec![Diagnostic::global(format!(
             "internal error: codegen produced an invalid program: {e}"

@@ -38,6 +38,14 @@ pub fn compile_text(name: &str, text: &str, opts: &Options) -> Compiled {
 pub fn compile_file(path: &Path, opts: &Options) -> Compiled {
     match std::fs::read_to_string(path) {
         Ok(text) => compile_text(&path.display().to_string(), &text, opts),
+        // a shipped model, built into the binary (no local file of that path)
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && crate::stdlib::model(&path.to_string_lossy()).is_some() =>
+        {
+            let (file, text) = crate::stdlib::model(&path.to_string_lossy()).expect("checked");
+            compile_text(file, text, opts)
+        }
         Err(e) => Compiled {
             sources: Sources::default(),
             result: Err(vec![Diagnostic::global(format!(

@@ -133,6 +133,12 @@ impl WeightSource for SafetensorsFile {
                 ))
             }
         };
+        if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(format!(
+                "element {i} is {v} in {}: weights must be finite numbers",
+                self.path.display()
+            ));
+        }
         Ok(Tensor::new(view.shape().to_vec(), data))
     }
 }

@@ -35,6 +35,21 @@ pub struct Options {
     /// Value of the model's first size parameter when `sizes` does not name it
     /// (the number of tokens, `--seq`).
     pub seq: Option<i64>,
+    /// The token count when neither `seq` nor the config's `max_pos` gives
+    /// it (`ditto check` uses 8; compiling a program needs a real one).
+    pub seq_default: Option<i64>,
+    /// Values that replace the chosen config's (e.g. from a checkpoint's
+    /// config.json); only names the config declares are replaced.
+    pub values: BTreeMap<String, ConfigValue>,
+}
+
+/// A config value given from outside the model file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
 }
 
 /// A compiled model: its graph and what it was compiled with.
@@ -206,10 +221,19 @@ pub(crate) struct Elab<'s> {
     inputs: HashMap<String, Span>,
     outputs: HashMap<String, Span>,
     depth: usize,
+    /// Loop iterations unrolled so far, nested loops included.
+    unrolled: i64,
+    /// Set once a budget (iterations, nodes) is exhausted: elaboration stops.
+    exhausted: bool,
 }
 
 const MAX_DEPTH: usize = 64;
+/// Loop iterations in all, nested loops included (BERT-large unrolls ~100).
 const MAX_UNROLL: i64 = 100_000;
+/// IR nodes in all (BERT-large has ~1 500 before lowering).
+const MAX_NODES: usize = 1_000_000;
+/// Elements of one tensor (2^32: 32 GiB as f64).
+const MAX_ELEMENTS: u128 = 1 << 32;
 
 impl<'s> Elab<'s> {
     fn new(sources: &'s Sources, opts: &'s Options) -> Self {
@@ -227,6 +251,8 @@ impl<'s> Elab<'s> {
             inputs: HashMap::new(),
             outputs: HashMap::new(),
             depth: 0,
+            unrolled: 0,
+            exhausted: false,
         }
     }
 
@@ -366,14 +392,65 @@ impl<'s> Elab<'s> {
             }
             (None, None) => String::new(),
         };
+        let mut config_name = config_name;
+        for (k, v) in &self.opts.values {
+            if self.globals.contains_key(k) {
+                config_name = "config.json".into();
+                let v = match v {
+                    ConfigValue::Int(i) => Val::Int(*i),
+                    ConfigValue::Float(f) => Val::Float(*f),
+                    ConfigValue::Bool(b) => Val::Bool(*b),
+                    ConfigValue::Str(s) => Val::Str(s.clone()),
+                };
+                self.globals.insert(k.clone(), v);
+            }
+        }
+        if let Some(k) = self.opts.layers {
+            match self.globals.get("layers").cloned() {
+                Some(Val::Int(l)) if k > l || k < 1 => {
+                    self.err(
+                        Diagnostic::error(
+                            format!("--layers {k}: the model has {l} layers"),
+                            model.name.span,
+                            format!("config `{config_name}`"),
+                        )
+                        .with_hint(format!("keep between 1 and {l} layers")),
+                    );
+                }
+                Some(Val::Int(_)) => {}
+                _ => {
+                    self.err(Diagnostic::error(
+                        format!("--layers {k}: the config has no `layers` to cut"),
+                        model.name.span,
+                        format!("config `{config_name}`"),
+                    ));
+                }
+            }
+        }
         // Size parameters.
         for (pi, p) in model.params.iter().enumerate() {
+            let max_pos = match self.globals.get("max_pos") {
+                Some(Val::Int(m)) if pi == 0 => Some(*m),
+                _ => None,
+            };
+            // the token count defaults to the model's maximum (`max_pos`)
             let given = self.opts.sizes.get(&p.name).copied().or(if pi == 0 {
-                self.opts.seq
+                self.opts.seq.or(max_pos).or(self.opts.seq_default)
             } else {
                 None
             });
             match given.as_ref() {
+                Some(&v) if max_pos.is_some_and(|m| v > m) => {
+                    let m = max_pos.unwrap_or_default();
+                    self.err(
+                        Diagnostic::error(
+                            format!("this model takes at most {m} tokens, not {v}"),
+                            p.span,
+                            format!("`{}` is at most the config's `max_pos`", p.name),
+                        )
+                        .with_hint(format!("shorten the input to {m} tokens or fewer")),
+                    );
+                }
                 Some(&v) if v > 0 => {
                     self.globals.insert(p.name.clone(), Val::Int(v));
                 }
@@ -397,6 +474,19 @@ impl<'s> Elab<'s> {
                         )),
                     );
                 }
+            }
+        }
+        for name in self.opts.sizes.keys() {
+            if !model.params.iter().any(|p| &p.name == name) {
+                let names: Vec<&str> = model.params.iter().map(|p| p.name.as_str()).collect();
+                self.err(
+                    Diagnostic::error(
+                        format!("`--size {name}=…`: the model has no size parameter `{name}`"),
+                        model.name.span,
+                        format!("model `{}`", model.name.name),
+                    )
+                    .with_hint(format!("its size parameters are: {}", names.join(", "))),
+                );
             }
         }
         if self.diags.iter().any(|d| d.is_error()) {
@@ -594,6 +684,39 @@ impl<'s> Elab<'s> {
     }
 
     pub(crate) fn add_node(&mut self, op: Op, ty: Type, args: &[NodeId], span: Span) -> NodeId {
+        let numel = ty
+            .shape
+            .iter()
+            .try_fold(1u128, |m, &d| m.checked_mul(d as u128));
+        if numel.is_none_or(|n| n > MAX_ELEMENTS) {
+            let shape: Vec<String> = ty.shape.iter().map(|d| d.to_string()).collect();
+            self.err(
+                Diagnostic::error(
+                    format!(
+                        "a tensor of shape [{}] has {} elements (limit 2^32)",
+                        shape.join(", "),
+                        numel
+                            .map(|n| n.to_string())
+                            .unwrap_or("more than 2^128".into())
+                    ),
+                    span,
+                    "too large",
+                )
+                .with_hint("no machine could hold it; check the dimensions"),
+            );
+            self.exhausted = true;
+        }
+        if self.g.len() == MAX_NODES {
+            self.err(
+                Diagnostic::error(
+                    format!("the model elaborates to more than {MAX_NODES} nodes"),
+                    span,
+                    "while elaborating this",
+                )
+                .with_hint("loops and inlined calls multiply; a transformer needs a few thousand"),
+            );
+            self.exhausted = true;
+        }
         let mut n = Node::new(op, ty);
         n.loc = Some(self.loc(span));
         n.class = self.regions.last().and_then(|r| r.class.clone());
@@ -857,18 +980,38 @@ impl<'s> Elab<'s> {
                         b = b.min(a + k.max(0));
                     }
                 }
-                if b - a > MAX_UNROLL {
-                    self.err(Diagnostic::error(
-                        format!(
-                            "this loop would unroll {} times (limit {MAX_UNROLL})",
-                            b - a
-                        ),
-                        *span,
-                        "too long",
-                    ));
+                if b - a > MAX_UNROLL - self.unrolled {
+                    let d = if self.unrolled == 0 {
+                        Diagnostic::error(
+                            format!(
+                                "this loop would unroll {} times (limit {MAX_UNROLL})",
+                                b - a
+                            ),
+                            *span,
+                            "too long",
+                        )
+                    } else {
+                        Diagnostic::error(
+                            format!(
+                                "loops would unroll more than {MAX_UNROLL} iterations in all \
+                                 ({} so far, {} more here)",
+                                self.unrolled,
+                                b - a
+                            ),
+                            *span,
+                            "this loop exceeds the budget",
+                        )
+                        .with_hint("nested loops multiply: every iteration of the outer loop unrolls the inner one")
+                    };
+                    self.err(d);
+                    self.exhausted = true;
                     return;
                 }
+                self.unrolled += (b - a).max(0);
                 for i in a..b {
+                    if self.exhausted {
+                        break;
+                    }
                     self.scopes
                         .push(HashMap::from([(var.name.clone(), Val::Int(i))]));
                     self.block_stmts(body);
@@ -1571,6 +1714,9 @@ impl<'s> Elab<'s> {
     }
 
     fn call_user(&mut self, def: &FnDef, args: &[Arg], span: Span) -> Val {
+        if self.exhausted {
+            return Val::Poison;
+        }
         if self.depth >= MAX_DEPTH {
             return self.err(
                 Diagnostic::error(

@@ -23,6 +23,37 @@ impl Pass for ApplyPolicy {
                 "internal error: apply-policy on a cyclic graph",
             )]
         })?;
+        // a class the policy names but neither the graph nor the stdlib
+        // knows is a misspelling: it would silently change nothing
+        let classes: std::collections::BTreeSet<&str> = g
+            .ids()
+            .into_iter()
+            .filter_map(|i| g.node(i).class.as_deref())
+            .chain(crate::policy::CLASSES.iter().copied())
+            .collect();
+        let unknown: Vec<Diagnostic> = ctx
+            .policy
+            .formats
+            .keys()
+            .filter(|c| !classes.contains(c.as_str()))
+            .map(|c| {
+                let d = Diagnostic::global(format!(
+                    "policy `{}` assigns a format to class `{c}`, which neither this model nor \
+                     the stdlib declares",
+                    ctx.policy.name
+                ));
+                match crate::elab::closest(c, classes.iter().copied()) {
+                    Some(near) => d.with_hint(format!("did you mean `{near}`?")),
+                    None => d.with_hint(format!(
+                        "classes here: {}",
+                        classes.iter().copied().collect::<Vec<_>>().join(", ")
+                    )),
+                }
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
         let mut changed = false;
         for id in order {
             let args = g.operands(id);

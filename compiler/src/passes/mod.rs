@@ -308,9 +308,18 @@ pub fn stats(g: &Graph) -> GraphStats {
                 }
             }
             Op::Embed if g.node(ops[0]).ty.vis == Vis::Secret => {
+                // one reshare of the result, after one of onehot(b)·T' when
+                // the table is looked up by two digits (onehot_split)
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+                let t = &g.node(ops[1]).ty.shape;
+                let (a, _) = ditto_bytecode::onehot_split(t[0] as u64, t[1] as u64);
+                let tokens = g.node(ops[0]).ty.numel() as u64;
                 s.est_bits += 3 * k * n.ty.numel() as u64;
                 rounds = 1;
+                if a > 1 {
+                    s.est_bits += 3 * k * tokens * a * t[1] as u64;
+                    rounds = 2;
+                }
             }
             _ => {}
         }

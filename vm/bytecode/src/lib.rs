@@ -679,3 +679,42 @@ pub fn docs_table() -> String {
     }
     s
 }
+
+/// How a lookup of secret ids (`Embed`) in a table of `rows` rows of
+/// `width` values is split: id = a·B + b with one-hots of a over `A` rows and
+/// of b over `B` rows, A·B ≥ rows. The client sends both one-hots (2·(A + B)
+/// ring elements per token and party, instead of 2·rows for one one-hot over
+/// the whole table); the parties compute U = onehot(b)·T' ([S, A·width], one
+/// reshare of A·width per token), then onehot(a)·U (one reshare of width).
+/// A is chosen to minimise the elements moved: 6(A + B) + 3·A·width against
+/// 6·rows for the direct one-hot, which `(1, rows)` means (small tables such
+/// as token types).
+pub fn onehot_split(rows: u64, width: u64) -> (u64, u64) {
+    let direct = 6 * rows;
+    let mut best = (direct, 1, rows);
+    let mut a = 2;
+    while a * a <= 4 * rows && a <= rows {
+        let b = rows.div_ceil(a);
+        let cost = 6 * (a + b) + 3 * a * width;
+        if cost < best.0 {
+            best = (cost, a, b);
+        }
+        a += 1;
+    }
+    (best.1, best.2)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::onehot_split;
+
+    #[test]
+    fn large_tables_split_small_ones_do_not() {
+        let (a, b) = onehot_split(30522, 384);
+        assert!((10..=16).contains(&a) && a * b >= 30522, "{a} × {b}");
+        assert_eq!(onehot_split(2, 384), (1, 2));
+        assert_eq!(onehot_split(1, 8), (1, 1));
+        let (a, b) = onehot_split(50257, 768);
+        assert!(a > 1 && a * b >= 50257 && 6 * (a + b) + 3 * a * 768 < 6 * 50257);
+    }
+}

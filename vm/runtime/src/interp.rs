@@ -677,21 +677,67 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                     let port = regs.from_input[ids.0 as usize].ok_or_else(|| {
                         E::M("a lookup of secret ids needs the ids to be a client input".into())
                     })?;
-                    let oh = st.src.onehot(port, rows, R::BITS as u8)?;
-                    let x = R::view(&oh).ok_or_else(|| E::M("one-hot of another ring".into()))?;
                     let s = st.shape(*ids)[0];
-                    matmul_args(
-                        st,
-                        x.into_owned(),
-                        tab,
-                        MatDims {
-                            batch: 1,
-                            m: s,
-                            k: rows,
-                            n: d,
-                            shared: true,
-                        },
-                    )?
+                    let digits = crate::source::Digit::of_lookup(rows, d);
+                    let mut oh = vec![];
+                    for dg in &digits {
+                        let v = st.src.onehot(port, *dg, R::BITS as u8)?;
+                        let x = R::view(&v)
+                            .ok_or_else(|| E::M("one-hot of another ring".into()))?
+                            .into_owned();
+                        oh.push(x);
+                    }
+                    let dims = |m, k, n| MatDims {
+                        batch: 1,
+                        m,
+                        k,
+                        n,
+                        shared: true,
+                    };
+                    match (oh.pop(), oh.pop()) {
+                        // one one-hot over the whole table
+                        (Some(x), None) => matmul_args(st, x, tab, dims(s, rows, d))?,
+                        // id = a·B + b: U = onehot(b)·T' with T'[b, a·d + j]
+                        // = T[a·B + b, j] (0 past the table), then each
+                        // token's onehot(a) row times its [A, d] block of U
+                        (Some(low), Some(high)) => {
+                            let (a, b) = (digits[0].rows, digits[1].rows);
+                            let regroup = |t: &[R]| -> Vec<R> {
+                                let mut m = vec![R::ZERO; b * a * d];
+                                for bb in 0..b {
+                                    for aa in 0..a {
+                                        let r = aa * b + bb;
+                                        if r < rows {
+                                            let at = (bb * a + aa) * d;
+                                            m[at..at + d].copy_from_slice(&t[r * d..(r + 1) * d]);
+                                        }
+                                    }
+                                }
+                                m
+                            };
+                            let t2 = match tab {
+                                Arg::P(v) => Arg::P(Cow::Owned(regroup(&v))),
+                                Arg::S(sh) => Arg::S(Cow::Owned(AShare {
+                                    a: regroup(&sh.a),
+                                    b: regroup(&sh.b),
+                                })),
+                            };
+                            let u = matmul_args(st, low, t2, dims(s, b, a * d))?;
+                            matmul_args(
+                                st,
+                                high,
+                                u,
+                                MatDims {
+                                    batch: s,
+                                    m: 1,
+                                    k: a,
+                                    n: d,
+                                    shared: false,
+                                },
+                            )?
+                        }
+                        _ => return Err(E::M("a lookup without one-hots (internal error)".into())),
+                    }
                 }
             };
             refmt(st, z, ft, fd)?

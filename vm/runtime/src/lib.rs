@@ -24,5 +24,5 @@ pub use run::{
     assemble, estimate, op_kind, run_fixed, run_mpc, InstrCost, MpcOptions, Output, PartyOutcome,
     Report,
 };
-pub use source::{Clear, Data, Dealt, Source};
+pub use source::{Clear, Data, Dealt, Digit, Source};
 pub use value::Value;

@@ -2,8 +2,10 @@
 //! file per party; `ditto party` (issue 6) loads its own.
 //!
 //! Layout, little-endian: magic `DITTOSH\0`, format version (u16), the
-//! program hash (32 bytes), the party index (u8), the number of weights
-//! (u32); per weight its port (u32), ring (u8), element count (u64), then
+//! program hash (32 bytes), the party index (u8), the dealing id (16 bytes,
+//! the same in the three files of one dealing: the parties compare it when
+//! they link up, so files of two dealings are never mixed), the number of
+//! weights (u32); per weight its port (u32), ring (u8), element count (u64), then
 //! the party's two components x_i and x_{i+1}; finally the SHA-256 of
 //! everything before it. A file alone is two pseudo-random vectors per
 //! weight: it says nothing about the weights (P0's file does not even depend
@@ -17,7 +19,26 @@ use ditto_protocol::{AShare, Ring};
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"DITTOSH\0";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+
+/// The id of the dealing from `seed`: a hash, so it tells nothing of the
+/// seed, and the same in the three files.
+pub fn dealing_id(seed: &[u8; 32]) -> [u8; 16] {
+    let h = Sha256::new()
+        .chain_update(b"ditto dealing id")
+        .chain_update(seed)
+        .finalize();
+    h[..16].try_into().expect("16 bytes")
+}
+
+/// A party's share file, read and checked.
+#[derive(Debug)]
+pub struct ShareFile {
+    /// Which dealing the file comes from ([`dealing_id`]).
+    pub dealing: [u8; 16],
+    /// The party's share of each weight, by port.
+    pub weights: Vec<Value>,
+}
 
 /// Why a share file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +83,7 @@ pub fn write_share_files(
         w.extend_from_slice(&VERSION.to_le_bytes());
         w.extend_from_slice(&hash);
         w.push(party as u8);
+        w.extend_from_slice(&dealing_id(seed));
         w.extend_from_slice(&(prog.weights.len() as u32).to_le_bytes());
     }
     for (port, p) in prog.weights.iter().enumerate() {
@@ -124,11 +146,11 @@ fn get_share<R: Rv>(r: &mut Rd, n: usize) -> Result<Value, ShareError> {
 
 /// Party `party`'s weight values (shares, by weight port) from its file,
 /// checked against `prog`. Never panics on a malformed file.
-pub fn read_share_file(bytes: &[u8], prog: &Program, party: u8) -> Result<Vec<Value>, ShareError> {
+pub fn read_share_file(bytes: &[u8], prog: &Program, party: u8) -> Result<ShareFile, ShareError> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(ShareError::BadMagic);
     }
-    if bytes.len() < 10 + 32 + 1 + 4 + 32 {
+    if bytes.len() < 10 + 32 + 1 + 16 + 4 + 32 {
         return Err(ShareError::Invalid {
             offset: bytes.len(),
             message: "truncated header".into(),
@@ -155,11 +177,12 @@ pub fn read_share_file(bytes: &[u8], prog: &Program, party: u8) -> Result<Vec<Va
             want: party,
         });
     }
-    let mut r = Rd { b: body, pos: 43 };
+    let dealing: [u8; 16] = body[43..59].try_into().expect("16 bytes");
+    let mut r = Rd { b: body, pos: 59 };
     let count = r.u32("the weight count")? as usize;
     if count != prog.weights.len() {
         return Err(ShareError::Invalid {
-            offset: 43,
+            offset: 59,
             message: format!("{count} weights, the program has {}", prog.weights.len()),
         });
     }
@@ -199,5 +222,8 @@ pub fn read_share_file(bytes: &[u8], prog: &Program, party: u8) -> Result<Vec<Va
             ),
         });
     }
-    Ok(out)
+    Ok(ShareFile {
+        dealing,
+        weights: out,
+    })
 }

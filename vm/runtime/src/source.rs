@@ -17,10 +17,11 @@ use std::borrow::Cow;
 pub trait Source: Sync {
     fn input(&self, port: usize) -> Result<Value, String>;
     fn weight(&self, port: usize) -> Result<Value, String>;
-    /// Shares of the one-hot matrix [ids, rows] of input `port`'s integer
-    /// ids, in ring `ring` with no fraction bits: the client builds it, so a
-    /// lookup of secret ids is one matrix product.
-    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String>;
+    /// Shares of the one-hot matrix [ids, digit.rows] of one digit of input
+    /// `port`'s integer ids, in ring `ring` with no fraction bits: the client
+    /// builds it, so a lookup of secret ids is one or two matrix products
+    /// ([`Digit::of_lookup`]).
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String>;
     /// Bytes the client sent this party (inputs and one-hot matrices).
     fn client_bytes(&self) -> u64 {
         0
@@ -56,14 +57,53 @@ pub fn weight_values<'a>(
     port: usize,
     weights: &Weights<'a>,
 ) -> Result<Cow<'a, [f64]>, String> {
-    let p = &program.weights[port];
-    let x = weights(&p.name)?;
-    let t = &program.regs[p.reg.0 as usize];
-    check_len("the tensor", x.len(), t)?;
+    let x = checked_weight(program, port, weights)?;
     Ok(match stored_layout(program, port) {
         Some((r, c)) => Cow::Owned(crate::value::transpose_batched(&x, 1, r, c)),
         None => x,
     })
+}
+
+/// Weight `port`'s values as the weights give them, refused when their
+/// count differs from the program's, or when one is NaN, infinite, or
+/// beyond what the weight's format holds (it would wrap in the ring): the
+/// error names the tensor and its largest |value|.
+pub fn checked_weight<'a>(
+    program: &Program,
+    port: usize,
+    weights: &Weights<'a>,
+) -> Result<Cow<'a, [f64]>, String> {
+    let p = &program.weights[port];
+    let x = weights(&p.name)?;
+    let t = &program.regs[p.reg.0 as usize];
+    check_len("the tensor", x.len(), t)?;
+    check_values(&format!("weight {:?}", p.name), &x, t)?;
+    Ok(x)
+}
+
+/// Refuses values that the register's format cannot hold: NaN, ±∞, or
+/// |x| ≥ 2^(k−1−f) for ring k with f fraction bits.
+pub fn check_values(what: &str, x: &[f64], t: &RegType) -> Result<(), String> {
+    if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(format!(
+            "{what}: element {i} is {v}; weights and inputs must be finite numbers"
+        ));
+    }
+    if let Kind::Fixed { ring, frac } = t.kind {
+        let limit = ((ring - 1 - frac) as f64).exp2();
+        let (i, big) = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, v.abs()))
+            .fold((0, 0.0), |m, (i, v)| if v > m.1 { (i, v) } else { m });
+        if big >= limit {
+            return Err(format!(
+                "{what}: its largest |value| is {big:e} (element {i}), beyond the ±{limit:e} \
+                 that its format ({ring}, {frac}) holds: the ring would wrap it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn encode_all<R: Ring>(x: &[f64], frac: u8) -> Vec<R> {
@@ -95,15 +135,56 @@ fn public(t: &RegType, x: &[f64]) -> Result<Value, String> {
     }
 }
 
-fn onehot_rows(ids: &[f64], rows: usize) -> Result<Vec<f64>, String> {
-    let mut m = vec![0.0; ids.len() * rows];
+/// One factor of the one-hot a lookup of secret ids takes: over `rows`
+/// rows, the one-hot of (id / div) mod rows, for ids below `table` (the
+/// looked-up table's rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digit {
+    pub table: usize,
+    pub div: usize,
+    pub rows: usize,
+}
+
+impl Digit {
+    /// The factors of a lookup in a table of `table` rows of `width`
+    /// values ([`ditto_bytecode::onehot_split`]): the one-hot over the whole
+    /// table, or the high digit (over A) then the low one (over B).
+    pub fn of_lookup(table: usize, width: usize) -> Vec<Digit> {
+        let (a, b) = ditto_bytecode::onehot_split(table as u64, width as u64);
+        let (a, b) = (a as usize, b as usize);
+        if a == 1 {
+            vec![Digit {
+                table,
+                div: 1,
+                rows: table,
+            }]
+        } else {
+            vec![
+                Digit {
+                    table,
+                    div: b,
+                    rows: a,
+                },
+                Digit {
+                    table,
+                    div: 1,
+                    rows: b,
+                },
+            ]
+        }
+    }
+}
+
+fn onehot_rows(ids: &[f64], d: Digit) -> Result<Vec<f64>, String> {
+    let mut m = vec![0.0; ids.len() * d.rows];
     for (i, &id) in ids.iter().enumerate() {
-        if id < 0.0 || id.fract() != 0.0 || id as usize >= rows {
+        if id < 0.0 || id.fract() != 0.0 || id as usize >= d.table {
             return Err(format!(
-                "token id {id} is out of range for a table of {rows} rows"
+                "token id {id} is out of range for a table of {} rows",
+                d.table
             ));
         }
-        m[i * rows + id as usize] = 1.0;
+        m[i * d.rows + (id as usize / d.div.max(1)) % d.rows] = 1.0;
     }
     Ok(m)
 }
@@ -129,9 +210,13 @@ impl Source for Clear<'_, '_> {
         let x = weight_values(self.program, port, self.data.weights)?;
         public(&self.program.regs[p.reg.0 as usize], &x)
     }
-    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
-        let ids = &self.data.inputs[port];
-        let m = onehot_rows(ids, rows)?;
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
+        let ids = self
+            .data
+            .inputs
+            .get(port)
+            .ok_or("no value for the ids input")?;
+        let m = onehot_rows(ids, digit)?;
         Ok(if ring == 32 {
             Value::P32(encode_all(&m, 0))
         } else {
@@ -292,10 +377,10 @@ impl Source for Dealt<'_, '_> {
         // secret: the transpose, if any, is fused with the encoding
         let stored = stored_layout(self.program, port);
         self.share(t, &self.owner_seed, "weight", port, stored, &|| {
-            (self.data.weights)(&p.name)
+            checked_weight(self.program, port, self.data.weights)
         })
     }
-    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
         let ids = self
             .data
             .inputs
@@ -304,11 +389,13 @@ impl Source for Dealt<'_, '_> {
         let t = RegType {
             secret: true,
             kind: Kind::Fixed { ring, frac: 0 },
-            shape: vec![ids.len() as u64, rows as u64],
+            shape: vec![ids.len() as u64, digit.rows as u64],
         };
         self.count(&t);
-        self.share(&t, &self.client_seed, "onehot", port, None, &|| {
-            onehot_rows(ids, rows).map(Cow::Owned)
+        // each digit from its own streams
+        let tag = format!("onehot/{}/{}", digit.div, digit.rows);
+        self.share(&t, &self.client_seed, &tag, port, None, &|| {
+            onehot_rows(ids, digit).map(Cow::Owned)
         })
     }
     fn client_bytes(&self) -> u64 {
@@ -350,8 +437,7 @@ fn deal_weight(
         let v = public(t, &weight_values(program, port, data.weights)?)?;
         return Ok([v.clone(), v.clone(), v]);
     }
-    let x = (data.weights)(&p.name)?;
-    check_len("the tensor", x.len(), t)?;
+    let x = checked_weight(program, port, data.weights)?;
     let stored = stored_layout(program, port);
     fn three<R: Rv>(
         seed: &[u8; 32],
@@ -480,8 +566,8 @@ impl Source for Fed<'_> {
             Err(_) => self.inner.weight(port),
         }
     }
-    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
-        self.inner.onehot(port, rows, ring)
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
+        self.inner.onehot(port, digit, ring)
     }
     fn client_bytes(&self) -> u64 {
         self.inner.client_bytes()

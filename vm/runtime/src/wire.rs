@@ -9,13 +9,13 @@
 //! client's message.
 
 use crate::interp::{Cost, Outcome};
-use crate::source::{Data, Dealt, Source};
+use crate::source::{Data, Dealt, Digit, Source};
 use crate::value::Value;
 use ditto_bytecode::{Instr, Kind, Owner, Program, RegType};
 use ditto_protocol::{AShare, BitShare, Ring, Stats};
 
 /// Version of the cluster protocol (hellos, inputs, results, mesh control).
-pub const PROTOCOL: u16 = 1;
+pub const PROTOCOL: u16 = 2;
 pub const CLIENT_MAGIC: &[u8; 8] = b"DITTOCQ\0";
 pub const PEER_MAGIC: &[u8; 8] = b"DITTOPH\0";
 
@@ -199,7 +199,7 @@ pub struct Hello {
     pub magic: [u8; 8],
     pub version: u16,
     pub program: [u8; 32],
-    /// A client's query id, or a party's index (first byte).
+    /// A client's query id, or a party's index (first byte) and dealing id.
     pub tag: [u8; 16],
 }
 
@@ -212,9 +212,12 @@ impl Hello {
             tag: query,
         }
     }
-    pub fn peer(program: [u8; 32], id: usize) -> Hello {
+    /// A party's hello to a peer: its index, then the first 15 bytes of
+    /// its share file's dealing id, which the peer compares with its own.
+    pub fn peer(program: [u8; 32], id: usize, dealing: &[u8; 16]) -> Hello {
         let mut tag = [0u8; 16];
         tag[0] = id as u8;
+        tag[1..].copy_from_slice(&dealing[..15]);
         Hello {
             magic: *PEER_MAGIC,
             version: PROTOCOL,
@@ -304,8 +307,8 @@ pub fn decode_reply(b: &[u8]) -> Result<Result<String, String>, WireError> {
 pub enum Request {
     /// Client input `port`.
     Input { port: usize },
-    /// The one-hot matrix of input `port`'s ids over `rows` rows, in ring `ring`.
-    OneHot { port: usize, rows: usize, ring: u8 },
+    /// One digit's one-hot matrix of input `port`'s ids, in ring `ring`.
+    OneHot { port: usize, digit: Digit, ring: u8 },
 }
 
 /// What a program needs from its client, in program order.
@@ -331,14 +334,16 @@ pub fn client_requests(prog: &Program) -> Vec<Request> {
                     Kind::Fixed { ring, .. } => ring,
                     Kind::Bool => continue,
                 };
-                let rows = prog.regs[table.0 as usize]
-                    .shape
-                    .first()
-                    .copied()
-                    .unwrap_or(0) as usize;
-                let r = Request::OneHot { port, rows, ring };
-                if !out.contains(&r) {
-                    out.push(r);
+                let shape = &prog.regs[table.0 as usize].shape;
+                let (rows, width) = (
+                    shape.first().copied().unwrap_or(0) as usize,
+                    shape.get(1).copied().unwrap_or(0) as usize,
+                );
+                for digit in Digit::of_lookup(rows, width) {
+                    let r = Request::OneHot { port, digit, ring };
+                    if !out.contains(&r) {
+                        out.push(r);
+                    }
                 }
             }
             _ => {}
@@ -351,12 +356,12 @@ pub fn client_requests(prog: &Program) -> Vec<Request> {
 fn request_type(prog: &Program, req: &Request) -> RegType {
     match *req {
         Request::Input { port } => prog.regs[prog.inputs[port].reg.0 as usize].clone(),
-        Request::OneHot { port, rows, ring } => {
+        Request::OneHot { port, digit, ring } => {
             let ids = &prog.regs[prog.inputs[port].reg.0 as usize];
             RegType {
                 secret: true,
                 kind: Kind::Fixed { ring, frac: 0 },
-                shape: vec![ids.numel(), rows as u64],
+                shape: vec![ids.numel(), digit.rows as u64],
             }
         }
     }
@@ -404,7 +409,7 @@ pub fn deal_inputs(
         for req in &reqs {
             let v = match *req {
                 Request::Input { port } => src.input(port)?,
-                Request::OneHot { port, rows, ring } => src.onehot(port, rows, ring)?,
+                Request::OneHot { port, digit, ring } => src.onehot(port, digit, ring)?,
             };
             items.push((*req, v));
         }
@@ -416,13 +421,17 @@ pub fn encode_inputs(items: &[(Request, Value)]) -> Vec<u8> {
     let mut w = Vec::new();
     w.extend_from_slice(&(items.len() as u64).to_le_bytes());
     for (req, v) in items {
-        let (kind, port, rows, ring) = match *req {
-            Request::Input { port } => (0u8, port, 0, 0),
-            Request::OneHot { port, rows, ring } => (1, port, rows, ring),
+        let (kind, port, d, ring) = match *req {
+            Request::Input { port } => (0u8, port, [0; 3], 0),
+            Request::OneHot { port, digit, ring } => {
+                (1, port, [digit.table, digit.div, digit.rows], ring)
+            }
         };
         w.push(kind);
         w.extend_from_slice(&(port as u32).to_le_bytes());
-        w.extend_from_slice(&(rows as u64).to_le_bytes());
+        for x in d {
+            w.extend_from_slice(&(x as u64).to_le_bytes());
+        }
         w.push(ring);
         put_value(&mut w, v);
     }
@@ -447,18 +456,24 @@ impl<'a> Received<'a> {
         msg: &[u8],
     ) -> Result<Received<'a>, WireError> {
         let mut r = Rd::new(msg);
-        let n = r.count("the item count", 14)?;
+        let n = r.count("the item count", 30)?;
         let want = client_requests(program);
         let mut items = Vec::with_capacity(n);
         for _ in 0..n {
             let at = r.pos;
             let kind = r.u8("an item kind")?;
             let port = r.u32("a port")? as usize;
-            let rows = r.u64("a row count")? as usize;
+            let table = r.u64("a table's row count")? as usize;
+            let div = r.u64("a digit's divisor")? as usize;
+            let rows = r.u64("a digit's row count")? as usize;
             let ring = r.u8("a ring")?;
             let req = match kind {
                 0 => Request::Input { port },
-                1 => Request::OneHot { port, rows, ring },
+                1 => Request::OneHot {
+                    port,
+                    digit: Digit { table, div, rows },
+                    ring,
+                },
                 k => return Err(r.err(format!("unknown item kind {k}"))),
             };
             let bad = |message: String| WireError {
@@ -506,8 +521,8 @@ impl Source for Received<'_> {
             .cloned()
             .ok_or_else(|| format!("no share of weight {port}"))
     }
-    fn onehot(&self, port: usize, rows: usize, ring: u8) -> Result<Value, String> {
-        self.get(Request::OneHot { port, rows, ring })
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
+        self.get(Request::OneHot { port, digit, ring })
     }
     fn client_bytes(&self) -> u64 {
         self.bytes

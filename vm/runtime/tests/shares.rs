@@ -73,9 +73,15 @@ fn files_reconstruct_the_weights_and_hide_them() {
     let p = program();
     let seed = [9u8; 32];
     let files = write_share_files(&p, &weights(1.0), &seed).expect("written");
-    let got: Vec<Vec<Value>> = (0..3)
+    let read: Vec<_> = (0..3)
         .map(|i| read_share_file(&files[i], &p, i as u8).expect("reads"))
         .collect();
+    // one dealing id in the three files, another for another dealing
+    assert!(read.iter().all(|f| f.dealing == read[0].dealing));
+    let again = write_share_files(&p, &weights(1.0), &[8u8; 32]).expect("written");
+    let d2 = read_share_file(&again[1], &p, 1).expect("reads").dealing;
+    assert_ne!(d2, read[0].dealing);
+    let got: Vec<Vec<Value>> = read.into_iter().map(|f| f.weights).collect();
     match (&got[0][0], &got[1][0], &got[2][0]) {
         (Value::S32(a), Value::S32(b), Value::S32(c)) => {
             let v = open(&[a.clone(), b.clone(), c.clone()]).expect("consistent");
@@ -118,10 +124,10 @@ fn malformed_files_are_refused_with_the_reason() {
         assert!(read_share_file(&b, &p, 1).is_err(), "flip at {i} accepted");
     }
     let mut v2 = f.clone();
-    v2[8] = 2;
+    v2[8] = 3;
     assert_eq!(
         read_share_file(&v2, &p, 1).unwrap_err(),
-        ShareError::Version(2)
+        ShareError::Version(3)
     );
     assert!(matches!(
         read_share_file(f, &p, 2).unwrap_err(),

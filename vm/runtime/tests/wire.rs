@@ -9,7 +9,7 @@ use ditto_vm::wire::{
     client_requests, deal_inputs, decode_reply, decode_result, encode_inputs, get_value, put_value,
     Hello, Rd, Received, Request,
 };
-use ditto_vm::Value;
+use ditto_vm::{Digit, Value};
 use proptest::prelude::*;
 
 /// ids (secret, 4 tokens) → a secret lookup in a 6-row table → output.
@@ -70,13 +70,19 @@ fn program() -> Program {
 fn requests_and_dealing_match_the_program() {
     let p = program();
     let reqs = client_requests(&p);
+    // a 6-row table is looked up by one one-hot over all of it
+    let whole = Digit {
+        table: 6,
+        div: 1,
+        rows: 6,
+    };
     assert_eq!(
         reqs,
         vec![
             Request::Input { port: 0 },
             Request::OneHot {
                 port: 0,
-                rows: 6,
+                digit: whole,
                 ring: 64
             }
         ]
@@ -103,8 +109,9 @@ fn requests_and_dealing_match_the_program() {
     for items in &dealt {
         let msg = encode_inputs(items);
         let r = Received::decode(&p, &weights, &msg).expect("accepted");
-        assert!(ditto_vm::Source::onehot(&r, 0, 6, 64).is_ok());
-        assert!(ditto_vm::Source::onehot(&r, 0, 7, 64).is_err());
+        assert!(ditto_vm::Source::onehot(&r, 0, whole, 64).is_ok());
+        let other = Digit { rows: 7, ..whole };
+        assert!(ditto_vm::Source::onehot(&r, 0, other, 64).is_err());
     }
     // out-of-range ids are the client's error, before anything is sent
     assert!(deal_inputs(&p, vec![vec![6.0, 0.0, 0.0, 0.0]], [3; 32]).is_err());
@@ -149,7 +156,11 @@ fn malformed_input_messages_are_refused_with_the_reason() {
     let mut other = dealt[0].clone();
     other[1].0 = Request::OneHot {
         port: 0,
-        rows: 9,
+        digit: Digit {
+            table: 6,
+            div: 1,
+            rows: 9,
+        },
         ring: 64,
     };
     assert!(why(&encode_inputs(&other)).contains("not an input"));
