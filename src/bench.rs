@@ -305,7 +305,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         };
         let mut pipeline = crate::PipelineArgs::for_policy(policy);
         pipeline.calibrated = args.bounds.is_some();
-        let applied = crate::lower(&mut g, &sources, &pipeline, None)?;
+        // shipped bounds for real weights (seeded ones are not calibrated)
+        let check = match &args.weights {
+            Some(_) => crate::bounds::Check::Weights(weights.as_ref()),
+            None => crate::bounds::Check::Off,
+        };
+        let applied = crate::lower(&mut g, &sources, &pipeline, check)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;
         crate::stamp(&mut prog, &e, &applied);
         let by_port: Vec<Vec<f64>> = prog

@@ -49,7 +49,10 @@ pub struct ClientArgs {
     profile: bool,
 }
 
-/// One party's side of the query, on its own thread.
+/// One party's side of the query, on its own thread: the hello, then (once
+/// `go` says all three parties accepted theirs) the input shares and the
+/// wait for the result.
+#[allow(clippy::too_many_arguments)]
 fn ask(
     cluster: &Cluster,
     i: usize,
@@ -57,7 +60,50 @@ fn ask(
     hello: &[u8],
     inputs: &[u8],
     timeout: Duration,
+    said_hello: std::sync::mpsc::Sender<(usize, Result<(), String>)>,
+    go: std::sync::mpsc::Receiver<bool>,
 ) -> Result<PartyResult, String> {
+    let r = hello_to(cluster, i, me, hello);
+    let failed = r.as_ref().err().cloned();
+    let _ = said_hello.send((i, r.as_ref().map(|_| ()).map_err(Clone::clone)));
+    let mut s = r?;
+    if !go.recv().unwrap_or(false) {
+        return Err(failed.unwrap_or_else(|| "another party refused the query".into()));
+    }
+    let gone = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("P{i} closed the connection (did it stop?)")
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            format!(
+                "no answer from P{i} within this client's --timeout of {} s (a query of this \
+                 size may need longer: raise --timeout)",
+                timeout.as_secs()
+            )
+        } else {
+            format!("P{i}: {}", tls::explain(&e))
+        }
+    };
+    let _ = s.sock.set_write_timeout(Some(timeout));
+    let _ = s.sock.set_read_timeout(Some(timeout));
+    tls::write_msg(&mut s, inputs).map_err(gone)?;
+    let m = tls::read_msg(&mut s, 1 << 34).map_err(gone)?;
+    match wire::decode_result(&m) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(format!("P{i} sent a malformed result: {e}")),
+    }
+}
+
+/// The TLS connection to party `i` and its accepted hello.
+fn hello_to(
+    cluster: &Cluster,
+    i: usize,
+    me: &tls::Identity,
+    hello: &[u8],
+) -> Result<tls::ClientStream, String> {
     let addr = cluster.address(i).map_err(|e| e.to_string())?;
     let mut s = tls::dial(
         &addr,
@@ -71,32 +117,14 @@ fn ask(
         }
         _ => format!("P{i} at {addr}: TLS handshake failed: {}", tls::explain(&e)),
     })?;
-    let gone = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            format!("P{i} closed the connection (did it stop?)")
-        } else if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            format!("P{i} did not answer in time")
-        } else {
-            format!("P{i}: {}", tls::explain(&e))
-        }
-    };
-    let r = tls::request(&mut s, hello, 1 << 16).map_err(gone)?;
+    let r = tls::request(&mut s, hello, 1 << 16).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => format!("P{i} closed the connection (did it stop?)"),
+        _ => format!("P{i}: {}", tls::explain(&e)),
+    })?;
     match wire::decode_reply(&r) {
-        Ok(Ok(_)) => {}
-        Ok(Err(why)) => return Err(format!("P{i} refused the query: {why}")),
-        Err(e) => return Err(format!("P{i} sent a malformed reply: {e}")),
-    }
-    let _ = s.sock.set_write_timeout(Some(timeout));
-    let _ = s.sock.set_read_timeout(Some(timeout));
-    tls::write_msg(&mut s, inputs).map_err(gone)?;
-    let m = tls::read_msg(&mut s, 1 << 34).map_err(gone)?;
-    match wire::decode_result(&m) {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(e),
-        Err(e) => Err(format!("P{i} sent a malformed result: {e}")),
+        Ok(Ok(_)) => Ok(s),
+        Ok(Err(why)) => Err(format!("P{i} refused the query: {why}")),
+        Err(e) => Err(format!("P{i} sent a malformed reply: {e}")),
     }
 }
 
@@ -125,17 +153,41 @@ pub fn client(args: ClientArgs) -> Result<()> {
     let dealt = wire::deal_inputs(&prog, by_port, rand::random()).map_err(|e| anyhow!("{e}"))?;
     let timeout = Duration::from_secs(args.timeout);
     let (tx, rx) = channel();
+    let (hello_tx, hello_rx) = channel();
     let cluster = std::sync::Arc::new(cluster);
     let me = std::sync::Arc::new(me);
+    let mut gos = vec![];
     for (i, items) in dealt.into_iter().enumerate() {
         let (tx, cluster, me, hello) = (tx.clone(), cluster.clone(), me.clone(), hello.clone());
+        let hello_tx = hello_tx.clone();
+        let (go_tx, go_rx) = channel();
+        gos.push(go_tx);
         std::thread::spawn(move || {
             let inputs = wire::encode_inputs(&items);
             drop(items);
-            let _ = tx.send((i, ask(&cluster, i, &me, &hello, &inputs, timeout)));
+            let r = ask(&cluster, i, &me, &hello, &inputs, timeout, hello_tx, go_rx);
+            let _ = tx.send((i, r));
         });
     }
-    drop(tx);
+    drop((tx, hello_tx));
+    // the inputs go out only when all three parties accepted the hello, so
+    // a refusal by one leaves no query started at the others
+    let mut accepted = 0;
+    for _ in 0..3 {
+        match hello_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((_, Ok(()))) => accepted += 1,
+            Ok((_, Err(e))) => {
+                for g in &gos {
+                    let _ = g.send(false);
+                }
+                bail!("query failed: {e}");
+            }
+            Err(_) => bail!("query failed: the parties did not answer the hello within 30 s"),
+        }
+    }
+    for g in &gos {
+        let _ = g.send(accepted == 3);
+    }
     // the first failure ends the query at once
     let mut got: [Option<PartyResult>; 3] = [None, None, None];
     for _ in 0..3 {

@@ -173,6 +173,35 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>, private: bool) -> Result<()> 
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `host:port` with a port in 1..=65535 and a host that is an IP address
+/// (IPv6 in brackets) or a DNS name.
+fn check_address(a: &str) -> Result<()> {
+    let (host, port) = a.rsplit_once(':').context("expected host:port")?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => bail!("`{port}` is not a port (1 to 65535)"),
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| anyhow!("`{v6}` is not an IPv6 address"))?;
+        return Ok(());
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        bail!("`{host}` is neither an IP address nor a host name");
+    }
+    Ok(())
+}
+
 /// A free port on the loopback interface.
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -216,6 +245,15 @@ pub fn keygen(
             .map(|_| Ok(format!("127.0.0.1:{}", free_port()?)))
             .collect::<Result<_>>()?,
     };
+    for (i, a) in addresses.iter().enumerate() {
+        check_address(a).with_context(|| format!("--hosts: P{i}'s address `{a}`"))?;
+        if let Some(j) = addresses[..i].iter().position(|b| b == a) {
+            bail!("--hosts: P{j} and P{i} have the same address `{a}`; each party needs its own");
+        }
+    }
+    if clients == 0 {
+        bail!("--clients must be at least 1: a cluster without clients answers no query");
+    }
     let gen = |name: &str, sans: Vec<String>| -> Result<Member> {
         let c = rcgen::generate_simple_self_signed(sans)
             .map_err(|e| anyhow!("cannot generate a key for {name}: {e}"))?;

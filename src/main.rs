@@ -1,6 +1,7 @@
 //! The `ditto` command line: check, compile, run models; generate weights.
 
 mod bench;
+mod bounds;
 mod calibrate;
 mod checkpoint;
 mod client;
@@ -51,6 +52,11 @@ pub struct ShapeArgs {
     /// Keep only the first K layers (loops up to the config's `layers`).
     #[arg(long)]
     layers: Option<i64>,
+    /// Keep the input's true length secret (the model's `len` input): the
+    /// servers learn only the padded size S, for a few masked products per
+    /// attention layer (docs/deployment.md).
+    #[arg(long)]
+    hide_length: bool,
 }
 
 #[derive(Subcommand)]
@@ -344,8 +350,18 @@ impl ShapeArgs {
             weights: None,
             layers: self.layers,
             seq: self.seq,
+            secret_inputs: secret_length(self.hide_length),
             ..Default::default()
         })
+    }
+}
+
+/// The inputs `--hide-length` makes secret.
+pub fn secret_length(hide: bool) -> Vec<String> {
+    if hide {
+        vec!["len".to_string()]
+    } else {
+        vec![]
     }
 }
 
@@ -498,8 +514,9 @@ pub fn lower(
     g: &mut ditto_compiler::ir::Graph,
     sources: &Sources,
     args: &PipelineArgs,
-    weight_bounds: Option<&std::collections::HashMap<String, f64>>,
+    shipped: bounds::Check<'_>,
 ) -> Result<ditto_compiler::policy::Policy> {
+    let weight_bounds = None;
     use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
     let policy = policy(args)?;
     let pipeline = plan(args.passes.as_deref(), &args.skip).map_err(|e| anyhow::anyhow!(e))?;
@@ -518,9 +535,10 @@ pub fn lower(
         }
         (None, None) => DumpAfter::None,
     };
+    let shipped = args.bounds.is_none() && bounds::default_bounds(g, shipped, args.stats)?;
     if let Some(f) = &args.bounds {
         apply_bounds(g, f)?;
-    } else if policy.auto && !args.calibrated {
+    } else if policy.auto && !args.calibrated && !shipped {
         bail!(
             "policy {} picks formats from calibrated bounds: pass --bounds FILE (from `ditto calibrate`)",
             policy.name
@@ -621,7 +639,7 @@ pub fn program(
     pipeline: &PipelineArgs,
 ) -> Result<ditto_bytecode::Program> {
     let (sources, mut e) = compile_reported(file, opts)?;
-    let policy = lower(&mut e.graph, &sources, pipeline, None)?;
+    let policy = lower(&mut e.graph, &sources, pipeline, bounds::Check::Graph)?;
     let mut p = codegen_reported(&e.graph, &sources, file)?;
     stamp(&mut p, &e, &policy);
     Ok(p)
@@ -727,7 +745,7 @@ fn compile(
         Emit::Ir => ditto_compiler::ir::text::print(&compile_reported(file, &opts)?.1.graph),
         Emit::Lowered => {
             let (sources, mut e) = compile_reported(file, &opts)?;
-            lower(&mut e.graph, &sources, pipeline, None)?;
+            lower(&mut e.graph, &sources, pipeline, bounds::Check::Graph)?;
             ditto_compiler::ir::text::print(&e.graph)
         }
         Emit::Dot => ditto_compiler::ir::dot::to_dot(&compile_reported(file, &opts)?.1.graph),

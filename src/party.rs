@@ -56,7 +56,7 @@ pub struct PartyArgs {
 }
 
 /// Step label of the mesh's control messages (query start, readiness).
-const CONTROL: u64 = u64::MAX;
+const CONTROL: u64 = ditto_protocol::comm::STEP_CONTROL;
 /// Handshakes, hellos and small control messages.
 const SHORT: Duration = Duration::from_secs(10);
 /// The largest client message accepted (input shares).
@@ -66,6 +66,10 @@ struct Waiting {
     query: [u8; 16],
     client: String,
     stream: ServerStream,
+    /// The client's input message, read before the query is queued: a
+    /// client that stops after its hello (say, on another party's
+    /// handshake) never starts a query.
+    input: Vec<u8>,
     since: Instant,
 }
 
@@ -316,13 +320,31 @@ fn arrive(ctx: &Ctx, sock: std::net::TcpStream) {
                 );
             }
             let note = format!("queued behind {} other queries", q.len());
+            drop(q);
             if tls::write_msg(&mut s, &wire::reply(Ok(&note))).is_err() {
                 return;
             }
+            // the inputs follow once the client has all three hellos answered
+            let _ = s.sock.set_read_timeout(Some(SHORT * 3));
+            let input = match tls::read_msg(&mut s, MAX_INPUT) {
+                Ok(m) => m,
+                Err(e) => {
+                    log(
+                        id,
+                        format!(
+                            "client {name} left before sending its inputs ({}); no query started",
+                            tls::explain(&e)
+                        ),
+                    );
+                    return;
+                }
+            };
+            let mut q = ctx.board.q.lock().unwrap_or_else(|p| p.into_inner());
             q.push_back(Waiting {
                 query: hello.tag,
                 client: name,
                 stream: s,
+                input,
                 since: Instant::now(),
             });
             ctx.board.cv.notify_all();
@@ -411,7 +433,7 @@ struct Ahead {
 }
 
 /// Step label of the offline phase run between queries.
-const PREPARE: u64 = u64::MAX - 1;
+const PREPARE: u64 = ditto_protocol::comm::STEP_PREPARE;
 
 /// Key setup and the offline phase for `calls`, detached from the link
 /// until the next query resumes it.
@@ -507,14 +529,8 @@ fn query(
             "P{id}: the client of query {} did not connect to P{id}",
             wire::short_hash(&qid)
         )),
-        Some(w) => {
-            let _ = w.stream.sock.set_read_timeout(Some(SHORT * 3));
-            match tls::read_msg(&mut w.stream, MAX_INPUT) {
-                Err(e) => Err(format!("P{id}: could not read the input shares: {e}")),
-                Ok(m) => Received::decode(prog, weights, &m)
-                    .map_err(|e| format!("P{id}: malformed input message: {e}")),
-            }
-        }
+        Some(w) => Received::decode(prog, weights, &w.input)
+            .map_err(|e| format!("P{id}: malformed input message: {e}")),
     };
     // 3. all ready?
     // (with a digest of the recorded conversion calls: an offline phase

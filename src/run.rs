@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Keep only the first K layers.
     #[arg(long)]
     layers: Option<i64>,
+    /// Keep the true length secret (the model's `len` input): the servers
+    /// learn only the padded size.
+    #[arg(long)]
+    hide_length: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -208,7 +212,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let path = crate::model_path(&args.file);
     let Loaded {
         weights,
-        opts,
+        mut opts,
         labels,
     } = load(
         &path,
@@ -218,6 +222,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.layers,
         seq as i64,
     )?;
+    opts.secret_inputs = crate::secret_length(args.hide_length);
     let (sources, e) = crate::compile_reported(&path, &opts)?;
     let g = &e.graph;
     let slots = crate::inputs::graph_slots(g);
@@ -236,7 +241,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             // check-ranges uses declared bounds only: propagating the weights'
             // largest |w| through matmuls overestimates by orders of magnitude
             // (docs/passes.md), so weight statistics wait for calibration.
-            let applied = crate::lower(&mut lowered, &sources, &args.pipeline, None)?;
+            let check = crate::bounds::Check::Weights(weights.as_ref());
+            let applied = crate::lower(&mut lowered, &sources, &args.pipeline, check)?;
             let mut prog = crate::codegen_reported(&lowered, &sources, &path)?;
             crate::stamp(&mut prog, &e, &applied);
             let by_port = prog

@@ -615,6 +615,19 @@ fn cluster_commands_reject_bad_setups_with_the_reason() {
         &["keygen", "--cluster", &cluster, "--force", "--hosts", "a,b"],
         "three hosts",
     );
+    for (hosts, want) in [
+        ("a b,c,d", "neither an IP address nor a host name"),
+        ("a,c:99999,d", "is not a port"),
+        (
+            "10.0.0.1,10.0.0.2,10.0.0.1",
+            "P0 and P2 have the same address",
+        ),
+    ] {
+        fails_with(
+            &["keygen", "--cluster", &cluster, "--force", "--hosts", hosts],
+            want,
+        );
+    }
     let prog = format!("{dir}/bert.dbc");
     let w = format!("{dir}/w.safetensors");
     let shares = format!("{dir}/shares");
@@ -757,7 +770,7 @@ fn calibrated_bounds_are_checked_and_refused_with_the_reason() {
     let (ok, _, err) = compile("ditto", &bad);
     assert!(!ok);
     assert!(
-        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:22"),
+        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:25"),
         "{err}"
     );
     // malformed files

@@ -510,3 +510,82 @@ fn bert_classifier_matches_an_independent_reference_on_texts_and_pairs() {
         }
     }
 }
+
+/// A program compiled for 128 tokens, given 2 to 30 real ones: the answer
+/// of the unpadded model (the numpy reference of the fixture, computed on
+/// the sentence alone), because `len` masks attention to the padding and
+/// keeps it out of the mean.
+#[test]
+fn minilm_padded_to_128_under_mpc_matches_the_unpadded_reference() {
+    let folder = root().join("models/cache/all-minilm-l6-v2");
+    let w = folder.to_str().unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/minilm_reference.json"))
+            .expect("fixture"),
+    )
+    .unwrap();
+    let mut cases: Vec<(String, Vec<f64>)> = fixture["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["text"].as_str().unwrap().to_string(),
+                floats(&s["embedding"]),
+            )
+        })
+        .collect();
+    // the shortest input there is: [CLS] [SEP], against the float model
+    let empty = json(&ditto(&[
+        "run",
+        "minilm",
+        "--weights",
+        w,
+        "--text",
+        "",
+        "--json",
+    ]));
+    assert_eq!(empty["len"], 2);
+    cases.push((String::new(), floats(&empty["output"])));
+    // negative control: the same padding treated as real tokens (`len` set
+    // to 128 by hand) is far from the reference: the check can fail
+    let (text, want) = &cases[2];
+    let unmasked = json(&ditto(&[
+        "run",
+        "minilm",
+        "--weights",
+        w,
+        "--text",
+        text,
+        "--seq",
+        "128",
+        "--input",
+        "len=128",
+        "--json",
+    ]));
+    let cos = cosine(&floats(&unmasked["output"]), want);
+    assert!(cos < 0.9, "padding without the mask: cosine {cos}");
+    for (text, want) in &cases {
+        let r = json(&ditto(&[
+            "run",
+            "minilm",
+            "--weights",
+            w,
+            "--text",
+            text,
+            "--seq",
+            "128",
+            "--backend",
+            "mpc",
+            "--json",
+        ]));
+        assert_eq!(r["tokens"].as_array().unwrap().len(), 128);
+        let n = r["len"].as_u64().unwrap();
+        let cos = cosine(&floats(&r["output"]), want);
+        eprintln!("{n:>2} of 128 tokens: cosine {cos:.5}");
+        assert!(cos >= 0.995, "{text:?} ({n} tokens): cosine {cos}");
+        // the client uploads two one-hot digits per token, not a 30522-wide row
+        let up = r["client_bytes"].as_u64().unwrap();
+        assert!(up * 6 <= 187_527_168, "client bytes {up}");
+    }
+}

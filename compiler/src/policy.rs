@@ -68,6 +68,7 @@ pub struct Policy {
 pub const CLASSES: &[&str] = &[
     "embedding",
     "linear",
+    "weights",
     "scores",
     "softmax",
     "exp",
@@ -102,6 +103,19 @@ pub const GELU_POLY: Format = Format {
     frac: 12,
 };
 
+/// The linear layers' weight matrices under `ditto`: two more fraction
+/// bits than the activations they multiply (the weights' rounding, not the
+/// activations', dominates the error of (32, 8) layers: on
+/// all-MiniLM-L6-v2 a 3-token input goes from cosine 0.989 to 0.9985), at
+/// the same bytes and rounds: the product's truncation drops 18 bits
+/// instead of 16. The price is headroom: an accumulator must stay below
+/// 2^(30−18) = 4096 instead of 16384 (check-ranges proves it where bounds
+/// are known).
+pub const WEIGHTS_LOW: Format = Format {
+    ring: crate::ir::Ring::Z32,
+    frac: 10,
+};
+
 /// exp's squarings under `ditto` (see [`APPROX_CLASSES`]).
 pub const EXP_LOW: Format = Format {
     ring: crate::ir::Ring::Z32,
@@ -112,7 +126,8 @@ impl Policy {
     /// The built-in policies (docs/passes.md):
     /// - `uniform64`: every class in (64, 18) with PUMA's approximations,
     ///   PUMA's setting;
-    /// - `ditto`: linear layers and scores in (32, 8); GeLU by symmetry
+    /// - `ditto`: linear layers and scores in (32, 8), their weight matrices
+    ///   in (32, 10) ([`WEIGHTS_LOW`]); GeLU by symmetry
     ///   (`gelu_sym`) with x and the result in (32, 8) and its quartic in
     ///   (32, 12); exp with a quadratic base and 4 squarings in (32, 14); the
     ///   rest (reciprocal, normalisations, probs·V, residuals, LayerNorm,
@@ -131,7 +146,7 @@ impl Policy {
                         Format::HIGH
                     } else if let Some((_, f)) = overrides.iter().find(|(k, _)| *k == c) {
                         *f
-                    } else if matches!(c, "linear" | "scores") {
+                    } else if matches!(c, "linear" | "weights" | "scores") {
                         Format::LOW
                     } else {
                         Format::HIGH
@@ -145,6 +160,7 @@ impl Policy {
             "ditto" | "ditto-auto" => (
                 table(
                     &[
+                        ("weights", WEIGHTS_LOW),
                         ("gelu", Format::LOW),
                         ("gelu_poly", GELU_POLY),
                         ("exp", EXP_LOW),
@@ -156,7 +172,14 @@ impl Policy {
             ),
             "ditto-nl64" => (table(&[], false), GeluApprox::Puma, ExpApprox::Puma),
             "ditto-quad" => (
-                table(&[("gelu", Format::LOW), ("exp", EXP_LOW)], false),
+                table(
+                    &[
+                        ("weights", WEIGHTS_LOW),
+                        ("gelu", Format::LOW),
+                        ("exp", EXP_LOW),
+                    ],
+                    false,
+                ),
                 GeluApprox::Quad,
                 ExpApprox::Quad,
             ),

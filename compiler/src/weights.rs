@@ -135,7 +135,7 @@ impl WeightSource for SafetensorsFile {
         };
         if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(format!(
-                "element {i} is {v} in {}: weights must be finite numbers",
+                "tensor {name:?}: element {i} is {v} in {}: weights must be finite numbers",
                 self.path.display()
             ));
         }

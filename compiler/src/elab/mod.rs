@@ -38,6 +38,9 @@ pub struct Options {
     /// The token count when neither `seq` nor the config's `max_pos` gives
     /// it (`ditto check` uses 8; compiling a program needs a real one).
     pub seq_default: Option<i64>,
+    /// Inputs declared public that this compilation makes secret
+    /// (`--hide-length` names `len`: the servers then learn only S).
+    pub secret_inputs: Vec<String>,
     /// Values that replace the chosen config's (e.g. from a checkpoint's
     /// config.json); only names the config declares are replaced.
     pub values: BTreeMap<String, ConfigValue>,
@@ -1306,9 +1309,12 @@ impl<'s> Elab<'s> {
                 .with_hint("inputs come `from client` or `from model_owner`"),
             );
         };
-        let Some((ty, pinned)) = self.leaf_type(ty, "an input") else {
+        let Some((mut ty, pinned)) = self.leaf_type(ty, "an input") else {
             return Val::Poison;
         };
+        if self.opts.secret_inputs.contains(&name.name) {
+            ty.vis = Vis::Secret;
+        }
         if let Some(prev) = self.inputs.get(&name.name) {
             let d = Diagnostic::error(
                 format!("input `{}` is declared twice", name.name),

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 pub struct InsertConversions;
 
 /// The format operand `pos` of `user` must have, if it must have one.
-fn required(g: &Graph, user: NodeId, pos: usize, operand: NodeId) -> Option<Format> {
+pub(crate) fn required(g: &Graph, user: NodeId, pos: usize, operand: NodeId) -> Option<Format> {
     let u = g.node(user);
     let have = g.node(operand).ty.format()?;
     if inherits_from(&u.op).is_some() || matches!(u.op, Op::Convert) {

@@ -8,10 +8,64 @@
 //! Applies when every user of the weight is the same swap of its two axes
 //! in the weight's own format (a transpose whose format differs waits for
 //! a conversion, so it is left alone).
+//!
+//! Before that, a weight that every reader would convert to one other
+//! format (a `linear` weight read by a pooler or classifier in the `head`
+//! class, say) takes that format: the model owner encodes it so, and the
+//! conversion — an upcast per element and query — never runs.
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
-use crate::ir::{Graph, Op};
+use crate::ir::{Elem, Graph, NodeId, Op};
+
+/// Gives each weight the one format all its readers (through transposes)
+/// convert it to, if there is one. Returns whether any changed.
+fn reformat(g: &mut Graph) -> bool {
+    let mut changed = false;
+    for id in g.ids() {
+        let n = g.node(id);
+        let (Op::Weight { .. }, Elem::Fixed(have)) = (&n.op, n.ty.elem) else {
+            continue;
+        };
+        // (reader, operand position, the value it reads: the weight or a transpose)
+        let mut moves: Vec<NodeId> = vec![];
+        let mut reads: Vec<(NodeId, usize, NodeId)> = vec![];
+        for u in g.users(id) {
+            let m = g.node(u);
+            if matches!(m.op, Op::Transpose { .. }) && m.ty.elem == n.ty.elem {
+                moves.push(u);
+                for r in g.users(u) {
+                    for (pos, o) in g.operands(r).into_iter().enumerate() {
+                        if o == u {
+                            reads.push((r, pos, u));
+                        }
+                    }
+                }
+            } else {
+                for (pos, o) in g.operands(u).into_iter().enumerate() {
+                    if o == id {
+                        reads.push((u, pos, id));
+                    }
+                }
+            }
+        }
+        let wanted: Vec<Option<crate::ir::Format>> = reads
+            .iter()
+            .map(|&(r, pos, v)| super::insert_conversions::required(g, r, pos, v))
+            .collect();
+        let Some(Some(to)) = wanted.first().copied() else {
+            continue;
+        };
+        if to == have || wanted.iter().any(|w| *w != Some(to)) {
+            continue;
+        }
+        for v in std::iter::once(id).chain(moves) {
+            g.node_mut(v).ty.elem = Elem::Fixed(to);
+        }
+        changed = true;
+    }
+    changed
+}
 
 pub struct WeightLayout;
 
@@ -20,10 +74,10 @@ impl Pass for WeightLayout {
         "weight-layout"
     }
     fn description(&self) -> &'static str {
-        "deal a weight read only through its transpose transposed"
+        "deal a weight in the format its readers convert it to, and transposed if read only so"
     }
     fn run(&self, g: &mut Graph, _: &Ctx) -> Result<bool, Vec<Diagnostic>> {
-        let mut changed = false;
+        let mut changed = reformat(g);
         for id in g.ids() {
             if !g.contains(id) {
                 continue; // a transpose removed below

@@ -56,34 +56,49 @@ impl Stats {
     }
 }
 
+/// The step of the control messages a deployed party exchanges between
+/// queries (not a protocol step).
+pub const STEP_CONTROL: u64 = u64::MAX;
+/// The step of the offline phase a deployed party prepares between queries.
+pub const STEP_PREPARE: u64 = u64::MAX - 1;
+
+/// A step as the logs name it.
+pub fn step_name(step: u64) -> String {
+    match step {
+        STEP_CONTROL => "the control exchange between queries".into(),
+        STEP_PREPARE => "the offline preparation between queries".into(),
+        s => format!("step {s}"),
+    }
+}
+
 /// What went wrong on a link; every variant names the peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommError {
-    #[error("link to P{peer} closed during step {step}")]
+    #[error("link to P{peer} closed during {}", step_name(*step))]
     Closed { peer: usize, step: u64 },
-    #[error("P{peer} sent a short frame during step {step} ({got} bytes)")]
+    #[error("P{peer} sent a short frame during {} ({got} bytes)", step_name(*step))]
     ShortFrame { peer: usize, step: u64, got: usize },
-    #[error("P{peer} sent an oversized frame during step {step} ({len} bytes, limit {limit})")]
+    #[error("P{peer} sent an oversized frame during {} ({len} bytes, limit {limit})", step_name(*step))]
     Oversized {
         peer: usize,
         step: u64,
         len: u64,
         limit: u64,
     },
-    #[error("P{peer} sent a frame for step {got}, expected step {expected}")]
+    #[error("P{peer} sent a frame for {}, expected {}", step_name(*got), step_name(*expected))]
     WrongStep {
         peer: usize,
         expected: u64,
         got: u64,
     },
-    #[error("P{peer} sent frame #{got} out of order (expected #{expected}) during step {step}")]
+    #[error("P{peer} sent frame #{got} out of order (expected #{expected}) during {}", step_name(*step))]
     OutOfOrder {
         peer: usize,
         step: u64,
         expected: u64,
         got: u64,
     },
-    #[error("no message from P{peer} within {millis} ms during step {step}")]
+    #[error("no message from P{peer} within {millis} ms during {}", step_name(*step))]
     Timeout { peer: usize, step: u64, millis: u64 },
     #[error("I/O error on the link to P{peer}: {message}")]
     Io { peer: usize, message: String },

@@ -57,6 +57,9 @@ pub enum ShareError {
     Invalid { offset: usize, message: String },
     #[error("weight {name:?}: {message}")]
     Weight { name: String, message: String },
+    /// A weight's values refused (the message names it).
+    #[error("{0}")]
+    Values(String),
 }
 
 fn hex(h: &[u8]) -> String {
@@ -95,7 +98,7 @@ pub fn write_share_files(
         let Kind::Fixed { ring, frac } = t.kind else {
             return Err(err("a boolean weight cannot be shared".into()));
         };
-        let values = weight_values(prog, port, weights).map_err(err)?;
+        let values = weight_values(prog, port, weights).map_err(ShareError::Values)?;
         let n = t.numel() as usize;
         for w in files.iter_mut() {
             w.extend_from_slice(&(port as u32).to_le_bytes());

@@ -98,7 +98,7 @@ pub fn check_values(what: &str, x: &[f64], t: &RegType) -> Result<(), String> {
             .fold((0, 0.0), |m, (i, v)| if v > m.1 { (i, v) } else { m });
         if big >= limit {
             return Err(format!(
-                "{what}: its largest |value| is {big:e} (element {i}), beyond the ±{limit:e} \
+                "{what}: its largest |value| is {big:.4e} (element {i}), beyond the ±{limit:.4e} \
                  that its format ({ring}, {frac}) holds: the ring would wrap it"
             ));
         }
