@@ -421,12 +421,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         m["kernel_isa"].as_str().unwrap_or("?"),
     );
     println!(
-        "{:<12} {:>9} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10}{}",
+        "{:<12} {:>9} {:>12} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10}{}",
         "policy",
         "wall s",
         "bytes",
         "online",
         "offline",
+        "client",
         "rounds",
         "LAN est s",
         "WAN est s",
@@ -443,12 +444,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .max(1);
     for r in &results {
         println!(
-            "{:<12} {:>9.2} {:>12} {:>12} {:>12} {:>8} {:>10.2} {:>10.2}{}   ({:.3}× the bytes of {})",
+            "{:<12} {:>9.2} {:>12} {:>12} {:>12} {:>12} {:>8} {:>10.2} {:>10.2}{}   ({:.3}× the bytes of {})",
             r.policy,
             r.rep.wall_s,
             crate::profile::human_bytes(r.rep.comm.bytes()),
             crate::profile::human_bytes(r.rep.comm.bytes_online),
             crate::profile::human_bytes(r.rep.comm.bytes_offline),
+            crate::profile::human_bytes(r.rep.client_bytes),
             r.rep.rounds_online() + r.rep.rounds_offline(),
             r.est_lan,
             r.est_wan,
@@ -460,7 +462,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "\nestimates: measured compute + rounds × one-way delay + busiest link's bytes / bandwidth \
+        "\nbytes: between the parties (online + offline); client: the client's upload and download\n\
+         estimates: measured compute + rounds × one-way delay + busiest link's bytes / bandwidth \
          (LAN 5 Gbps, 0.4 ms RTT; WAN 400 Mbps, 40 ms RTT)"
     );
     for r in &results {

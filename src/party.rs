@@ -240,6 +240,13 @@ fn arrive(ctx: &Ctx, sock: std::net::TcpStream) {
         .unwrap_or_else(|_| "?".into());
     let mut s = match tls::accept(sock, ctx.server.clone(), SHORT) {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            log(
+                id,
+                format!("a connection from {from} closed during the TLS handshake"),
+            );
+            return;
+        }
         Err(e) => {
             log(
                 id,
@@ -332,7 +339,7 @@ fn arrive(ctx: &Ctx, sock: std::net::TcpStream) {
                     log(
                         id,
                         format!(
-                            "client {name} left before sending its inputs ({}); no query started",
+                            "client {name} left before sending its inputs ({}); nothing was queued",
                             tls::explain(&e)
                         ),
                     );

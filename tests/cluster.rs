@@ -384,6 +384,43 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // a client that pins a wrong certificate for P1 fails its handshake
+    // there after P0 and P2 accepted its hello: it sends them no inputs,
+    // so no query starts (before, P0 started one and the next query waited
+    // for P1 to give up on it)
+    let started = |i: usize| parties.log(i).matches("started").count();
+    let before = [started(0), started(1), started(2)];
+    let wrong_pin = dir.join("keys/wrong-pin.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap().replacen(
+        "cert = \"p1.crt\"",
+        "cert = \"p2.crt\"",
+        1,
+    );
+    std::fs::write(&wrong_pin, text).unwrap();
+    let seen = |i: usize| {
+        let l = parties.log(i);
+        l.matches("left before sending its inputs").count()
+            + l.matches("closed during the TLS handshake").count()
+    };
+    let (seen0, seen2) = (seen(0), seen(2));
+    let (good, _, err) = client(&wrong_pin, &m, ids);
+    assert!(!good && err.contains("P1"), "{err}");
+    // P0 and P2 each saw the client go (after or during its hello)
+    let start = Instant::now();
+    while seen(0) == seen0 || seen(2) == seen2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            parties.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        [started(0), started(1), started(2)],
+        before,
+        "a query started"
+    );
+
     // malformed messages: a bad hello, then bad input shares
     let keys = cluster.parent().unwrap();
     let me = identity(keys, "client0");
