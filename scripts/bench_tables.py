@@ -12,8 +12,8 @@ def gib(b):
 
 
 def main(paths):
-    print("| model | tokens | secret input | policy | wall s | GiB | online GiB | rounds | LAN est s | WAN est s | bytes ÷ uniform64 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | tokens | secret input | policy | wall s | GiB | online GiB | client MB | rounds | LAN est s | WAN est s | bytes ÷ uniform64 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in paths:
         d = json.load(open(p))
         if "model" not in d:  # `ditto bench kernels --json`
@@ -29,6 +29,7 @@ def main(paths):
             print(
                 f"| {d['model']} {d['config']}{layers} | {d['seq']} | {d.get('input', 'ids')} | `{r['policy']}` "
                 f"| {r['wall_s']:.2f} | {gib(r['comm_bytes']):.2f} | {gib(r['comm_bytes_online']):.2f} "
+                f"| {r.get('client_bytes', 0) / 1e6:.1f} "
                 f"| {r['rounds']} | {r['est_lan_s']:.2f}{net} | {r['est_wan_s']:.1f} | {ratio} |"
             )
 
