@@ -19,11 +19,9 @@ import os
 import sys
 
 import numpy as np
-from safetensors.numpy import load_file
-from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from minilm_reference import encode  # noqa: E402
+from minilm_reference import encode, load  # noqa: E402
 
 LABELS = ["negative", "neutral", "positive"]
 INPUTS = [
@@ -43,11 +41,7 @@ def head(hidden):
 
 
 def main():
-    folder = sys.argv[1]
-    w = load_file(os.path.join(folder, "model.safetensors"))
-    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
+    w, tok = load(sys.argv[1])
     p = lambda n: w[n].astype(np.float64)
     wc, bc = head(p("pooler.dense.weight").shape[0])
     out = []

@@ -72,12 +72,17 @@ def embed(w, ids):
     return encode(w, ids).mean(0)
 
 
-def main():
-    folder = sys.argv[1]
+def load(folder):
+    """The checkpoint's tensors and its tokenizer (padding and truncation off)."""
     w = load_file(os.path.join(folder, "model.safetensors"))
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
+    return w, tok
+
+
+def main():
+    w, tok = load(sys.argv[1])
     out = []
     for s in SENTENCES:
         ids = tok.encode(s, add_special_tokens=True).ids

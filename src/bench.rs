@@ -306,9 +306,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let mut pipeline = crate::PipelineArgs::for_policy(policy);
         pipeline.calibrated = args.bounds.is_some();
         // shipped bounds for real weights (seeded ones are not calibrated)
-        let check = match &args.weights {
-            Some(_) => crate::bounds::Check::Weights(weights.as_ref()),
-            None => crate::bounds::Check::Off,
+        let check = match (&args.weights, &args.input) {
+            (Some(_), InputAt::Ids) => crate::bounds::Check::Weights(weights.as_ref()),
+            // seeded weights are not the calibrated ones; a cut graph is
+            // not the calibrated graph
+            _ => crate::bounds::Check::Off,
         };
         let applied = crate::lower(&mut g, &sources, &pipeline, check)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;

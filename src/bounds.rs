@@ -44,8 +44,8 @@ pub fn apply_shipped(
         .map_err(|e| anyhow::anyhow!("shipped bounds of {model}: {e}"))?;
     if cal.fingerprint != ditto_compiler::calibrate::fingerprint(g) {
         return Ok(Shipped::Skipped(format!(
-            "the shipped bounds of `{model}` are for its full config; this graph differs (--layers?): \
-             `ditto calibrate` makes bounds for it (--bounds)"
+            "the shipped bounds of `{model}` are for its whole graph; this one differs (another \
+             --layers or model file): `ditto calibrate` makes bounds for it (--bounds)"
         )));
     }
     if let Some(w) = weights {

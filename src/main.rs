@@ -246,7 +246,25 @@ fn quiet_on_closed_pipe(cmd: &Cmd) {
     }
 }
 
+/// glibc's allocator returns every freed block above its mmap threshold to
+/// the kernel, and moves that threshold with the largest block freed so
+/// far: a run's speed then depends on which buffers happened to be freed
+/// first (a 31 MB one then made every later layer of BERT-base 10% faster
+/// than a run without it, through fewer page faults and TLB shootdowns
+/// across the party threads). A fixed threshold at glibc's maximum and a
+/// high trim threshold keep the shares' buffers in the heap.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     quiet_on_closed_pipe(&cli.cmd);
     let r = match cli.cmd {

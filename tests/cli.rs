@@ -2,34 +2,9 @@
 //! failing exit status, never a panic.
 
 use std::path::Path;
-use std::process::Command;
 
-fn ditto(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ditto"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ditto runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "ditto {args:?} panicked:\n{stderr}"
-    );
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
-
-fn fails_with(args: &[&str], want: &str) {
-    let (ok, _, err) = ditto(args);
-    assert!(!ok, "ditto {args:?} should fail");
-    assert!(
-        err.contains(want),
-        "ditto {args:?}: wanted {want:?} in:\n{err}"
-    );
-}
+mod common;
+use common::{ditto, fails_with};
 
 fn tmp(name: &str) -> String {
     Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -6,44 +6,15 @@
 use ditto_compiler::ir::eval::{Tensor, WeightSource};
 use ditto_compiler::weights::SafetensorsFile;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn ditto_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ditto"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("ditto runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "ditto {args:?} panicked:\n{stderr}"
-    );
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
-
-fn ditto(args: &[&str]) -> (bool, String, String) {
-    ditto_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
-}
+mod common;
+use common::{ditto, ditto_in, fails_with};
 
 fn ok(args: &[&str]) -> String {
     let (good, out, err) = ditto(args);
     assert!(good, "ditto {args:?} failed:\n{err}");
     out
-}
-
-fn fails_with(args: &[&str], want: &str) {
-    let (good, _, err) = ditto(args);
-    assert!(!good, "ditto {args:?} should fail");
-    assert!(
-        err.contains(want),
-        "ditto {args:?}: wanted {want:?} in:\n{err}"
-    );
 }
 
 fn tmp(name: &str) -> PathBuf {

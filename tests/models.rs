@@ -589,3 +589,35 @@ fn minilm_padded_to_128_under_mpc_matches_the_unpadded_reference() {
         assert!(up * 6 <= 187_527_168, "client bytes {up}");
     }
 }
+
+/// GPT-2 padded to 16 tokens returns the logits of its last *real* token:
+/// equal to the unpadded run's (causal attention keeps the padding after
+/// it out of every real position), and not those of the last pad.
+#[test]
+fn gpt2_padded_returns_the_last_real_tokens_logits() {
+    let run = |extra: &[&str]| {
+        let base = [
+            "run",
+            "gpt2",
+            "--config",
+            "tiny",
+            "--random-weights",
+            "3",
+            "--ids",
+            "5,9,13,2",
+            "--json",
+        ];
+        floats(&json(&ditto(&[&base[..], extra].concat()))["output"])
+    };
+    let unpadded = run(&[]);
+    let padded = run(&["--seq", "16"]);
+    let diff = unpadded
+        .iter()
+        .zip(&padded)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-9, "padded logits differ by {diff}");
+    // negative control: the last pad's logits (all 16 positions counted)
+    let last_pad = run(&["--seq", "16", "--input", "len=16"]);
+    assert!(cosine(&last_pad, &unpadded) < 0.99);
+}

@@ -43,14 +43,7 @@ fn add_port(ports: &mut Vec<Port>, name: &str, reg: Reg, owner: Option<Owner>) -
 /// Output ports in the order the model declares its outputs (node order),
 /// whatever order the schedule computes them in.
 fn declaration_order(g: &Graph, p: &mut Program) {
-    let names: Vec<String> = g
-        .outputs()
-        .into_iter()
-        .filter_map(|i| match &g.node(i).op {
-            Op::Output { name } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
+    let names = g.output_names();
     let rank = |name: &str| names.iter().position(|n| n == name).unwrap_or(usize::MAX);
     let mut order: Vec<usize> = (0..p.outputs.len()).collect();
     order.sort_by_key(|&i| rank(&p.outputs[i].name));

@@ -105,14 +105,7 @@ pub fn evaluate(
         Ok(v)
     })?;
     // outputs in declaration (node) order, not evaluation order
-    let order: Vec<String> = g
-        .outputs()
-        .into_iter()
-        .filter_map(|i| match &g.node(i).op {
-            Op::Output { name } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
+    let order = g.output_names();
     out.outputs
         .sort_by_key(|name, _| order.iter().position(|n| n == name));
     Ok(out)

@@ -238,6 +238,17 @@ impl Graph {
             .collect()
     }
 
+    /// The outputs' names in the order the model declares them (node order).
+    pub fn output_names(&self) -> Vec<String> {
+        self.outputs()
+            .into_iter()
+            .filter_map(|i| match &self.node(i).op {
+                Op::Output { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Removes nodes from which no output is reachable. Returns how many.
     pub fn prune_dead(&mut self) -> usize {
         let mut live = std::collections::HashSet::new();

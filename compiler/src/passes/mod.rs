@@ -308,7 +308,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                 }
             }
             Op::Embed if g.node(ops[0]).ty.vis == Vis::Secret => {
-                // one reshare of the result, after one of onehot(b)·T' when
+                // one reshare of the result, after one of onehot(h)·T when
                 // the table is looked up by two digits (onehot_split)
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                 let t = &g.node(ops[1]).ty.shape;

@@ -681,11 +681,12 @@ pub fn docs_table() -> String {
 }
 
 /// How a lookup of secret ids (`Embed`) in a table of `rows` rows of
-/// `width` values is split: id = a·B + b with one-hots of a over `A` rows and
-/// of b over `B` rows, A·B ≥ rows. The client sends both one-hots (2·(A + B)
+/// `width` values is split: id = h·A + l with one-hots of l over `A` rows and
+/// of h over `B` rows, A·B ≥ rows. The client sends both one-hots (2·(A + B)
 /// ring elements per token and party, instead of 2·rows for one one-hot over
-/// the whole table); the parties compute U = onehot(b)·T' ([S, A·width], one
-/// reshare of A·width per token), then onehot(a)·U (one reshare of width).
+/// the whole table); the parties compute U = onehot(h)·T, the table read as
+/// [B, A·width] ([S, A·width], one reshare of A·width per token), then
+/// onehot(l)·U per token (one reshare of width).
 /// A is chosen to minimise the elements moved: 6(A + B) + 3·A·width against
 /// 6·rows for the direct one-hot, which `(1, rows)` means (small tables such
 /// as token types).

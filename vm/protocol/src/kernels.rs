@@ -307,6 +307,34 @@ pub fn matmul<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R>
     c
 }
 
+/// A·B for A [m, k] and B a row-major [k, n] matrix given by its first
+/// `b.len()` ≤ k·n elements, the rest zero (a table whose rows end inside
+/// the product's depth): the complete rows in one product, the partial
+/// last row as an outer product. No copy of `b`.
+pub fn matmul_prefix<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R> {
+    assert!(
+        b.len() <= k * n && a.len() == m * k,
+        "matmul_prefix: bad shapes"
+    );
+    let full = b.len() / n;
+    let mut c = if full == k {
+        return matmul(a, b, m, k, n);
+    } else {
+        let head: Vec<R> = (0..m)
+            .flat_map(|i| a[i * k..i * k + full].iter().copied())
+            .collect();
+        matmul(&head, &b[..full * n], m, full, n)
+    };
+    let tail = &b[full * n..];
+    for i in 0..m {
+        let x = a[i * k + full];
+        for (cj, &bj) in c[i * n..i * n + tail.len()].iter_mut().zip(tail) {
+            *cj = cj.add(x.mul(bj));
+        }
+    }
+    c
+}
+
 /// Batched product over the leading axes: `a` is batch×m×k, `b` batch×k×n or
 /// (when `b_shared`) k×n.
 pub fn matmul_batched<R: Ring>(

@@ -125,6 +125,39 @@ fn matmul_both_rings() {
     check_matmul::<u32>(7, 1, 64, 200, 70, false); // takes the parallel path
 }
 
+/// A product with a table given by a prefix of its rows (the rest zero):
+/// the same as the product with the zero-padded table, at 1 round and 3k
+/// bits per output element.
+fn check_matmul_prefix<R: Ring>(seed: u64, m: usize, k: usize, n: usize, len: usize) {
+    let x = values::<R>(m * k, 8, seed);
+    let y = values::<R>(len, 8, seed + 1);
+    let (sx, sy) = (shares(&x, seed), shares(&y, seed + 3));
+    let r = with_parties(seed, |p| {
+        p.matmul_prefix(&sx[p.id], &sy[p.id], m, k, n).unwrap()
+    });
+    let mut padded = y.clone();
+    padded.resize(k * n, R::ZERO);
+    let want = ditto_protocol::kernels::matmul(&x, &padded, m, k, n);
+    assert_eq!(
+        ditto_protocol::kernels::matmul_prefix(&x, &y, m, k, n),
+        want
+    );
+    assert_eq!(open(&outs(&r)).unwrap(), want);
+    assert_eq!(
+        total(&r).bytes_online,
+        3 * (m * n) as u64 * (R::BITS as u64 / 8)
+    );
+    assert_eq!(max_rounds(&r), (1, 0));
+}
+
+#[test]
+fn matmul_prefix_both_rings() {
+    check_matmul_prefix::<u32>(11, 5, 7, 6, 7 * 6); // every row
+    check_matmul_prefix::<u64>(12, 4, 7, 6, 6 * 6 + 1); // one element of the last row
+    check_matmul_prefix::<u32>(13, 3, 9, 8, 8 * 8 + 5);
+    check_matmul_prefix::<u64>(14, 2, 3, 5, 0); // an empty table
+}
+
 fn check_input_reveal<R: Ring>(seed: u64) {
     let x = values::<R>(20, R::BITS - 2, seed);
     for owner in 0..3 {

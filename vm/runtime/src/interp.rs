@@ -697,35 +697,31 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                     match (oh.pop(), oh.pop()) {
                         // one one-hot over the whole table
                         (Some(x), None) => matmul_args(st, x, tab, dims(s, rows, d))?,
-                        // id = a·B + b: U = onehot(b)·T' with T'[b, a·d + j]
-                        // = T[a·B + b, j] (0 past the table), then each
-                        // token's onehot(a) row times its [A, d] block of U
+                        // id = h·A + l: the table read in place as the
+                        // [B, A·d] matrix of its rows (zero past its end),
+                        // U = onehot(h)·T, then each token's onehot(l) row
+                        // times its [A, d] block of U
                         (Some(low), Some(high)) => {
-                            let (a, b) = (digits[0].rows, digits[1].rows);
-                            let regroup = |t: &[R]| -> Vec<R> {
-                                let mut m = vec![R::ZERO; b * a * d];
-                                for bb in 0..b {
-                                    for aa in 0..a {
-                                        let r = aa * b + bb;
-                                        if r < rows {
-                                            let at = (bb * a + aa) * d;
-                                            m[at..at + d].copy_from_slice(&t[r * d..(r + 1) * d]);
-                                        }
-                                    }
+                            let (a, b) = (digits[1].rows, digits[0].rows);
+                            let u = match (high, tab) {
+                                (Arg::P(x), Arg::P(t)) => {
+                                    Arg::P(Cow::Owned(kernels::matmul_prefix(&x, &t, s, b, a * d)))
                                 }
-                                m
-                            };
-                            let t2 = match tab {
-                                Arg::P(v) => Arg::P(Cow::Owned(regroup(&v))),
-                                Arg::S(sh) => Arg::S(Cow::Owned(AShare {
-                                    a: regroup(&sh.a),
-                                    b: regroup(&sh.b),
+                                (Arg::S(x), Arg::P(t)) => Arg::S(Cow::Owned(AShare {
+                                    a: kernels::matmul_prefix(&x.a, &t, s, b, a * d),
+                                    b: kernels::matmul_prefix(&x.b, &t, s, b, a * d),
                                 })),
+                                (Arg::P(x), Arg::S(t)) => Arg::S(Cow::Owned(AShare {
+                                    a: kernels::matmul_prefix(&x, &t.a, s, b, a * d),
+                                    b: kernels::matmul_prefix(&x, &t.b, s, b, a * d),
+                                })),
+                                (Arg::S(x), Arg::S(t)) => Arg::S(Cow::Owned(
+                                    st.party()?.matmul_prefix(&x, &t, s, b, a * d)?,
+                                )),
                             };
-                            let u = matmul_args(st, low, t2, dims(s, b, a * d))?;
                             matmul_args(
                                 st,
-                                high,
+                                low,
                                 u,
                                 MatDims {
                                     batch: s,

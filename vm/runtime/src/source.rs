@@ -39,6 +39,16 @@ pub struct Data<'a> {
     pub weights: &'a Weights<'a>,
 }
 
+impl Data<'_> {
+    /// The values of input `port`, which a lookup reads as token ids.
+    fn ids(&self, port: usize) -> Result<&[f64], String> {
+        self.inputs
+            .get(port)
+            .map(|v| &v[..])
+            .ok_or_else(|| "no value for the ids input".into())
+    }
+}
+
 pub(crate) fn check_len(what: &str, got: usize, t: &RegType) -> Result<(), String> {
     if got as u64 != t.numel() {
         return Err(format!(
@@ -148,7 +158,9 @@ pub struct Digit {
 impl Digit {
     /// The factors of a lookup in a table of `table` rows of `width`
     /// values ([`ditto_bytecode::onehot_split`]): the one-hot over the whole
-    /// table, or the high digit (over A) then the low one (over B).
+    /// table, or, for id = h·A + l, the high digit h (over B rows) then the
+    /// low digit l (over A rows) — so the table's own row-major layout is
+    /// the [B, A·width] matrix the first product needs.
     pub fn of_lookup(table: usize, width: usize) -> Vec<Digit> {
         let (a, b) = ditto_bytecode::onehot_split(table as u64, width as u64);
         let (a, b) = (a as usize, b as usize);
@@ -162,13 +174,13 @@ impl Digit {
             vec![
                 Digit {
                     table,
-                    div: b,
-                    rows: a,
+                    div: a,
+                    rows: b,
                 },
                 Digit {
                     table,
                     div: 1,
-                    rows: b,
+                    rows: a,
                 },
             ]
         }
@@ -211,12 +223,7 @@ impl Source for Clear<'_, '_> {
         public(&self.program.regs[p.reg.0 as usize], &x)
     }
     fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
-        let ids = self
-            .data
-            .inputs
-            .get(port)
-            .ok_or("no value for the ids input")?;
-        let m = onehot_rows(ids, digit)?;
+        let m = onehot_rows(self.data.ids(port)?, digit)?;
         Ok(if ring == 32 {
             Value::P32(encode_all(&m, 0))
         } else {
@@ -381,11 +388,7 @@ impl Source for Dealt<'_, '_> {
         })
     }
     fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
-        let ids = self
-            .data
-            .inputs
-            .get(port)
-            .ok_or("no value for the ids input")?;
+        let ids = self.data.ids(port)?;
         let t = RegType {
             secret: true,
             kind: Kind::Fixed { ring, frac: 0 },
