@@ -675,3 +675,71 @@ fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() 
     eprintln!("client with mixed dealings: {err}");
     drop(parties);
 }
+
+#[test]
+fn a_hidden_length_travels_as_a_secret_input_through_the_cluster() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-hidden");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let program = dir.join("hidden.dbc");
+    ok(&[
+        "compile",
+        "models/bert.ditto",
+        "--config",
+        "tiny",
+        "--seq",
+        "16",
+        "--hide-length",
+        "-o",
+        &s(&program),
+    ]);
+    let weights = dir.join("tiny.safetensors");
+    ok(&[
+        "gen-weights",
+        "bert",
+        "--config",
+        "tiny",
+        "--seed",
+        "7",
+        "-o",
+        &s(&weights),
+    ]);
+    let shares = dir.join("shares");
+    ok(&[
+        "share-weights",
+        &s(&program),
+        "--weights",
+        &s(&weights),
+        "-o",
+        &s(&shares),
+    ]);
+    let m = Model {
+        program: program.clone(),
+        weights: weights.clone(),
+        shares,
+        model: "models/bert.ditto".into(),
+        config: "tiny".into(),
+        seq: 16,
+    };
+    let parties = Parties::start(&cluster, &m);
+    let (good, out, err) = client(&cluster, &m, "101,75,208,102");
+    assert!(good, "{err}");
+    let got = json(&out);
+    assert_eq!(got["len"], 4);
+    // the unpadded float model
+    let want = json(&ok(&[
+        "run",
+        "models/bert.ditto",
+        "--config",
+        "tiny",
+        "--weights",
+        &s(&weights),
+        "--ids",
+        "101,75,208,102",
+        "--json",
+    ]));
+    let d = max_diff(&floats(&got), &floats(&want));
+    assert!(d < 2e-2, "hidden-length cluster answer off by {d}");
+    drop(parties);
+}
