@@ -102,12 +102,18 @@ pub struct HfConfig {
     pub labels: Option<Vec<String>>,
 }
 
-/// The config.json of a checkpoint folder (or beside a file), if any.
+/// The config.json of a checkpoint folder (or beside a file named
+/// `model.safetensors`, as in such a folder), if any.
 pub fn hf_config(weights: &Path) -> Result<Option<HfConfig>> {
     let dir: PathBuf = if weights.is_dir() {
         weights.to_path_buf()
-    } else {
+    } else if weights
+        .file_name()
+        .is_some_and(|n| n == "model.safetensors")
+    {
         weights.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        return Ok(None);
     };
     let path = dir.join("config.json");
     if !path.exists() {
