@@ -289,9 +289,21 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let inputs = crate::inputs::tensors(&slots, &values);
     // calibrated bounds go on before the embedding cut renumbers the graph
     let mut base = e.graph.clone();
-    if let Some(f) = &args.bounds {
-        crate::apply_bounds(&mut base, f)?;
-    }
+    let calibrated = match (&args.bounds, &args.weights, args.input) {
+        (Some(f), _, _) => {
+            crate::apply_bounds(&mut base, f)?;
+            true
+        }
+        // shipped bounds, checked once against real weights (seeded ones
+        // are not the calibrated ones; a graph cut at the embeddings is
+        // not the calibrated graph)
+        (None, Some(_), InputAt::Ids) => crate::bounds::default_bounds(
+            &mut base,
+            crate::bounds::Check::Weights(weights.as_ref()),
+            false,
+        )?,
+        _ => false,
+    };
     // the client's embedding output is the same under every policy
     let embedded = match args.input {
         InputAt::Ids => None,
@@ -304,15 +316,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             None => base.clone(),
         };
         let mut pipeline = crate::PipelineArgs::for_policy(policy);
-        pipeline.calibrated = args.bounds.is_some();
-        // shipped bounds for real weights (seeded ones are not calibrated)
-        let check = match (&args.weights, &args.input) {
-            (Some(_), InputAt::Ids) => crate::bounds::Check::Weights(weights.as_ref()),
-            // seeded weights are not the calibrated ones; a cut graph is
-            // not the calibrated graph
-            _ => crate::bounds::Check::Off,
-        };
-        let applied = crate::lower(&mut g, &sources, &pipeline, check)?;
+        pipeline.calibrated = calibrated;
+        let applied = crate::lower(&mut g, &sources, &pipeline, crate::bounds::Check::Off)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;
         crate::stamp(&mut prog, &e, &applied);
         let by_port: Vec<Vec<f64>> = prog

@@ -406,7 +406,7 @@ fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result
     let mut opts = shape.options()?;
     opts.seq_default = Some(8);
     if let Some(w) = weights {
-        let st = run::open_weights(w)?;
+        let st = checkpoint::Checkpoint::open(w)?;
         opts.weights = Some(st.info().clone());
     }
     let mut failed = 0;
@@ -471,7 +471,7 @@ fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Res
             );
         }
     }
-    let mut w = run::open_weights(weights)?;
+    let mut w = checkpoint::Checkpoint::open(weights)?;
     let declared: Vec<String> = prog.weights.iter().map(|p| p.name.clone()).collect();
     if let Some(p) = w.fit(&declared) {
         eprintln!("note: the checkpoint's tensor names carry the prefix `{p}`");

@@ -75,11 +75,6 @@ pub struct RunArgs {
     pipeline: crate::PipelineArgs,
 }
 
-/// Opens a safetensors file, or `model.safetensors` inside a folder.
-pub fn open_weights(path: &Path) -> Result<crate::checkpoint::Checkpoint> {
-    crate::checkpoint::Checkpoint::open(path)
-}
-
 /// Weights fitted to a model, and the compile options that go with them.
 pub struct Loaded {
     pub weights: Box<dyn WeightSource + Sync>,
@@ -109,7 +104,7 @@ pub fn load(
     };
     match (file, random) {
         (Some(w), _) => {
-            let mut ck = open_weights(w)?;
+            let mut ck = crate::checkpoint::Checkpoint::open(w)?;
             let mut labels = None;
             if let Some(hf) = crate::checkpoint::hf_config(w)? {
                 labels = hf.labels;

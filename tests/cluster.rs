@@ -83,23 +83,28 @@ struct Model {
 }
 
 fn model(dir: &Path, file: &str, config: &str, seq: usize, policy: &str) -> Model {
+    model_with(dir, file, config, seq, policy, &[])
+}
+
+/// [`model`], with `extra` options for `ditto compile`.
+fn model_with(
+    dir: &Path,
+    file: &str,
+    config: &str,
+    seq: usize,
+    policy: &str,
+    extra: &[&str],
+) -> Model {
     let tag = format!("{config}-{seq}-{policy}");
     let program = dir.join(format!("{tag}.dbc"));
     let weights = dir.join(format!("{config}.safetensors"));
     let shares = dir.join(format!("{tag}-shares"));
     let seq_s = seq.to_string();
-    ok(&[
-        "compile",
-        file,
-        "--config",
-        config,
-        "--seq",
-        &seq_s,
-        "--policy",
-        policy,
-        "-o",
-        &s(&program),
-    ]);
+    let prog_s = s(&program);
+    let compile = [
+        "compile", file, "--config", config, "--seq", &seq_s, "--policy", policy, "-o", &prog_s,
+    ];
+    ok(&[&compile[..], extra].concat());
     if !weights.exists() {
         ok(&[
             "gen-weights",
@@ -682,46 +687,15 @@ fn a_hidden_length_travels_as_a_secret_input_through_the_cluster() {
     let dir = fresh_dir("cluster-hidden");
     let cluster = dir.join("keys/cluster.toml");
     ok(&["keygen", "--cluster", &s(&cluster)]);
-    let program = dir.join("hidden.dbc");
-    ok(&[
-        "compile",
+    let m = model_with(
+        &dir,
         "models/bert.ditto",
-        "--config",
         "tiny",
-        "--seq",
-        "16",
-        "--hide-length",
-        "-o",
-        &s(&program),
-    ]);
-    let weights = dir.join("tiny.safetensors");
-    ok(&[
-        "gen-weights",
-        "bert",
-        "--config",
-        "tiny",
-        "--seed",
-        "7",
-        "-o",
-        &s(&weights),
-    ]);
-    let shares = dir.join("shares");
-    ok(&[
-        "share-weights",
-        &s(&program),
-        "--weights",
-        &s(&weights),
-        "-o",
-        &s(&shares),
-    ]);
-    let m = Model {
-        program: program.clone(),
-        weights: weights.clone(),
-        shares,
-        model: "models/bert.ditto".into(),
-        config: "tiny".into(),
-        seq: 16,
-    };
+        16,
+        "ditto",
+        &["--hide-length"],
+    );
+    let weights = m.weights.clone();
     let parties = Parties::start(&cluster, &m);
     let (good, out, err) = client(&cluster, &m, "101,75,208,102");
     assert!(good, "{err}");

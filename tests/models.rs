@@ -535,50 +535,23 @@ fn minilm_padded_to_128_under_mpc_matches_the_unpadded_reference() {
             )
         })
         .collect();
+    // `ditto run minilm --text TEXT --json` with `extra` options
+    let run = |text: &str, extra: &[&str]| {
+        let base = ["run", "minilm", "--weights", w, "--text", text, "--json"];
+        json(&ditto(&[&base[..], extra].concat()))
+    };
     // the shortest input there is: [CLS] [SEP], against the float model
-    let empty = json(&ditto(&[
-        "run",
-        "minilm",
-        "--weights",
-        w,
-        "--text",
-        "",
-        "--json",
-    ]));
+    let empty = run("", &[]);
     assert_eq!(empty["len"], 2);
     cases.push((String::new(), floats(&empty["output"])));
     // negative control: the same padding treated as real tokens (`len` set
     // to 128 by hand) is far from the reference: the check can fail
     let (text, want) = &cases[2];
-    let unmasked = json(&ditto(&[
-        "run",
-        "minilm",
-        "--weights",
-        w,
-        "--text",
-        text,
-        "--seq",
-        "128",
-        "--input",
-        "len=128",
-        "--json",
-    ]));
+    let unmasked = run(text, &["--seq", "128", "--input", "len=128"]);
     let cos = cosine(&floats(&unmasked["output"]), want);
     assert!(cos < 0.9, "padding without the mask: cosine {cos}");
     for (text, want) in &cases {
-        let r = json(&ditto(&[
-            "run",
-            "minilm",
-            "--weights",
-            w,
-            "--text",
-            text,
-            "--seq",
-            "128",
-            "--backend",
-            "mpc",
-            "--json",
-        ]));
+        let r = run(text, &["--seq", "128", "--backend", "mpc"]);
         assert_eq!(r["tokens"].as_array().unwrap().len(), 128);
         let n = r["len"].as_u64().unwrap();
         let cos = cosine(&floats(&r["output"]), want);

@@ -30,23 +30,22 @@ fn reformat(g: &mut Graph) -> bool {
         // (reader, operand position, the value it reads: the weight or a transpose)
         let mut moves: Vec<NodeId> = vec![];
         let mut reads: Vec<(NodeId, usize, NodeId)> = vec![];
+        let mut read = |r: NodeId, v: NodeId| {
+            for (pos, o) in g.operands(r).into_iter().enumerate() {
+                if o == v {
+                    reads.push((r, pos, v));
+                }
+            }
+        };
         for u in g.users(id) {
             let m = g.node(u);
             if matches!(m.op, Op::Transpose { .. }) && m.ty.elem == n.ty.elem {
                 moves.push(u);
                 for r in g.users(u) {
-                    for (pos, o) in g.operands(r).into_iter().enumerate() {
-                        if o == u {
-                            reads.push((r, pos, u));
-                        }
-                    }
+                    read(r, u);
                 }
             } else {
-                for (pos, o) in g.operands(u).into_iter().enumerate() {
-                    if o == id {
-                        reads.push((u, pos, id));
-                    }
-                }
+                read(u, id);
             }
         }
         let wanted: Vec<Option<crate::ir::Format>> = reads

@@ -300,31 +300,23 @@ fn add_columns<R: Ring>(c: &mut [R], n: usize, j0: usize, buf: &[R], m: usize) {
     }
 }
 
-/// A·B.
+/// A·B for A [m, k] and B [k, n], row-major. B may be given by its first
+/// `b.len()` < k·n elements, the rest zero — a lookup table whose rows end
+/// inside the product's depth (docs/protocols.md, *Lookup of secret ids*):
+/// its complete rows then make one product and the partial last row an
+/// outer product, with no copy of B.
 pub fn matmul<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R> {
     let mut c = vec![R::ZERO; m * n];
-    matmul_acc(a, b, &mut c, m, k, n);
-    c
-}
-
-/// A·B for A [m, k] and B a row-major [k, n] matrix given by its first
-/// `b.len()` ≤ k·n elements, the rest zero (a table whose rows end inside
-/// the product's depth): the complete rows in one product, the partial
-/// last row as an outer product. No copy of `b`.
-pub fn matmul_prefix<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) -> Vec<R> {
-    assert!(
-        b.len() <= k * n && a.len() == m * k,
-        "matmul_prefix: bad shapes"
-    );
+    if b.len() >= k * n {
+        matmul_acc(a, b, &mut c, m, k, n);
+        return c;
+    }
+    assert!(a.len() == m * k, "matmul: A is not {m}×{k}");
     let full = b.len() / n;
-    let mut c = if full == k {
-        return matmul(a, b, m, k, n);
-    } else {
-        let head: Vec<R> = (0..m)
-            .flat_map(|i| a[i * k..i * k + full].iter().copied())
-            .collect();
-        matmul(&head, &b[..full * n], m, full, n)
-    };
+    let head: Vec<R> = (0..m)
+        .flat_map(|i| a[i * k..i * k + full].iter().copied())
+        .collect();
+    matmul_acc(&head, &b[..full * n], &mut c, m, full, n);
     let tail = &b[full * n..];
     for i in 0..m {
         let x = a[i * k + full];
@@ -336,7 +328,7 @@ pub fn matmul_prefix<R: Ring>(a: &[R], b: &[R], m: usize, k: usize, n: usize) ->
 }
 
 /// Batched product over the leading axes: `a` is batch×m×k, `b` batch×k×n or
-/// (when `b_shared`) k×n.
+/// (when `b_shared`) k×n, or a prefix of it as [`matmul`] takes.
 pub fn matmul_batched<R: Ring>(
     a: &[R],
     b: &[R],

@@ -794,27 +794,6 @@ impl<'c> Party<'c> {
         self.reshare(z, Phase::Online, "matmul")
     }
 
-    /// X·Y for X [m, k] and a secret [k, n] matrix Y given by the first
-    /// `y.len()` ≤ k·n elements of its rows (the rest zero): a lookup table
-    /// read in place, whatever its row count (`kernels::matmul_prefix`).
-    /// Like [`Party::matmul`]: the local products masked by a zero sharing,
-    /// then one reshare: **1 round, 3k bits per output element**.
-    pub fn matmul_prefix<R: Ring>(
-        &mut self,
-        x: &AShare<R>,
-        y: &AShare<R>,
-        m: usize,
-        k: usize,
-        n: usize,
-    ) -> Result<AShare<R>, ProtocolError> {
-        let ysum = kernels::add(&y.a, &y.b);
-        let mut z = kernels::matmul_prefix(&x.a, &ysum, m, k, n);
-        kernels::add_assign(&mut z, &kernels::matmul_prefix(&x.b, &y.a, m, k, n));
-        let alpha = self.zero_share::<R>(z.len());
-        kernels::add_assign(&mut z, &alpha);
-        self.reshare(z, Phase::Online, "matmul")
-    }
-
     /// Several independent matrix products in one round: the local products
     /// of each (x, y, batch, m, k, n, y_shared), masked, then one reshare of
     /// all of them. Same bits as separate calls, 1 round in total.

@@ -133,15 +133,12 @@ fn check_matmul_prefix<R: Ring>(seed: u64, m: usize, k: usize, n: usize, len: us
     let y = values::<R>(len, 8, seed + 1);
     let (sx, sy) = (shares(&x, seed), shares(&y, seed + 3));
     let r = with_parties(seed, |p| {
-        p.matmul_prefix(&sx[p.id], &sy[p.id], m, k, n).unwrap()
+        p.matmul(&sx[p.id], &sy[p.id], 1, m, k, n, true).unwrap()
     });
     let mut padded = y.clone();
     padded.resize(k * n, R::ZERO);
     let want = ditto_protocol::kernels::matmul(&x, &padded, m, k, n);
-    assert_eq!(
-        ditto_protocol::kernels::matmul_prefix(&x, &y, m, k, n),
-        want
-    );
+    assert_eq!(ditto_protocol::kernels::matmul(&x, &y, m, k, n), want);
     assert_eq!(open(&outs(&r)).unwrap(), want);
     assert_eq!(
         total(&r).bytes_online,

@@ -703,22 +703,9 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
                         // times its [A, d] block of U
                         (Some(low), Some(high)) => {
                             let (a, b) = (digits[1].rows, digits[0].rows);
-                            let u = match (high, tab) {
-                                (Arg::P(x), Arg::P(t)) => {
-                                    Arg::P(Cow::Owned(kernels::matmul_prefix(&x, &t, s, b, a * d)))
-                                }
-                                (Arg::S(x), Arg::P(t)) => Arg::S(Cow::Owned(AShare {
-                                    a: kernels::matmul_prefix(&x.a, &t, s, b, a * d),
-                                    b: kernels::matmul_prefix(&x.b, &t, s, b, a * d),
-                                })),
-                                (Arg::P(x), Arg::S(t)) => Arg::S(Cow::Owned(AShare {
-                                    a: kernels::matmul_prefix(&x, &t.a, s, b, a * d),
-                                    b: kernels::matmul_prefix(&x, &t.b, s, b, a * d),
-                                })),
-                                (Arg::S(x), Arg::S(t)) => Arg::S(Cow::Owned(
-                                    st.party()?.matmul_prefix(&x, &t, s, b, a * d)?,
-                                )),
-                            };
+                            // a table of fewer than A·B rows is a prefix
+                            // of that matrix (kernels::matmul)
+                            let u = matmul_args(st, high, tab, dims(s, b, a * d))?;
                             matmul_args(
                                 st,
                                 low,

@@ -94,18 +94,21 @@ pub fn checked_weight<'a>(
 /// Refuses values that the register's format cannot hold: NaN, ±∞, or
 /// |x| ≥ 2^(k−1−f) for ring k with f fraction bits.
 pub fn check_values(what: &str, x: &[f64], t: &RegType) -> Result<(), String> {
-    if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(format!(
-            "{what}: element {i} is {v}; weights and inputs must be finite numbers"
-        ));
+    // one pass: the first non-finite value, else the largest |value|
+    let mut big = (0, 0.0f64);
+    for (i, v) in x.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(format!(
+                "{what}: element {i} is {v}; weights and inputs must be finite numbers"
+            ));
+        }
+        if v.abs() > big.1 {
+            big = (i, v.abs());
+        }
     }
     if let Kind::Fixed { ring, frac } = t.kind {
         let limit = ((ring - 1 - frac) as f64).exp2();
-        let (i, big) = x
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i, v.abs()))
-            .fold((0, 0.0), |m, (i, v)| if v > m.1 { (i, v) } else { m });
+        let (i, big) = big;
         if big >= limit {
             return Err(format!(
                 "{what}: its largest |value| is {big:.4e} (element {i}), beyond the ±{limit:.4e} \
