@@ -10,9 +10,8 @@
 //! its last read).
 
 use crate::diag::Diagnostic;
-use crate::ir::ops::NormKind;
 use crate::ir::{Elem, Graph, NodeId, Op, Owner as IrOwner};
-use ditto_bytecode::{Instr, Kind, Owner, Port, Program, Reg, RegType};
+use ditto_bytecode::{Instr, Kind, Owner, Port, Pred, Program, Reg, RegType};
 use std::collections::HashMap;
 
 fn reg_type(t: &crate::ir::Type) -> RegType {
@@ -178,6 +177,12 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         };
         let dst = Reg(p.regs.len() as u32);
         let a = || ops[0];
+        let cmp = |pred| Instr::Cmp {
+            dst,
+            a: ops[0],
+            b: ops[1],
+            pred,
+        };
         let instr = match &n.op {
             Op::Input { name, owner } => {
                 let owner = match owner {
@@ -225,22 +230,12 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                 a: ops[0],
                 b: ops[1],
             },
-            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
-                let pred = match n.op {
-                    Op::Lt => 0,
-                    Op::Gt => 1,
-                    Op::Le => 2,
-                    Op::Ge => 3,
-                    Op::Eq => 4,
-                    _ => 5,
-                };
-                Instr::Cmp {
-                    dst,
-                    a: ops[0],
-                    b: ops[1],
-                    pred,
-                }
-            }
+            Op::Lt => cmp(Pred::Lt),
+            Op::Gt => cmp(Pred::Gt),
+            Op::Le => cmp(Pred::Le),
+            Op::Ge => cmp(Pred::Ge),
+            Op::Eq => cmp(Pred::Eq),
+            Op::Ne => cmp(Pred::Ne),
             Op::Not => Instr::Not { dst, a: a() },
             Op::Select => Instr::Select {
                 dst,
@@ -284,11 +279,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
             Op::NormScale { kind } => Instr::NormScale {
                 dst,
                 a: a(),
-                kind: match kind {
-                    NormKind::Recip => 0,
-                    NormKind::RsqrtIn => 1,
-                    NormKind::RsqrtOut => 2,
-                },
+                kind: *kind,
             },
             Op::Embed => Instr::Embed {
                 dst,

@@ -6,106 +6,60 @@ use crate::diag::Diagnostic;
 use crate::ir::{Format, NodeId, Op, Type, Vis};
 use crate::syntax::ast::{Arg, Ident, Span};
 
-/// (name, parameters, required count, one-line description for docs/errors).
-const SIGS: &[(&str, &[&str], usize, &str)] = &[
-    (
-        "gelu",
-        &["x", "tanh"],
-        1,
-        "GeLU (erf form; `tanh=true` for GPT-2's tanh form)",
-    ),
-    (
-        "softmax",
-        &["x", "mask"],
-        1,
-        "softmax over the last axis; `mask` (boolean) keeps entries",
-    ),
-    (
-        "layernorm",
-        &["x", "gamma", "beta", "eps"],
-        3,
-        "LayerNorm over the last axis",
-    ),
-    ("exp", &["x"], 1, "e^x"),
-    ("recip", &["x"], 1, "1/x"),
-    ("rsqrt", &["x"], 1, "1/sqrt(x)"),
-    ("tanh", &["x"], 1, "tanh(x)"),
-    (
-        "embed",
-        &["ids", "table"],
-        2,
-        "rows of `table` [V, D] picked by integer `ids` [S]",
-    ),
-    (
-        "transpose",
-        &["x", "perm"],
-        1,
-        "permute axes (default: swap the last two)",
-    ),
-    ("reshape", &["x", "shape"], 2, "same elements, new shape"),
-    (
-        "slice",
-        &["x", "axis", "start", "end"],
-        4,
-        "elements start..end of one axis",
-    ),
-    (
-        "concat",
-        &["xs", "axis"],
-        2,
-        "join a list of tensors along an axis",
-    ),
-    (
-        "broadcast",
-        &["x", "shape"],
-        2,
-        "NumPy broadcasting to a shape",
-    ),
-    ("expand", &["x", "axis"], 2, "insert an axis of size 1"),
-    (
-        "sum",
-        &["x", "axis"],
-        2,
-        "sum along an axis (kept with size 1)",
-    ),
-    (
-        "max",
-        &["x", "axis"],
-        2,
-        "maximum along an axis (kept with size 1)",
-    ),
-    (
-        "mean",
-        &["x", "axis"],
-        2,
-        "mean along an axis (kept with size 1)",
-    ),
-    ("select", &["cond", "a", "b"], 3, "a where cond, else b"),
-    ("iota", &["n"], 1, "public integers 0..n"),
-    ("dim", &["x", "axis"], 2, "compile-time size of an axis"),
-    ("rank", &["x"], 1, "compile-time number of axes"),
-    (
-        "norm_scale",
-        &["x", "kind"],
-        2,
-        "power-of-two scale from x's highest set bit (\"recip\", \"rsqrt_in\", \"rsqrt_out\")",
-    ),
-    ("sqrt", &["v"], 1, "compile-time square root of a number"),
-];
+/// Declares the DSL's builtins once: variant, name, parameters, how many are
+/// required, one line for docs and errors. [`builtin`] matches on the enum,
+/// so a declared builtin without an implementation does not compile.
+macro_rules! builtins {
+    ($( $var:ident = $name:literal [$($p:literal),*] $req:literal $doc:literal; )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Builtin { $($var),* }
+
+        /// (builtin, name, parameters, required count, description).
+        const SIGS: &[(Builtin, &str, &[&str], usize, &str)] = &[
+            $( (Builtin::$var, $name, &[$($p),*], $req, $doc) ),*
+        ];
+    };
+}
+
+builtins! {
+    Gelu = "gelu" ["x", "tanh"] 1 "GeLU (erf form; `tanh=true` for GPT-2's tanh form)";
+    Softmax = "softmax" ["x", "mask"] 1 "softmax over the last axis; `mask` (boolean) keeps entries";
+    Layernorm = "layernorm" ["x", "gamma", "beta", "eps"] 3 "LayerNorm over the last axis";
+    Exp = "exp" ["x"] 1 "e^x";
+    Recip = "recip" ["x"] 1 "1/x";
+    Rsqrt = "rsqrt" ["x"] 1 "1/sqrt(x)";
+    Tanh = "tanh" ["x"] 1 "tanh(x)";
+    Embed = "embed" ["ids", "table"] 2 "rows of `table` [V, D] picked by integer `ids` [S]";
+    Transpose = "transpose" ["x", "perm"] 1 "permute axes (default: swap the last two)";
+    Reshape = "reshape" ["x", "shape"] 2 "same elements, new shape";
+    Slice = "slice" ["x", "axis", "start", "end"] 4 "elements start..end of one axis";
+    Concat = "concat" ["xs", "axis"] 2 "join a list of tensors along an axis";
+    Broadcast = "broadcast" ["x", "shape"] 2 "NumPy broadcasting to a shape";
+    Expand = "expand" ["x", "axis"] 2 "insert an axis of size 1";
+    Sum = "sum" ["x", "axis"] 2 "sum along an axis (kept with size 1)";
+    Max = "max" ["x", "axis"] 2 "maximum along an axis (kept with size 1)";
+    Mean = "mean" ["x", "axis"] 2 "mean along an axis (kept with size 1)";
+    Select = "select" ["cond", "a", "b"] 3 "a where cond, else b";
+    Iota = "iota" ["n"] 1 "public integers 0..n";
+    Dim = "dim" ["x", "axis"] 2 "compile-time size of an axis";
+    Rank = "rank" ["x"] 1 "compile-time number of axes";
+    NormScale = "norm_scale" ["x", "kind"] 2 "power-of-two scale from x's highest set bit (\"recip\", \"rsqrt_in\", \"rsqrt_out\")";
+    Sqrt = "sqrt" ["v"] 1 "compile-time square root of a number";
+}
 
 /// Every builtin's name, from the signature table.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    SIGS.iter().map(|s| s.0)
+    SIGS.iter().map(|s| s.1)
 }
 
 pub fn is_builtin(name: &str) -> bool {
-    SIGS.iter().any(|s| s.0 == name)
+    SIGS.iter().any(|s| s.1 == name)
 }
 
 /// Name, signature text and description of every builtin (for docs).
 pub fn describe() -> Vec<(String, &'static str)> {
     SIGS.iter()
-        .map(|(n, ps, req, d)| {
+        .map(|(_, n, ps, req, d)| {
             let params: Vec<String> = ps
                 .iter()
                 .enumerate()
@@ -134,10 +88,13 @@ impl Args {
 }
 
 pub(super) fn call(e: &mut Elab, f: &Ident, args: &[Arg], span: Span) -> Val {
-    let (_, params, required, _) = SIGS
-        .iter()
-        .find(|s| s.0 == f.name)
-        .expect("is_builtin checked");
+    let Some(&(which, _, params, required, _)) = SIGS.iter().find(|s| s.1 == f.name) else {
+        return e.err(Diagnostic::error(
+            format!("`{}` is not a builtin (internal error)", f.name),
+            f.span,
+            "here",
+        ));
+    };
     let mut vals: Vec<Option<(Val, Span)>> = vec![None; params.len()];
     let mut pos = 0;
     for a in args {
@@ -190,8 +147,8 @@ pub(super) fn call(e: &mut Elab, f: &Ident, args: &[Arg], span: Span) -> Val {
             }
         }
     }
-    let given = vals.iter().take(*required).filter(|v| v.is_some()).count();
-    if given < *required {
+    let given = vals.iter().take(required).filter(|v| v.is_some()).count();
+    if given < required {
         return e.err(
             Diagnostic::error(
                 format!(
@@ -208,7 +165,7 @@ pub(super) fn call(e: &mut Elab, f: &Ident, args: &[Arg], span: Span) -> Val {
         return Val::Poison;
     }
     let a = Args { vals, call: span };
-    builtin(e, &f.name, &a).unwrap_or(Val::Poison)
+    builtin(e, which, &a).unwrap_or(Val::Poison)
 }
 
 fn tensor(e: &mut Elab, a: &Args, i: usize, what: &str) -> Option<NodeId> {
@@ -326,14 +283,21 @@ fn shape_of(e: &Elab, id: NodeId) -> Vec<usize> {
     e.g.node(id).ty.shape.clone()
 }
 
-fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
+/// A reduction `op(axis)` of operand 0 along the axis of argument 1.
+fn reduce(e: &mut Elab, a: &Args, op: impl Fn(usize) -> Op) -> Option<Val> {
+    let x = tensor(e, a, 0, "the operand")?;
+    let ax = axis(e, a, 1, shape_of(e, x).len())?;
+    Some(e.op(op(ax), &[x], a.call))
+}
+
+fn builtin(e: &mut Elab, which: Builtin, a: &Args) -> Option<Val> {
     let span = a.call;
     let unary = |op: Op, e: &mut Elab| -> Option<Val> {
         let x = tensor(e, a, 0, "the operand")?;
         Some(e.op(op, &[x], span))
     };
-    Some(match name {
-        "gelu" => {
+    Some(match which {
+        Builtin::Gelu => {
             let tanh = match a.get(1) {
                 None => false,
                 Some((Val::Bool(b), _)) => *b,
@@ -348,11 +312,11 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             };
             unary(Op::Gelu { tanh }, e)?
         }
-        "exp" => unary(Op::Exp, e)?,
-        "recip" => unary(Op::Recip, e)?,
-        "rsqrt" => unary(Op::Rsqrt, e)?,
-        "tanh" => unary(Op::Tanh, e)?,
-        "softmax" => {
+        Builtin::Exp => unary(Op::Exp, e)?,
+        Builtin::Recip => unary(Op::Recip, e)?,
+        Builtin::Rsqrt => unary(Op::Rsqrt, e)?,
+        Builtin::Tanh => unary(Op::Tanh, e)?,
+        Builtin::Softmax => {
             let x = tensor(e, a, 0, "the operand")?;
             match a.get(1) {
                 None => e.op(Op::Softmax { masked: false }, &[x], span),
@@ -362,7 +326,7 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
                 }
             }
         }
-        "layernorm" => {
+        Builtin::Layernorm => {
             let x = tensor(e, a, 0, "the operand")?;
             let g = tensor(e, a, 1, "gamma")?;
             let b = tensor(e, a, 2, "beta")?;
@@ -373,12 +337,12 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             };
             e.op(Op::LayerNorm { eps }, &[x, g, b], span)
         }
-        "embed" => {
+        Builtin::Embed => {
             let ids = tensor(e, a, 0, "the ids")?;
             let table = tensor(e, a, 1, "the table")?;
             e.op(Op::Embed, &[ids, table], span)
         }
-        "transpose" => {
+        Builtin::Transpose => {
             let x = tensor(e, a, 0, "the operand")?;
             let r = shape_of(e, x).len();
             let perm: Vec<usize> = if a.get(1).is_some() {
@@ -406,12 +370,12 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             };
             e.op(Op::Transpose { perm }, &[x], span)
         }
-        "reshape" => {
+        Builtin::Reshape => {
             let x = tensor(e, a, 0, "the operand")?;
             let shape = shape_arg(e, a, 1)?;
             e.op(Op::Reshape { shape }, &[x], span)
         }
-        "slice" => {
+        Builtin::Slice => {
             let x = tensor(e, a, 0, "the operand")?;
             let ax = axis(e, a, 1, shape_of(e, x).len())?;
             let start = int(e, a, 2, "the start")?;
@@ -434,7 +398,7 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
                 span,
             )
         }
-        "concat" => {
+        Builtin::Concat => {
             let items = match a.get(0)? {
                 (Val::List(v), _) => v.clone(),
                 (other, s) => {
@@ -472,29 +436,22 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             let ax = axis(e, a, 1, shape_of(e, ids[0]).len())?;
             e.op(Op::Concat { axis: ax }, &ids, span)
         }
-        "broadcast" => {
+        Builtin::Broadcast => {
             let x = tensor(e, a, 0, "the operand")?;
             let shape = shape_arg(e, a, 1)?;
             e.op(Op::Broadcast { shape }, &[x], span)
         }
-        "expand" => {
+        Builtin::Expand => {
             let x = tensor(e, a, 0, "the operand")?;
             let mut s = shape_of(e, x);
             let ax = axis(e, a, 1, s.len() + 1)?;
             s.insert(ax, 1);
             e.op(Op::Reshape { shape: s }, &[x], span)
         }
-        "sum" | "max" | "mean" => {
-            let x = tensor(e, a, 0, "the operand")?;
-            let ax = axis(e, a, 1, shape_of(e, x).len())?;
-            let op = match name {
-                "sum" => Op::Sum { axis: ax },
-                "max" => Op::Max { axis: ax },
-                _ => Op::Mean { axis: ax },
-            };
-            e.op(op, &[x], span)
-        }
-        "select" => {
+        Builtin::Sum => reduce(e, a, |axis| Op::Sum { axis })?,
+        Builtin::Max => reduce(e, a, |axis| Op::Max { axis })?,
+        Builtin::Mean => reduce(e, a, |axis| Op::Mean { axis })?,
+        Builtin::Select => {
             let c = tensor(e, a, 0, "the condition")?;
             let mut br = vec![];
             for i in 1..3 {
@@ -535,7 +492,7 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             }
             e.op(Op::Select, &[c, br[0], br[1]], span)
         }
-        "iota" => {
+        Builtin::Iota => {
             let n = int(e, a, 0, "the length")?;
             if n <= 0 {
                 e.err(Diagnostic::error(
@@ -552,7 +509,7 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             e.g.node_mut(id).class = None;
             Val::Tensor(id)
         }
-        "norm_scale" => {
+        Builtin::NormScale => {
             let x = tensor(e, a, 0, "the operand")?;
             let kind = match a.get(1)? {
                 (Val::Str(k), s) => match crate::ir::ops::NormKind::parse(k) {
@@ -576,17 +533,17 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             };
             e.op(Op::NormScale { kind }, &[x], span)
         }
-        "dim" => {
+        Builtin::Dim => {
             let x = tensor(e, a, 0, "the operand")?;
             let s = shape_of(e, x);
             let ax = axis(e, a, 1, s.len())?;
             Val::Int(s[ax] as i64)
         }
-        "rank" => {
+        Builtin::Rank => {
             let x = tensor(e, a, 0, "the operand")?;
             Val::Int(shape_of(e, x).len() as i64)
         }
-        "sqrt" => {
+        Builtin::Sqrt => {
             let v = number(e, a, 0, "the operand")?;
             if v < 0.0 {
                 e.err(Diagnostic::error(
@@ -598,6 +555,5 @@ fn builtin(e: &mut Elab, name: &str, a: &Args) -> Option<Val> {
             }
             Val::Float(v.sqrt())
         }
-        _ => unreachable!("every name in SIGS has a case"),
     })
 }

@@ -69,6 +69,20 @@ pub fn rescale(v: i64, from: Format, to: Format) -> i64 {
     wrap(y, to.ring.bits())
 }
 
+/// A comparison of a and b (b read in a's format), 1 where it holds; one side
+/// may be a scalar.
+fn compare(a: &[&FixedTensor], numel: usize, holds: fn(i64, i64) -> bool) -> Vec<i64> {
+    let fa = a[0].format.expect("numeric operand");
+    let (x, y) = (&a[0].data, rescaled(a[1], fa));
+    (0..numel)
+        .map(|i| {
+            let p = x[if x.len() == 1 { 0 } else { i }];
+            let q = y[if y.len() == 1 { 0 } else { i }];
+            holds(p, q) as i64
+        })
+        .collect()
+}
+
 fn rescaled(t: &FixedTensor, to: Format) -> Vec<i64> {
     if let Some(x) = t.exact {
         return vec![encode(x, to)];
@@ -226,25 +240,12 @@ fn eval_op(
                 )
             })
             .collect(),
-        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
-            let fa = a[0].format.expect("numeric operand");
-            let (x, y) = (a[0].data.clone(), rescaled(a[1], fa));
-            (0..numel)
-                .map(|i| {
-                    let p = x[if x.len() == 1 { 0 } else { i }];
-                    let q = y[if y.len() == 1 { 0 } else { i }];
-                    let r = match op {
-                        Op::Lt => p < q,
-                        Op::Gt => p > q,
-                        Op::Le => p <= q,
-                        Op::Ge => p >= q,
-                        Op::Eq => p == q,
-                        _ => p != q,
-                    };
-                    r as i64
-                })
-                .collect()
-        }
+        Op::Lt => compare(a, numel, |p, q| p < q),
+        Op::Gt => compare(a, numel, |p, q| p > q),
+        Op::Le => compare(a, numel, |p, q| p <= q),
+        Op::Ge => compare(a, numel, |p, q| p >= q),
+        Op::Eq => compare(a, numel, |p, q| p == q),
+        Op::Ne => compare(a, numel, |p, q| p != q),
         Op::Not => a[0].data.iter().map(|&v| (v == 0) as i64).collect(),
         Op::Select => {
             let (x, y) = (rescaled(a[1], f()), rescaled(a[2], f()));

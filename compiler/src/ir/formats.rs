@@ -19,7 +19,35 @@ pub fn inherits_from(op: &Op) -> Option<usize> {
         | Op::Neg
         | Op::Output { .. } => Some(0),
         Op::Embed => Some(1),
-        _ => None,
+        Op::Input { .. }
+        | Op::Weight { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::MatMul
+        | Op::Lt
+        | Op::Gt
+        | Op::Le
+        | Op::Ge
+        | Op::Eq
+        | Op::Ne
+        | Op::Not
+        | Op::Select
+        | Op::Sum { .. }
+        | Op::Max { .. }
+        | Op::Mean { .. }
+        | Op::Gelu { .. }
+        | Op::Softmax { .. }
+        | Op::LayerNorm { .. }
+        | Op::Exp
+        | Op::Recip
+        | Op::Rsqrt
+        | Op::Tanh
+        | Op::NormScale { .. }
+        | Op::Convert
+        | Op::Rescale { .. } => None,
     }
 }
 

@@ -1,47 +1,14 @@
-//! IR operations. Each op has a kebab-case name used by the text format, an
-//! operand count, and typed attributes. [`Op::attrs`] and [`Op::from_parts`]
-//! are inverse: the printer writes the former, the parser calls the latter.
+//! IR operations, declared once in [`ops!`]: each op has a name used by the
+//! text format, an operand count, typed attributes and a line of docs.
+//! [`Op::attrs`] and [`Op::from_parts`] are inverse: the printer writes the
+//! former, the parser calls the latter.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Which function of the highest set bit `norm_scale` computes. With
-/// e = ⌊log2 x⌋ for x > 0 (the scale is 0 for x ≤ 0):
-/// - `recip`: 2^(−e−1), so x·s ∈ [0.5, 1);
-/// - `rsqrt_in`: 2^(−e−2), so x·s ∈ [0.25, 0.5);
-/// - `rsqrt_out`: 2^(−(e+2)/2), so rsqrt(x) = rsqrt(x·2^(−e−2))·s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NormKind {
-    Recip,
-    RsqrtIn,
-    RsqrtOut,
-}
-
-impl NormKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NormKind::Recip => "recip",
-            NormKind::RsqrtIn => "rsqrt_in",
-            NormKind::RsqrtOut => "rsqrt_out",
-        }
-    }
-    pub fn parse(s: &str) -> Option<NormKind> {
-        match s {
-            "recip" => Some(NormKind::Recip),
-            "rsqrt_in" => Some(NormKind::RsqrtIn),
-            "rsqrt_out" => Some(NormKind::RsqrtOut),
-            _ => None,
-        }
-    }
-    /// The scale for a real x > 0 whose highest set bit is 2^e.
-    pub fn scale(self, e: i32) -> f64 {
-        match self {
-            NormKind::Recip => (-(e as f64) - 1.0).exp2(),
-            NormKind::RsqrtIn => (-(e as f64) - 2.0).exp2(),
-            NormKind::RsqrtOut => (-(e as f64 + 2.0) / 2.0).exp2(),
-        }
-    }
-}
+/// Which function of the highest set bit `norm_scale` computes (declared
+/// with the bytecode's field of the same name: one definition of its scale).
+pub use ditto_bytecode::NormKind;
 
 /// Who supplies an input's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,150 +33,282 @@ impl Owner {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    /// A tensor supplied at run time by `owner`.
-    Input {
-        name: String,
-        owner: Owner,
-    },
-    /// A model parameter, bound by name to a tensor of the weights file;
-    /// `transposed`: the node is that (matrix) tensor's transpose, dealt in
-    /// this layout (the `weight-layout` pass).
-    Weight {
-        name: String,
-        transposed: bool,
-    },
-    /// A public scalar (rank 0).
-    Const {
-        value: f64,
-    },
-    /// Public integers 0..n (shape [n]).
-    Iota {
-        n: usize,
-    },
-    Add,
-    Sub,
-    Mul,
-    Neg,
-    /// Matrix product over the last two axes; leading axes are batch axes
-    /// (equal on both sides, or absent on the right-hand side).
-    MatMul,
-    Lt,
-    Gt,
-    Le,
-    Ge,
-    Eq,
-    Ne,
-    Not,
-    /// `select(c, a, b)`: a where c, else b.
-    Select,
-    Transpose {
-        perm: Vec<usize>,
-    },
-    Reshape {
-        shape: Vec<usize>,
-    },
-    Slice {
-        axis: usize,
-        start: usize,
-        end: usize,
-    },
-    Concat {
-        axis: usize,
-    },
-    /// NumPy broadcasting of the operand to `shape`.
-    Broadcast {
-        shape: Vec<usize>,
-    },
-    /// Reductions keep the reduced axis with size 1.
-    Sum {
-        axis: usize,
-    },
-    Max {
-        axis: usize,
-    },
-    Mean {
-        axis: usize,
-    },
-    /// GeLU: erf form, or the tanh form GPT-2 uses when `tanh`.
-    Gelu {
-        tanh: bool,
-    },
-    /// Softmax over the last axis; with `masked`, a second boolean operand
-    /// marks the entries that take part (others get probability 0).
-    Softmax {
-        masked: bool,
-    },
-    /// LayerNorm over the last axis: operands x, gamma, beta.
-    LayerNorm {
-        eps: f64,
-    },
-    Exp,
-    Recip,
-    Rsqrt,
-    Tanh,
-    /// Row lookup: operands ids [S] (integers) and table [V, D] → [S, D].
-    Embed,
-    /// A power-of-two scale derived from the highest set bit of a positive
-    /// operand (the normalisation of reciprocal and rsqrt); see [`NormKind`].
-    NormScale {
-        kind: NormKind,
-    },
-    /// Explicit format conversion written with `as` in the DSL.
-    Convert,
-    /// x·2^−bits, exactly and for free: the same ring words read with `bits`
-    /// more fraction bits (`fuse-truncations` makes products by a constant
-    /// power of two into this).
-    Rescale {
-        bits: usize,
-    },
-    /// A result revealed to the client under `name`.
-    Output {
-        name: String,
-    },
+/// Declares the IR's ops once: for each, its variant and attributes (typed
+/// fields), its text name, its operands (as documented) and arity, and one
+/// line of documentation. The enum, [`Op::name`], [`Op::arity`],
+/// [`Op::attrs`], [`Op::from_parts`], [`OP_NAMES`] and the op table of
+/// docs/ir.md ([`docs_table`]) are derived from it. What an op means (its
+/// type rule, its float and fixed-point semantics, its MPC code) is written
+/// in exhaustive matches (`infer`, `eval`, `fixed`, `codegen`), so a new op
+/// is a compile error everywhere it must be handled (docs/contributing.md).
+macro_rules! ops {
+    ($( $(#[$meta:meta])* $var:ident $({ $($f:ident : $t:ty),* $(,)? })? = $name:literal ($operands:literal) [$ar:expr] $doc:literal; )*) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Op {
+            $( #[doc = $doc] $(#[$meta])* $var $({ $($f: $t),* })? ),*
+        }
+
+        /// Every op name of the text format, in declaration order.
+        pub const OP_NAMES: &[&str] = &[$($name),*];
+
+        /// Every op's declaration: name, operands, attributes (name, kind)
+        /// and documentation, in declaration order.
+        pub const TABLE: &[OpInfo] = &[$(OpInfo {
+            name: $name,
+            operands: $operands,
+            attrs: &[$($((stringify!($f), <$t as AttrField>::KIND)),*)?],
+            doc: $doc,
+        }),*];
+
+        impl Op {
+            pub fn name(&self) -> &'static str {
+                match self { $( Op::$var { .. } => $name ),* }
+            }
+
+            /// How many operands the op takes.
+            #[allow(unused_variables)]
+            pub fn arity(&self) -> Arity {
+                match self { $( Op::$var $({ $($f),* })? => $ar ),* }
+            }
+
+            /// Attributes in printing order (flags that are off are left out).
+            pub fn attrs(&self) -> Vec<(&'static str, AttrVal)> {
+                match self {
+                    $( Op::$var $({ $($f),* })? => {
+                        #[allow(unused_mut)]
+                        let mut v = Vec::new();
+                        $($( if let Some(a) = AttrField::put($f) { v.push((stringify!($f), a)); } )*)?
+                        v
+                    } ),*
+                }
+            }
+
+            /// Rebuilds an op from its name and attributes (the parser's
+            /// side); unknown ops and attributes, missing or ill-typed values
+            /// are errors.
+            pub fn from_parts(opname: &str, attrs: &BTreeMap<String, AttrVal>) -> Result<Op, String> {
+                let info = TABLE
+                    .iter()
+                    .find(|i| i.name == opname)
+                    .ok_or_else(|| format!("unknown op `{opname}`"))?;
+                // typos must not pass silently
+                for k in attrs.keys() {
+                    if !info.attrs.iter().any(|(a, _)| a == k) {
+                        return Err(format!("`{opname}` has no attribute `{k}`"));
+                    }
+                }
+                Ok(match opname {
+                    $( $name => Op::$var $({ $($f: <$t as AttrField>::take(opname, stringify!($f), attrs.get(stringify!($f)))?),* })?, )*
+                    _ => unreachable!("TABLE lists every op"),
+                })
+            }
+        }
+    };
 }
 
-/// Every op name of the text format (kept in sync with [`Op::name`] by a test).
-pub const OP_NAMES: &[&str] = &[
-    "input",
-    "weight",
-    "const",
-    "iota",
-    "add",
-    "sub",
-    "mul",
-    "neg",
-    "matmul",
-    "lt",
-    "gt",
-    "le",
-    "ge",
-    "eq",
-    "ne",
-    "not",
-    "select",
-    "transpose",
-    "reshape",
-    "slice",
-    "concat",
-    "broadcast",
-    "sum",
-    "max",
-    "mean",
-    "gelu",
-    "softmax",
-    "layernorm",
-    "exp",
-    "recip",
-    "rsqrt",
-    "tanh",
-    "embed",
-    "norm_scale",
-    "convert",
-    "rescale",
-    "output",
-];
+/// One op's declaration (see [`TABLE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OpInfo {
+    pub name: &'static str,
+    /// The operands as documented (`a, b`; `x, y, ...`).
+    pub operands: &'static str,
+    /// Attribute names and what values they take.
+    pub attrs: &'static [(&'static str, &'static str)],
+    pub doc: &'static str,
+}
+
+use Arity::{AtLeast, Exactly};
+
+ops! {
+    Input { name: String, owner: Owner } = "input" ("") [Exactly(0)]
+        "a tensor supplied at run time by `owner`; its type is declared";
+    /// `transposed`: the node is that (matrix) tensor's transpose, dealt in
+    /// this layout (the `weight-layout` pass).
+    Weight { name: String, transposed: bool } = "weight" ("") [Exactly(0)]
+        "a model parameter, bound by name to a tensor of the weights file (`transposed`: the stored matrix's transpose, set by `weight-layout`); its type is declared";
+    Const { value: f64 } = "const" ("") [Exactly(0)] "a public scalar (rank 0)";
+    Iota { n: usize } = "iota" ("") [Exactly(0)] "public integers 0..n (shape [n])";
+    Add = "add" ("a, b") [Exactly(2)] "a + b, element-wise: equal shapes or one scalar";
+    Sub = "sub" ("a, b") [Exactly(2)] "a − b, element-wise";
+    Mul = "mul" ("a, b") [Exactly(2)] "a·b, element-wise";
+    Neg = "neg" ("x") [Exactly(1)] "−x";
+    MatMul = "matmul" ("a, b") [Exactly(2)]
+        "matrix product over the last two axes; leading axes are batch axes (equal on both sides, or absent on b)";
+    Lt = "lt" ("a, b") [Exactly(2)] "a < b, boolean";
+    Gt = "gt" ("a, b") [Exactly(2)] "a > b, boolean";
+    Le = "le" ("a, b") [Exactly(2)] "a ≤ b, boolean";
+    Ge = "ge" ("a, b") [Exactly(2)] "a ≥ b, boolean";
+    Eq = "eq" ("a, b") [Exactly(2)] "a = b, boolean";
+    Ne = "ne" ("a, b") [Exactly(2)] "a ≠ b, boolean";
+    Not = "not" ("c") [Exactly(1)] "boolean negation";
+    Select = "select" ("c, a, b") [Exactly(3)] "a where c, else b";
+    Transpose { perm: Vec<usize> } = "transpose" ("x") [Exactly(1)] "x with its axes permuted";
+    Reshape { shape: Vec<usize> } = "reshape" ("x") [Exactly(1)] "the same elements in another shape";
+    Slice { axis: usize, start: usize, end: usize } = "slice" ("x") [Exactly(1)]
+        "elements start..end of one axis";
+    Concat { axis: usize } = "concat" ("x, y, ...") [AtLeast(1)] "the operands joined along an axis";
+    Broadcast { shape: Vec<usize> } = "broadcast" ("x") [Exactly(1)] "NumPy broadcasting of x to `shape`";
+    Sum { axis: usize } = "sum" ("x") [Exactly(1)] "sum along an axis, kept with size 1";
+    Max { axis: usize } = "max" ("x") [Exactly(1)] "maximum along an axis, kept with size 1";
+    Mean { axis: usize } = "mean" ("x") [Exactly(1)] "mean along an axis, kept with size 1";
+    Gelu { tanh: bool } = "gelu" ("x") [Exactly(1)] "GeLU: the erf form, or the tanh form GPT-2 uses when `tanh`";
+    Softmax { masked: bool } = "softmax" ("x [, mask]") [Exactly(if *masked { 2 } else { 1 })]
+        "softmax over the last axis; with `masked`, a boolean mask marks the entries that take part (others get probability 0)";
+    LayerNorm { eps: f64 } = "layernorm" ("x, gamma, beta") [Exactly(3)] "LayerNorm over the last axis";
+    Exp = "exp" ("x") [Exactly(1)] "e^x, element-wise";
+    Recip = "recip" ("x") [Exactly(1)] "1/x, element-wise";
+    Rsqrt = "rsqrt" ("x") [Exactly(1)] "1/√x, element-wise";
+    Tanh = "tanh" ("x") [Exactly(1)] "tanh x, element-wise";
+    Embed = "embed" ("ids, table") [Exactly(2)] "row lookup: integer ids [S] and a table [V, D] give [S, D]";
+    /// See [`NormKind`].
+    NormScale { kind: NormKind } = "norm_scale" ("x") [Exactly(1)]
+        "a power-of-two scale from the highest set bit of a positive x (the normalisation of reciprocal and rsqrt)";
+    Convert = "convert" ("x") [Exactly(1)] "explicit format change (`as` in the DSL)";
+    /// (`fuse-truncations` makes products by a constant power of two into
+    /// this.)
+    Rescale { bits: usize } = "rescale" ("x") [Exactly(1)]
+        "x·2^−bits, exactly and locally: the same ring words read with `bits` more fraction bits";
+    Output { name: String } = "output" ("x") [Exactly(1)] "a result revealed to the client under `name`";
+}
+
+/// A value of an attribute field: how it is printed, parsed, described.
+pub trait AttrField: Sized {
+    /// What values the attribute takes (docs/ir.md).
+    const KIND: &'static str;
+    /// The printed value; `None` leaves the attribute out (a flag that is off).
+    fn put(&self) -> Option<AttrVal>;
+    /// The field from attribute `key` of op `op` (`None`: not written).
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String>;
+}
+
+fn need<'a>(op: &str, key: &str, v: Option<&'a AttrVal>) -> Result<&'a AttrVal, String> {
+    v.ok_or_else(|| format!("`{op}` needs attribute `{key}`"))
+}
+
+impl AttrField for String {
+    const KIND: &'static str = "string";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Str(self.clone()))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Str(s) => Ok(s.clone()),
+            _ => Err(format!("attribute `{key}` must be a string")),
+        }
+    }
+}
+
+impl AttrField for bool {
+    const KIND: &'static str = "flag";
+    fn put(&self) -> Option<AttrVal> {
+        self.then_some(AttrVal::Flag)
+    }
+    fn take(_: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match v {
+            None => Ok(false),
+            Some(AttrVal::Flag) => Ok(true),
+            Some(_) => Err(format!("attribute `{key}` is a flag: write `{key}` alone")),
+        }
+    }
+}
+
+impl AttrField for usize {
+    const KIND: &'static str = "integer";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Int(*self as i64))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Int(i) if *i >= 0 => Ok(*i as usize),
+            _ => Err(format!("attribute `{key}` must be a non-negative integer")),
+        }
+    }
+}
+
+impl AttrField for f64 {
+    const KIND: &'static str = "number";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Float(*self))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Float(x) => Ok(*x),
+            AttrVal::Int(i) => Ok(*i as f64),
+            _ => Err(format!("attribute `{key}` must be a number")),
+        }
+    }
+}
+
+impl AttrField for Vec<usize> {
+    const KIND: &'static str = "integer list";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::List(self.iter().map(|&x| x as i64).collect()))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::List(v) if v.iter().all(|&x| x >= 0) => {
+                Ok(v.iter().map(|&x| x as usize).collect())
+            }
+            _ => Err(format!(
+                "attribute `{key}` must be a list of non-negative integers"
+            )),
+        }
+    }
+}
+
+impl AttrField for Owner {
+    const KIND: &'static str = "client or model_owner";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Ident(self.as_str().into()))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Ident(s) => Owner::parse(s),
+            _ => None,
+        }
+        .ok_or_else(|| format!("attribute `{key}` must be `client` or `model_owner`"))
+    }
+}
+
+impl AttrField for NormKind {
+    const KIND: &'static str = "recip, rsqrt_in or rsqrt_out";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Ident(self.as_str().into()))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Ident(k) => NormKind::parse(k),
+            _ => None,
+        }
+        .ok_or_else(|| format!("attribute `{key}` must be recip, rsqrt_in or rsqrt_out"))
+    }
+}
+
+/// The op table of docs/ir.md, generated from [`TABLE`] (a test keeps the
+/// document equal to it).
+pub fn docs_table() -> String {
+    let mut s = String::from("| op | operands | attributes | meaning |\n|---|---|---|---|\n");
+    for i in TABLE {
+        let attrs: Vec<String> = i
+            .attrs
+            .iter()
+            .map(|(k, kind)| format!("`{k}` ({kind})"))
+            .collect();
+        let operands = if i.operands.is_empty() {
+            "—"
+        } else {
+            i.operands
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            i.name,
+            operands,
+            attrs.join(", "),
+            i.doc
+        ));
+    }
+    s
+}
 
 /// Attribute values of the text format.
 #[derive(Debug, Clone, PartialEq)]
@@ -293,232 +392,6 @@ impl fmt::Display for Arity {
 }
 
 impl Op {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Input { .. } => "input",
-            Op::Weight { .. } => "weight",
-            Op::Const { .. } => "const",
-            Op::Iota { .. } => "iota",
-            Op::Add => "add",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Neg => "neg",
-            Op::MatMul => "matmul",
-            Op::Lt => "lt",
-            Op::Gt => "gt",
-            Op::Le => "le",
-            Op::Ge => "ge",
-            Op::Eq => "eq",
-            Op::Ne => "ne",
-            Op::Not => "not",
-            Op::Select => "select",
-            Op::Transpose { .. } => "transpose",
-            Op::Reshape { .. } => "reshape",
-            Op::Slice { .. } => "slice",
-            Op::Concat { .. } => "concat",
-            Op::Broadcast { .. } => "broadcast",
-            Op::Sum { .. } => "sum",
-            Op::Max { .. } => "max",
-            Op::Mean { .. } => "mean",
-            Op::Gelu { .. } => "gelu",
-            Op::Softmax { .. } => "softmax",
-            Op::LayerNorm { .. } => "layernorm",
-            Op::Exp => "exp",
-            Op::Recip => "recip",
-            Op::Rsqrt => "rsqrt",
-            Op::Tanh => "tanh",
-            Op::Embed => "embed",
-            Op::NormScale { .. } => "norm_scale",
-            Op::Convert => "convert",
-            Op::Rescale { .. } => "rescale",
-            Op::Output { .. } => "output",
-        }
-    }
-
-    pub fn arity(&self) -> Arity {
-        use Arity::*;
-        match self {
-            Op::Input { .. } | Op::Weight { .. } | Op::Const { .. } | Op::Iota { .. } => Exactly(0),
-            Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::MatMul
-            | Op::Lt
-            | Op::Gt
-            | Op::Le
-            | Op::Ge
-            | Op::Eq
-            | Op::Ne
-            | Op::Embed => Exactly(2),
-            Op::Select | Op::LayerNorm { .. } => Exactly(3),
-            Op::Softmax { masked } => Exactly(if *masked { 2 } else { 1 }),
-            Op::Concat { .. } => AtLeast(1),
-            _ => Exactly(1),
-        }
-    }
-
-    /// Attributes in printing order.
-    pub fn attrs(&self) -> Vec<(&'static str, AttrVal)> {
-        let list = |v: &[usize]| AttrVal::List(v.iter().map(|&x| x as i64).collect());
-        match self {
-            Op::Input { name, owner } => vec![
-                ("name", AttrVal::Str(name.clone())),
-                ("owner", AttrVal::Ident(owner.as_str().into())),
-            ],
-            Op::Weight {
-                name,
-                transposed: true,
-            } => vec![
-                ("name", AttrVal::Str(name.clone())),
-                ("transposed", AttrVal::Flag),
-            ],
-            Op::Weight { name, .. } | Op::Output { name } => {
-                vec![("name", AttrVal::Str(name.clone()))]
-            }
-            Op::Const { value } => vec![("value", AttrVal::Float(*value))],
-            Op::Iota { n } => vec![("n", AttrVal::Int(*n as i64))],
-            Op::Transpose { perm } => vec![("perm", list(perm))],
-            Op::Reshape { shape } | Op::Broadcast { shape } => vec![("shape", list(shape))],
-            Op::Slice { axis, start, end } => vec![
-                ("axis", AttrVal::Int(*axis as i64)),
-                ("start", AttrVal::Int(*start as i64)),
-                ("end", AttrVal::Int(*end as i64)),
-            ],
-            Op::Concat { axis } | Op::Sum { axis } | Op::Max { axis } | Op::Mean { axis } => {
-                vec![("axis", AttrVal::Int(*axis as i64))]
-            }
-            Op::Gelu { tanh: true } => vec![("tanh", AttrVal::Flag)],
-            Op::Softmax { masked: true } => vec![("masked", AttrVal::Flag)],
-            Op::LayerNorm { eps } => vec![("eps", AttrVal::Float(*eps))],
-            Op::NormScale { kind } => vec![("kind", AttrVal::Ident(kind.as_str().into()))],
-            Op::Rescale { bits } => vec![("bits", AttrVal::Int(*bits as i64))],
-            _ => vec![],
-        }
-    }
-
-    /// Rebuilds an op from its name and attributes (the parser's side).
-    pub fn from_parts(name: &str, attrs: &BTreeMap<String, AttrVal>) -> Result<Op, String> {
-        let get = |k: &str| {
-            attrs
-                .get(k)
-                .ok_or_else(|| format!("`{name}` needs attribute `{k}`"))
-        };
-        let int = |k: &str| -> Result<usize, String> {
-            match get(k)? {
-                AttrVal::Int(i) if *i >= 0 => Ok(*i as usize),
-                _ => Err(format!("attribute `{k}` must be a non-negative integer")),
-            }
-        };
-        let float = |k: &str| -> Result<f64, String> {
-            match get(k)? {
-                AttrVal::Float(x) => Ok(*x),
-                AttrVal::Int(i) => Ok(*i as f64),
-                _ => Err(format!("attribute `{k}` must be a number")),
-            }
-        };
-        let string = |k: &str| -> Result<String, String> {
-            match get(k)? {
-                AttrVal::Str(s) => Ok(s.clone()),
-                _ => Err(format!("attribute `{k}` must be a string")),
-            }
-        };
-        let list = |k: &str| -> Result<Vec<usize>, String> {
-            match get(k)? {
-                AttrVal::List(v) if v.iter().all(|&x| x >= 0) => {
-                    Ok(v.iter().map(|&x| x as usize).collect())
-                }
-                _ => Err(format!(
-                    "attribute `{k}` must be a list of non-negative integers"
-                )),
-            }
-        };
-        let flag = |k: &str| attrs.contains_key(k);
-        let op = match name {
-            "input" => {
-                let owner = match get("owner")? {
-                    AttrVal::Ident(s) => Owner::parse(s),
-                    _ => None,
-                }
-                .ok_or("attribute `owner` must be `client` or `model_owner`")?;
-                Op::Input {
-                    name: string("name")?,
-                    owner,
-                }
-            }
-            "weight" => Op::Weight {
-                name: string("name")?,
-                transposed: flag("transposed"),
-            },
-            "output" => Op::Output {
-                name: string("name")?,
-            },
-            "const" => Op::Const {
-                value: float("value")?,
-            },
-            "iota" => Op::Iota { n: int("n")? },
-            "add" => Op::Add,
-            "sub" => Op::Sub,
-            "mul" => Op::Mul,
-            "neg" => Op::Neg,
-            "matmul" => Op::MatMul,
-            "lt" => Op::Lt,
-            "gt" => Op::Gt,
-            "le" => Op::Le,
-            "ge" => Op::Ge,
-            "eq" => Op::Eq,
-            "ne" => Op::Ne,
-            "not" => Op::Not,
-            "select" => Op::Select,
-            "transpose" => Op::Transpose {
-                perm: list("perm")?,
-            },
-            "reshape" => Op::Reshape {
-                shape: list("shape")?,
-            },
-            "broadcast" => Op::Broadcast {
-                shape: list("shape")?,
-            },
-            "slice" => Op::Slice {
-                axis: int("axis")?,
-                start: int("start")?,
-                end: int("end")?,
-            },
-            "concat" => Op::Concat { axis: int("axis")? },
-            "sum" => Op::Sum { axis: int("axis")? },
-            "max" => Op::Max { axis: int("axis")? },
-            "mean" => Op::Mean { axis: int("axis")? },
-            "gelu" => Op::Gelu { tanh: flag("tanh") },
-            "softmax" => Op::Softmax {
-                masked: flag("masked"),
-            },
-            "layernorm" => Op::LayerNorm { eps: float("eps")? },
-            "exp" => Op::Exp,
-            "recip" => Op::Recip,
-            "rsqrt" => Op::Rsqrt,
-            "tanh" => Op::Tanh,
-            "embed" => Op::Embed,
-            "norm_scale" => {
-                let kind = match get("kind")? {
-                    AttrVal::Ident(k) => NormKind::parse(k),
-                    _ => None,
-                }
-                .ok_or("attribute `kind` must be recip, rsqrt_in or rsqrt_out")?;
-                Op::NormScale { kind }
-            }
-            "convert" => Op::Convert,
-            "rescale" => Op::Rescale { bits: int("bits")? },
-            other => return Err(format!("unknown op `{other}`")),
-        };
-        // Reject attributes the op does not have (typos must not pass silently).
-        let known: Vec<&str> = op.attrs().iter().map(|(k, _)| *k).collect();
-        for k in attrs.keys() {
-            if !known.contains(&k.as_str()) {
-                return Err(format!("`{name}` has no attribute `{k}`"));
-            }
-        }
-        Ok(op)
-    }
-
     /// Ops whose result is boolean.
     pub fn is_comparison(&self) -> bool {
         matches!(

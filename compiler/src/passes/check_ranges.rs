@@ -152,7 +152,42 @@ impl Pass for CheckRanges {
                         check("this downcast's result", v, f.frac, f.ring.bits(), id);
                     }
                 }
-                _ => {}
+                // no accumulator and no conversion call: nothing can wrap
+                // that the operands' own checks do not cover
+                Op::Input { .. }
+                | Op::Weight { .. }
+                | Op::Const { .. }
+                | Op::Iota { .. }
+                | Op::Add
+                | Op::Sub
+                | Op::Neg
+                | Op::Lt
+                | Op::Gt
+                | Op::Le
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::Not
+                | Op::Select
+                | Op::Transpose { .. }
+                | Op::Reshape { .. }
+                | Op::Slice { .. }
+                | Op::Concat { .. }
+                | Op::Broadcast { .. }
+                | Op::Sum { .. }
+                | Op::Max { .. }
+                | Op::Mean { .. }
+                | Op::Gelu { .. }
+                | Op::Softmax { .. }
+                | Op::LayerNorm { .. }
+                | Op::Exp
+                | Op::Recip
+                | Op::Rsqrt
+                | Op::Tanh
+                | Op::Embed
+                | Op::NormScale { .. }
+                | Op::Rescale { .. }
+                | Op::Output { .. } => {}
             }
         }
         if errors.is_empty() {

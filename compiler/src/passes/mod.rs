@@ -236,15 +236,16 @@ pub fn stats(g: &Graph) -> GraphStats {
                     }
                 }
             }
-            Op::Mul | Op::MatMul if secret => {
+            Op::Mul | Op::MatMul => {
                 let both_secret = ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
-                if both_secret && !fused_product(g, id) {
+                if secret && both_secret && !fused_product(g, id) {
                     let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                     s.est_bits += 3 * k * n.ty.numel() as u64;
                     rounds = 1;
                 }
             }
-            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne if secret => {
+            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne if !secret => {}
+            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
                 let k = g
                     .node(ops[0])
                     .ty
@@ -261,13 +262,15 @@ pub fn stats(g: &Graph) -> GraphStats {
                 s.est_bits += bits * m;
                 rounds = r;
             }
-            Op::Select if g.node(ops[0]).ty.vis == Vis::Secret => {
+            Op::Select if g.node(ops[0]).ty.vis != Vis::Secret => {}
+            Op::Select => {
                 // B2A opening (3 bits) and one product (3k bits)
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                 s.est_bits += (3 + 3 * k) * n.ty.numel() as u64;
                 rounds = 2;
             }
-            Op::Max { axis } if secret => {
+            Op::Max { .. } | Op::Mean { .. } | Op::NormScale { .. } if !secret => {}
+            Op::Max { axis } => {
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
                 let shape = &g.node(ops[0]).ty.shape;
                 let rows = n.ty.numel() as u64;
@@ -280,7 +283,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                     w = w / 2 + w % 2;
                 }
             }
-            Op::Mean { .. } if secret => {
+            Op::Mean { .. } => {
                 // a sum times the public 1/n, then one truncation by f bits
                 if let Some(f) = n.ty.format() {
                     let k = f.ring.bits();
@@ -289,7 +292,7 @@ pub fn stats(g: &Graph) -> GraphStats {
                     rounds = r;
                 }
             }
-            Op::NormScale { kind } if secret => {
+            Op::NormScale { kind } => {
                 // decomposition, prefix-OR (3k bits per level), then B2A of
                 // the bits whose scale is representable (the VM skips zeros)
                 if let Some(f) = n.ty.format() {
@@ -307,7 +310,8 @@ pub fn stats(g: &Graph) -> GraphStats {
                     rounds = dr + levels + 1;
                 }
             }
-            Op::Embed if g.node(ops[0]).ty.vis == Vis::Secret => {
+            Op::Embed if g.node(ops[0]).ty.vis != Vis::Secret => {}
+            Op::Embed => {
                 // one reshare of the result, after one of onehot(h)·T when
                 // the table is looked up by two digits (onehot_split)
                 let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
@@ -321,7 +325,30 @@ pub fn stats(g: &Graph) -> GraphStats {
                     rounds = 2;
                 }
             }
-            _ => {}
+            // local, or (not yet lowered) without an MPC instruction
+            Op::Input { .. }
+            | Op::Weight { .. }
+            | Op::Const { .. }
+            | Op::Iota { .. }
+            | Op::Add
+            | Op::Sub
+            | Op::Neg
+            | Op::Not
+            | Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::Broadcast { .. }
+            | Op::Sum { .. }
+            | Op::Rescale { .. }
+            | Op::Output { .. }
+            | Op::Gelu { .. }
+            | Op::Softmax { .. }
+            | Op::LayerNorm { .. }
+            | Op::Exp
+            | Op::Recip
+            | Op::Rsqrt
+            | Op::Tanh => {}
         }
         depth.insert(id, d_in + rounds);
     }

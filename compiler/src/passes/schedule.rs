@@ -37,7 +37,30 @@ pub fn communicates(g: &Graph, id: NodeId) -> bool {
         Op::Select => secret(0),
         Op::Max { .. } | Op::Mean { .. } | Op::NormScale { .. } => secret(0),
         Op::Embed => secret(0),
-        _ => false,
+        Op::Input { .. }
+        | Op::Weight { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Add
+        | Op::Sub
+        | Op::Neg
+        | Op::Not
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. }
+        | Op::Broadcast { .. }
+        | Op::Sum { .. }
+        | Op::Rescale { .. }
+        | Op::Output { .. } => false,
+        // not yet lowered: no MPC instruction (codegen refuses them)
+        Op::Gelu { .. }
+        | Op::Softmax { .. }
+        | Op::LayerNorm { .. }
+        | Op::Exp
+        | Op::Recip
+        | Op::Rsqrt
+        | Op::Tanh => false,
     }
 }
 

@@ -249,6 +249,118 @@ impl Field for u8 {
     }
 }
 
+/// A comparison's predicate (the `pred` field of `cmp`), encoded as one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pred {
+    Lt = 0,
+    Gt = 1,
+    Le = 2,
+    Ge = 3,
+    Eq = 4,
+    Ne = 5,
+}
+
+impl Pred {
+    pub const ALL: [Pred; 6] = [Pred::Lt, Pred::Gt, Pred::Le, Pred::Ge, Pred::Eq, Pred::Ne];
+    /// Whether `a pred b` holds.
+    pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Pred::Lt => a < b,
+            Pred::Gt => a > b,
+            Pred::Le => a <= b,
+            Pred::Ge => a >= b,
+            Pred::Eq => a == b,
+            Pred::Ne => a != b,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pred::Lt => "lt",
+            Pred::Gt => "gt",
+            Pred::Le => "le",
+            Pred::Ge => "ge",
+            Pred::Eq => "eq",
+            Pred::Ne => "ne",
+        }
+    }
+}
+
+impl Field for Pred {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.push(*self as u8);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let at = r.pos;
+        let c = r.u8("a predicate")?;
+        Pred::ALL
+            .get(c as usize)
+            .copied()
+            .ok_or(DecodeError::Invalid {
+                offset: at,
+                message: format!("unknown predicate {c}"),
+            })
+    }
+    fn show(&self) -> String {
+        self.as_str().into()
+    }
+}
+
+/// Which function of the highest set bit `norm_scale` computes (the `kind`
+/// field of `norm_scale`, one byte; the IR's `norm_scale` attribute). With
+/// e = ⌊log2 x⌋ for x > 0 (the scale is 0 for x ≤ 0):
+/// - `recip`: 2^(−e−1), so x·s ∈ [0.5, 1);
+/// - `rsqrt_in`: 2^(−e−2), so x·s ∈ [0.25, 0.5);
+/// - `rsqrt_out`: 2^(−(e+2)/2), so rsqrt(x) = rsqrt(x·2^(−e−2))·s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormKind {
+    Recip = 0,
+    RsqrtIn = 1,
+    RsqrtOut = 2,
+}
+
+impl NormKind {
+    pub const ALL: [NormKind; 3] = [NormKind::Recip, NormKind::RsqrtIn, NormKind::RsqrtOut];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NormKind::Recip => "recip",
+            NormKind::RsqrtIn => "rsqrt_in",
+            NormKind::RsqrtOut => "rsqrt_out",
+        }
+    }
+    pub fn parse(s: &str) -> Option<NormKind> {
+        NormKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// The scale for a real x > 0 whose highest set bit is 2^e (one
+    /// definition for the IR evaluators and the VM).
+    pub fn scale(self, e: i32) -> f64 {
+        match self {
+            NormKind::Recip => (-(e as f64) - 1.0).exp2(),
+            NormKind::RsqrtIn => (-(e as f64) - 2.0).exp2(),
+            NormKind::RsqrtOut => (-(e as f64 + 2.0) / 2.0).exp2(),
+        }
+    }
+}
+
+impl Field for NormKind {
+    fn put(&self, w: &mut Vec<u8>) {
+        w.push(*self as u8);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let at = r.pos;
+        let c = r.u8("a normalisation kind")?;
+        NormKind::ALL
+            .get(c as usize)
+            .copied()
+            .ok_or(DecodeError::Invalid {
+                offset: at,
+                message: format!("unknown normalisation {c}"),
+            })
+    }
+    fn show(&self) -> String {
+        self.as_str().into()
+    }
+}
+
 impl Field for f64 {
     fn put(&self, w: &mut Vec<u8>) {
         w.extend_from_slice(&self.to_bits().to_le_bytes());
@@ -371,7 +483,7 @@ instructions! {
     0x14 MatMul { dst: Reg, a: Reg, b: Reg } "matrix product over the last two axes; 1 round if both secret";
     0x15 Rescale { dst: Reg, a: Reg } "the same words read with dst's fraction bits: a·2^(f_a − f_dst), exact; local";
     0x18 Convert { dst: Reg, a: Reg } "format change: Ditto's conversion (k_in, m, k_out) from the two register types, or a local shift/downcast";
-    0x20 Cmp { dst: Reg, a: Reg, b: Reg, pred: u8 } "comparison to a boolean: pred 0 <, 1 >, 2 ≤, 3 ≥, 4 =, 5 ≠";
+    0x20 Cmp { dst: Reg, a: Reg, b: Reg, pred: Pred } "comparison to a boolean: pred lt (0), gt, le, ge, eq, ne (5)";
     0x21 Not { dst: Reg, a: Reg } "boolean negation; local";
     0x22 Select { dst: Reg, c: Reg, a: Reg, b: Reg } "a where c else b (B2A and one product)";
     0x30 Transpose { dst: Reg, a: Reg, perm: Vec<u32> } "permute axes; local";
@@ -382,7 +494,7 @@ instructions! {
     0x40 Sum { dst: Reg, a: Reg, axis: u32 } "sum along an axis (kept); local";
     0x41 Max { dst: Reg, a: Reg, axis: u32 } "maximum along an axis (kept): a tree of comparisons";
     0x42 Mean { dst: Reg, a: Reg, axis: u32 } "mean along an axis (kept): a sum, a public scaling and a truncation";
-    0x50 NormScale { dst: Reg, a: Reg, kind: u8 } "power-of-two scale from the highest set bit: kind 0 recip, 1 rsqrt_in, 2 rsqrt_out";
+    0x50 NormScale { dst: Reg, a: Reg, kind: NormKind } "power-of-two scale from the highest set bit: kind recip (0), rsqrt_in (1), rsqrt_out (2)";
     0x60 Embed { dst: Reg, ids: Reg, table: Reg } "rows of table picked by integer ids";
     0x70 Output { port: u32, a: Reg } "reveal `a` to the client as output `port`";
     0x7f Round { } "round boundary: the instructions before it may batch their messages";

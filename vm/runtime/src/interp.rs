@@ -16,7 +16,7 @@
 
 use crate::source::Source;
 use crate::value::{encode, expand, expand_share, share_public, strides, Arg, Rv, Value};
-use ditto_bytecode::{Instr, Kind, Program, Reg, RegType};
+use ditto_bytecode::{Instr, Kind, Pred, Program, Reg, RegType};
 use ditto_protocol::{kernels, AShare, BitShare, Party, ProtocolError, Ring, Stats};
 use std::borrow::Cow;
 use std::time::Instant;
@@ -334,15 +334,6 @@ fn split_bits(s: &BitShare, at: usize) -> (BitShare, BitShare) {
     )
 }
 
-/// The real scale `norm_scale` gives for a highest set bit 2^e.
-fn norm_scale(kind: u8, e: i32) -> f64 {
-    match kind {
-        0 => (-(e as f64) - 1.0).exp2(),
-        1 => (-(e as f64) - 2.0).exp2(),
-        _ => (-(e as f64 + 2.0) / 2.0).exp2(),
-    }
-}
-
 /// Selects the ring type from a register's ring width.
 macro_rules! by_ring {
     ($ring:expr, $R:ident => $e:expr) => {
@@ -605,7 +596,7 @@ fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -> Res<Value
             let x = arg::<R>(regs, st, *a, fd)?;
             // coefficient of each highest-bit position; the sign bit gives 0
             let coef: Vec<R> = (0..R::BITS - 1)
-                .map(|j| encode::<R>(norm_scale(*kind, j as i32 - fd as i32), fd))
+                .map(|j| encode::<R>(kind.scale(j as i32 - fd as i32), fd))
                 .collect();
             match x {
                 Arg::P(v) => Arg::P(Cow::Owned(
@@ -972,17 +963,7 @@ fn compare<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr) -> Res<Value> {
     let (p, q) = (expand(p, n), expand(q, n));
     Ok(Value::PBool(
         (0..n)
-            .map(|i| {
-                let (u, v) = (p[i].to_i64(), q[i].to_i64());
-                match pred {
-                    0 => u < v,
-                    1 => u > v,
-                    2 => u <= v,
-                    3 => u >= v,
-                    4 => u == v,
-                    _ => u != v,
-                }
-            })
+            .map(|i| pred.holds(p[i].to_i64(), q[i].to_i64()))
             .collect(),
     ))
 }
@@ -1185,10 +1166,12 @@ fn exec_batch<R: Rv>(regs: &Regs, st: &mut St, key: Key, members: &[&Instr]) -> 
                     Arg::P(p) => share_public(id, &p),
                 };
                 let first = pieces.len();
+                // x < y is the sign of x − y; ≥ its negation; equality
+                // needs both signs
                 match pred {
-                    0 | 3 => pieces.push(share(sub_args(id, &x, &y, n))),
-                    1 | 2 => pieces.push(share(sub_args(id, &y, &x, n))),
-                    _ => {
+                    Pred::Lt | Pred::Ge => pieces.push(share(sub_args(id, &x, &y, n))),
+                    Pred::Gt | Pred::Le => pieces.push(share(sub_args(id, &y, &x, n))),
+                    Pred::Eq | Pred::Ne => {
                         pieces.push(share(sub_args(id, &x, &y, n)));
                         pieces.push(share(sub_args(id, &y, &x, n)));
                     }
@@ -1209,16 +1192,10 @@ fn exec_batch<R: Rv>(regs: &Regs, st: &mut St, key: Key, members: &[&Instr]) -> 
                 .into_iter()
                 .map(|(first, pred, _)| {
                     let b = match pred {
-                        0 | 1 => parts[first].clone(),
-                        2 | 3 => parts[first].not(id),
-                        _ => {
-                            let ne = parts[first].xor(&parts[first + 1]);
-                            if pred == 4 {
-                                ne.not(id)
-                            } else {
-                                ne
-                            }
-                        }
+                        Pred::Lt | Pred::Gt => parts[first].clone(),
+                        Pred::Le | Pred::Ge => parts[first].not(id),
+                        Pred::Ne => parts[first].xor(&parts[first + 1]),
+                        Pred::Eq => parts[first].xor(&parts[first + 1]).not(id),
                     };
                     Value::SBool(b)
                 })

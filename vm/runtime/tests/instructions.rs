@@ -4,7 +4,7 @@
 //! ±1), costs do not depend on the seeds, and the dealt shares a party
 //! receives do not depend on the secret.
 
-use ditto_bytecode::{Instr, Kind, Owner, Port, Program, Reg, RegType};
+use ditto_bytecode::{Instr, Kind, NormKind, Owner, Port, Pred, Program, Reg, RegType};
 use ditto_vm::{run_fixed, run_mpc, Data, MpcOptions, Report};
 use std::borrow::Cow;
 
@@ -251,7 +251,7 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
             dst: d,
             a: x,
             b: y,
-            pred: 0,
+            pred: Pred::Lt,
         });
         let s = b.op(ty(true, ring, f, &[4, 5]), |d| Instr::Select {
             dst: d,
@@ -444,7 +444,7 @@ fn secret_lookup_and_norm_scale_match_the_clear() {
     let ns = b.op(ty(true, 64, 18, &[3, 4]), |d| Instr::NormScale {
         dst: d,
         a: e,
-        kind: 0,
+        kind: NormKind::Recip,
     });
     let cat = b.op(ty(true, 64, 18, &[3, 8]), |d| Instr::Concat {
         dst: d,
@@ -493,7 +493,7 @@ fn costs_do_not_depend_on_the_seeds_and_shares_hide_the_secret() {
         dst: d,
         a: t,
         b: x,
-        pred: 0,
+        pred: Pred::Lt,
     });
     let s = b.op(ty(true, 64, 18, &[8]), |d| Instr::Select {
         dst: d,
