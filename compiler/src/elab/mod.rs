@@ -1163,12 +1163,23 @@ impl<'s> Elab<'s> {
                 let mut out = vec![];
                 for d in ds {
                     match self.expr(d) {
-                        Val::Int(i) if i >= 0 => out.push(i as usize),
+                        Val::Int(i) if i > 0 => out.push(i as usize),
                         Val::Poison => return None,
+                        Val::Int(i) => {
+                            self.err(
+                                Diagnostic::error(
+                                    format!("a dimension must be at least 1, not {i}"),
+                                    d.span,
+                                    "here",
+                                )
+                                .with_hint("empty tensors are not supported"),
+                            );
+                            return None;
+                        }
                         other => {
                             self.err(Diagnostic::error(
                                 format!(
-                                    "a dimension must be a non-negative integer, not {}",
+                                    "a dimension must be a positive integer, not {}",
                                     other.kind()
                                 ),
                                 d.span,

@@ -2,7 +2,8 @@
 //! operand's format rather than their region's. Data movement (transpose,
 //! reshape, slice, broadcast, concatenation, row lookup) and negation never
 //! rescale values, so converting around them would only cost communication;
-//! they keep the format of the operand they move.
+//! they keep the format of the operand they move. A `rescale` reads its
+//! operand's words with `bits` more fraction bits.
 
 use super::graph::{Graph, NodeId};
 use super::ops::Op;
@@ -17,7 +18,8 @@ pub fn inherits_from(op: &Op) -> Option<usize> {
         | Op::Broadcast { .. }
         | Op::Concat { .. }
         | Op::Neg
-        | Op::Output { .. } => Some(0),
+        | Op::Output { .. }
+        | Op::Rescale { .. } => Some(0),
         Op::Embed => Some(1),
         Op::Input { .. }
         | Op::Weight { .. }
@@ -46,8 +48,7 @@ pub fn inherits_from(op: &Op) -> Option<usize> {
         | Op::Rsqrt
         | Op::Tanh
         | Op::NormScale { .. }
-        | Op::Convert
-        | Op::Rescale { .. } => None,
+        | Op::Convert => None,
     }
 }
 
@@ -56,6 +57,10 @@ pub fn inherits_from(op: &Op) -> Option<usize> {
 pub fn inherited(g: &Graph, op: &Op, args: &[NodeId]) -> Option<Format> {
     let i = inherits_from(op)?;
     let f = g.node(*args.get(i)?).ty.format()?;
+    if let Op::Rescale { bits } = op {
+        // the same words with `bits` more fraction bits
+        return Format::new(f.ring.bits() as i64, f.frac as i64 + *bits as i64).ok();
+    }
     if matches!(op, Op::Concat { .. }) && args.iter().any(|&a| g.node(a).ty.format() != Some(f)) {
         return None;
     }
@@ -72,4 +77,23 @@ pub fn product_operand(have: Format, product: Format) -> Format {
     } else {
         product
     }
+}
+
+/// Gives every node that keeps an operand's format (see [`inherits_from`])
+/// that format again, in topological order; for passes that replace a node
+/// by one in another format. Returns whether anything changed.
+pub fn refresh_inherited(g: &mut Graph) -> bool {
+    let mut changed = false;
+    for id in g.topo_order().unwrap_or_default() {
+        let args = g.operands(id);
+        let Some(f) = inherited(g, &g.node(id).op, &args) else {
+            continue;
+        };
+        let n = g.node_mut(id);
+        if n.ty.format().is_some_and(|old| old != f) {
+            n.ty.elem = crate::ir::Elem::Fixed(f);
+            changed = true;
+        }
+    }
+    changed
 }

@@ -204,6 +204,7 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
         }
         Op::Reshape { shape } => {
             let t = ts[0];
+            no_empty_axis(shape)?;
             let n: usize = shape.iter().product();
             if n != t.numel() {
                 return Err(format!(
@@ -269,6 +270,7 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
         }
         Op::Broadcast { shape } => {
             let t = ts[0];
+            no_empty_axis(shape)?;
             match broadcast_shapes(shape, &t.shape) {
                 Some(s) if &s == shape => Ok(Some(Inferred {
                     vis,
@@ -347,6 +349,17 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
             fixed(vec![ids.shape[0], table.shape[1]])
         }
     }
+}
+
+/// Tensors have at least one element: an axis of length 0 is refused.
+pub fn no_empty_axis(shape: &[usize]) -> Result<(), String> {
+    if shape.contains(&0) {
+        return Err(format!(
+            "{} has an axis of length 0 (empty tensors are not supported)",
+            shape_str(shape)
+        ));
+    }
+    Ok(())
 }
 
 /// The full type of a non-leaf node given its rule result and the node's own

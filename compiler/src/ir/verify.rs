@@ -162,6 +162,9 @@ fn check_node(g: &Graph, id: NodeId, errs: &mut Vec<VerifyError>) {
                 op,
                 message: message.into(),
             };
+            if let Err(e) = crate::ir::infer::no_empty_axis(&n.ty.shape) {
+                errs.push(bad(&e));
+            }
             match &n.op {
                 Op::Iota { n: len } => {
                     let ok = n.ty.vis == Vis::Public

@@ -6,7 +6,7 @@
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::ir::formats::inherited;
-use crate::ir::{Elem, Graph};
+use crate::ir::{Elem, Graph, Op};
 
 pub struct ApplyPolicy;
 
@@ -61,6 +61,9 @@ impl Pass for ApplyPolicy {
             let Elem::Fixed(old) = n.ty.elem else {
                 continue;
             };
+            if matches!(n.op, Op::Iota { .. }) {
+                continue; // integers keep their format
+            }
             let new = match inherited(g, &n.op, &args) {
                 Some(f) => f,
                 None => match n.class.as_ref().and_then(|c| ctx.policy.formats.get(c)) {

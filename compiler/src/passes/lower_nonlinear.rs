@@ -95,6 +95,8 @@ impl Pass for LowerNonlinear {
         }
         if changed {
             g.prune_dead();
+            // users that keep their operand's format follow the result's
+            crate::ir::formats::refresh_inherited(g);
         }
         Ok(changed)
     }

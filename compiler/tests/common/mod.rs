@@ -1,12 +1,79 @@
-//! Shared test helpers: a generator of random valid IR graphs.
+//! Shared test helpers: a generator of random valid IR graphs that draws its
+//! ops from the declaration (`ops::TABLE`), so a new op is generated as soon
+//! as it is declared.
 #![allow(dead_code)]
 
+use ditto_compiler::ir::eval::{evaluate, Tensor};
+use ditto_compiler::ir::fixed::evaluate_fixed;
 use ditto_compiler::ir::infer::{infer, with_elem};
+use ditto_compiler::ir::ops::{Arity, AttrVal, TABLE};
+use ditto_compiler::ir::verify::{verify, VerifyError};
 use ditto_compiler::ir::{Elem, Format, Graph, Loc, Node, NodeId, Op, Owner, Type, Vis};
+use ditto_compiler::weights::InMemory;
+use std::collections::{BTreeMap, HashMap};
+
+/// The values of the generated graphs' input `a` [3, 4].
+pub fn inputs() -> HashMap<String, Tensor> {
+    HashMap::from([(
+        "a".to_string(),
+        Tensor::new(
+            vec![3, 4],
+            (0..12).map(|i| (i as f64 - 5.0) / 7.0).collect(),
+        ),
+    )])
+}
+
+/// The values of the generated graphs' weight `w` [4, 3].
+pub fn weights() -> InMemory {
+    InMemory(BTreeMap::from([(
+        "w".to_string(),
+        Tensor::new(
+            vec![4, 3],
+            (0..12).map(|i| (i as f64) / 11.0 - 0.4).collect(),
+        ),
+    )]))
+}
+
+/// A value for an attribute of kind `kind` (`AttrField::KIND`) from the bits
+/// of `p`; `slot` tells the attributes of one op apart.
+fn attr(key: &str, kind: &str, p: u16, slot: usize, i: usize) -> AttrVal {
+    let bits = (p as usize).rotate_right(3 * slot as u32);
+    match kind {
+        "integer" => AttrVal::Int((bits % 4) as i64 + i64::from(key == "end" || key == "n")),
+        "number" => AttrVal::Float(p as f64 / 7.0 - 3.0),
+        "string" => AttrVal::Str(format!("v{i}")),
+        "integer list" => {
+            const LISTS: &[&[i64]] = &[
+                &[1, 0],
+                &[2, 6],
+                &[12],
+                &[3, 4],
+                &[4, 3],
+                &[1, 3, 4],
+                &[3, 1],
+                &[4],
+                &[3],
+            ];
+            AttrVal::List(LISTS[bits % LISTS.len()].to_vec())
+        }
+        "flag" => AttrVal::Flag,
+        // identifiers: "x, y or z"
+        alts => {
+            let names: Vec<&str> = alts
+                .split([',', ' '])
+                .filter(|w| !w.is_empty() && *w != "or")
+                .collect();
+            AttrVal::Ident(names[bits % names.len()].to_string())
+        }
+    }
+}
 
 /// Builds a random valid graph from a list of choices: each step picks an op
-/// kind and operands among the nodes so far; steps whose types do not fit are
-/// skipped, so every graph produced passes the verifier.
+/// of the declaration, attribute values and operands among the nodes so far;
+/// steps whose types, formats or values do not fit (the verifier refuses the
+/// node, or the float or fixed-point evaluator fails on it) are skipped, so
+/// every graph produced is valid and evaluates. Inputs, weights and outputs
+/// are the frame: input `a`, weight `w`, and one output of the last node.
 pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
     let mut g = Graph::new("random");
     g.files.push("random.ditto".into());
@@ -37,60 +104,66 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
         ),
         &[],
     );
+    let (ins, ws) = (inputs(), weights());
     let mut nodes = vec![a, w];
     for (i, &(kind, x, y, p)) in steps.iter().enumerate() {
-        let pick = |k: u16| nodes[k as usize % nodes.len()];
-        let (op, args): (Op, Vec<NodeId>) = match kind % 14 {
-            0 => (Op::Add, vec![pick(x), pick(y)]),
-            1 => (Op::Mul, vec![pick(x), pick(y)]),
-            2 => (Op::MatMul, vec![pick(x), pick(y)]),
-            3 => (Op::Transpose { perm: vec![1, 0] }, vec![pick(x)]),
-            4 => (Op::Exp, vec![pick(x)]),
-            5 => (Op::Softmax { masked: false }, vec![pick(x)]),
-            6 => (
-                Op::Sum {
-                    axis: (p % 2) as usize,
-                },
-                vec![pick(x)],
-            ),
-            7 => (Op::Gt, vec![pick(x), pick(y)]),
-            8 => (Op::Select, vec![pick(p), pick(x), pick(y)]),
-            9 => (
-                Op::Const {
-                    value: p as f64 / 7.0 - 3.0,
-                },
-                vec![],
-            ),
-            10 => (Op::Reshape { shape: vec![2, 6] }, vec![pick(x)]),
-            11 => (
-                Op::Gelu {
-                    tanh: p.is_multiple_of(2),
-                },
-                vec![pick(x)],
-            ),
-            12 => (
-                Op::Concat {
-                    axis: (p % 2) as usize,
-                },
-                vec![pick(x), pick(y)],
-            ),
-            _ => (
-                Op::Slice {
-                    axis: 0,
-                    start: 0,
-                    end: 1 + (p % 3) as usize,
-                },
-                vec![pick(x)],
-            ),
-        };
-        let ty = if let Op::Const { .. } = op {
-            Type::fixed(Vis::Public, fm(p), vec![])
-        } else {
-            let types: Vec<&Type> = args.iter().map(|&n| &g.node(n).ty).collect();
-            match infer(&op, &types) {
-                Ok(Some(inf)) => with_elem(inf, Elem::Fixed(fm(p))),
-                _ => continue,
+        let info = &TABLE[kind as usize % TABLE.len()];
+        if matches!(info.name, "input" | "weight" | "output") {
+            continue; // the frame's
+        }
+        let mut attrs = BTreeMap::new();
+        for (slot, (key, k)) in info.attrs.iter().enumerate() {
+            // a flag is on for odd p (bit `slot`)
+            if *k == "flag" && (p >> slot) & 1 == 0 {
+                continue;
             }
+            attrs.insert(key.to_string(), attr(key, k, p, slot, i));
+        }
+        let Ok(op) = Op::from_parts(info.name, &attrs) else {
+            continue;
+        };
+        let pick = |k: u16| nodes[k as usize % nodes.len()];
+        // a few operand choices, the first whose types fit
+        let choice = |t: u16| {
+            let (p, x, y) = (
+                p.wrapping_add(7 * t),
+                x.wrapping_add(13 * t),
+                y.wrapping_add(31 * t),
+            );
+            match op.arity() {
+                Arity::Exactly(0) => vec![],
+                Arity::Exactly(1) => vec![pick(x)],
+                Arity::Exactly(2) => vec![pick(x), pick(y)],
+                Arity::Exactly(_) => vec![pick(p), pick(x), pick(y)],
+                Arity::AtLeast(_) => vec![pick(x), pick(y)],
+            }
+        };
+        let typed = |args: &[NodeId]| -> Option<Type> {
+            match &op {
+                Op::Const { .. } => Some(Type::fixed(Vis::Public, fm(p), vec![])),
+                Op::Iota { n } => Some(Type::fixed(
+                    Vis::Public,
+                    Format::new(fm(p).ring.bits() as i64, 0).unwrap(),
+                    vec![*n],
+                )),
+                _ => {
+                    let types: Vec<&Type> = args.iter().map(|&n| &g.node(n).ty).collect();
+                    let mut fmt = fm(p);
+                    if let Op::Rescale { bits } = op {
+                        // the same words with `bits` more fraction bits
+                        let f = types[0].format()?;
+                        fmt =
+                            Format::new(f.ring.bits() as i64, f.frac as i64 + bits as i64).ok()?;
+                    }
+                    match infer(&op, &types) {
+                        Ok(Some(inf)) => Some(with_elem(inf, Elem::Fixed(fmt))),
+                        _ => None,
+                    }
+                }
+            }
+        };
+        let Some((args, ty)) = (0..8).map(choice).find_map(|a| typed(&a).map(|t| (a, t))) else {
+            continue;
         };
         let mut n = Node::new(op, ty);
         if p.is_multiple_of(3) {
@@ -111,7 +184,18 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
             col: 5,
             len: p as u32,
         });
-        nodes.push(g.add(n, &args));
+        let id = g.add(n, &args);
+        // (the output comes last)
+        let fits = verify(&g)
+            .iter()
+            .all(|e| matches!(e, VerifyError::NoOutput))
+            && evaluate(&g, &ins, &ws, &|_| false).is_ok()
+            && evaluate_fixed(&g, &ins, &ws).is_ok();
+        if fits {
+            nodes.push(id);
+        } else {
+            g.remove(id);
+        }
     }
     let last = *nodes.last().expect("at least the inputs");
     let ty = g.node(last).ty.clone();
