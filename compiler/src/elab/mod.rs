@@ -224,6 +224,8 @@ pub(crate) struct Elab<'s> {
     inputs: HashMap<String, Span>,
     outputs: HashMap<String, Span>,
     depth: usize,
+    /// How many `@approx` functions are being invoked.
+    approx: usize,
     /// Loop iterations unrolled so far, nested loops included.
     unrolled: i64,
     /// Set once a budget (iterations, nodes) is exhausted: elaboration stops.
@@ -254,6 +256,7 @@ impl<'s> Elab<'s> {
             inputs: HashMap::new(),
             outputs: HashMap::new(),
             depth: 0,
+            approx: 0,
             unrolled: 0,
             exhausted: false,
         }
@@ -572,6 +575,9 @@ impl<'s> Elab<'s> {
     fn apply_fn_attrs(&mut self, attrs: &[Attr]) -> bool {
         let mut pushed = false;
         for a in attrs {
+            if a.name.name == "approx" && a.args.is_empty() {
+                continue; // see `is_approx`
+            }
             if a.name.name == "precision" && a.args.len() == 1 && !pushed {
                 let fr = match &a.args[0].kind {
                     ExprKind::Var(n) => Some(FormatRef::Class(Ident {
@@ -600,7 +606,9 @@ impl<'s> Elab<'s> {
                         a.name.span,
                         "here",
                     )
-                    .with_hint("functions and models accept `@precision(CLASS)`"),
+                    .with_hint(
+                        "functions and models accept `@precision(CLASS)`; functions `@approx`",
+                    ),
                 );
             }
         }
@@ -723,6 +731,7 @@ impl<'s> Elab<'s> {
         let mut n = Node::new(op, ty);
         n.loc = Some(self.loc(span));
         n.class = self.regions.last().and_then(|r| r.class.clone());
+        n.approx = self.approx > 0;
         self.g.add(n, args)
     }
 
@@ -1832,6 +1841,8 @@ impl<'s> Elab<'s> {
         let saved = std::mem::replace(&mut self.scopes, vec![scope]);
         self.depth += 1;
         let pushed = self.apply_fn_attrs(&def.attrs);
+        let approx = is_approx(def);
+        self.approx += usize::from(approx);
         self.block_stmts(&def.body);
         let mut v = match &def.body.tail {
             Some(t) => self.expr(t),
@@ -1849,10 +1860,17 @@ impl<'s> Elab<'s> {
         if pushed {
             self.regions.pop();
         }
+        self.approx -= usize::from(approx);
         self.depth -= 1;
         self.scopes = saved;
         v
     }
+}
+
+/// Whether a function is marked `@approx`: an MPC approximation that a
+/// policy may name as a lowering, whose nodes carry the `approx` mark.
+pub fn is_approx(def: &FnDef) -> bool {
+    def.attrs.iter().any(|a| a.name.name == "approx")
 }
 
 /// An invalid `(k, f)` written in source, pointing at the wrong number.

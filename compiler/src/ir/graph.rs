@@ -49,6 +49,9 @@ pub struct Node {
     pub class: Option<String>,
     /// A declared bound on |value| (`@bound(b)`), in real units.
     pub bound: Option<f64>,
+    /// Built inside a function marked `@approx` (an MPC approximation whose
+    /// ranges its own tests establish; `check-ranges` skips it).
+    pub approx: bool,
 }
 
 impl Node {
@@ -60,6 +63,7 @@ impl Node {
             name: None,
             class: None,
             bound: None,
+            approx: false,
         }
     }
 }

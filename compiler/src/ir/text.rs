@@ -10,7 +10,7 @@
 //! attr    := KEY "=" value | KEY              (a bare key is a flag)
 //! value   := INT | FLOAT | STRING | IDENT | "[" INT ("," INT)* "]"
 //! type    := ("s"|"p") (("32"|"64") "." INT | "bool") "[" dims "]"
-//! meta    := "!name=" STRING | "!class=" IDENT | "!bound=" FLOAT
+//! meta    := "!name=" STRING | "!class=" IDENT | "!bound=" FLOAT | "!approx"
 //!          | "!loc=" INT ":" INT ":" INT "+" INT
 //! ```
 //!
@@ -68,6 +68,9 @@ pub fn print(g: &Graph) -> String {
         }
         if let Some(b) = n.bound {
             let _ = write!(out, " !bound={}", fmt_f64(b));
+        }
+        if n.approx {
+            let _ = write!(out, " !approx");
         }
         if let Some(l) = n.loc {
             let _ = write!(out, " !loc={}:{}:{}+{}", l.file, l.line, l.col, l.len);
@@ -386,6 +389,10 @@ fn parse_node(
     while !c.done() {
         c.expect("!")?;
         let key = c.word()?;
+        if key == "approx" {
+            node.approx = true;
+            continue;
+        }
         c.expect("=")?;
         match key {
             "name" => node.name = Some(c.string()?),

@@ -80,16 +80,14 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
     b
 }
 
-/// Whether a node is inside an inlined stdlib approximation. Interval
-/// propagation cannot see their invariants (exp's argument is ≤ 0 after the
-/// row max, so (1 + x/2^t) stays in [0, 1] however often it is squared) and
-/// would refuse every one of them; their ranges are established by their own
-/// tests over their input ranges (docs/approximations.md) instead.
+/// Whether a node is inside an approximation (a function marked `@approx`).
+/// Interval propagation cannot see their invariants (exp's argument is ≤ 0
+/// after the row max, so (1 + x/2^t) stays in [0, 1] however often it is
+/// squared) and would refuse every one of them; their ranges are
+/// established by their own tests over their input ranges
+/// (docs/approximations.md) instead.
 fn inside_approximation(g: &Graph, id: NodeId) -> bool {
-    g.node(id)
-        .loc
-        .and_then(|l| g.files.get(l.file as usize))
-        .is_some_and(|f| f.ends_with("approx.ditto"))
+    g.node(id).approx
 }
 
 impl Pass for CheckRanges {

@@ -22,6 +22,7 @@ pub struct DotProducts;
 fn add_like(g: &mut Graph, like: NodeId, op: Op, ty: Type, operands: &[NodeId]) -> NodeId {
     let mut n = Node::new(op, ty);
     n.loc = g.node(like).loc;
+    n.approx = g.node(like).approx;
     n.class = g.node(like).class.clone();
     g.add(n, operands)
 }

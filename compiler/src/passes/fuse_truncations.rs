@@ -95,6 +95,7 @@ fn replace_by_conversion(g: &mut Graph, id: NodeId, inner: NodeId) {
     let node = g.node(id).clone();
     let mut t = Node::new(Op::Convert, node.ty);
     t.loc = node.loc;
+    t.approx = node.approx;
     t.class = node.class;
     t.name = node.name;
     t.bound = node.bound;
@@ -118,6 +119,7 @@ fn add_like(g: &mut Graph, like: NodeId, op: Op, f: Format, operands: &[NodeId])
     let mut n = Node::new(op, g.node(like).ty.clone());
     n.ty.elem = Elem::Fixed(f);
     n.loc = g.node(like).loc;
+    n.approx = g.node(like).approx;
     n.class = g.node(like).class.clone();
     g.add(n, operands)
 }
@@ -144,6 +146,7 @@ fn add_rescale(g: &mut Graph, x: NodeId, bits: u32, like: NodeId) -> Option<Node
         ty,
     );
     r.loc = g.node(like).loc;
+    r.approx = g.node(like).approx;
     r.class = g.node(like).class.clone();
     Some(g.add(r, &[x]))
 }
@@ -198,6 +201,7 @@ fn sink_into_select(g: &mut Graph, conv: NodeId, sel: NodeId, to: Format) {
             ty.elem = Elem::Fixed(to);
             let mut c = Node::new(Op::Convert, ty);
             c.loc = n.loc;
+            c.approx = n.approx;
             c.class = g.node(conv).class.clone();
             g.add(c, &[b])
         };
@@ -354,6 +358,7 @@ impl FuseTruncations {
                     ty.shape = g.node(src).ty.shape.clone();
                     let mut c = Node::new(Op::Convert, ty);
                     c.loc = g.node(id).loc;
+                    c.approx = g.node(id).approx;
                     c.class = g.node(id).class.clone();
                     let cid = g.add(c, &[src]);
                     let mut nb = g.node(b).clone();
@@ -395,6 +400,7 @@ impl FuseTruncations {
                         let mut narrow = Node::new(node.op.clone(), node.ty.clone());
                         narrow.ty.elem = g.node(sa).ty.elem;
                         narrow.loc = node.loc;
+                        narrow.approx = node.approx;
                         narrow.class = g.node(sa).class.clone();
                         let nid = g.add(narrow, &[sa, sb]);
                         replace_by_conversion(g, id, nid);
@@ -476,6 +482,7 @@ impl FuseTruncations {
                     ty.elem = Elem::Fixed(raw);
                     let mut n = Node::new(Op::Convert, ty);
                     n.loc = src.loc;
+                    n.approx = src.approx;
                     n.class = src.class.clone();
                     g.add(n, &[x])
                 };

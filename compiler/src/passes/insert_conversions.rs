@@ -68,16 +68,18 @@ impl Pass for InsertConversions {
                         let mut ty = src.ty.clone();
                         ty.elem = Elem::Fixed(want);
                         let u = g.node(user);
-                        let (loc, class) = (u.loc, u.class.clone());
+                        let (loc, class, approx) = (u.loc, u.class.clone(), u.approx);
                         let c = if let Op::Const { value } = src.op {
                             // re-encoding a public constant costs nothing
                             let mut n = Node::new(Op::Const { value }, ty);
                             n.loc = src.loc;
+                            n.approx = src.approx;
                             n.class = class;
                             g.add(n, &[])
                         } else {
                             let mut n = Node::new(Op::Convert, ty);
                             n.loc = loc;
+                            n.approx = approx;
                             n.class = class;
                             g.add(n, &[operand])
                         };

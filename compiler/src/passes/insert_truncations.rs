@@ -62,6 +62,7 @@ impl Pass for InsertTruncations {
             // The truncation takes over the product's place (users, name).
             let mut t = Node::new(Op::Convert, n.ty.clone());
             t.loc = n.loc;
+            t.approx = n.approx;
             t.class = n.class.clone();
             t.name = n.name.clone();
             t.bound = n.bound;
