@@ -1,0 +1,443 @@
+//! Boolean circuits: ANDs, bit decomposition by a prefix adder, the sign
+//! (less than zero), the highest set bit; bit columns and their transposes.
+
+use super::*;
+
+pub(super) fn parse_bits(
+    bytes: &[u8],
+    n: usize,
+    peer: usize,
+    what: &'static str,
+) -> Result<Vec<bool>, ProtocolError> {
+    unpack_bits(bytes, n).ok_or_else(|| ProtocolError::Malformed {
+        peer,
+        what,
+        detail: format!("{} bytes, expected {} packed bits", bytes.len(), n),
+    })
+}
+
+/// One bit position of n shared words, packed 64 elements per u64
+/// (replicated: this party's two components).
+#[derive(Clone)]
+pub(super) struct Col {
+    pub(super) a: Vec<u64>,
+    pub(super) b: Vec<u64>,
+}
+
+impl Col {
+    pub(super) fn xor(&self, o: &Col) -> Col {
+        Col {
+            a: self.a.iter().zip(&o.a).map(|(x, y)| x ^ y).collect(),
+            b: self.b.iter().zip(&o.b).map(|(x, y)| x ^ y).collect(),
+        }
+    }
+    pub(super) fn to_bits(&self, n: usize) -> BitShare {
+        let bit = |v: &[u64], j: usize| v[j / 64] >> (j % 64) & 1 == 1;
+        BitShare {
+            a: (0..n).map(|j| bit(&self.a, j)).collect(),
+            b: (0..n).map(|j| bit(&self.b, j)).collect(),
+        }
+    }
+}
+
+/// Bit columns 0..bits of boolean-shared words.
+pub(super) struct Cols;
+
+impl Cols {
+    pub(super) fn of<R: Ring>(w: &BShare<R>, bits: u32) -> Vec<Col> {
+        let n = w.len();
+        let words = n.div_ceil(64);
+        let mut cols = vec![
+            Col {
+                a: vec![0u64; words],
+                b: vec![0u64; words],
+            };
+            bits as usize
+        ];
+        // 64 elements at a time: a 64×64 bit-matrix transpose; for at most
+        // 32 bits, 128 at a time, element r + 64 in the high half of row r
+        let per = if bits <= 32 { 2 } else { 1 };
+        let mut block = [0u64; 64];
+        for word in (0..words).step_by(per) {
+            for (src, pick) in [(&w.a, 0), (&w.b, 1)] {
+                let at = |i: usize| src.get(i).map_or(0, |v| v.to_u64());
+                for (r, row) in block.iter_mut().enumerate() {
+                    let e = word * 64 + r;
+                    *row = if per == 2 {
+                        at(e) & 0xFFFF_FFFF | at(e + 64) << 32
+                    } else {
+                        at(e)
+                    };
+                }
+                transpose64(&mut block);
+                for (i, col) in cols.iter_mut().enumerate() {
+                    let dst = if pick == 0 { &mut col.a } else { &mut col.b };
+                    dst[word] = block[i];
+                    if per == 2 && word + 1 < words {
+                        dst[word + 1] = block[32 + i];
+                    }
+                }
+            }
+        }
+        cols
+    }
+}
+
+/// In-place transpose of a 64×64 bit matrix (row r = `a[r]`, bit c of a row
+/// = column c): afterwards bit j of `a[i]` is what bit i of `a[j]` was.
+pub(super) fn transpose64(a: &mut [u64; 64]) {
+    // one swap stage per power of two, each with a constant stride so that
+    // its inner loop vectorises
+    #[inline(always)]
+    fn stage<const J: usize>(a: &mut [u64; 64], m: u64) {
+        for base in (0..64).step_by(2 * J) {
+            for k in base..base + J {
+                let t = ((a[k] >> J) ^ a[k + J]) & m;
+                a[k + J] ^= t;
+                a[k] ^= t << J;
+            }
+        }
+    }
+    stage::<32>(a, 0x0000_0000_FFFF_FFFF);
+    stage::<16>(a, 0x0000_FFFF_0000_FFFF);
+    stage::<8>(a, 0x00FF_00FF_00FF_00FF);
+    stage::<4>(a, 0x0F0F_0F0F_0F0F_0F0F);
+    stage::<2>(a, 0x3333_3333_3333_3333);
+    stage::<1>(a, 0x5555_5555_5555_5555);
+}
+
+impl<'c> Party<'c> {
+    /// AND of boolean-shared words: z_i = x_i·y_i ⊕ x_i·y_{i+1} ⊕ x_{i+1}·y_i ⊕ α_i,
+    /// then reshare. 1 round, 3k bits per word.
+    pub fn and<R: Ring>(
+        &mut self,
+        x: &BShare<R>,
+        y: &BShare<R>,
+    ) -> Result<BShare<R>, ProtocolError> {
+        let mut r = self.and_many(&[(x, y)])?;
+        Ok(r.pop().expect("one pair in, one out"))
+    }
+
+    /// Several independent ANDs in one round.
+    pub(super) fn and_many<R: Ring>(
+        &mut self,
+        pairs: &[(&BShare<R>, &BShare<R>)],
+    ) -> Result<Vec<BShare<R>>, ProtocolError> {
+        let mut z = Vec::new();
+        let mut lens = Vec::new();
+        for (x, y) in pairs {
+            let n = x.len();
+            let alpha = self.zero_share_bool::<R>(n);
+            z.extend((0..n).map(|j| {
+                x.a[j]
+                    .and(y.a[j])
+                    .xor(x.a[j].and(y.b[j]))
+                    .xor(x.b[j].and(y.a[j]))
+                    .xor(alpha[j])
+            }));
+            lens.push(n);
+        }
+        let total = z.len();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), to_bytes(&z))],
+            &[self.succ()],
+        )?;
+        let zb: Vec<R> = parse(&got[0], total, self.succ(), "and")?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        for n in lens {
+            out.push(BShare {
+                a: z[off..off + n].to_vec(),
+                b: zb[off..off + n].to_vec(),
+            });
+            off += n;
+        }
+        Ok(out)
+    }
+
+    /// AND of bit shares, packed on the wire: 1 round, 3 bits per element.
+    pub fn and_bits(&mut self, x: &BitShare, y: &BitShare) -> Result<BitShare, ProtocolError> {
+        let n = x.len();
+        let alpha = self.zero_share_bits(n);
+        let z: Vec<bool> = (0..n)
+            .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ alpha[j])
+            .collect();
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), pack_bits(&z))],
+            &[self.succ()],
+        )?;
+        let b = parse_bits(&got[0], n, self.succ(), "and")?;
+        Ok(BitShare { a: z, b })
+    }
+
+    /// The adder's inputs with two operands instead of three: x = a + x_h,
+    /// where A = h+1 holds a = x_{h+1} + x_{h+2} and x_h is the component B and
+    /// H share (roles rotate with their own public counter). Returns boolean
+    /// sharings of the propagate word p = a ⊕ x_h and the generate word
+    /// g = a ∧ x_h:
+    /// - p: components (a ⊕ t, t, x_h) for (A–B, A–H, B–H), t from the A–H
+    ///   stream; A sends B a ⊕ t.
+    /// - g = g_B ⊕ g_H with g_B = (a ⊕ t) ∧ x_h (B) and g_H = t ∧ x_h (H):
+    ///   components (g_B ⊕ u ⊕ u', g_H ⊕ u', u), u and u' from the B–H
+    ///   stream; H sends A its part in round 1, B in round 2.
+    ///
+    /// 2 rounds, 3k bits per element (a carry-save layer and a generate AND
+    /// over the three components cost 6k in the same 2 rounds). B sees a
+    /// masked by t, A sees values masked by u and u'. H is `h`
+    /// ([`Party::next_adder_helper`]).
+    pub(super) fn add_setup<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        h: usize,
+    ) -> Result<(BShare<R>, BShare<R>), ProtocolError> {
+        let n = x.len();
+        let (a_id, b_id) = ((h + 1) % 3, (h + 2) % 3);
+        if self.id == a_id {
+            let a: Vec<R> = kernels::add(&x.a, &x.b);
+            let t: Vec<R> = self.st.prev.ring(n); // A–H
+            let at = kernels::xor(&a, &t);
+            let got = self
+                .comm
+                .exchange(Phase::Online, vec![(b_id, to_bytes(&at))], &[h])?;
+            let gh: Vec<R> = parse(&got[0], n, h, "adder set-up")?;
+            let got = self.comm.exchange(Phase::Online, vec![], &[b_id])?;
+            let gb: Vec<R> = parse(&got[0], n, b_id, "adder set-up")?;
+            Ok((BShare { a: t, b: at }, BShare { a: gh, b: gb }))
+        } else if self.id == b_id {
+            let xh = &x.b;
+            let u: Vec<R> = self.st.next.ring(n); // B–H
+            let u2: Vec<R> = self.st.next.ring(n);
+            let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
+            let at: Vec<R> = parse(&got[0], n, a_id, "adder set-up")?;
+            let gb: Vec<R> = (0..n)
+                .map(|j| at[j].and(xh[j]).xor(u[j]).xor(u2[j]))
+                .collect();
+            self.comm
+                .exchange(Phase::Online, vec![(a_id, to_bytes(&gb))], &[])?;
+            Ok((
+                BShare {
+                    a: at,
+                    b: xh.clone(),
+                },
+                BShare { a: gb, b: u },
+            ))
+        } else {
+            let xh = &x.a;
+            let t: Vec<R> = self.st.next.ring(n); // A–H
+            let u: Vec<R> = self.st.prev.ring(n); // B–H
+            let u2: Vec<R> = self.st.prev.ring(n);
+            let gh: Vec<R> = (0..n).map(|j| t[j].and(xh[j]).xor(u2[j])).collect();
+            self.comm
+                .exchange(Phase::Online, vec![(a_id, to_bytes(&gh))], &[])?;
+            Ok((
+                BShare {
+                    a: xh.clone(),
+                    b: t,
+                },
+                BShare { a: u, b: gh },
+            ))
+        }
+    }
+
+    /// The helper of the next adder set-up; advances its public counter.
+    /// A protocol that runs several adders in sequence (the row maximum)
+    /// keeps one helper throughout, so every party takes part in every
+    /// round it counts.
+    pub(super) fn next_adder_helper(&mut self) -> usize {
+        let h = (self.st.bits_ctr % 3) as usize;
+        self.st.bits_ctr += 1;
+        h
+    }
+
+    /// Levels of the parallel-prefix adder: ⌈log2(k − 1)⌉.
+    pub fn prefix_levels(bits: u32) -> u32 {
+        32 - (bits - 2).leading_zeros()
+    }
+
+    /// Online bits per element of [`Party::bit_decompose`] in Z_2^k: 6kL.
+    pub fn decompose_bits(k: u32) -> u64 {
+        6 * k as u64 * Self::prefix_levels(k) as u64
+    }
+
+    /// Boolean sharing of x's bits: the two-operand set-up
+    /// ([`Party::add_setup`]: propagate and generate words, 2 rounds), then
+    /// a Kogge–Stone prefix over L = ⌈log2(k−1)⌉ levels. Rounds: 2 + L (7 for
+    /// k = 32, 8 for k = 64). Bits: 3k + 3k·(2L − 1) = 6kL per element (the
+    /// last prefix level needs no propagate term).
+    pub fn bit_decompose<R: Ring>(&mut self, x: &AShare<R>) -> Result<BShare<R>, ProtocolError> {
+        let h = self.next_adder_helper();
+        let (p0, g0) = self.add_setup(x, h)?;
+        let mut p = p0.clone();
+        let mut g = g0;
+        let levels = Self::prefix_levels(R::BITS);
+        for l in 0..levels {
+            let d = 1u32 << l;
+            let gs = g.shl(d);
+            if l + 1 < levels {
+                let ps = p.shl(d);
+                let mut r = self.and_many(&[(&p, &gs), (&p, &ps)])?;
+                let pp = r.pop().expect("two results");
+                let pg = r.pop().expect("two results");
+                g = g.xor(&pg);
+                p = pp;
+            } else {
+                let pg = self.and(&p, &gs)?;
+                g = g.xor(&pg);
+            }
+        }
+        // sum bit i = p_i ⊕ carry into i = p ⊕ (G << 1)
+        Ok(p0.xor(&g.shl(1)))
+    }
+
+    /// The sign bit [x < 0] as a bit share. Only the carry into the top bit
+    /// is needed, so after the two-operand set-up ([`Party::add_setup`]: 3k
+    /// bits, 2 rounds) the carry comes from a tree over single bits instead
+    /// of a full prefix over words: per level, G = G_hi ⊕ P_hi·G_lo and
+    /// P = P_hi·P_lo for each pair of groups, all pairs in one packed AND.
+    /// Rounds: 2 + ⌈log2(k−1)⌉ (7 for k = 32, 8 for k = 64), as the full
+    /// decomposition. Bits per element: 3k + 3·2·Σ pairs =
+    /// [`Party::ltz_bits`] (276 for k = 32, 564 for k = 64, against
+    /// 6kL = 960 and 2304 for the decomposition).
+    pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
+        let h = self.next_adder_helper();
+        self.ltz_with(x, h)
+    }
+
+    /// [`Party::ltz`] with the adder set-up's helper given.
+    pub(super) fn ltz_with<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        h: usize,
+    ) -> Result<BitShare, ProtocolError> {
+        let k = R::BITS;
+        let n = x.len();
+        let (p, g) = self.add_setup(x, h)?;
+        // groups over bits 0..k−2, lowest first, as bit columns packed in u64s
+        let mut gs = Cols::of(&g, k - 1);
+        let mut ps = Cols::of(&p, k - 1);
+        while gs.len() > 1 {
+            let pairs = gs.len() / 2;
+            let mut xs = Vec::with_capacity(2 * pairs);
+            let mut ys = Vec::with_capacity(2 * pairs);
+            for t in 0..pairs {
+                let (lo, hi) = (2 * t, 2 * t + 1);
+                xs.push(&ps[hi]);
+                ys.push(&gs[lo]);
+                xs.push(&ps[hi]);
+                ys.push(&ps[lo]);
+            }
+            let z = self.and_cols(&xs, &ys, n)?;
+            let mut ng = Vec::with_capacity(gs.len().div_ceil(2));
+            let mut np = Vec::with_capacity(gs.len().div_ceil(2));
+            let mut z = z.into_iter();
+            for t in 0..pairs {
+                let pg = z.next().expect("two results per pair");
+                let pp = z.next().expect("two results per pair");
+                ng.push(gs[2 * t + 1].xor(&pg));
+                np.push(pp);
+            }
+            if gs.len() % 2 == 1 {
+                ng.push(gs.pop().expect("odd one out"));
+                np.push(ps.pop().expect("odd one out"));
+            }
+            gs = ng;
+            ps = np;
+        }
+        // top bit = p ⊕ carry into it
+        let top = p.bit(k - 1);
+        Ok(match gs.pop() {
+            Some(carry) => top.xor(&carry.to_bits(n)),
+            None => top,
+        })
+    }
+
+    /// Several ANDs of packed bit columns in one round; each column travels
+    /// as ⌈n/8⌉ bytes.
+    pub(super) fn and_cols(
+        &mut self,
+        xs: &[&Col],
+        ys: &[&Col],
+        n: usize,
+    ) -> Result<Vec<Col>, ProtocolError> {
+        let words = n.div_ceil(64);
+        let nbytes = n.div_ceil(8);
+        let mut zs = Vec::with_capacity(xs.len());
+        let mut msg = Vec::with_capacity(xs.len() * nbytes);
+        for (x, y) in xs.iter().zip(ys) {
+            let nx = self.st.next.words(words);
+            let pv = self.st.prev.words(words);
+            let z: Vec<u64> = (0..words)
+                .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ nx[j] ^ pv[j])
+                .collect();
+            let mut bytes: Vec<u8> = z.iter().flat_map(|w| w.to_le_bytes()).collect();
+            bytes.truncate(nbytes);
+            msg.extend_from_slice(&bytes);
+            zs.push(z);
+        }
+        let got = self
+            .comm
+            .exchange(Phase::Online, vec![(self.pred(), msg)], &[self.succ()])?;
+        let peer = self.succ();
+        if got[0].len() != xs.len() * nbytes {
+            return Err(ProtocolError::Malformed {
+                peer,
+                what: "and",
+                detail: format!(
+                    "{} bytes, expected {} packed columns of {n} bits",
+                    got[0].len(),
+                    xs.len()
+                ),
+            });
+        }
+        let tail_mask = if n.is_multiple_of(64) {
+            u64::MAX
+        } else {
+            (1u64 << (n % 64)) - 1
+        };
+        Ok(zs
+            .into_iter()
+            .zip(got[0].chunks(nbytes.max(1)))
+            .map(|(mut a, chunk)| {
+                let mut b = vec![0u64; words];
+                for (i, &byte) in chunk.iter().enumerate().take(nbytes) {
+                    b[i / 8] |= (byte as u64) << (8 * (i % 8));
+                }
+                if let Some(last) = b.last_mut() {
+                    *last &= tail_mask;
+                }
+                if let Some(last) = a.last_mut() {
+                    *last &= tail_mask;
+                }
+                Col { a, b }
+            })
+            .collect())
+    }
+
+    /// Online bits per element of [`Party::ltz`] in Z_2^k (before the byte
+    /// padding of packed bits): two word ANDs and the carry tree.
+    pub fn ltz_bits(k: u32) -> u64 {
+        let mut m = (k - 1) as u64;
+        let mut ands = 0;
+        while m > 1 {
+            ands += 2 * (m / 2);
+            m = m.div_ceil(2);
+        }
+        3 * k as u64 + 3 * ands
+    }
+
+    /// Highest set bit of boolean-shared words, one-hot: prefix-OR from the
+    /// top (y |= y >> 2^l for l < ⌈log2 k⌉, OR = a ⊕ b ⊕ ab), then y ⊕ (y >> 1).
+    /// Rounds: log2 k; bits: 3k·log2 k per word.
+    pub fn highest_bit<R: Ring>(&mut self, w: &BShare<R>) -> Result<BShare<R>, ProtocolError> {
+        let mut y = w.clone();
+        let levels = R::BITS.trailing_zeros();
+        for l in 0..levels {
+            let sh = y.shr(1 << l);
+            let both = self.and(&y, &sh)?;
+            y = y.xor(&sh).xor(&both);
+        }
+        Ok(y.xor(&y.shr(1)))
+    }
+}

@@ -1,0 +1,266 @@
+//! Round batching: instructions of one kind that the schedule put in the same
+//! round run as one protocol call (`classify`, `exec_batch`).
+
+use super::*;
+
+/// A class of instructions the VM runs as one protocol call when they are
+/// independent (between two `round` markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    Conv {
+        ki: u32,
+        ko: u32,
+        fi: u32,
+        fo: u32,
+        additive: bool,
+    },
+    Mul {
+        k: u32,
+    },
+    MatMul {
+        k: u32,
+    },
+    Cmp {
+        k: u32,
+    },
+    Sel {
+        k: u32,
+    },
+}
+
+impl Key {
+    pub(super) fn ring(self) -> u32 {
+        match self {
+            Key::Conv { ko, .. } => ko,
+            Key::Mul { k } | Key::MatMul { k } | Key::Cmp { k } | Key::Sel { k } => k,
+        }
+    }
+}
+
+/// The batch class of an instruction, if it has one.
+pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> Option<Key> {
+    let secret = |r: &Reg| st.ty(*r).secret && regs.exact[r.0 as usize].is_none();
+    let fmt = |r: &Reg| st.fmt(*r).ok();
+    match ins {
+        Instr::Convert { dst, a } if secret(a) => {
+            let ((ki, fi), (ko, fo)) = (fmt(a)?, fmt(dst)?);
+            let additive = matches!(regs.get(*a).ok()?, Value::Z32(_) | Value::Z64(_));
+            (fo < fi || ko > ki).then_some(Key::Conv {
+                ki,
+                ko,
+                fi,
+                fo,
+                additive,
+            })
+        }
+        Instr::Mul { dst, .. } | Instr::MatMul { dst, .. } if fusable[dst.0 as usize] => None,
+        Instr::Mul { dst, a, b } | Instr::MatMul { dst, a, b } if secret(a) && secret(b) => {
+            let ((ka, fa), (kb, fb), (kd, fd)) = (fmt(a)?, fmt(b)?, fmt(dst)?);
+            let fits = ka == kd && kb == kd && fa + fb == fd;
+            match ins {
+                Instr::Mul { .. } => (fits
+                    && st.ty(*a).shape == st.ty(*dst).shape
+                    && st.ty(*b).shape == st.ty(*dst).shape)
+                    .then_some(Key::Mul { k: kd }),
+                _ => fits.then_some(Key::MatMul { k: kd }),
+            }
+        }
+        Instr::Cmp { a, b, .. } if secret(a) || secret(b) => {
+            let (ka, fa) = fmt(a)?;
+            (!secret(b) || fmt(b)? == (ka, fa)).then_some(Key::Cmp { k: ka })
+        }
+        Instr::Select { dst, c, .. } if st.ty(*c).secret => Some(Key::Sel { k: fmt(dst)?.0 }),
+        _ => None,
+    }
+}
+
+pub(super) fn split_share<R: Ring>(s: &AShare<R>, lens: &[usize]) -> Vec<AShare<R>> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut off = 0;
+    for &l in lens {
+        out.push(AShare {
+            a: s.a[off..off + l].to_vec(),
+            b: s.b[off..off + l].to_vec(),
+        });
+        off += l;
+    }
+    out
+}
+
+pub(super) fn secret_of<R: Rv>(v: &Value) -> Res<&AShare<R>> {
+    match R::view(v) {
+        Some(Arg::S(Cow::Borrowed(s))) => Ok(s),
+        _ => Err(E::M("expected a secret value (internal error)".into())),
+    }
+}
+
+/// Runs the members of one batch class (independent instructions) as one
+/// protocol call; returns each member's result.
+pub(super) fn exec_batch<R: Rv>(
+    regs: &Regs,
+    st: &mut St,
+    key: Key,
+    members: &[&Instr],
+) -> Res<Vec<Value>> {
+    let id = st.id;
+    match key {
+        Key::Conv {
+            ki,
+            fi,
+            fo,
+            additive,
+            ..
+        } => {
+            if ki == 32 {
+                conv_batch::<u32, R>(st, regs, members, fi, fo, additive)
+            } else {
+                conv_batch::<u64, R>(st, regs, members, fi, fo, additive)
+            }
+        }
+        Key::Mul { .. } => {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for ins in members {
+                let Instr::Mul { a, b, .. } = ins else {
+                    unreachable!("class Mul")
+                };
+                xs.push(secret_of::<R>(regs.get(*a)?)?);
+                ys.push(secret_of::<R>(regs.get(*b)?)?);
+            }
+            let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+            let z = st.party()?.mul(&concat_shares(&xs), &concat_shares(&ys))?;
+            Ok(split_share(&z, &lens).into_iter().map(R::secret).collect())
+        }
+        Key::MatMul { .. } => {
+            let mut items = Vec::new();
+            for ins in members {
+                let Instr::MatMul { a, b, .. } = ins else {
+                    unreachable!("class MatMul")
+                };
+                let d = MatDims::of(st, *a, *b);
+                items.push((
+                    secret_of::<R>(regs.get(*a)?)?,
+                    secret_of::<R>(regs.get(*b)?)?,
+                    d.batch,
+                    d.m,
+                    d.k,
+                    d.n,
+                    d.shared,
+                ));
+            }
+            let out = st.party()?.matmul_many(&items)?;
+            Ok(out.into_iter().map(R::secret).collect())
+        }
+        Key::Cmp { .. } => {
+            // the differences every member needs, decomposed in one call
+            let mut pieces: Vec<AShare<R>> = Vec::new();
+            let mut plan = Vec::new();
+            for ins in members {
+                let Instr::Cmp { dst, a, b, pred } = ins else {
+                    unreachable!("class Cmp")
+                };
+                let n = st.ty(*dst).numel() as usize;
+                let (_, fa) = st.fmt(*a)?;
+                let x = arg::<R>(regs, st, *a, fa)?;
+                let y = arg::<R>(regs, st, *b, fa)?;
+                let share = |d: Arg<R>| match d {
+                    Arg::S(s) => s.into_owned(),
+                    Arg::P(p) => share_public(id, &p),
+                };
+                let first = pieces.len();
+                // x < y is the sign of x − y; ≥ its negation; equality
+                // needs both signs
+                match pred {
+                    Pred::Lt | Pred::Ge => pieces.push(share(sub_args(id, &x, &y, n))),
+                    Pred::Gt | Pred::Le => pieces.push(share(sub_args(id, &y, &x, n))),
+                    Pred::Eq | Pred::Ne => {
+                        pieces.push(share(sub_args(id, &x, &y, n)));
+                        pieces.push(share(sub_args(id, &y, &x, n)));
+                    }
+                }
+                plan.push((first, *pred, n));
+            }
+            let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+            let refs: Vec<&AShare<R>> = pieces.iter().collect();
+            let bits = st.party()?.ltz(&concat_shares(&refs))?;
+            let mut parts = Vec::with_capacity(lens.len());
+            let mut rest = bits;
+            for &l in &lens {
+                let (head, tail) = split_bits(&rest, l);
+                parts.push(head);
+                rest = tail;
+            }
+            Ok(plan
+                .into_iter()
+                .map(|(first, pred, _)| {
+                    let b = match pred {
+                        Pred::Lt | Pred::Gt => parts[first].clone(),
+                        Pred::Le | Pred::Ge => parts[first].not(id),
+                        Pred::Ne => parts[first].xor(&parts[first + 1]),
+                        Pred::Eq => parts[first].xor(&parts[first + 1]).not(id),
+                    };
+                    Value::SBool(b)
+                })
+                .collect())
+        }
+        Key::Sel { .. } => {
+            let mut conds = BitShare::default();
+            let mut lens = Vec::new();
+            for ins in members {
+                let Instr::Select { c, .. } = ins else {
+                    unreachable!("class Sel")
+                };
+                let Value::SBool(cs) = regs.get(*c)? else {
+                    return Err(E::M("the condition is not a secret boolean".into()));
+                };
+                conds.a.extend_from_slice(&cs.a);
+                conds.b.extend_from_slice(&cs.b);
+                lens.push(cs.len());
+            }
+            let s_all = st.party()?.b2a::<R>(&conds)?;
+            let s = split_share(&s_all, &lens);
+            // products: public differences locally, secret ones in one call
+            let mut ys = Vec::new();
+            let mut prods: Vec<Option<AShare<R>>> = Vec::new();
+            let mut lhs = Vec::new();
+            let mut rhs = Vec::new();
+            let mut which = Vec::new();
+            for (i, ins) in members.iter().enumerate() {
+                let Instr::Select { dst, a, b, .. } = ins else {
+                    unreachable!("class Sel")
+                };
+                let (_, fd) = st.fmt(*dst)?;
+                let n = st.ty(*dst).numel() as usize;
+                let x = arg::<R>(regs, st, *a, fd)?;
+                let y = arg::<R>(regs, st, *b, fd)?.into_owned();
+                match sub_args(id, &x, &y, n) {
+                    Arg::P(d) => prods.push(Some(s[i].mul_public(&d))),
+                    Arg::S(d) => {
+                        prods.push(None);
+                        lhs.push(s[i].clone());
+                        rhs.push(d.into_owned());
+                        which.push(i);
+                    }
+                }
+                ys.push((y, n));
+            }
+            if !lhs.is_empty() {
+                let l: Vec<&AShare<R>> = lhs.iter().collect();
+                let r: Vec<&AShare<R>> = rhs.iter().collect();
+                let lens: Vec<usize> = lhs.iter().map(|x| x.len()).collect();
+                let z = st.party()?.mul(&concat_shares(&l), &concat_shares(&r))?;
+                for (i, t) in which.into_iter().zip(split_share(&z, &lens)) {
+                    prods[i] = Some(t);
+                }
+            }
+            Ok(prods
+                .into_iter()
+                .zip(ys)
+                .map(|(t, (y, n))| {
+                    let t = t.expect("every product computed");
+                    R::wrap(add_args(id, &Arg::S(Cow::Owned(t)), &y, n))
+                })
+                .collect())
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Format changes: Ditto's conversions (truncate, upcast, downcast) of shares and
+//! public values between registers' formats.
+
+use super::*;
+
+/// Rescales a public element from `from` to `to` fraction bits (floor on the
+/// way down) and reduces it into `Ro`.
+#[inline]
+pub(super) fn rescale_pub<Ri: Ring, Ro: Ring>(e: Ri, from: u32, to: u32) -> Ro {
+    let v = e.to_i64() as i128;
+    let y = if to <= from {
+        v >> (from - to)
+    } else {
+        v << (to - from)
+    };
+    Ro::from_u64(y as u64)
+}
+
+/// The shift of a truncation from `from` to `to` fraction bits, which the
+/// conversion protocol allows up to k_in − 2.
+pub(super) fn trunc_bits<Ri: Ring>(from: u32, to: u32) -> Res<u32> {
+    let m = from - to;
+    if m + 2 > Ri::BITS {
+        return Err(E::M(format!(
+            "a truncation by {m} bits exceeds the {}-bit ring",
+            Ri::BITS
+        )));
+    }
+    Ok(m)
+}
+
+/// `x` (ring Ri, `from` fraction bits) in ring Ro with `to` fraction bits:
+/// Ditto's conversion for a truncation (with or without a ring change) and
+/// for an upcast; a local shift and reduction otherwise.
+pub(super) fn convert<Ri: Rv, Ro: Rv>(
+    st: &mut St,
+    x: Arg<'_, Ri>,
+    from: u32,
+    to: u32,
+) -> Res<Arg<'static, Ro>> {
+    Ok(match x {
+        Arg::P(v) => Arg::P(Cow::Owned(
+            v.iter()
+                .map(|&e| rescale_pub::<Ri, Ro>(e, from, to))
+                .collect(),
+        )),
+        Arg::S(s) => {
+            if to < from {
+                let m = trunc_bits::<Ri>(from, to)?;
+                Arg::S(Cow::Owned(st.party()?.convert::<Ri, Ro>(&s, m)?))
+            } else {
+                let sh = to - from;
+                if Ri::BITS < Ro::BITS {
+                    let y = st.party()?.convert::<Ri, Ro>(&s, 0)?;
+                    Arg::S(Cow::Owned(if sh > 0 {
+                        y.mul_scalar(Ro::ONE.shl(sh))
+                    } else {
+                        y
+                    }))
+                } else {
+                    let y = if sh > 0 {
+                        s.mul_scalar(Ri::ONE.shl(sh))
+                    } else {
+                        s.into_owned()
+                    };
+                    Arg::S(Cow::Owned(y.downcast::<Ro>()))
+                }
+            }
+        }
+    })
+}
+
+/// The conversion of an additive share of a product (see
+/// [`Party::convert_additive`]) from `from` to `to` fraction bits.
+pub(super) fn convert_z<Ri: Rv, Ro: Rv>(
+    st: &mut St,
+    z: &[Ri],
+    from: u32,
+    to: u32,
+) -> Res<AShare<Ro>> {
+    if to < from {
+        let m = trunc_bits::<Ri>(from, to)?;
+        Ok(st.party()?.convert_additive::<Ri, Ro>(z, m)?)
+    } else {
+        let y = st.party()?.convert_additive::<Ri, Ro>(z, 0)?;
+        Ok(if to > from {
+            y.mul_scalar(Ro::ONE.shl(to - from))
+        } else {
+            y
+        })
+    }
+}
+
+/// A value of ring `kin` with `fin` fraction bits, as an operand of ring R
+/// with `fout` fraction bits.
+pub(super) fn conv_value<'v, R: Rv>(
+    st: &mut St,
+    v: &'v Value,
+    kin: u32,
+    fin: u32,
+    fout: u32,
+) -> Res<Arg<'v, R>> {
+    let bad = || E::M("a register holds a value of another type (internal error)".into());
+    if kin == R::BITS && fin == fout {
+        return R::view(v).ok_or_else(bad);
+    }
+    if kin == 32 {
+        convert::<u32, R>(st, u32::view(v).ok_or_else(bad)?, fin, fout)
+    } else {
+        convert::<u64, R>(st, u64::view(v).ok_or_else(bad)?, fin, fout)
+    }
+}
+
+/// `z` with `from` fraction bits rescaled to `to` in the same ring.
+pub(super) fn refmt<R: Rv>(
+    st: &mut St,
+    z: Arg<'static, R>,
+    from: u32,
+    to: u32,
+) -> Res<Arg<'static, R>> {
+    if from == to {
+        Ok(z)
+    } else {
+        convert::<R, R>(st, z, from, to)
+    }
+}
+
+pub(super) fn conv_batch<Ri: Rv, Ro: Rv>(
+    st: &mut St,
+    regs: &Regs,
+    members: &[&Instr],
+    fi: u32,
+    fo: u32,
+    additive: bool,
+) -> Res<Vec<Value>> {
+    if additive {
+        let mut z: Vec<Ri> = Vec::new();
+        let mut lens = Vec::new();
+        for ins in members {
+            let Instr::Convert { a, .. } = ins else {
+                unreachable!("class Conv")
+            };
+            let zi = Ri::additive(regs.get(*a)?)
+                .ok_or_else(|| E::M("expected an additive share (internal error)".into()))?;
+            lens.push(zi.len());
+            z.extend_from_slice(zi);
+        }
+        let y = convert_z::<Ri, Ro>(st, &z, fi, fo)?;
+        return Ok(split_share(&y, &lens).into_iter().map(Ro::secret).collect());
+    }
+    let mut xs = Vec::new();
+    for ins in members {
+        let Instr::Convert { a, .. } = ins else {
+            unreachable!("class Conv")
+        };
+        xs.push(secret_of::<Ri>(regs.get(*a)?)?);
+    }
+    let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
+    let all = concat_shares(&xs);
+    match convert::<Ri, Ro>(st, Arg::S(Cow::Owned(all)), fi, fo)? {
+        Arg::S(z) => Ok(split_share(&z, &lens).into_iter().map(Ro::secret).collect()),
+        Arg::P(_) => Err(E::M("a conversion of shares gave a public value".into())),
+    }
+}
