@@ -10,7 +10,7 @@ set -euo pipefail
 out=${1:?usage: scripts/bytecode-all.sh DIR}
 bin=${DITTO:-target/release/ditto}
 mkdir -p "$out"
-policies=$("$bin" passes | sed -n 's/^policies: \([^(]*\).*/\1/p' | tr -d ',')
+policies=$("$bin" passes | sed -n '/^policies/,$p' | awk 'NR > 1 {print $1}')
 for m in bert bert-classifier gpt2 minilm; do
     for c in $(grep -o '^config [a-z0-9_]*' "models/$m.ditto" | awk '{print $2}'); do
         for p in $policies; do

@@ -73,15 +73,15 @@ pub fn generate(
         fill_normal(&mut data, seed, name, mean, sd);
         out.insert(name.clone(), Tensor::new(shape, data));
     }
-    if out.is_empty() {
-        bail!("{} declares no weights", model.display());
-    }
     Ok(out)
 }
 
 pub fn gen_weights(model: &str, config: Option<String>, seed: u64, output: &Path) -> Result<()> {
     let path = crate::model_path(model);
     let tensors = generate(&path, config, None, seed)?;
+    if tensors.is_empty() {
+        bail!("{} declares no weights", path.display());
+    }
     ditto_compiler::weights::write_f32(output, &tensors)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
     let params: usize = tensors.values().map(|t| t.numel()).sum();

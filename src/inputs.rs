@@ -57,7 +57,8 @@ pub fn parse_named(given: &[String]) -> Result<BTreeMap<String, Vec<f64>>> {
 pub fn seq_for(tokens: &Tokens, seq: Option<usize>) -> Result<usize> {
     let n = tokens.ids.len();
     if n == 0 {
-        bail!("the input has no tokens");
+        // inputs given by name only (`--input`): sizes from --seq/--size
+        return Ok(seq.unwrap_or(1));
     }
     match seq {
         Some(s) if s < n => bail!(
@@ -84,7 +85,8 @@ pub fn fill(
         if let Some(v) = named.get(&s.name) {
             if v.len() != numel {
                 bail!(
-                    "--input {}: {} values, the model's input has shape {:?} ({numel} values)",
+                    "--input {}: {} values, the model's input has shape {:?} ({numel} values; \
+                     sizes come from --seq and --size)",
                     s.name,
                     v.len(),
                     s.shape

@@ -449,10 +449,12 @@ fn list_passes() {
         "default pipeline: {}",
         ditto_compiler::passes::DEFAULT_PIPELINE.join(", ")
     );
-    println!(
-        "policies: {} (or --policy-file FILE)",
-        ditto_compiler::policy::BUILTIN.join(", ")
-    );
+    println!("policies (--policy NAME, or --policy-file FILE; docs/passes.md):");
+    for name in ditto_compiler::policy::BUILTIN {
+        if let Some(p) = ditto_compiler::policy::Policy::builtin(name) {
+            println!("  {name:<12} {}", p.description);
+        }
+    }
 }
 
 fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Result<()> {
@@ -502,9 +504,7 @@ fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Res
 pub fn policy(args: &PipelineArgs) -> Result<ditto_compiler::policy::Policy> {
     use ditto_compiler::policy::{Policy, BUILTIN};
     if let Some(f) = &args.policy_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read policy file {}", f.display()))?;
-        return Policy::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
+        return Policy::from_file(f).map_err(|e| anyhow::anyhow!("{e}"));
     }
     let name = args.policy.as_deref().unwrap_or("ditto");
     Policy::builtin(name).ok_or_else(|| {

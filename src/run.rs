@@ -30,7 +30,8 @@ pub struct RunArgs {
     backend: Backend,
     /// A safetensors file, or a folder holding model.safetensors (and
     /// tokenizer.json, needed by --text).
-    #[arg(long, required_unless_present = "random_weights")]
+    /// Not needed by a model that declares no weights.
+    #[arg(long)]
     weights: Option<PathBuf>,
     /// Use seeded random weights (as `ditto gen-weights`) instead of a file.
     #[arg(long, value_name = "SEED", conflicts_with = "weights")]
@@ -141,7 +142,17 @@ pub fn load(
                 labels: None,
             })
         }
-        (None, None) => bail!("give --weights PATH or --random-weights SEED"),
+        (None, None) => {
+            // a model without weights needs no file
+            if !crate::genweights::generate(model, config.clone(), layers, 0)?.is_empty() {
+                bail!("the model has weights: give --weights PATH or --random-weights SEED");
+            }
+            Ok(Loaded {
+                weights: Box::new(InMemory(Default::default())),
+                opts,
+                labels: None,
+            })
+        }
     }
 }
 
@@ -195,14 +206,19 @@ pub fn run(args: RunArgs) -> Result<()> {
             bail!("--profile reports the cost of a compiled run: add --backend fixed or --backend mpc");
         }
     }
-    let toks = tokens(
-        &args.text,
-        &args.pair,
-        &args.ids,
-        &args.segments,
-        &args.weights,
-    )?;
     let named = crate::inputs::parse_named(&args.named)?;
+    // a model whose inputs are all given by name needs no tokens
+    let toks = if args.text.is_none() && args.ids.is_none() && !named.is_empty() {
+        crate::inputs::Tokens::default()
+    } else {
+        tokens(
+            &args.text,
+            &args.pair,
+            &args.ids,
+            &args.segments,
+            &args.weights,
+        )?
+    };
     let seq = crate::inputs::seq_for(&toks, args.seq)?;
     let path = crate::model_path(&args.file);
     let Loaded {
@@ -351,6 +367,9 @@ pub fn add_labels_json(obj: &mut serde_json::Value, outs: &Outputs, labels: Opti
 
 /// "5 tokens" or "5 tokens (padded to 128)".
 pub fn token_count(n: usize, seq: usize) -> String {
+    if n == 0 {
+        return "inputs by name".into();
+    }
     let t = if n == 1 { "token" } else { "tokens" };
     if seq > n {
         format!("{n} {t} (padded to {seq})")

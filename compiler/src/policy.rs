@@ -1,84 +1,107 @@
-//! Precision policies as data (NUMERICS.md): a table from format class to
-//! format, plus the approximation choices the lowering will read. Built-in
-//! policies: `uniform64` (PUMA-like baseline), `ditto` (Ditto's mixed
-//! precision), `ditto-nl64` (NUMERICS.md's table: non-linear parts all in
-//! (64, 18)), `ditto-quad` (also Quad GeLU in (32, 8), for distilled models).
-//! Users write their own as JSON (`--policy-file`):
+//! Precision policies as data (docs/passes.md): which format each format
+//! class gets, which `@approx` DSL function each non-linear op is lowered to,
+//! and the parameters those functions take. The built-in policies are policy
+//! files shipped in the binary (`stdlib/policies/*.json`); users write their
+//! own the same way (`--policy-file`):
 //!
 //! ```json
-//! { "name": "mine", "formats": { "linear": [32, 10], "scores": [32, 8] },
-//!   "gelu": "sym", "softmax": "puma", "exp": "quad", "exp_squarings": 4 }
+//! { "name": "mine", "extends": "ditto",
+//!   "formats": { "linear": [32, 10] },
+//!   "lowerings": { "gelu": "gelu_cubic" },
+//!   "parameters": { "t": 5 },
+//!   "sources": ["my_approx.ditto"] }
 //! ```
 //!
-//! Classes a policy does not name keep the format the model declares.
-//! `"auto": true` (the built-in `ditto-auto`) lets calibrated bounds refine
-//! the table: see [`crate::passes::resolve_auto`].
+//! - `formats`: class → [ring, frac]. Classes a policy does not name keep the
+//!   format the model declares; the known classes are the stdlib's and the
+//!   model's `format` items.
+//! - `lowerings`: op → function. A key is an op name, optionally with a flag
+//!   the op carries (`softmax.masked`) and a ring (`gelu@32`); the most
+//!   specific key that matches a node wins. The function must be marked
+//!   `@approx`; it takes the node's operands, then parameters bound by name
+//!   from the op's attributes (`eps`) or the policy's `parameters`.
+//! - `extends`: a built-in policy whose formats, lowerings and parameters
+//!   this one starts from (default `base`: PUMA's approximations, no
+//!   formats).
+//! - `sources`: DSL files (relative to the policy file) with more `@approx`
+//!   functions, so a new approximation needs no change to ditto.
+//! - `auto` (with `auto_keep`): calibrated bounds refine the 32-bit classes'
+//!   fraction bits ([`crate::passes::resolve_auto`]), except those listed.
+//! - Shorthands of earlier versions: `gelu` ("puma", "sym", "quad"),
+//!   `softmax` ("puma", "2quad"), `exp` ("puma", "quad"), `exp_squarings`.
 
 use crate::ir::Format;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 
-/// Which GeLU approximation the lowering uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GeluApprox {
-    /// PUMA's piecewise polynomial (valid for any pretrained model).
-    Puma,
-    /// MPCFormer's 0.125x² + 0.25x + 0.5 (distilled models only).
-    Quad,
-    /// relu(x) − g(|x|) with g(t) = t·Φ(−t) a quartic below 3.3 (valid for
-    /// any pretrained model): two comparisons and one polynomial
-    /// (`gelu_sym`, docs/approximations.md).
-    Sym,
+/// A value of a policy parameter, passed to an approximation function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Float(f64),
 }
 
-/// Which base softmax's exp raises to the power 2^t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpApprox {
-    /// PUMA's 1 + x/2^t (t = 8 by default).
-    Puma,
-    /// 1 + y + y²/2 at y = x/2^t, written ((1 + y)² + 1)/2: one product
-    /// more, accurate with t = 4 (`exp_quad`).
-    Quad,
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Param::Int(i) => write!(f, "{i}"),
+            Param::Float(x) => write!(f, "{x}"),
+        }
+    }
 }
 
-/// Which softmax the lowering uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SoftmaxApprox {
-    /// PUMA's: row max, exp by squarings, one reciprocal per row.
-    Puma,
-    /// MPCFormer's 2Quad, (x + 5)² normalised (distilled models only).
-    TwoQuad,
+/// A DSL source of approximation functions a policy brings along.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Module {
+    /// The name diagnostics and `!loc` use.
+    pub file: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
+    pub description: String,
     pub formats: BTreeMap<String, Format>,
-    pub gelu: GeluApprox,
-    pub softmax: SoftmaxApprox,
-    /// The base exp raises to 2^t.
-    pub exp: ExpApprox,
-    /// Squarings t of exp's base.
-    pub exp_squarings: u32,
+    /// Lowering key (`op`, `op.flag`, `op@ring`, `op.flag@ring`) → function.
+    pub lowerings: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, Param>,
+    /// Extra approximation functions (the policy file's `sources`).
+    pub modules: Vec<Module>,
     /// Pick fraction bits (and lower `probs_v`) from calibrated bounds
     /// ([`crate::passes::resolve_auto`]); needs `--bounds`.
     pub auto: bool,
+    /// Classes `auto` leaves alone: their low-ring formats are bounded by the
+    /// approximation they hold rather than by the model (GeLU's polynomials
+    /// on bounded domains, exp's squarings in [0, 1]).
+    pub auto_keep: Vec<String>,
 }
 
-/// The format classes of `std.transformer` (NUMERICS.md's table rows).
-pub const CLASSES: &[&str] = &[
-    "embedding",
-    "linear",
-    "weights",
-    "scores",
-    "softmax",
-    "exp",
-    "probs_v",
-    "gelu",
-    "gelu_poly",
-    "residual",
-    "head",
+/// The built-in policies: (name, policy file), in listing order. `base` is
+/// the parent of the others, not a policy of its own.
+const FILES: &[(&str, &str)] = &[
+    ("base", include_str!("../../stdlib/policies/base.json")),
+    (
+        "uniform64",
+        include_str!("../../stdlib/policies/uniform64.json"),
+    ),
+    ("ditto", include_str!("../../stdlib/policies/ditto.json")),
+    (
+        "ditto-nl64",
+        include_str!("../../stdlib/policies/ditto-nl64.json"),
+    ),
+    (
+        "ditto-quad",
+        include_str!("../../stdlib/policies/ditto-quad.json"),
+    ),
+    (
+        "ditto-auto",
+        include_str!("../../stdlib/policies/ditto-auto.json"),
+    ),
 ];
 
+/// The built-in policies' names.
 pub const BUILTIN: &[&str] = &[
     "uniform64",
     "ditto",
@@ -87,134 +110,55 @@ pub const BUILTIN: &[&str] = &[
     "ditto-auto",
 ];
 
-/// Classes whose low-ring formats are bounded by the approximation they
-/// hold rather than by the model: GeLU's polynomials are used on bounded
-/// domains only (`gelu_sym`'s s = |x|/4 ≤ 0.825, where s²·2^24 < 2^30
-/// at (32, 12); PUMA's pieces on [−4, 3], where (x/2)⁶·2^20 < 2^30 at
-/// (32, 10), `gelu_puma_half`); exp's squarings stay in [0, 1], where a
-/// product at (32, 14)·(32, 14) stays below 2^30. Values outside those
-/// domains only reach branches that a selection discards. Calibration does
-/// not move them (`ditto-auto`).
-pub const APPROX_CLASSES: &[&str] = &["gelu", "gelu_poly", "exp"];
-
-/// `gelu_sym`'s polynomial under `ditto` (see [`APPROX_CLASSES`]).
-pub const GELU_POLY: Format = Format {
-    ring: crate::ir::Ring::Z32,
-    frac: 12,
-};
-
-/// The linear layers' weight matrices under `ditto`: two more fraction
-/// bits than the activations they multiply (the weights' rounding, not the
-/// activations', dominates the error of (32, 8) layers: on
-/// all-MiniLM-L6-v2 a 3-token input goes from cosine 0.989 to 0.9985), at
-/// the same bytes and rounds: the product's truncation drops 18 bits
-/// instead of 16. The price is headroom: an accumulator must stay below
-/// 2^(30−18) = 4096 instead of 16384 (check-ranges proves it where bounds
-/// are known).
-pub const WEIGHTS_LOW: Format = Format {
-    ring: crate::ir::Ring::Z32,
-    frac: 10,
-};
-
-/// exp's squarings under `ditto` (see [`APPROX_CLASSES`]).
-pub const EXP_LOW: Format = Format {
-    ring: crate::ir::Ring::Z32,
-    frac: 14,
-};
+const FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "extends",
+    "formats",
+    "lowerings",
+    "parameters",
+    "sources",
+    "auto",
+    "auto_keep",
+    "gelu",
+    "softmax",
+    "exp",
+    "exp_squarings",
+];
 
 impl Policy {
-    /// The built-in policies (docs/passes.md):
-    /// - `uniform64`: every class in (64, 18) with PUMA's approximations,
-    ///   PUMA's setting;
-    /// - `ditto`: linear layers and scores in (32, 8), their weight matrices
-    ///   in (32, 10) ([`WEIGHTS_LOW`]); GeLU by symmetry
-    ///   (`gelu_sym`) with x and the result in (32, 8) and its quartic in
-    ///   (32, 12); exp with a quadratic base and 4 squarings in (32, 14); the
-    ///   rest (reciprocal, normalisations, probs·V, residuals, LayerNorm,
-    ///   heads) in (64, 18);
-    /// - `ditto-nl64`: NUMERICS.md's table: only linear layers and scores
-    ///   low, PUMA's approximations, every non-linear part in (64, 18);
-    /// - `ditto-quad`: `ditto` with Quad GeLU in (32, 8) (exp as `ditto`'s),
-    ///   for distilled models;
-    /// - `ditto-auto`: `ditto` refined by calibrated bounds.
+    /// A built-in policy (docs/passes.md lists them; `ditto passes` too).
     pub fn builtin(name: &str) -> Option<Policy> {
-        let table = |overrides: &[(&str, Format)], all_high: bool| -> BTreeMap<String, Format> {
-            CLASSES
-                .iter()
-                .map(|&c| {
-                    let f = if all_high {
-                        Format::HIGH
-                    } else if let Some((_, f)) = overrides.iter().find(|(k, _)| *k == c) {
-                        *f
-                    } else if matches!(c, "linear" | "weights" | "scores") {
-                        Format::LOW
-                    } else {
-                        Format::HIGH
-                    };
-                    (c.to_string(), f)
-                })
-                .collect()
-        };
-        let (fm, gelu, exp) = match name {
-            "uniform64" => (table(&[], true), GeluApprox::Puma, ExpApprox::Puma),
-            "ditto" | "ditto-auto" => (
-                table(
-                    &[
-                        ("weights", WEIGHTS_LOW),
-                        ("gelu", Format::LOW),
-                        ("gelu_poly", GELU_POLY),
-                        ("exp", EXP_LOW),
-                    ],
-                    false,
-                ),
-                GeluApprox::Sym,
-                ExpApprox::Quad,
-            ),
-            "ditto-nl64" => (table(&[], false), GeluApprox::Puma, ExpApprox::Puma),
-            "ditto-quad" => (
-                table(
-                    &[
-                        ("weights", WEIGHTS_LOW),
-                        ("gelu", Format::LOW),
-                        ("exp", EXP_LOW),
-                    ],
-                    false,
-                ),
-                GeluApprox::Quad,
-                ExpApprox::Quad,
-            ),
-            _ => return None,
-        };
-        Some(Policy {
-            name: name.to_string(),
-            formats: fm,
-            gelu,
-            softmax: SoftmaxApprox::Puma,
-            exp,
-            exp_squarings: if exp == ExpApprox::Quad { 4 } else { 8 },
-            auto: name == "ditto-auto",
-        })
+        if !BUILTIN.contains(&name) {
+            return None;
+        }
+        let (_, text) = FILES.iter().find(|(n, _)| *n == name)?;
+        Some(Policy::from_json(text).expect("built-in policies parse (tested)"))
     }
 
-    /// Parses a policy file; errors say which field is wrong.
+    /// Parses a policy file's text; `sources` are not allowed (no folder to
+    /// read them from: see [`Policy::from_file`]). Errors say which field is
+    /// wrong.
     pub fn from_json(text: &str) -> Result<Policy, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        Policy::parse(text, None)
+    }
+
+    /// Reads a policy file; its `sources` are read relative to its folder.
+    pub fn from_file(path: &Path) -> Result<Policy, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Policy::parse(&text, Some(dir)).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn parse(text: &str, dir: Option<&Path>) -> Result<Policy, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let obj = v.as_object().ok_or("a policy file holds one JSON object")?;
         for k in obj.keys() {
-            if ![
-                "name",
-                "formats",
-                "gelu",
-                "softmax",
-                "exp",
-                "exp_squarings",
-                "auto",
-            ]
-            .contains(&k.as_str())
-            {
+            if !FIELDS.contains(&k.as_str()) {
                 return Err(format!(
-                    "unknown field `{k}` (expected name, formats, gelu, softmax, exp, exp_squarings, auto)"
+                    "unknown field `{k}` (expected {})",
+                    FIELDS.join(", ")
                 ));
             }
         }
@@ -223,80 +167,167 @@ impl Policy {
             .and_then(|n| n.as_str())
             .ok_or("field `name` (a string) is missing")?
             .to_string();
-        let mut formats = BTreeMap::new();
+        let parent = match obj.get("extends") {
+            None if name == "base" => None,
+            None => Some("base"),
+            Some(Value::String(p)) => Some(p.as_str()),
+            Some(_) => return Err("`extends` names a built-in policy".into()),
+        };
+        let mut p = match parent {
+            None => Policy {
+                name: String::new(),
+                description: String::new(),
+                formats: BTreeMap::new(),
+                lowerings: BTreeMap::new(),
+                parameters: BTreeMap::new(),
+                modules: vec![],
+                auto: false,
+                auto_keep: vec![],
+            },
+            Some(parent) => {
+                let (_, text) = FILES.iter().find(|(n, _)| *n == parent).ok_or_else(|| {
+                    format!(
+                        "`extends`: no built-in policy `{parent}` (there are base, {})",
+                        BUILTIN.join(", ")
+                    )
+                })?;
+                let mut p = Policy::from_json(text)?;
+                p.auto = false;
+                p.auto_keep.clear();
+                p
+            }
+        };
+        p.name = name;
+        p.description = match obj.get("description") {
+            None => String::new(),
+            Some(Value::String(d)) => d.clone(),
+            Some(_) => return Err("`description` must be a string".into()),
+        };
         if let Some(f) = obj.get("formats") {
             let f = f
                 .as_object()
                 .ok_or("`formats` maps class names to [ring, frac] pairs")?;
             for (class, pair) in f {
-                let p = pair
+                let pf = pair
                     .as_array()
                     .filter(|p| p.len() == 2)
                     .and_then(|p| Some((p[0].as_i64()?, p[1].as_i64()?)));
-                let (k, fr) = p.ok_or_else(|| {
+                let (k, fr) = pf.ok_or_else(|| {
                     format!("format of `{class}` must be [ring, frac], e.g. [32, 8]")
                 })?;
-                formats.insert(
+                p.formats.insert(
                     class.clone(),
                     Format::new(k, fr).map_err(|e| format!("format of `{class}`: {e}"))?,
                 );
             }
         }
-        let gelu = match obj.get("gelu").map(|g| g.as_str()) {
-            None | Some(Some("puma")) => GeluApprox::Puma,
-            Some(Some("quad")) => GeluApprox::Quad,
-            Some(Some("sym")) => GeluApprox::Sym,
-            _ => return Err("`gelu` must be \"puma\", \"sym\" or \"quad\"".into()),
-        };
-        let exp = match obj.get("exp").map(|g| g.as_str()) {
-            None | Some(Some("puma")) => ExpApprox::Puma,
-            Some(Some("quad")) => ExpApprox::Quad,
-            _ => return Err("`exp` must be \"puma\" or \"quad\"".into()),
-        };
-        let softmax = match obj.get("softmax").map(|g| g.as_str()) {
-            None | Some(Some("puma")) => SoftmaxApprox::Puma,
-            Some(Some("2quad")) => SoftmaxApprox::TwoQuad,
-            _ => return Err("`softmax` must be \"puma\" or \"2quad\"".into()),
-        };
-        let exp_squarings = match obj.get("exp_squarings") {
-            None if exp == ExpApprox::Quad => 4,
-            None => 8,
-            Some(x) => {
-                x.as_u64()
-                    .filter(|&t| (1..=16).contains(&t))
-                    .ok_or("`exp_squarings` must be an integer in 1..=16")? as u32
+        shorthands(obj, &mut p)?;
+        if let Some(l) = obj.get("lowerings") {
+            let l = l
+                .as_object()
+                .ok_or("`lowerings` maps op names to @approx function names")?;
+            for (key, f) in l {
+                check_key(key)?;
+                let f = f
+                    .as_str()
+                    .ok_or_else(|| format!("lowering of `{key}` must be a function name"))?;
+                p.lowerings.insert(key.clone(), f.to_string());
             }
-        };
-        let auto = match obj.get("auto") {
-            None => false,
-            Some(a) => a.as_bool().ok_or("`auto` must be true or false")?,
-        };
-        Ok(Policy {
-            name,
-            formats,
-            gelu,
-            softmax,
-            exp,
-            exp_squarings,
-            auto,
-        })
+        }
+        if let Some(ps) = obj.get("parameters") {
+            let ps = ps.as_object().ok_or("`parameters` maps names to numbers")?;
+            for (k, v) in ps {
+                let v = match (v.as_i64(), v.as_f64()) {
+                    (Some(i), _) => Param::Int(i),
+                    (None, Some(x)) if x.is_finite() => Param::Float(x),
+                    _ => return Err(format!("parameter `{k}` must be a number")),
+                };
+                p.parameters.insert(k.clone(), v);
+            }
+        }
+        if let Some(Param::Int(t)) = p.parameters.get("t") {
+            if !(1..=16).contains(t) {
+                return Err("exp's squarings `t` must be an integer in 1..=16".into());
+            }
+        }
+        if let Some(s) = obj.get("sources") {
+            let list = s
+                .as_array()
+                .ok_or("`sources` lists DSL files of @approx functions")?;
+            let Some(dir) = dir else {
+                return Err("`sources` needs a policy file (its folder)".into());
+            };
+            for f in list {
+                let f = f.as_str().ok_or("`sources` lists file names")?;
+                let path = dir.join(f);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("source {}: {e}", path.display()))?;
+                p.modules.push(Module {
+                    file: path.display().to_string(),
+                    text,
+                });
+            }
+        }
+        if let Some(a) = obj.get("auto") {
+            p.auto = a.as_bool().ok_or("`auto` must be true or false")?;
+        }
+        if let Some(k) = obj.get("auto_keep") {
+            p.auto_keep = k
+                .as_array()
+                .and_then(|k| {
+                    k.iter()
+                        .map(|c| c.as_str().map(String::from))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or("`auto_keep` lists class names")?;
+        }
+        crate::passes::lower_nonlinear::check_policy(&p)?;
+        Ok(p)
     }
 
-    /// One line per class, for reports and dumps.
+    /// The function a node of `op` (name), with the flags it carries, in a
+    /// ring of `ring` bits is lowered to, if the policy lowers it.
+    pub fn lowering(&self, op: &str, flags: &[&str], ring: Option<u32>) -> Option<&str> {
+        let mut keys = vec![];
+        for f in flags {
+            if let Some(r) = ring {
+                keys.push(format!("{op}.{f}@{r}"));
+            }
+            keys.push(format!("{op}.{f}"));
+        }
+        if let Some(r) = ring {
+            keys.push(format!("{op}@{r}"));
+        }
+        keys.push(op.to_string());
+        keys.iter()
+            .find_map(|k| self.lowerings.get(k))
+            .map(String::as_str)
+    }
+
+    /// One line for reports and dumps: formats, lowerings, parameters.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self
-            .formats
-            .iter()
-            .map(|(c, f)| format!("{c}={f}"))
-            .collect();
+        let join = |v: Vec<String>| v.join(" ");
         format!(
-            "{}: {}; gelu={:?}; softmax={:?}; exp={:?} with {} squarings{}",
+            "{}: {}; lowerings {}; parameters {}{}",
             self.name,
-            parts.join(" "),
-            self.gelu,
-            self.softmax,
-            self.exp,
-            self.exp_squarings,
+            join(
+                self.formats
+                    .iter()
+                    .map(|(c, f)| format!("{c}={f}"))
+                    .collect()
+            ),
+            join(
+                self.lowerings
+                    .iter()
+                    .map(|(k, f)| format!("{k}={f}"))
+                    .collect()
+            ),
+            join(
+                self.parameters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            ),
             if self.auto {
                 "; auto (from calibrated bounds)"
             } else {
@@ -304,4 +335,90 @@ impl Policy {
             }
         )
     }
+}
+
+/// A lowering key names a declared op, optionally a flag and a ring.
+fn check_key(key: &str) -> Result<(), String> {
+    let (rest, ring) = match key.split_once('@') {
+        Some((r, k)) => (r, Some(k)),
+        None => (key, None),
+    };
+    if ring.is_some_and(|r| r != "32" && r != "64") {
+        return Err(format!("lowering `{key}`: the ring after `@` is 32 or 64"));
+    }
+    let (op, flag) = match rest.split_once('.') {
+        Some((o, f)) => (o, Some(f)),
+        None => (rest, None),
+    };
+    let Some(info) = crate::ir::ops::TABLE.iter().find(|i| i.name == op) else {
+        let hint = crate::elab::closest(op, crate::ir::ops::OP_NAMES.iter().copied())
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
+        return Err(format!("lowering `{key}`: no op `{op}`{hint}"));
+    };
+    if let Some(f) = flag {
+        if !info
+            .attrs
+            .iter()
+            .any(|(k, kind)| *k == f && *kind == "flag")
+        {
+            return Err(format!("lowering `{key}`: `{op}` has no flag `{f}`"));
+        }
+    }
+    Ok(())
+}
+
+/// The shorthand fields of earlier policy files, as lowerings and parameters.
+fn shorthands(obj: &Map<String, Value>, p: &mut Policy) -> Result<(), String> {
+    let mut set = |k: &str, f: &str| {
+        p.lowerings.insert(k.to_string(), f.to_string());
+    };
+    match obj.get("gelu").map(|g| g.as_str()) {
+        None => {}
+        Some(Some("puma")) => {
+            set("gelu", "gelu_puma");
+            set("gelu@32", "gelu_puma_half");
+        }
+        Some(Some("sym")) => {
+            set("gelu", "gelu_sym");
+            set("gelu@32", "gelu_sym");
+        }
+        Some(Some("quad")) => {
+            set("gelu", "gelu_quad");
+            set("gelu@32", "gelu_quad");
+        }
+        _ => return Err("`gelu` must be \"puma\", \"sym\" or \"quad\"".into()),
+    }
+    match obj.get("softmax").map(|g| g.as_str()) {
+        None => {}
+        Some(Some("puma")) => {
+            set("softmax", "softmax_puma");
+            set("softmax.masked", "softmax_puma_masked");
+        }
+        Some(Some("2quad")) => {
+            set("softmax", "softmax_2quad");
+            set("softmax.masked", "softmax_2quad_masked");
+        }
+        _ => return Err("`softmax` must be \"puma\" or \"2quad\"".into()),
+    }
+    let quad = match obj.get("exp").map(|g| g.as_str()) {
+        None => None,
+        Some(Some("puma")) => Some(false),
+        Some(Some("quad")) => Some(true),
+        _ => return Err("`exp` must be \"puma\" or \"quad\"".into()),
+    };
+    if let Some(q) = quad {
+        p.parameters
+            .insert("base".into(), Param::Int(if q { 2 } else { 1 }));
+        p.parameters
+            .insert("t".into(), Param::Int(if q { 4 } else { 8 }));
+    }
+    if let Some(x) = obj.get("exp_squarings") {
+        let t = x
+            .as_u64()
+            .filter(|&t| (1..=16).contains(&t))
+            .ok_or("`exp_squarings` must be an integer in 1..=16")?;
+        p.parameters.insert("t".into(), Param::Int(t as i64));
+    }
+    Ok(())
 }

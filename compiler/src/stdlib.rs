@@ -20,6 +20,29 @@ pub fn module(name: &str) -> Option<(&'static str, &'static str)> {
     MODULES.iter().find(|m| m.0 == name).map(|m| (m.1, m.2))
 }
 
+/// The format classes the stdlib declares (`format NAME = (k, f);`), with
+/// their declared formats, in declaration order: the classes a policy may
+/// assign besides a model's own.
+pub fn format_classes() -> Vec<(String, crate::ir::Format)> {
+    let mut out = vec![];
+    for (i, (_, _, text)) in MODULES.iter().enumerate() {
+        let Ok(file) = crate::syntax::parse(i as u32, text) else {
+            continue; // the stdlib parses (tested)
+        };
+        for item in file.items {
+            if let crate::syntax::ast::Item::Format {
+                name, ring, frac, ..
+            } = item
+            {
+                if let Ok(f) = crate::ir::Format::new(ring.0, frac.0) {
+                    out.push((name.name, f));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn names() -> Vec<&'static str> {
     MODULES.iter().map(|m| m.0).collect()
 }

@@ -25,11 +25,12 @@ impl Pass for ApplyPolicy {
         })?;
         // a class the policy names but neither the graph nor the stdlib
         // knows is a misspelling: it would silently change nothing
+        let stdlib = crate::stdlib::format_classes();
         let classes: std::collections::BTreeSet<&str> = g
             .ids()
             .into_iter()
             .filter_map(|i| g.node(i).class.as_deref())
-            .chain(crate::policy::CLASSES.iter().copied())
+            .chain(stdlib.iter().map(|(c, _)| c.as_str()))
             .collect();
         let unknown: Vec<Diagnostic> = ctx
             .policy

@@ -394,9 +394,7 @@ pub fn resolve_auto(g: &Graph, policy: &Policy, ctx: &Ctx) -> Policy {
     let low: Vec<String> = p
         .formats
         .iter()
-        .filter(|(c, f)| {
-            f.ring == Format::LOW.ring && !crate::policy::APPROX_CLASSES.contains(&c.as_str())
-        })
+        .filter(|(c, f)| f.ring == Format::LOW.ring && !policy.auto_keep.contains(c))
         .map(|(c, _)| c.clone())
         .collect();
     let mut classes = low;
