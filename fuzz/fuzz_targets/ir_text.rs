@@ -1,12 +1,7 @@
-//! Fuzzes the IR text parser and the verifier: arbitrary text must be
-//! rejected with an error or parse to a graph the verifier can judge.
+//! Fuzzes the IR text parser and the verifier
+//! (`ditto_compiler::fuzzing::ir_text`, which compiler/tests/fuzz_smoke.rs
+//! also runs briefly under `cargo test`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
-    if let Ok(g) = ditto_compiler::ir::text::parse(src) {
-        let _ = ditto_compiler::ir::verify::verify(&g);
-        let _ = ditto_compiler::ir::text::print(&g);
-    }
-});
+fuzz_target!(|data: &[u8]| ditto_compiler::fuzzing::ir_text(data));

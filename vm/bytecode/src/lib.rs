@@ -14,7 +14,10 @@
 //! disassembler exist; the compiler's codegen and the VM that execute it do
 //! not yet.
 
+mod fields;
 mod validate;
+
+pub use fields::{Field, NormKind, Pred};
 
 pub use validate::validate;
 
@@ -196,217 +199,6 @@ impl<'a> Reader<'a> {
             offset: at,
             message: format!("{what} is not UTF-8"),
         })
-    }
-}
-
-/// Encoding, decoding and display of one instruction field type.
-pub trait Field: Sized {
-    fn put(&self, w: &mut Vec<u8>);
-    fn get(r: &mut Reader) -> Result<Self, DecodeError>;
-    fn show(&self) -> String;
-    /// Registers this field names.
-    fn regs(&self) -> Vec<Reg> {
-        vec![]
-    }
-}
-
-impl Field for Reg {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(&self.0.to_le_bytes());
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Reg(r.u32("a register")?))
-    }
-    fn show(&self) -> String {
-        format!("r{}", self.0)
-    }
-    fn regs(&self) -> Vec<Reg> {
-        vec![*self]
-    }
-}
-
-impl Field for u32 {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        r.u32("an integer operand")
-    }
-    fn show(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Field for u8 {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.push(*self);
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        r.u8("a small operand")
-    }
-    fn show(&self) -> String {
-        self.to_string()
-    }
-}
-
-/// A comparison's predicate (the `pred` field of `cmp`), encoded as one byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Pred {
-    Lt = 0,
-    Gt = 1,
-    Le = 2,
-    Ge = 3,
-    Eq = 4,
-    Ne = 5,
-}
-
-impl Pred {
-    pub const ALL: [Pred; 6] = [Pred::Lt, Pred::Gt, Pred::Le, Pred::Ge, Pred::Eq, Pred::Ne];
-    /// Whether `a pred b` holds.
-    pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
-        match self {
-            Pred::Lt => a < b,
-            Pred::Gt => a > b,
-            Pred::Le => a <= b,
-            Pred::Ge => a >= b,
-            Pred::Eq => a == b,
-            Pred::Ne => a != b,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pred::Lt => "lt",
-            Pred::Gt => "gt",
-            Pred::Le => "le",
-            Pred::Ge => "ge",
-            Pred::Eq => "eq",
-            Pred::Ne => "ne",
-        }
-    }
-}
-
-impl Field for Pred {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.push(*self as u8);
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let at = r.pos;
-        let c = r.u8("a predicate")?;
-        Pred::ALL
-            .get(c as usize)
-            .copied()
-            .ok_or(DecodeError::Invalid {
-                offset: at,
-                message: format!("unknown predicate {c}"),
-            })
-    }
-    fn show(&self) -> String {
-        self.as_str().into()
-    }
-}
-
-/// Which function of the highest set bit `norm_scale` computes (the `kind`
-/// field of `norm_scale`, one byte; the IR's `norm_scale` attribute). With
-/// e = ⌊log2 x⌋ for x > 0 (the scale is 0 for x ≤ 0):
-/// - `recip`: 2^(−e−1), so x·s ∈ [0.5, 1);
-/// - `rsqrt_in`: 2^(−e−2), so x·s ∈ [0.25, 0.5);
-/// - `rsqrt_out`: 2^(−(e+2)/2), so rsqrt(x) = rsqrt(x·2^(−e−2))·s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NormKind {
-    Recip = 0,
-    RsqrtIn = 1,
-    RsqrtOut = 2,
-}
-
-impl NormKind {
-    pub const ALL: [NormKind; 3] = [NormKind::Recip, NormKind::RsqrtIn, NormKind::RsqrtOut];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NormKind::Recip => "recip",
-            NormKind::RsqrtIn => "rsqrt_in",
-            NormKind::RsqrtOut => "rsqrt_out",
-        }
-    }
-    pub fn parse(s: &str) -> Option<NormKind> {
-        NormKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-    /// The scale for a real x > 0 whose highest set bit is 2^e (one
-    /// definition for the IR evaluators and the VM).
-    pub fn scale(self, e: i32) -> f64 {
-        match self {
-            NormKind::Recip => (-(e as f64) - 1.0).exp2(),
-            NormKind::RsqrtIn => (-(e as f64) - 2.0).exp2(),
-            NormKind::RsqrtOut => (-(e as f64 + 2.0) / 2.0).exp2(),
-        }
-    }
-}
-
-impl Field for NormKind {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.push(*self as u8);
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let at = r.pos;
-        let c = r.u8("a normalisation kind")?;
-        NormKind::ALL
-            .get(c as usize)
-            .copied()
-            .ok_or(DecodeError::Invalid {
-                offset: at,
-                message: format!("unknown normalisation {c}"),
-            })
-    }
-    fn show(&self) -> String {
-        self.as_str().into()
-    }
-}
-
-impl Field for f64 {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(&self.to_bits().to_le_bytes());
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(f64::from_bits(r.u64("a constant")?))
-    }
-    fn show(&self) -> String {
-        format!("{self:?}")
-    }
-}
-
-impl Field for Vec<u32> {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        for x in self {
-            x.put(w);
-        }
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let n = r.count(4, "a list")?;
-        (0..n).map(|_| u32::get(r)).collect()
-    }
-    fn show(&self) -> String {
-        let v: Vec<String> = self.iter().map(|x| x.to_string()).collect();
-        format!("[{}]", v.join(", "))
-    }
-}
-
-impl Field for Vec<Reg> {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        for x in self {
-            x.put(w);
-        }
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let n = r.count(4, "a register list")?;
-        (0..n).map(|_| Reg::get(r)).collect()
-    }
-    fn show(&self) -> String {
-        let v: Vec<String> = self.iter().map(|x| x.show()).collect();
-        v.join(", ")
-    }
-    fn regs(&self) -> Vec<Reg> {
-        self.clone()
     }
 }
 
@@ -829,5 +621,26 @@ mod split_tests {
         assert_eq!(onehot_split(1, 8), (1, 1));
         let (a, b) = onehot_split(50257, 768);
         assert!(a > 1 && a * b >= 50257 && 6 * (a + b) + 3 * a * 768 < 6 * 50257);
+    }
+}
+
+/// The body of the bytecode fuzz target (`fuzz/`), callable from ordinary
+/// tests (tests/format.rs runs it briefly): arbitrary bytes as a file, and as
+/// a body behind a valid header (to get past the hash). The decoder must
+/// never panic, and what it accepts must re-encode identically.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let _ = Program::decode(data);
+    let mut file = MAGIC.to_vec();
+    file.extend_from_slice(&VERSION.to_le_bytes());
+    file.extend_from_slice(&Sha256::digest(data));
+    file.extend_from_slice(data);
+    if let Ok(p) = Program::decode(&file) {
+        assert_eq!(
+            p.encode(),
+            file,
+            "an accepted program re-encodes identically"
+        );
+        let _ = p.disassemble();
     }
 }
