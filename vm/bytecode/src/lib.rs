@@ -609,21 +609,6 @@ pub fn onehot_split(rows: u64, width: u64) -> (u64, u64) {
     (best.1, best.2)
 }
 
-#[cfg(test)]
-mod split_tests {
-    use super::onehot_split;
-
-    #[test]
-    fn large_tables_split_small_ones_do_not() {
-        let (a, b) = onehot_split(30522, 384);
-        assert!((10..=16).contains(&a) && a * b >= 30522, "{a} × {b}");
-        assert_eq!(onehot_split(2, 384), (1, 2));
-        assert_eq!(onehot_split(1, 8), (1, 1));
-        let (a, b) = onehot_split(50257, 768);
-        assert!(a > 1 && a * b >= 50257 && 6 * (a + b) + 3 * a * 768 < 6 * 50257);
-    }
-}
-
 /// The body of the bytecode fuzz target (`fuzz/`), callable from ordinary
 /// tests (tests/format.rs runs it briefly): arbitrary bytes as a file, and as
 /// a body behind a valid header (to get past the hash). The decoder must
@@ -642,5 +627,20 @@ pub fn fuzz_decode(data: &[u8]) {
             "an accepted program re-encodes identically"
         );
         let _ = p.disassemble();
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::onehot_split;
+
+    #[test]
+    fn large_tables_split_small_ones_do_not() {
+        let (a, b) = onehot_split(30522, 384);
+        assert!((10..=16).contains(&a) && a * b >= 30522, "{a} × {b}");
+        assert_eq!(onehot_split(2, 384), (1, 2));
+        assert_eq!(onehot_split(1, 8), (1, 1));
+        let (a, b) = onehot_split(50257, 768);
+        assert!(a > 1 && a * b >= 50257 && 6 * (a + b) + 3 * a * 768 < 6 * 50257);
     }
 }
