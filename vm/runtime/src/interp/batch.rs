@@ -70,7 +70,34 @@ pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> O
             (!secret(b) || fmt(b)? == (ka, fa)).then_some(Key::Cmp { k: ka })
         }
         Instr::Select { dst, c, .. } if st.ty(*c).secret => Some(Key::Sel { k: fmt(dst)?.0 }),
-        _ => None,
+        // local, public, or (max, mean, normalisation, lookup) one protocol
+        // call per instruction
+        Instr::Convert { .. }
+        | Instr::Mul { .. }
+        | Instr::MatMul { .. }
+        | Instr::Cmp { .. }
+        | Instr::Select { .. }
+        | Instr::Input { .. }
+        | Instr::Weight { .. }
+        | Instr::Const { .. }
+        | Instr::Iota { .. }
+        | Instr::Add { .. }
+        | Instr::Sub { .. }
+        | Instr::Neg { .. }
+        | Instr::Rescale { .. }
+        | Instr::Not { .. }
+        | Instr::Transpose { .. }
+        | Instr::Reshape { .. }
+        | Instr::Slice { .. }
+        | Instr::Concat { .. }
+        | Instr::Broadcast { .. }
+        | Instr::Sum { .. }
+        | Instr::Max { .. }
+        | Instr::Mean { .. }
+        | Instr::NormScale { .. }
+        | Instr::Embed { .. }
+        | Instr::Output { .. }
+        | Instr::Round {} => None,
     }
 }
 

@@ -327,10 +327,22 @@ pub(super) fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -
                 Arg::S(Cow::Owned(AShare { a, b }))
             }
         }
-        _ => {
-            return Err(E::M(
-                "not a fixed-point instruction (internal error)".into(),
-            ))
+        // handled by `exec` before it reaches the ring arithmetic
+        Instr::Input { .. }
+        | Instr::Weight { .. }
+        | Instr::Output { .. }
+        | Instr::Round {}
+        | Instr::Transpose { .. }
+        | Instr::Broadcast { .. }
+        | Instr::Slice { .. }
+        | Instr::Reshape { .. }
+        | Instr::Rescale { .. }
+        | Instr::Not { .. }
+        | Instr::Cmp { .. } => {
+            return Err(E::M(format!(
+                "`{}` is not ring arithmetic (internal error)",
+                ins.mnemonic()
+            )))
         }
     };
     Ok(R::wrap(out))
