@@ -288,13 +288,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
             },
             Op::Convert => Instr::Convert { dst, a: a() },
             Op::Rescale { .. } => Instr::Rescale { dst, a: a() },
-            Op::Gelu { .. }
-            | Op::Softmax { .. }
-            | Op::LayerNorm { .. }
-            | Op::Exp
-            | Op::Recip
-            | Op::Rsqrt
-            | Op::Tanh => {
+            Op::High(_) => {
                 errors.push(Diagnostic::global(format!(
                     "{}: `{}` has no MPC instruction; it must be lowered first (lower-nonlinear has no approximation for a standalone `{}`)",
                     where_(id),

@@ -350,8 +350,8 @@ fn check_key(key: &str) -> Result<(), String> {
         Some((o, f)) => (o, Some(f)),
         None => (rest, None),
     };
-    let Some(info) = crate::ir::ops::TABLE.iter().find(|i| i.name == op) else {
-        let hint = crate::elab::closest(op, crate::ir::ops::OP_NAMES.iter().copied())
+    let Some(info) = crate::ir::ops::table().find(|i| i.name == op) else {
+        let hint = crate::elab::closest(op, crate::ir::ops::op_names())
             .map(|c| format!(" (did you mean `{c}`?)"))
             .unwrap_or_default();
         return Err(format!("lowering `{key}`: no op `{op}`{hint}"));

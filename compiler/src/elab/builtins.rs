@@ -3,7 +3,7 @@
 
 use super::{closest, Elab, Val};
 use crate::diag::Diagnostic;
-use crate::ir::{Format, NodeId, Op, Type, Vis};
+use crate::ir::{Format, HighOp, NodeId, Op, Type, Vis};
 use crate::syntax::ast::{Arg, Ident, Span};
 
 /// Declares the DSL's builtins once: variant, name, parameters, how many are
@@ -310,19 +310,19 @@ fn builtin(e: &mut Elab, which: Builtin, a: &Args) -> Option<Val> {
                     return None;
                 }
             };
-            unary(Op::Gelu { tanh }, e)?
+            unary(Op::High(HighOp::Gelu { tanh }), e)?
         }
-        Builtin::Exp => unary(Op::Exp, e)?,
-        Builtin::Recip => unary(Op::Recip, e)?,
-        Builtin::Rsqrt => unary(Op::Rsqrt, e)?,
-        Builtin::Tanh => unary(Op::Tanh, e)?,
+        Builtin::Exp => unary(Op::High(HighOp::Exp), e)?,
+        Builtin::Recip => unary(Op::High(HighOp::Recip), e)?,
+        Builtin::Rsqrt => unary(Op::High(HighOp::Rsqrt), e)?,
+        Builtin::Tanh => unary(Op::High(HighOp::Tanh), e)?,
         Builtin::Softmax => {
             let x = tensor(e, a, 0, "the operand")?;
             match a.get(1) {
-                None => e.op(Op::Softmax { masked: false }, &[x], span),
+                None => e.op(Op::High(HighOp::Softmax { masked: false }), &[x], span),
                 Some(_) => {
                     let m = tensor(e, a, 1, "the mask")?;
-                    e.op(Op::Softmax { masked: true }, &[x, m], span)
+                    e.op(Op::High(HighOp::Softmax { masked: true }), &[x, m], span)
                 }
             }
         }
@@ -335,7 +335,7 @@ fn builtin(e: &mut Elab, which: Builtin, a: &Args) -> Option<Val> {
             } else {
                 1e-5
             };
-            e.op(Op::LayerNorm { eps }, &[x, g, b], span)
+            e.op(Op::High(HighOp::LayerNorm { eps }), &[x, g, b], span)
         }
         Builtin::Embed => {
             let ids = tensor(e, a, 0, "the ids")?;

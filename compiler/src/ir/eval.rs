@@ -30,7 +30,7 @@ impl Tensor {
     pub fn numel(&self) -> usize {
         self.data.len()
     }
-    fn map(&self, f: impl Fn(f64) -> f64 + Sync) -> Tensor {
+    pub(crate) fn map(&self, f: impl Fn(f64) -> f64 + Sync) -> Tensor {
         Tensor::new(
             self.shape.clone(),
             self.data.par_iter().map(|&x| f(x)).collect(),
@@ -316,15 +316,6 @@ fn matmul(a: &Tensor, b: &Tensor) -> Tensor {
     Tensor::new(shape, out)
 }
 
-fn gelu_erf(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
-}
-
-fn gelu_tanh(x: f64) -> f64 {
-    let c = (2.0 / std::f64::consts::PI).sqrt();
-    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
-}
-
 fn eval_op(
     op: &Op,
     shape: &[usize],
@@ -481,7 +472,6 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
             let n = a[0].shape[*axis] as f64;
             reduce(a[0], *axis, 0.0, |x, y| x + y).map(|x| x / n)
         }
-        Op::Exp => a[0].map(f64::exp),
         Op::Rescale { bits } => {
             let s = (-(*bits as f64)).exp2();
             a[0].map(move |x| x * s)
@@ -496,55 +486,7 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
                 }
             })
         }
-        Op::Recip => a[0].map(|x| 1.0 / x),
-        Op::Rsqrt => a[0].map(|x| 1.0 / x.sqrt()),
-        Op::Tanh => a[0].map(f64::tanh),
-        Op::Gelu { tanh } => {
-            if *tanh {
-                a[0].map(gelu_tanh)
-            } else {
-                a[0].map(gelu_erf)
-            }
-        }
-        Op::Softmax { masked } => {
-            let x = a[0];
-            let d = *shape
-                .last()
-                .expect("softmax operand has an axis (verified)");
-            let mut data = x.data.clone();
-            data.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
-                let on = |j: usize| !*masked || a[1].data[r * d + j] != 0.0;
-                let m = (0..d)
-                    .filter(|&j| on(j))
-                    .map(|j| row[j])
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let mut s = 0.0;
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = if on(j) { (*v - m).exp() } else { 0.0 };
-                    s += *v;
-                }
-                if s > 0.0 {
-                    row.iter_mut().for_each(|v| *v /= s);
-                }
-            });
-            Tensor::new(shape.to_vec(), data)
-        }
-        Op::LayerNorm { eps } => {
-            let (x, g, b) = (a[0], a[1], a[2]);
-            let d = *shape
-                .last()
-                .expect("layernorm operand has an axis (verified)");
-            let mut data = x.data.clone();
-            data.par_chunks_mut(d).for_each(|row| {
-                let mu = row.iter().sum::<f64>() / d as f64;
-                let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64;
-                let r = 1.0 / (var + eps).sqrt();
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (*v - mu) * r * g.data[j] + b.data[j];
-                }
-            });
-            Tensor::new(shape.to_vec(), data)
-        }
+        Op::High(h) => h.eval(shape, a)?,
         Op::Embed => {
             let (ids, table) = (a[0], a[1]);
             let (rows, d) = (table.shape[0], table.shape[1]);

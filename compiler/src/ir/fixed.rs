@@ -142,11 +142,6 @@ fn in_format(t: &FixedTensor, to: Format) -> FixedTensor {
 
 /// Applies an exact real function to the operand (in the node's format) and
 /// re-encodes.
-fn real_map(t: &FixedTensor, to: Format, f: impl Fn(f64) -> f64 + Sync) -> Vec<i64> {
-    let d = in_format(t, to).decode();
-    d.data.par_iter().map(|&x| encode(f(x), to)).collect()
-}
-
 fn eval_op(
     op: &Op,
     shape: &[usize],
@@ -344,7 +339,6 @@ fn eval_op(
                 out
             }
         }
-        Op::Exp => real_map(a[0], f(), f64::exp),
         Op::NormScale { kind } => {
             // from the ring value X = x·2^f exactly: e = ⌊log2 X⌋ − f
             let x = rescaled(a[0], f());
@@ -359,14 +353,11 @@ fn eval_op(
                 })
                 .collect()
         }
-        Op::Recip => real_map(a[0], f(), |x| 1.0 / x),
-        Op::Rsqrt => real_map(a[0], f(), |x| 1.0 / x.sqrt()),
-        Op::Tanh => real_map(a[0], f(), f64::tanh),
-        Op::Gelu { .. } | Op::Softmax { .. } | Op::LayerNorm { .. } => {
+        Op::High(h) => {
             // Exact on decoded inputs (see the module doc).
             let decoded: Vec<Tensor> = a.iter().map(|t| in_format(t, f()).decode()).collect();
             let refs: Vec<&Tensor> = decoded.iter().collect();
-            let out = super::eval::eval_real(op, shape, &refs)?;
+            let out = h.eval(shape, &refs)?;
             out.data.iter().map(|&x| encode(x, f())).collect()
         }
         Op::Embed => {

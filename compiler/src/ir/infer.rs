@@ -21,7 +21,7 @@ fn join(ts: &[&Type]) -> Vis {
     ts.iter().fold(Vis::Public, |v, t| v.join(t.vis))
 }
 
-fn need_fixed(t: &Type, what: &str) -> Result<(), String> {
+pub(crate) fn need_fixed(t: &Type, what: &str) -> Result<(), String> {
     if t.is_bool() {
         Err(format!("{what} must be a number, not a boolean ({t})"))
     } else {
@@ -116,15 +116,8 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
                 shape: ts[0].shape.clone(),
             }))
         }
-        Op::Neg
-        | Op::Exp
-        | Op::Recip
-        | Op::Rsqrt
-        | Op::Tanh
-        | Op::Gelu { .. }
-        | Op::NormScale { .. }
-        | Op::Rescale { .. }
-        | Op::Convert => {
+        Op::High(h) => h.infer(ts, vis).map(Some),
+        Op::Neg | Op::NormScale { .. } | Op::Rescale { .. } | Op::Convert => {
             need_fixed(ts[0], "the operand")?;
             fixed(ts[0].shape.clone())
         }
@@ -296,39 +289,6 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
             let mut shape = t.shape.clone();
             shape[*axis] = 1;
             fixed(shape)
-        }
-        Op::Softmax { masked } => {
-            let t = ts[0];
-            need_fixed(t, "the operand")?;
-            if t.rank() == 0 {
-                return Err("softmax needs at least one axis".into());
-            }
-            if *masked {
-                let m = ts[1];
-                if !m.is_bool() || m.shape != t.shape {
-                    return Err(format!(
-                        "the softmax mask must be a boolean of shape {}, got {m}",
-                        shape_str(&t.shape)
-                    ));
-                }
-            }
-            fixed(t.shape.clone())
-        }
-        Op::LayerNorm { .. } => {
-            let (x, g, b) = (ts[0], ts[1], ts[2]);
-            need_fixed(x, "the operand")?;
-            let d = *x.shape.last().ok_or("layernorm needs at least one axis")?;
-            for (t, what) in [(g, "gamma"), (b, "beta")] {
-                need_fixed(t, what)?;
-                if t.shape != [d] {
-                    return Err(format!(
-                        "layernorm {what} must have shape [{d}] to match {}, got {}",
-                        shape_str(&x.shape),
-                        shape_str(&t.shape)
-                    ));
-                }
-            }
-            fixed(x.shape.clone())
         }
         Op::Embed => {
             let (ids, table) = (ts[0], ts[1]);

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod fixed;
 pub mod formats;
 pub mod graph;
+pub mod high;
 pub mod infer;
 pub mod ops;
 pub mod text;
@@ -14,5 +15,6 @@ pub mod types;
 pub mod verify;
 
 pub use graph::{Graph, Loc, Node, NodeId, Step};
+pub use high::HighOp;
 pub use ops::{Op, Owner};
 pub use types::{Elem, Format, Ring, Type, Vis};

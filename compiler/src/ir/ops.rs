@@ -3,6 +3,7 @@
 //! [`Op::attrs`] and [`Op::from_parts`] are inverse: the printer writes the
 //! former, the parser calls the latter.
 
+pub use super::high::HighOp;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -33,78 +34,88 @@ impl Owner {
     }
 }
 
-/// Declares the IR's ops once: for each, its variant and attributes (typed
-/// fields), its text name, its operands (as documented) and arity, and one
-/// line of documentation. The enum, [`Op::name`], [`Op::arity`],
-/// [`Op::attrs`], [`Op::from_parts`], [`OP_NAMES`] and the op table of
-/// docs/ir.md ([`docs_table`]) are derived from it. What an op means (its
-/// type rule, its float and fixed-point semantics, its MPC code) is written
-/// in exhaustive matches (`infer`, `eval`, `fixed`, `codegen`), so a new op
-/// is a compile error everywhere it must be handled (docs/contributing.md).
-macro_rules! ops {
-    ($( $(#[$meta:meta])* $var:ident $({ $($f:ident : $t:ty),* $(,)? })? = $name:literal ($operands:literal) [$ar:expr] $doc:literal; )*) => {
+/// Declares a family of ops once: for each, its variant and attributes
+/// (typed fields), its text name, its operands (as documented) and arity,
+/// and one line of documentation. The enum, `name`, `arity`, `attrs`,
+/// `from_table` and the family's table (docs/ir.md's rows, [`docs_table`])
+/// are derived from it. Two families use it: [`Op`], the core ops, each with
+/// an MPC instruction, and [`HighOp`](super::high::HighOp), the ops a policy
+/// lowers to `@approx` functions. What a core op means (its type rule, its
+/// float and fixed-point semantics, its MPC code, its cost) is written in
+/// exhaustive matches (`infer`, `eval`, `fixed`, `props`, `codegen`), so a
+/// new op is a compile error everywhere it must be handled
+/// (docs/contributing.md); a high op's meaning is all in `ir/high.rs`.
+macro_rules! declare_ops {
+    ($enum:ident, $table:ident, $( $extra:ident($inner:ty) )?; $( $(#[$meta:meta])* $var:ident $({ $($f:ident : $t:ty),* $(,)? })? = $name:literal ($operands:literal) [$ar:expr] $doc:literal; )*) => {
         #[derive(Debug, Clone, PartialEq)]
-        pub enum Op {
-            $( #[doc = $doc] $(#[$meta])* $var $({ $($f: $t),* })? ),*
+        pub enum $enum {
+            $( #[doc = $doc] $(#[$meta])* $var $({ $($f: $t),* })?, )*
+            $( /// An op a policy lowers (see [`HighOp`](super::high::HighOp)).
+               $extra($inner), )?
         }
 
-        /// Every op name of the text format, in declaration order.
-        pub const OP_NAMES: &[&str] = &[$($name),*];
-
-        /// Every op's declaration: name, operands, attributes (name, kind)
-        /// and documentation, in declaration order.
-        pub const TABLE: &[OpInfo] = &[$(OpInfo {
+        /// The family's declarations: name, operands, attributes (name,
+        /// kind) and documentation, in declaration order.
+        pub const $table: &[OpInfo] = &[$(OpInfo {
             name: $name,
             operands: $operands,
             attrs: &[$($((stringify!($f), <$t as AttrField>::KIND)),*)?],
             doc: $doc,
         }),*];
 
-        impl Op {
+        impl $enum {
             pub fn name(&self) -> &'static str {
-                match self { $( Op::$var { .. } => $name ),* }
+                match self {
+                    $( $enum::$var { .. } => $name, )*
+                    $( $enum::$extra(h) => h.name(), )?
+                }
             }
 
             /// How many operands the op takes.
             #[allow(unused_variables)]
             pub fn arity(&self) -> Arity {
-                match self { $( Op::$var $({ $($f),* })? => $ar ),* }
+                match self {
+                    $( $enum::$var $({ $($f),* })? => $ar, )*
+                    $( $enum::$extra(h) => h.arity(), )?
+                }
             }
 
             /// Attributes in printing order (flags that are off are left out).
             pub fn attrs(&self) -> Vec<(&'static str, AttrVal)> {
                 match self {
-                    $( Op::$var $({ $($f),* })? => {
+                    $( $enum::$var $({ $($f),* })? => {
                         #[allow(unused_mut)]
                         let mut v = Vec::new();
                         $($( if let Some(a) = AttrField::put($f) { v.push((stringify!($f), a)); } )*)?
                         v
-                    } ),*
+                    } )*
+                    $( $enum::$extra(h) => h.attrs(), )?
                 }
             }
 
-            /// Rebuilds an op from its name and attributes (the parser's
-            /// side); unknown ops and attributes, missing or ill-typed values
+            /// The family's op `opname` from its attributes (`None`: not of
+            /// this family); unknown attributes, missing or ill-typed values
             /// are errors.
-            pub fn from_parts(opname: &str, attrs: &BTreeMap<String, AttrVal>) -> Result<Op, String> {
-                let info = TABLE
-                    .iter()
-                    .find(|i| i.name == opname)
-                    .ok_or_else(|| format!("unknown op `{opname}`"))?;
+            pub fn from_table(opname: &str, attrs: &BTreeMap<String, AttrVal>) -> Option<Result<$enum, String>> {
+                let info = $table.iter().find(|i| i.name == opname)?;
                 // typos must not pass silently
                 for k in attrs.keys() {
                     if !info.attrs.iter().any(|(a, _)| a == k) {
-                        return Err(format!("`{opname}` has no attribute `{k}`"));
+                        return Some(Err(format!("`{opname}` has no attribute `{k}`")));
                     }
                 }
-                Ok(match opname {
-                    $( $name => Op::$var $({ $($f: <$t as AttrField>::take(opname, stringify!($f), attrs.get(stringify!($f)))?),* })?, )*
-                    _ => unreachable!("TABLE lists every op"),
-                })
+                let build = || -> Result<$enum, String> {
+                    Ok(match opname {
+                        $( $name => $enum::$var $({ $($f: <$t as AttrField>::take(opname, stringify!($f), attrs.get(stringify!($f)))?),* })?, )*
+                        _ => unreachable!("the table lists every op"),
+                    })
+                };
+                Some(build())
             }
         }
     };
 }
+pub(crate) use declare_ops;
 
 /// One op's declaration (see [`TABLE`]).
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +130,7 @@ pub struct OpInfo {
 
 use Arity::{AtLeast, Exactly};
 
-ops! {
+declare_ops! { Op, CORE, High(HighOp);
     Input { name: String, owner: Owner } = "input" ("") [Exactly(0)]
         "a tensor supplied at run time by `owner`; its type is declared";
     /// `transposed`: the node is that (matrix) tensor's transpose, dealt in
@@ -151,14 +162,6 @@ ops! {
     Sum { axis: usize } = "sum" ("x") [Exactly(1)] "sum along an axis, kept with size 1";
     Max { axis: usize } = "max" ("x") [Exactly(1)] "maximum along an axis, kept with size 1";
     Mean { axis: usize } = "mean" ("x") [Exactly(1)] "mean along an axis, kept with size 1";
-    Gelu { tanh: bool } = "gelu" ("x") [Exactly(1)] "GeLU: the erf form, or the tanh form GPT-2 uses when `tanh`";
-    Softmax { masked: bool } = "softmax" ("x [, mask]") [Exactly(if *masked { 2 } else { 1 })]
-        "softmax over the last axis; with `masked`, a boolean mask marks the entries that take part (others get probability 0)";
-    LayerNorm { eps: f64 } = "layernorm" ("x, gamma, beta") [Exactly(3)] "LayerNorm over the last axis";
-    Exp = "exp" ("x") [Exactly(1)] "e^x, element-wise";
-    Recip = "recip" ("x") [Exactly(1)] "1/x, element-wise";
-    Rsqrt = "rsqrt" ("x") [Exactly(1)] "1/√x, element-wise";
-    Tanh = "tanh" ("x") [Exactly(1)] "tanh x, element-wise";
     Embed = "embed" ("ids, table") [Exactly(2)] "row lookup: integer ids [S] and a table [V, D] give [S, D]";
     /// See [`NormKind`].
     NormScale { kind: NormKind } = "norm_scale" ("x") [Exactly(1)]
@@ -284,11 +287,14 @@ impl AttrField for NormKind {
     }
 }
 
-/// The op table of docs/ir.md, generated from [`TABLE`] (a test keeps the
-/// document equal to it).
+/// The op table of docs/ir.md, generated from the declarations (a test keeps
+/// the document equal to it).
 pub fn docs_table() -> String {
-    let mut s = String::from("| op | operands | attributes | meaning |\n|---|---|---|---|\n");
-    for i in TABLE {
+    let mut s = String::from(
+        "| op | operands | attributes | meaning | under MPC |\n|---|---|---|---|---|\n",
+    );
+    let high: Vec<&str> = super::high::HIGH.iter().map(|i| i.name).collect();
+    for i in table() {
         let attrs: Vec<String> = i
             .attrs
             .iter()
@@ -299,8 +305,13 @@ pub fn docs_table() -> String {
         } else {
             i.operands
         };
+        let mpc = if high.contains(&i.name) {
+            "lowered by the policy"
+        } else {
+            "instruction"
+        };
         s.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {mpc} |\n",
             i.name,
             operands,
             attrs.join(", "),
@@ -391,7 +402,29 @@ impl fmt::Display for Arity {
     }
 }
 
+/// Every op's declaration, the core ops' then the high ops'.
+pub fn table() -> impl Iterator<Item = &'static OpInfo> {
+    CORE.iter().chain(super::high::HIGH)
+}
+
+/// Every op name of the text format.
+pub fn op_names() -> impl Iterator<Item = &'static str> {
+    table().map(|i| i.name)
+}
+
 impl Op {
+    /// Rebuilds an op from its name and attributes (the parser's side);
+    /// unknown ops and attributes, missing or ill-typed values are errors.
+    pub fn from_parts(opname: &str, attrs: &BTreeMap<String, AttrVal>) -> Result<Op, String> {
+        if let Some(op) = Op::from_table(opname, attrs) {
+            return op;
+        }
+        match HighOp::from_table(opname, attrs) {
+            Some(h) => h.map(Op::High),
+            None => Err(format!("unknown op `{opname}`")),
+        }
+    }
+
     /// Ops whose result is boolean.
     pub fn is_comparison(&self) -> bool {
         matches!(

@@ -51,8 +51,7 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
             | Op::Convert
             | Op::Output { .. }
             | Op::Max { .. }
-            | Op::Mean { .. }
-            | Op::Gelu { .. } => get(0),
+            | Op::Mean { .. } => get(0),
             Op::Rescale { bits } => get(0).map(|x| x * (-(*bits as f64)).exp2()),
             Op::Sum { axis } => get(0).map(|x| x * g.node(ops[0]).ty.shape[*axis] as f64),
             Op::Concat { .. } => ops
@@ -61,13 +60,9 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
                 .try_fold(0.0f64, |m, x| x.map(|x| m.max(x))),
             Op::Select => get(1).zip(get(2)).map(|(x, y)| x.max(y)),
             Op::Embed => get(1),
-            Op::Softmax { .. } | Op::Tanh => Some(1.0),
-            Op::LayerNorm { .. } => {
-                let d = *n.ty.shape.last().unwrap_or(&1) as f64;
-                get(1).zip(get(2)).map(|(gm, bt)| gm * d.sqrt() + bt)
-            }
+            Op::High(h) => h.bound(&get, *n.ty.shape.last().unwrap_or(&1)),
             Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne | Op::Not => Some(1.0),
-            Op::Exp | Op::Recip | Op::Rsqrt | Op::NormScale { .. } => None,
+            Op::NormScale { .. } => None,
         };
         let v = match (derived, n.bound) {
             (Some(d), Some(decl)) => Some(d.min(decl)),
@@ -175,13 +170,7 @@ impl Pass for CheckRanges {
                 | Op::Sum { .. }
                 | Op::Max { .. }
                 | Op::Mean { .. }
-                | Op::Gelu { .. }
-                | Op::Softmax { .. }
-                | Op::LayerNorm { .. }
-                | Op::Exp
-                | Op::Recip
-                | Op::Rsqrt
-                | Op::Tanh
+                | Op::High(_)
                 | Op::Embed
                 | Op::NormScale { .. }
                 | Op::Rescale { .. }

@@ -15,7 +15,7 @@
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::ir::eval::{eval_real, Tensor};
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, HighOp, NodeId, Op};
 
 pub struct FoldConstants;
 
@@ -45,18 +45,13 @@ impl Pass for FoldConstants {
                 continue;
             }
             let op = g.node(id).op.clone();
-            let foldable = matches!(
-                op,
-                Op::Add
-                    | Op::Sub
-                    | Op::Mul
-                    | Op::Neg
-                    | Op::Convert
-                    | Op::Exp
-                    | Op::Recip
-                    | Op::Rsqrt
-                    | Op::Tanh
-            );
+            let foldable = match &op {
+                Op::Add | Op::Sub | Op::Mul | Op::Neg | Op::Convert => true,
+                // element-wise real functions (not GeLU: its lowering
+                // differs from the exact function more than folding may)
+                Op::High(h) => h.elementwise().is_some() && !matches!(h, HighOp::Gelu { .. }),
+                _ => false,
+            };
             if !foldable {
                 continue;
             }

@@ -1,12 +1,12 @@
 //! Shared test helpers: a generator of random valid IR graphs that draws its
-//! ops from the declaration (`ops::TABLE`), so a new op is generated as soon
+//! ops from the declarations (`ops::table()`), so a new op is generated as soon
 //! as it is declared.
 #![allow(dead_code)]
 
 use ditto_compiler::ir::eval::{evaluate, Tensor};
 use ditto_compiler::ir::fixed::evaluate_fixed;
 use ditto_compiler::ir::infer::{infer, with_elem};
-use ditto_compiler::ir::ops::{Arity, AttrVal, TABLE};
+use ditto_compiler::ir::ops::{table, Arity, AttrVal, OpInfo};
 use ditto_compiler::ir::verify::{verify, VerifyError};
 use ditto_compiler::ir::{Elem, Format, Graph, Loc, Node, NodeId, Op, Owner, Type, Vis};
 use ditto_compiler::weights::InMemory;
@@ -106,8 +106,9 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
     );
     let (ins, ws) = (inputs(), weights());
     let mut nodes = vec![a, w];
+    let decls: Vec<&OpInfo> = table().collect();
     for (i, &(kind, x, y, p)) in steps.iter().enumerate() {
-        let info = &TABLE[kind as usize % TABLE.len()];
+        let info = decls[kind as usize % decls.len()];
         if matches!(info.name, "input" | "weight" | "output") {
             continue; // the frame's
         }
