@@ -605,7 +605,7 @@ pub fn lower(
                     s.upcasts,
                     s.downcasts,
                     s.local_conversions,
-                    s.est_bits / 8,
+                    s.est_bytes,
                     s.est_rounds,
                     changed
                 )

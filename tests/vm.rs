@@ -61,8 +61,9 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 }
 
 struct Case {
-    /// The compiler's estimate of the online bytes (`--stats`).
+    /// The compiler's estimate of the online bytes and rounds (`--stats`).
     est_bytes: u64,
+    est_rounds: u64,
     fixed_ir: Vec<f64>,
     program: ditto_bytecode::Program,
     /// The program's inputs by port: the ids and their count `len`.
@@ -124,7 +125,8 @@ fn case_with(
         .map(|p| inputs[&p.name].data.clone())
         .collect();
     Case {
-        est_bytes: ditto_compiler::passes::stats(&g).est_bits / 8,
+        est_bytes: ditto_compiler::passes::stats(&g).est_bytes,
+        est_rounds: ditto_compiler::passes::stats(&g).est_rounds,
         fixed_ir,
         program,
         inputs,
@@ -165,14 +167,12 @@ fn fixed_vm_is_bit_identical_to_the_ir_evaluator_and_mpc_agrees_with_it() {
                 "{model} {policy}: max |diff| {diff} (max |out| {scale})"
             );
             assert!(mpc.comm.bytes() > 0 && mpc.rounds_online() > 0);
-            // the compiler's cost model predicts the measured online bytes
-            // (up to the byte padding of packed bits)
-            let measured = mpc.comm.bytes_online as f64;
-            let rel = (measured - c.est_bytes as f64).abs() / measured;
-            assert!(
-                rel < 1e-3,
-                "{model} {policy}: estimated {} online bytes, measured {measured}",
-                c.est_bytes
+            // the compiler's estimate, from the declared cost of each
+            // primitive and the schedule's batching, is the measured run
+            assert_eq!(
+                (c.est_bytes, c.est_rounds),
+                (mpc.comm.bytes_online, mpc.rounds_online()),
+                "{model} {policy}: estimated (online bytes, rounds) vs measured"
             );
         }
     }

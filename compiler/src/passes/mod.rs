@@ -112,31 +112,10 @@ pub struct GraphStats {
     pub truncations: usize,
     pub upcasts: usize,
     pub downcasts: usize,
-    /// Estimated online bits (all parties); see [`stats`].
-    pub est_bits: u64,
+    /// Estimated online bytes (all parties); see [`stats`].
+    pub est_bytes: u64,
     pub est_rounds: u64,
 }
-
-/// Online bits (all parties, per element) and rounds of the sign of a value
-/// in Z_2^k (`Party::ltz`): two word ANDs and a carry tree over single bits.
-fn ltz_cost(k: u64) -> (u64, u64) {
-    (
-        ditto_protocol::Party::ltz_bits(k as u32),
-        decompose_cost(k).1,
-    )
-}
-
-/// Online bits (all parties, per element) and rounds of one conversion call
-/// (`Party::convert`, or `convert_additive` when `fused`).
-fn conversion_cost(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
-    (
-        ditto_protocol::party::conversion_bits(kin, kout, m, fused).0,
-        CONVERSION_ROUNDS,
-    )
-}
-
-/// Online rounds of a conversion call (docs/protocols.md).
-const CONVERSION_ROUNDS: u64 = 3;
 
 /// Whether `id` is a secret product whose only reader is a conversion call,
 /// directly or through a `rescale` and/or a sum in the same format, each read
@@ -178,26 +157,17 @@ fn fused_under(g: &Graph, x: crate::ir::NodeId) -> bool {
     }
 }
 
-/// Online bits (all parties, per element) and rounds of a bit decomposition
-/// in Z_2^k (docs/protocols.md): 6kL bits, 2 + L rounds.
-fn decompose_cost(k: u64) -> (u64, u64) {
-    let k = k as u32;
-    (
-        ditto_protocol::Party::decompose_bits(k),
-        2 + ditto_protocol::Party::prefix_levels(k) as u64,
-    )
-}
-
 /// Counts conversion calls by kind (one call may be several kinds at once:
 /// truncate-and-downcast counts as both; local conversions are counted
-/// apart) and estimates communication from
-/// the cost model of docs/protocols.md and docs/vm.md, online bits only: a
-/// secret product or matmul costs 3k bits per output element and 1 round; a
-/// secret conversion k_in + 1 + 2·k_out bits (2·k_in + 1 + 2·k_out fused
-/// with its product) and 3 rounds; comparisons, selects on secret
-/// conditions, row maxima, means, normalisations and secret
-/// lookups what the VM's protocols cost. Rounds are summed along the graph's
-/// critical path. Non-linear operations not yet lowered count nothing.
+/// apart) and estimates the online bytes and rounds from the declared cost
+/// of each primitive (`ditto_protocol::cost`): a secret product, a
+/// conversion (fused with the product it reads when the VM fuses them),
+/// a comparison, a select on a secret condition, a row max, a mean, a
+/// normalisation, a lookup of secret ids — each node as one call. Rounds
+/// are summed along the graph's critical path. High ops not yet lowered
+/// count nothing. (The VM batches independent calls of a round into one,
+/// which packs their bits together: the measured bytes are within a byte
+/// per call of these.)
 pub fn stats(g: &Graph) -> GraphStats {
     let mut s = GraphStats {
         nodes: g.len(),
@@ -205,6 +175,7 @@ pub fn stats(g: &Graph) -> GraphStats {
     };
     let order = g.topo_order().unwrap_or_else(|_| g.ids());
     let mut depth = std::collections::HashMap::new();
+    let secret = |id: crate::ir::NodeId| g.node(id).ty.vis == Vis::Secret;
     for id in order {
         let n = g.node(id);
         let ops = g.operands(id);
@@ -213,141 +184,204 @@ pub fn stats(g: &Graph) -> GraphStats {
             .map(|o| depth.get(o).copied().unwrap_or(0))
             .max()
             .unwrap_or(0u64);
-        let secret = n.ty.vis == Vis::Secret;
-        let mut rounds = 0;
-        match &n.op {
-            Op::Convert => {
-                if let (Some(fi), Some(fo)) = (g.node(ops[0]).ty.format(), n.ty.format()) {
-                    let primitive = secret && (fo.frac < fi.frac || fo.ring > fi.ring);
-                    if primitive {
-                        s.conversions += 1;
-                        s.truncations += usize::from(fo.frac < fi.frac);
-                        s.upcasts += usize::from(fo.ring > fi.ring);
-                        s.downcasts += usize::from(fo.ring < fi.ring);
-                        // a product read only here is fused: H's share joins
-                        // the opening (k_in more bits, the product's round saved)
-                        let fused = fused_under(g, ops[0]);
-                        let m = fi.frac.saturating_sub(fo.frac) as u32;
-                        let (bits, r) = conversion_cost(fi.ring.bits(), fo.ring.bits(), m, fused);
-                        s.est_bits += n.ty.numel() as u64 * bits;
-                        rounds = r;
-                    } else {
-                        s.local_conversions += 1;
-                    }
+        let convert = matches!(n.op, Op::Convert);
+        if let (true, Some(fi), Some(fo)) = (
+            convert,
+            ops.first().and_then(|&o| g.node(o).ty.format()),
+            n.ty.format(),
+        ) {
+            if secret(id) && (fo.frac < fi.frac || fo.ring > fi.ring) {
+                s.conversions += 1;
+                s.truncations += usize::from(fo.frac < fi.frac);
+                s.upcasts += usize::from(fo.ring > fi.ring);
+                s.downcasts += usize::from(fo.ring < fi.ring);
+            } else {
+                s.local_conversions += 1;
+            }
+        }
+        let c = node_cost(g, id);
+        s.est_bytes += c.bytes;
+        depth.insert(id, d_in + c.rounds);
+    }
+    s.est_rounds = match &g.schedule {
+        Some(steps) => steps.iter().map(|st| step_rounds(g, &st.nodes)).sum(),
+        None => depth.values().copied().max().unwrap_or(0),
+    };
+    s
+}
+
+/// What the VM batches into one protocol call within a round (its
+/// `classify`): conversions of the same formats (fused or not), secret
+/// products of one ring whose formats fit, comparisons of one ring,
+/// selections of one ring. Other communicating nodes are calls of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum BatchKey {
+    Conv(u32, u32, u8, u8, bool),
+    Mul(u32),
+    MatMul(u32),
+    Cmp(u32),
+    Sel(u32),
+}
+
+fn batch_key(g: &Graph, id: crate::ir::NodeId) -> Option<BatchKey> {
+    let n = g.node(id);
+    let ops = g.operands(id);
+    let ty = |i: usize| &g.node(ops[i]).ty;
+    let (fmt, secret) = (n.ty.format(), |i: usize| ty(i).vis == Vis::Secret);
+    match &n.op {
+        Op::Convert => {
+            let (fi, fo) = (ty(0).format()?, fmt?);
+            Some(BatchKey::Conv(
+                fi.ring.bits(),
+                fo.ring.bits(),
+                fi.frac,
+                fo.frac,
+                fused_under(g, ops[0]),
+            ))
+        }
+        Op::Mul | Op::MatMul if secret(0) && secret(1) && !fused_product(g, id) => {
+            let (fa, fb, fd) = (ty(0).format()?, ty(1).format()?, fmt?);
+            let fits = fa.ring == fd.ring && fb.ring == fd.ring && fa.frac + fb.frac == fd.frac;
+            match n.op {
+                Op::Mul => (fits && ty(0).shape == n.ty.shape && ty(1).shape == n.ty.shape)
+                    .then_some(BatchKey::Mul(fd.ring.bits())),
+                _ => fits.then_some(BatchKey::MatMul(fd.ring.bits())),
+            }
+        }
+        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
+            let fa = ty(0).format()?;
+            (!secret(1) || ty(1).format() == Some(fa)).then_some(BatchKey::Cmp(fa.ring.bits()))
+        }
+        Op::Select if secret(0) => Some(BatchKey::Sel(fmt?.ring.bits())),
+        _ => None,
+    }
+}
+
+/// Online rounds of one step of the schedule as the VM runs it: the
+/// batched calls of each kind one after the other, then the other calls.
+fn step_rounds(g: &Graph, nodes: &[crate::ir::NodeId]) -> u64 {
+    let calls: Vec<crate::ir::NodeId> = nodes
+        .iter()
+        .copied()
+        .filter(|&id| node_cost(g, id).rounds > 0)
+        .collect();
+    let keys: Vec<Option<BatchKey>> = calls.iter().map(|&id| batch_key(g, id)).collect();
+    let mut rounds = 0;
+    let mut done: Vec<BatchKey> = vec![];
+    for (i, &id) in calls.iter().enumerate() {
+        match keys[i] {
+            Some(k) if calls.len() > 1 && keys.iter().filter(|&&x| x == Some(k)).count() > 1 => {
+                if !done.contains(&k) {
+                    done.push(k);
+                    // one call for all members: the rounds of the deepest
+                    rounds += calls
+                        .iter()
+                        .zip(&keys)
+                        .filter(|(_, &x)| x == Some(k))
+                        .map(|(&m, _)| node_cost(g, m).rounds)
+                        .max()
+                        .unwrap_or(0);
                 }
             }
-            Op::Mul | Op::MatMul => {
-                let both_secret = ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
-                if secret && both_secret && !fused_product(g, id) {
-                    let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
-                    s.est_bits += 3 * k * n.ty.numel() as u64;
-                    rounds = 1;
-                }
+            _ => rounds += node_cost(g, id).rounds,
+        }
+    }
+    rounds
+}
+
+/// The declared cost (`ditto_protocol::cost`) of the protocol call the VM
+/// makes for node `id` on its own: nothing for local nodes, for a product
+/// fused into the conversion that reads it, and for high ops (not yet
+/// lowered).
+pub fn node_cost(g: &Graph, id: crate::ir::NodeId) -> ditto_protocol::cost::Cost {
+    use ditto_protocol::cost;
+    let n = g.node(id);
+    let ops = g.operands(id);
+    let secret = |id: crate::ir::NodeId| g.node(id).ty.vis == Vis::Secret;
+    let ring = |id: crate::ir::NodeId| g.node(id).ty.format().map_or(64, |f| f.ring.bits());
+    let numel = n.ty.numel() as u64;
+    match &n.op {
+        Op::Convert => match (g.node(ops[0]).ty.format(), n.ty.format()) {
+            (Some(fi), Some(fo)) if secret(id) && (fo.frac < fi.frac || fo.ring > fi.ring) => {
+                // a product read only here is fused: H's share joins
+                // the opening (k_in more bits, the product's round saved)
+                let m = fi.frac.saturating_sub(fo.frac) as u32;
+                let fused = fused_under(g, ops[0]);
+                cost::conversion(fi.ring.bits(), fo.ring.bits(), m, fused, numel)
             }
-            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne if !secret => {}
-            Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
-                let k = g
-                    .node(ops[0])
-                    .ty
-                    .format()
-                    .map(|f| f.ring.bits())
-                    .unwrap_or(64) as u64;
-                let m = n.ty.numel() as u64
-                    * if matches!(n.op, Op::Eq | Op::Ne) {
-                        2
-                    } else {
-                        1
-                    };
-                let (bits, r) = ltz_cost(k);
-                s.est_bits += bits * m;
-                rounds = r;
+            _ => cost::Cost::default(),
+        },
+        Op::Mul | Op::MatMul => {
+            if ops.iter().all(|&o| secret(o)) && !fused_product(g, id) {
+                cost::product(ring(id), numel)
+            } else {
+                cost::Cost::default()
             }
-            Op::Select if g.node(ops[0]).ty.vis != Vis::Secret => {}
-            Op::Select => {
-                // B2A opening (3 bits) and one product (3k bits)
-                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
-                s.est_bits += (3 + 3 * k) * n.ty.numel() as u64;
-                rounds = 2;
+        }
+        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => {
+            if secret(id) {
+                cost::compare(ring(ops[0]), numel, matches!(n.op, Op::Eq | Op::Ne))
+            } else {
+                cost::Cost::default()
             }
-            Op::Max { .. } | Op::Mean { .. } | Op::NormScale { .. } if !secret => {}
-            Op::Max { axis } => {
-                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
-                let shape = &g.node(ops[0]).ty.shape;
-                let rows = n.ty.numel() as u64;
-                let (dbits, dr) = ltz_cost(k);
-                let mut w = shape[*axis] as u64;
-                while w > 1 {
-                    let pairs = rows * (w / 2);
-                    s.est_bits += pairs * (dbits + 3 + 3 * k);
-                    rounds += dr + 2;
-                    w = w / 2 + w % 2;
-                }
+        }
+        Op::Select => {
+            if secret(ops[0]) {
+                cost::select(ring(id), numel)
+            } else {
+                cost::Cost::default()
             }
-            Op::Mean { .. } => {
-                // a sum times the public 1/n, then one truncation by f bits
-                if let Some(f) = n.ty.format() {
-                    let k = f.ring.bits();
-                    let (bits, r) = conversion_cost(k, k, f.frac as u32, false);
-                    s.est_bits += bits * n.ty.numel() as u64;
-                    rounds = r;
-                }
+        }
+        Op::Max { axis } => {
+            if secret(id) {
+                let width = g.node(ops[0]).ty.shape[*axis] as u64;
+                cost::max_rows(ring(id), numel, width)
+            } else {
+                cost::Cost::default()
             }
-            Op::NormScale { kind } => {
-                // decomposition, prefix-OR (3k bits per level), then B2A of
-                // the bits whose scale is representable (the VM skips zeros)
-                if let Some(f) = n.ty.format() {
-                    let k = f.ring.bits() as u64;
-                    let (dbits, dr) = decompose_cost(k);
-                    let levels = k.trailing_zeros() as u64;
-                    let used = (0..k as i32 - 1)
-                        .filter(|&j| {
-                            let v =
-                                (kind.scale(j - f.frac as i32) * (f.frac as f64).exp2()).round();
-                            v != 0.0
-                        })
-                        .count() as u64;
-                    s.est_bits += n.ty.numel() as u64 * (dbits + 3 * k * levels + 3 * used);
-                    rounds = dr + levels + 1;
-                }
+        }
+        Op::Mean { .. } => match n.ty.format() {
+            // a sum times the public 1/n, then one truncation by f bits
+            Some(f) if secret(id) => cost::mean(f.ring.bits(), f.frac as u32, numel),
+            _ => cost::Cost::default(),
+        },
+        Op::NormScale { kind } => match n.ty.format() {
+            // the bits whose scale is representable (the VM skips zeros)
+            Some(f) if secret(id) => {
+                let used = kind.used(f.ring.bits(), f.frac as u32);
+                cost::norm_scale(f.ring.bits(), used, numel)
             }
-            Op::Embed if g.node(ops[0]).ty.vis != Vis::Secret => {}
-            Op::Embed => {
-                // one reshare of the result, after one of onehot(h)·T when
-                // the table is looked up by two digits (onehot_split)
-                let k = n.ty.format().map(|f| f.ring.bits()).unwrap_or(64) as u64;
+            _ => cost::Cost::default(),
+        },
+        Op::Embed => {
+            if secret(ops[0]) {
                 let t = &g.node(ops[1]).ty.shape;
                 let (a, _) = ditto_bytecode::onehot_split(t[0] as u64, t[1] as u64);
                 let tokens = g.node(ops[0]).ty.numel() as u64;
-                s.est_bits += 3 * k * n.ty.numel() as u64;
-                rounds = 1;
-                if a > 1 {
-                    s.est_bits += 3 * k * tokens * a * t[1] as u64;
-                    rounds = 2;
-                }
+                cost::lookup(ring(id), tokens, a, t[1] as u64)
+            } else {
+                cost::Cost::default()
             }
-            // local, or (not yet lowered) without an MPC instruction
-            Op::Input { .. }
-            | Op::Weight { .. }
-            | Op::Const { .. }
-            | Op::Iota { .. }
-            | Op::Add
-            | Op::Sub
-            | Op::Neg
-            | Op::Not
-            | Op::Transpose { .. }
-            | Op::Reshape { .. }
-            | Op::Slice { .. }
-            | Op::Concat { .. }
-            | Op::Broadcast { .. }
-            | Op::Sum { .. }
-            | Op::Rescale { .. }
-            | Op::Output { .. }
-            | Op::High(_) => {}
         }
-        depth.insert(id, d_in + rounds);
+        // local, or (high ops, not yet lowered) without an MPC instruction
+        Op::Input { .. }
+        | Op::Weight { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Add
+        | Op::Sub
+        | Op::Neg
+        | Op::Not
+        | Op::Transpose { .. }
+        | Op::Reshape { .. }
+        | Op::Slice { .. }
+        | Op::Concat { .. }
+        | Op::Broadcast { .. }
+        | Op::Sum { .. }
+        | Op::Rescale { .. }
+        | Op::Output { .. }
+        | Op::High(_) => cost::Cost::default(),
     }
-    s.est_rounds = depth.values().copied().max().unwrap_or(0);
-    s
 }
 
 /// Which passes' results to print.

@@ -123,6 +123,19 @@ impl NormKind {
     pub fn parse(s: &str) -> Option<NormKind> {
         NormKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+    /// How many highest-bit positions of a (k, frac) value have a scale
+    /// whose encoding in that format is not 0 (the others contribute
+    /// nothing, and the VM skips their B2A): positions j < k − 1 where
+    /// round(scale(j − frac)·2^frac) mod 2^k ≠ 0.
+    pub fn used(self, k: u32, frac: u32) -> u64 {
+        (0..k as i32 - 1)
+            .filter(|&j| {
+                let v = (self.scale(j - frac as i32) * (frac as f64).exp2()).round() as i128;
+                v & ((1i128 << k) - 1) != 0
+            })
+            .count() as u64
+    }
+
     /// The scale for a real x > 0 whose highest set bit is 2^e (one
     /// definition for the IR evaluators and the VM).
     pub fn scale(self, e: i32) -> f64 {

@@ -5,6 +5,7 @@
 //! talks through the [`comm::Comm`] trait and never opens a socket.
 
 pub mod comm;
+pub mod cost;
 pub mod kernels;
 pub mod party;
 pub mod prg;

@@ -237,9 +237,11 @@ fn assert_conversion_cost<Ri: Ring, Ro: Ring, T>(
     );
     assert_eq!(t.bytes_offline, (n as u64 * w).div_ceil(8));
     assert_eq!(max_rounds(r), (3, u64::from(w > 0)));
+    // the declared cost (ditto_protocol::cost) is the measured one
+    let c = ditto_protocol::cost::conversion(Ri::BITS, Ro::BITS, m, fused, n as u64);
     assert_eq!(
-        ditto_protocol::party::conversion_bits(Ri::BITS, Ro::BITS, m, fused),
-        (8 * open + 1 + 16 * bo, w)
+        (c.bytes, c.rounds, c.bytes_offline, c.rounds_offline),
+        (t.bytes_online, 3, t.bytes_offline, u64::from(w > 0))
     );
 }
 
@@ -374,12 +376,14 @@ fn check_bits<R: Ring>(seed: u64, n: usize) {
     let sx = shares(&x, seed);
     let r = with_parties(seed, |p| p.bit_decompose(&sx[p.id]).unwrap());
     assert_eq!(open_bool(&outs(&r)).unwrap(), x);
-    let l = Party::prefix_levels(R::BITS) as u64;
+    let l = ditto_protocol::cost::prefix_levels(R::BITS) as u64;
     assert_eq!(max_rounds(&r), (2 + l, 0));
     assert_eq!(
         total(&r).bytes_online,
         3 * n as u64 * (R::BITS as u64 / 8) * (2 * l)
     );
+    let c = ditto_protocol::cost::decompose(R::BITS, n as u64);
+    assert_eq!((c.bytes, c.rounds), (total(&r).bytes_online, 2 + l));
     let r = with_parties(seed, |p| p.ltz(&sx[p.id]).unwrap());
     let b = open_bits(&outs(&r)).unwrap();
     for (xi, bi) in x.iter().zip(&b) {
@@ -397,10 +401,8 @@ fn check_bits<R: Ring>(seed: u64, n: usize) {
     }
     let words = 3 * n as u64 * (R::BITS as u64 / 8);
     assert_eq!(total(&r).bytes_online, words + tree_bytes);
-    assert_eq!(
-        Party::ltz_bits(R::BITS),
-        if R::BITS == 32 { 276 } else { 564 }
-    );
+    let c = ditto_protocol::cost::ltz(R::BITS, n as u64);
+    assert_eq!((c.bytes, c.rounds), (total(&r).bytes_online, 2 + l));
     // highest set bit of the decomposed words
     let r = with_parties(seed, |p| {
         let w = p.bit_decompose(&sx[p.id]).unwrap();
@@ -487,7 +489,7 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
             assert_eq!(m[i].to_i64(), want, "row {i} of {rows}×{cols}");
         }
         let levels = (cols as f64).log2().ceil() as u64;
-        let l = Party::prefix_levels(R::BITS) as u64;
+        let l = ditto_protocol::cost::prefix_levels(R::BITS) as u64;
         assert_eq!(max_rounds(&r), (levels * (2 + l + 2), levels * 2));
     }
 }

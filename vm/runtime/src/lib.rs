@@ -11,6 +11,7 @@
 //! - [`wire`]: the messages of a deployed cluster (hellos, input shares,
 //!   results) and a party's source of received shares.
 
+pub mod declared;
 pub mod interp;
 pub mod run;
 pub mod shares;

@@ -251,16 +251,6 @@ impl<'c> Party<'c> {
         h
     }
 
-    /// Levels of the parallel-prefix adder: ⌈log2(k − 1)⌉.
-    pub fn prefix_levels(bits: u32) -> u32 {
-        32 - (bits - 2).leading_zeros()
-    }
-
-    /// Online bits per element of [`Party::bit_decompose`] in Z_2^k: 6kL.
-    pub fn decompose_bits(k: u32) -> u64 {
-        6 * k as u64 * Self::prefix_levels(k) as u64
-    }
-
     /// Boolean sharing of x's bits: the two-operand set-up
     /// ([`Party::add_setup`]: propagate and generate words, 2 rounds), then
     /// a Kogge–Stone prefix over L = ⌈log2(k−1)⌉ levels. Rounds: 2 + L (7 for
@@ -271,7 +261,7 @@ impl<'c> Party<'c> {
         let (p0, g0) = self.add_setup(x, h)?;
         let mut p = p0.clone();
         let mut g = g0;
-        let levels = Self::prefix_levels(R::BITS);
+        let levels = crate::cost::prefix_levels(R::BITS);
         for l in 0..levels {
             let d = 1u32 << l;
             let gs = g.shl(d);
@@ -298,7 +288,7 @@ impl<'c> Party<'c> {
     /// P = P_hi·P_lo for each pair of groups, all pairs in one packed AND.
     /// Rounds: 2 + ⌈log2(k−1)⌉ (7 for k = 32, 8 for k = 64), as the full
     /// decomposition. Bits per element: 3k + 3·2·Σ pairs =
-    /// [`Party::ltz_bits`] (276 for k = 32, 564 for k = 64, against
+    /// [`crate::cost::ltz`] (276 for k = 32, 564 for k = 64, against
     /// 6kL = 960 and 2304 for the decomposition).
     pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
         let h = self.next_adder_helper();
@@ -413,18 +403,6 @@ impl<'c> Party<'c> {
                 Col { a, b }
             })
             .collect())
-    }
-
-    /// Online bits per element of [`Party::ltz`] in Z_2^k (before the byte
-    /// padding of packed bits): two word ANDs and the carry tree.
-    pub fn ltz_bits(k: u32) -> u64 {
-        let mut m = (k - 1) as u64;
-        let mut ands = 0;
-        while m > 1 {
-            ands += 2 * (m / 2);
-            m = m.div_ceil(2);
-        }
-        3 * k as u64 + 3 * ands
     }
 
     /// Highest set bit of boolean-shared words, one-hot: prefix-OR from the

@@ -38,25 +38,6 @@ pub(super) fn bits_as_ring<R: Ring>(v: &[bool]) -> Vec<R> {
         .collect()
 }
 
-/// The bits of r_msb's shares that matter in a conversion (k_in, k_out, m):
-/// r_msb enters the result as r_msb·2^(k_in−1−m) in Z_2^k_out, so only its
-/// shares mod 2^w count, w = k_out − (k_in − 1 − m); none when that is ≤ 0
-/// (a downcast by enough bits).
-pub fn msb_width(kin: u32, kout: u32, m: u32) -> u32 {
-    (kout + m + 1).saturating_sub(kin).min(kout)
-}
-
-/// Bits (all parties, per element) of one conversion (k_in, k_out, m):
-/// (online, offline). Online: B's masked part to A (k_in; H's product share
-/// too when `fused`), c_msb and a component to B (1 + k_out), a component
-/// to H (k_out). Offline: B's share of r_msb (w bits). Bytes are these bits
-/// packed per call, so a call of n elements moves ⌈n/8⌉ bytes of c_msb and
-/// ⌈n·w/8⌉ of r_msb shares.
-pub fn conversion_bits(kin: u32, kout: u32, m: u32, fused: bool) -> (u64, u64) {
-    let open = kin as u64 * if fused { 2 } else { 1 };
-    (open + 1 + 2 * kout as u64, msb_width(kin, kout, m) as u64)
-}
-
 /// The input of a conversion: this party's replicated share, or its
 /// 3-out-of-3 additive share of a product not yet reshared.
 #[derive(Clone, Copy)]
@@ -129,7 +110,7 @@ impl<'c> Party<'c> {
     /// The mask r = r' + r_msb·2^(k_in−1): r' < 2^(k_in−1) is B's own
     /// randomness, r_msb = e ⊕ v is known to H alone (e from the A–H stream,
     /// v from the B–H stream), and A and B hold additive shares of r_msb mod
-    /// 2^w ([`msb_width`]): A's from the A–H stream, B's sent by H offline
+    /// 2^w ([`crate::cost::msb_width`]): A's from the A–H stream, B's sent by H offline
     /// (w bits). Online, 3 rounds, k_in + 1 + 2·k_out bits:
     /// 1. B sends A its component x_h + r' − v·2^(k_in−1); A alone opens
     ///    c = x + 2^(k_in−2) + r (adding e·2^(k_in−1)).

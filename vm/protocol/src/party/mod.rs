@@ -26,7 +26,7 @@ use boolean::*;
 use convert::*;
 use offline::*;
 
-pub use convert::{conversion_bits, msb_width};
+use crate::cost::msb_width;
 
 /// Pi's protocol state: its link, its PRG keys and the role counter.
 pub struct Party<'c> {

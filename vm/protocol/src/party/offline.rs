@@ -33,7 +33,7 @@ impl<'c> Party<'c> {
     /// phase must make in this order. Conversions: each party computes its
     /// helper messages for the calls where it is H and sends them all to its
     /// predecessor (that call's B) at once — **1 round** in all, w bits per
-    /// element as inline ([`msb_width`]). B2A: the random bits of all calls
+    /// element as inline ([`crate::cost::msb_width`]). B2A: the random bits of all calls
     /// of a ring made arithmetic together — 2 rounds per ring, 3k bits per
     /// bit as inline. Afterwards every call takes its offline part from here, and
     /// a call that differs from the plan is an error.

@@ -1,0 +1,175 @@
+//! The cost of every primitive, declared once: bytes (summed over the three
+//! parties) and rounds, online and offline, of one call over n elements in
+//! Z_2^k. The counting transport measures exactly these (the VM's
+//! tests/costs.rs checks every instruction against them); the compiler's
+//! estimates (`passes::stats`) are built from them. Bits that travel packed
+//! (openings of boolean values, the conversion's c_msb, bit columns) are
+//! rounded up to whole bytes per message.
+
+use std::ops::Add;
+
+/// Bytes and rounds of one protocol call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub bytes: u64,
+    pub rounds: u64,
+    pub bytes_offline: u64,
+    pub rounds_offline: u64,
+}
+
+impl Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            bytes: self.bytes + o.bytes,
+            rounds: self.rounds + o.rounds,
+            bytes_offline: self.bytes_offline + o.bytes_offline,
+            rounds_offline: self.rounds_offline + o.rounds_offline,
+        }
+    }
+}
+
+/// Bytes of n words of k bits, one message per party.
+fn words(k: u32, n: u64) -> u64 {
+    3 * (k as u64 / 8) * n
+}
+
+/// Bytes of n packed bits, one message per party.
+fn packed(n: u64) -> u64 {
+    3 * n.div_ceil(8)
+}
+
+/// A product of two secrets (element-wise or matrix; n = result elements):
+/// each party reshares its 3-out-of-3 sum to its predecessor. 1 round.
+pub fn product(k: u32, n: u64) -> Cost {
+    Cost {
+        bytes: words(k, n),
+        rounds: 1,
+        ..Cost::default()
+    }
+}
+
+/// Ditto's conversion (k_in → k_out, dropping m fraction bits) of n
+/// elements: B's masked part to A (k_in bits; H's product share too when
+/// `fused` with the product it reads), c_msb (1 bit, packed) and a component
+/// to B (k_out), a component to H (k_out); 3 rounds. Offline: B's share of
+/// r_msb, w = [`msb_width`] bits packed, 1 round (none when w = 0).
+pub fn conversion(kin: u32, kout: u32, m: u32, fused: bool, n: u64) -> Cost {
+    let open = (kin as u64 / 8) * n * if fused { 2 } else { 1 };
+    let w = msb_width(kin, kout, m) as u64;
+    Cost {
+        bytes: open + n.div_ceil(8) + 2 * (kout as u64 / 8) * n,
+        rounds: 3,
+        bytes_offline: (n * w).div_ceil(8),
+        rounds_offline: u64::from(w > 0),
+    }
+}
+
+/// The bits of r_msb's shares that matter in a conversion (k_in, k_out, m):
+/// r_msb enters the result as r_msb·2^(k_in−1−m) in Z_2^k_out, so only its
+/// shares mod 2^w count, w = k_out − (k_in − 1 − m); none when that is ≤ 0
+/// (a downcast by enough bits).
+pub fn msb_width(kin: u32, kout: u32, m: u32) -> u32 {
+    (kout + m + 1).saturating_sub(kin).min(kout)
+}
+
+/// Levels of the parallel-prefix adder over k-bit words: ⌈log2(k − 1)⌉.
+pub fn prefix_levels(k: u32) -> u32 {
+    32 - (k - 2).leading_zeros()
+}
+
+/// The sign (x < 0) of n elements: the two-operand adder set-up (3 words,
+/// 2 rounds), then a carry tree over the k − 1 low bits, each level one
+/// round of packed bit-column ANDs (2 columns per pair, ⌈n/8⌉ bytes each).
+pub fn ltz(k: u32, n: u64) -> Cost {
+    let mut bytes = words(k, n);
+    let mut m = (k - 1) as u64;
+    while m > 1 {
+        bytes += packed(n) * 2 * (m / 2);
+        m = m.div_ceil(2);
+    }
+    Cost {
+        bytes,
+        rounds: 2 + prefix_levels(k) as u64,
+        ..Cost::default()
+    }
+}
+
+/// Bit decomposition of n elements (boolean shares of every bit): the adder
+/// set-up and a Kogge–Stone prefix of word ANDs, 6kL bits per element,
+/// 2 + L rounds.
+pub fn decompose(k: u32, n: u64) -> Cost {
+    let l = prefix_levels(k) as u64;
+    Cost {
+        bytes: 6 * l * (k as u64 / 8) * n,
+        rounds: 2 + l,
+        ..Cost::default()
+    }
+}
+
+/// A comparison of n pairs: the sign of one difference, or of both (= and ≠)
+/// in one call.
+pub fn compare(k: u32, n: u64, equality: bool) -> Cost {
+    ltz(k, if equality { 2 * n } else { n })
+}
+
+/// Bit to arithmetic of n bits: open b ⊕ r (packed, 1 round); offline, a
+/// random bit made arithmetic (3k bits, 2 rounds).
+pub fn b2a(k: u32, n: u64) -> Cost {
+    Cost {
+        bytes: packed(n),
+        rounds: 1,
+        bytes_offline: words(k, n),
+        rounds_offline: 2,
+    }
+}
+
+/// A selection on n secret conditions: B2A, then one product.
+pub fn select(k: u32, n: u64) -> Cost {
+    b2a(k, n) + product(k, n)
+}
+
+/// Row maxima of rows × width: a tournament, each level a sign, a B2A and
+/// a product over rows·⌊w/2⌋ pairs.
+pub fn max_rows(k: u32, rows: u64, width: u64) -> Cost {
+    let mut c = Cost::default();
+    let mut w = width;
+    while w > 1 {
+        let pairs = rows * (w / 2);
+        c = c + ltz(k, pairs) + select(k, pairs);
+        w = w / 2 + w % 2;
+    }
+    c
+}
+
+/// A mean of n results: a sum (local), a public scaling, a truncation by
+/// the fraction bits.
+pub fn mean(k: u32, frac: u32, n: u64) -> Cost {
+    conversion(k, k, frac, false, n)
+}
+
+/// The power-of-two scale from the highest set bit of n elements:
+/// decomposition, a prefix-OR of log2 k word-AND levels, then B2A of the
+/// `used` bit positions whose scale is representable.
+pub fn norm_scale(k: u32, used: u64, n: u64) -> Cost {
+    let levels = k.trailing_zeros() as u64;
+    let or = Cost {
+        bytes: levels * words(k, n),
+        rounds: levels,
+        ..Cost::default()
+    };
+    decompose(k, n) + or + b2a(k, used * n)
+}
+
+/// A lookup of `tokens` secret ids in a public-shaped table rows × width by
+/// two one-hot digits (id = h·A + l, A from `onehot_split`): when A > 1, a
+/// product onehot(h)·T of tokens × A × width reshared (1 round), then the
+/// result's reshare (1 round).
+pub fn lookup(k: u32, tokens: u64, a: u64, width: u64) -> Cost {
+    let out = product(k, tokens * width);
+    if a > 1 {
+        product(k, tokens * a * width) + out
+    } else {
+        out
+    }
+}
