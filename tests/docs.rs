@@ -1,5 +1,6 @@
 //! The documentation's examples are tested: every ```ditto block of docs/*.md
-//! must compile, every ```ditto-error block must fail to compile; and the
+//! must compile, every ```ditto-error block must fail to compile with the
+//! messages its `// error: …` and `// hint: …` comments state; and the
 //! DSL reference lists every built-in operation.
 
 use ditto_compiler::diag::render;
@@ -51,7 +52,29 @@ fn dsl_reference_examples() {
                     panic!("{name}: example fails:\n{}", render(&c.sources, d, false))
                 }
                 ("ditto-error", Ok(_)) => panic!("{name}: example should fail to compile"),
-                ("ditto" | "ditto-error", _) => checked += 1,
+                ("ditto-error", Err(d)) => {
+                    // the block states what the compiler says: `// error: …`
+                    // (and `// hint: …`) comments, each found in the
+                    // diagnostics' messages and hints (not in the quoted source)
+                    let out: String = d
+                        .iter()
+                        .map(|x| format!("{}\n{}\n", x.message, x.hint.clone().unwrap_or_default()))
+                        .collect();
+                    let said: Vec<&str> = body
+                        .lines()
+                        .filter_map(|l| l.split_once("// error: ").or(l.split_once("// hint: ")))
+                        .map(|(_, m)| m.trim())
+                        .collect();
+                    assert!(
+                        !said.is_empty(),
+                        "{name}: a ditto-error example states its `// error: …`"
+                    );
+                    for m in said {
+                        assert!(out.contains(m), "{name}: expected {m:?} in:\n{out}");
+                    }
+                    checked += 1;
+                }
+                ("ditto", Ok(_)) => checked += 1,
                 (other, _) => panic!("{name}: unknown block tag {other}"),
             }
         }
