@@ -62,6 +62,11 @@
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::ir::{Elem, Format, Graph, Node, NodeId, Op, Vis};
+use std::collections::HashSet;
+
+/// How far (in operand and user hops) a rewrite can change what the rules
+/// see at other nodes.
+const RADIUS: usize = 3;
 
 pub struct FuseTruncations;
 
@@ -217,15 +222,51 @@ fn sink_into_select(g: &mut Graph, conv: NodeId, sel: NodeId, to: Format) {
 }
 
 impl FuseTruncations {
-    fn step(&self, g: &mut Graph) -> bool {
-        let order = match g.topo_order() {
-            Ok(o) => o,
-            Err(_) => return false,
+    /// One sweep over the graph in topological order: every node not known
+    /// to be clean (checked since its neighbourhood last changed) gets the
+    /// first rule that matches; a rewrite makes the nodes within [`RADIUS`]
+    /// of it unknown again (the rules look at most that far: operands, their
+    /// operands, their users), and new nodes are unknown. Returns whether
+    /// anything was rewritten; sweeps repeat until nothing is.
+    fn sweep(&self, g: &mut Graph, clean: &mut HashSet<NodeId>) -> bool {
+        let Ok(order) = g.topo_order() else {
+            return false;
         };
+        let mut any = false;
         for id in order {
-            if !g.contains(id) {
+            if !g.contains(id) || clean.contains(&id) {
                 continue;
             }
+            let mut near: Vec<NodeId> = g.operands(id);
+            near.extend(g.users(id));
+            near.push(id);
+            if self.rewrite(g, id) {
+                any = true;
+                let mut seen: HashSet<NodeId> = HashSet::new();
+                let mut frontier: Vec<NodeId> =
+                    near.into_iter().filter(|&n| g.contains(n)).collect();
+                for _ in 0..=RADIUS {
+                    let mut next = vec![];
+                    for n in frontier {
+                        if seen.insert(n) {
+                            clean.remove(&n);
+                            next.extend(g.operands(n));
+                            next.extend(g.users(n));
+                        }
+                    }
+                    next.retain(|&n| g.contains(n));
+                    frontier = next;
+                }
+            } else {
+                clean.insert(id);
+            }
+        }
+        any
+    }
+
+    /// Applies the first rule that matches at `id`; whether one did.
+    fn rewrite(&self, g: &mut Graph, id: NodeId) -> bool {
+        {
             // 1. identity
             if let Some(src) = convert_src(g, id) {
                 if g.node(src).ty == g.node(id).ty {
@@ -448,13 +489,13 @@ impl FuseTruncations {
                         && !scalar_const(a)
                         && !scalar_const(b))
                 {
-                    continue;
+                    return false;
                 }
                 let (ta, tb) = (
                     is_trunc(g, a).filter(|_| single_user(g, a)),
                     is_trunc(g, b).filter(|_| single_user(g, b)),
                 );
-                let Some(out) = fmt(g, id) else { continue };
+                let Some(out) = fmt(g, id) else { return false };
                 let plan = match (ta, tb) {
                     // from two scales of one ring: the finer one is the raw
                     // scale, the other truncation's source is shifted up to it
@@ -465,7 +506,9 @@ impl FuseTruncations {
                     (None, Some((pb, fb))) if fmt(g, a) == Some(out) => Some((fb, a, pb)),
                     _ => None,
                 };
-                let Some((raw, na, nb)) = plan else { continue };
+                let Some((raw, na, nb)) = plan else {
+                    return false;
+                };
                 // operands at the raw scale: a value in `out` is shifted left (local)
                 let lift = |g: &mut Graph, x: NodeId| -> NodeId {
                     if fmt(g, x) == Some(raw) {
@@ -506,7 +549,8 @@ impl Pass for FuseTruncations {
     }
     fn run(&self, g: &mut Graph, _: &Ctx) -> Result<bool, Vec<Diagnostic>> {
         let mut changed = false;
-        while self.step(g) {
+        let mut clean = HashSet::new();
+        while self.sweep(g, &mut clean) {
             changed = true;
         }
         if changed {
