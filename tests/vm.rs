@@ -302,3 +302,22 @@ fn an_offline_phase_moves_every_input_independent_round_out_of_the_online_phase(
         assert!(e.to_string().contains("preprocessing"), "{e}");
     }
 }
+
+/// The assembler reads back what the disassembler prints: every shipped
+/// model's program (tiny configs, both policies) round-trips exactly.
+#[test]
+fn programs_round_trip_through_their_text() {
+    for &(model, config, layers) in MODELS {
+        for policy in ["uniform64", "ditto"] {
+            let c = case(model, config, layers, policy, &[1, 17, 33, 2]);
+            let text = c.program.disassemble();
+            let back = ditto_bytecode::Program::assemble(&text)
+                .unwrap_or_else(|e| panic!("{model} {policy}: {e}"));
+            assert!(
+                back == c.program,
+                "{model} {policy}: assemble(disassemble(p)) differs"
+            );
+            assert_eq!(back.encode(), c.program.encode());
+        }
+    }
+}

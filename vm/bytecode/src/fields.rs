@@ -9,6 +9,8 @@ pub trait Field: Sized {
     fn put(&self, w: &mut Vec<u8>);
     fn get(r: &mut Reader) -> Result<Self, DecodeError>;
     fn show(&self) -> String;
+    /// The field from its [`Field::show`] text (the assembler's side).
+    fn parse(s: &str) -> Result<Self, String>;
     /// Registers this field names.
     fn regs(&self) -> Vec<Reg> {
         vec![]
@@ -25,6 +27,12 @@ impl Field for Reg {
     fn show(&self) -> String {
         format!("r{}", self.0)
     }
+    fn parse(s: &str) -> Result<Self, String> {
+        s.strip_prefix('r')
+            .and_then(|n| n.parse().ok())
+            .map(Reg)
+            .ok_or_else(|| format!("`{s}` is not a register (r0, r1, ...)"))
+    }
     fn regs(&self) -> Vec<Reg> {
         vec![*self]
     }
@@ -39,6 +47,10 @@ impl Field for u32 {
     }
     fn show(&self) -> String {
         self.to_string()
+    }
+    fn parse(s: &str) -> Result<Self, String> {
+        s.parse()
+            .map_err(|_| format!("`{s}` is not a non-negative integer"))
     }
 }
 
@@ -95,6 +107,12 @@ impl Field for Pred {
     }
     fn show(&self) -> String {
         self.as_str().into()
+    }
+    fn parse(s: &str) -> Result<Self, String> {
+        Pred::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a predicate (lt, gt, le, ge, eq, ne)"))
     }
 }
 
@@ -165,6 +183,9 @@ impl Field for NormKind {
     fn show(&self) -> String {
         self.as_str().into()
     }
+    fn parse(s: &str) -> Result<Self, String> {
+        NormKind::parse(s).ok_or_else(|| format!("`{s}` is not recip, rsqrt_in or rsqrt_out"))
+    }
 }
 
 impl Field for f64 {
@@ -176,6 +197,9 @@ impl Field for f64 {
     }
     fn show(&self) -> String {
         format!("{self:?}")
+    }
+    fn parse(s: &str) -> Result<Self, String> {
+        s.parse().map_err(|_| format!("`{s}` is not a number"))
     }
 }
 
@@ -194,6 +218,9 @@ impl Field for Vec<u32> {
         let v: Vec<String> = self.iter().map(|x| x.to_string()).collect();
         format!("[{}]", v.join(", "))
     }
+    fn parse(s: &str) -> Result<Self, String> {
+        list(s)?.into_iter().map(u32::parse).collect()
+    }
 }
 
 impl Field for Vec<Reg> {
@@ -209,9 +236,25 @@ impl Field for Vec<Reg> {
     }
     fn show(&self) -> String {
         let v: Vec<String> = self.iter().map(|x| x.show()).collect();
-        v.join(", ")
+        format!("[{}]", v.join(", "))
+    }
+    fn parse(s: &str) -> Result<Self, String> {
+        list(s)?.into_iter().map(Reg::parse).collect()
     }
     fn regs(&self) -> Vec<Reg> {
         self.clone()
     }
+}
+
+/// The items of a bracketed list `[a, b, c]`.
+fn list(s: &str) -> Result<Vec<&str>, String> {
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| format!("`{s}` is not a list [a, b, ...]"))?;
+    Ok(inner
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect())
 }

@@ -14,6 +14,7 @@
 //! disassembler exist; the compiler's codegen and the VM that execute it do
 //! not yet.
 
+mod asm;
 mod fields;
 mod validate;
 
@@ -250,6 +251,35 @@ macro_rules! instructions {
                 }
             }
             /// `mnemonic field=value ...` for the disassembler.
+            /// An instruction from its mnemonic and `field=value` pairs
+            /// (the assembler's side of [`Instr::show`]).
+            pub fn parse(mnemonic: &str, fields: &[(&str, &str)]) -> Result<Instr, String> {
+                for (k, _) in fields {
+                    let known: &[&str] = match mnemonic {
+                        $( m if m.eq_ignore_ascii_case(stringify!($name)) => &[$(stringify!($field)),*], )*
+                        _ => &[],
+                    };
+                    if !known.contains(k) {
+                        return Err(format!("`{mnemonic}` has no field `{k}`"));
+                    }
+                }
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(f, _)| *f == k)
+                        .map(|(_, v)| *v)
+                        .ok_or_else(|| format!("`{mnemonic}` needs `{k}=...`"))
+                };
+                let _ = &get;
+                $(
+                    if mnemonic.eq_ignore_ascii_case(stringify!($name)) {
+                        return Ok(Instr::$name { $($field: <$fty as Field>::parse(get(stringify!($field))?)
+                            .map_err(|e| format!("{}: {e}", stringify!($field)))?),* });
+                    }
+                )*
+                Err(format!("unknown instruction `{mnemonic}`"))
+            }
+
             pub fn show(&self) -> String {
                 match self {
                     $( #[allow(unused_variables, unused_mut)] Instr::$name { $($field),* } => {
@@ -553,6 +583,9 @@ impl Program {
         ports(&mut s, "output", &self.outputs);
         for (i, t) in self.regs.iter().enumerate() {
             let _ = writeln!(s, "; r{i}: {t}");
+        }
+        for (i, name) in self.scopes.iter().enumerate() {
+            let _ = writeln!(s, "; scope #{i} {name:?}");
         }
         let mut scope = None;
         for (i, ins) in self.code.iter().enumerate() {
