@@ -142,16 +142,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         None => (topo, Default::default()),
     };
     let mut reg: HashMap<NodeId, Reg> = HashMap::new();
-    let mut p = Program {
-        regs: vec![],
-        inputs: vec![],
-        weights: vec![],
-        outputs: vec![],
-        code: vec![],
-        scopes: vec![],
-        scope_of: vec![],
-        meta: vec![],
-    };
+    let mut p = Program::default();
     let scope = scopes(g, &order);
     let mut scope_index: HashMap<&str, u32> = HashMap::new();
     let mut errors = vec![];

@@ -109,16 +109,7 @@ fn fields(s: &str) -> Result<Vec<(&str, &str)>, String> {
 impl Program {
     /// A program from its text (see the module doc); errors name the line.
     pub fn assemble(text: &str) -> Result<Program, String> {
-        let mut p = Program {
-            regs: vec![],
-            inputs: vec![],
-            weights: vec![],
-            outputs: vec![],
-            code: vec![],
-            scopes: vec![],
-            scope_of: vec![],
-            meta: vec![],
-        };
+        let mut p = Program::default();
         let mut scope: Option<u32> = None;
         for (n, raw) in text.lines().enumerate() {
             let at = |e: String| format!("line {}: {e}", n + 1);

@@ -93,7 +93,7 @@ pub struct Port {
 }
 
 /// A decoded, validated program.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Program {
     pub regs: Vec<RegType>,
     pub inputs: Vec<Port>,

@@ -24,16 +24,7 @@ pub fn ty(secret: bool, ring: u8, frac: u8, shape: &[u64]) -> RegType {
 impl B {
     pub fn new() -> B {
         B {
-            p: Program {
-                regs: vec![],
-                inputs: vec![],
-                weights: vec![],
-                outputs: vec![],
-                code: vec![],
-                scopes: vec![],
-                scope_of: vec![],
-                meta: vec![],
-            },
+            p: Program::default(),
         }
     }
     pub fn reg(&mut self, t: RegType) -> Reg {
