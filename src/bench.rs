@@ -319,7 +319,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         pipeline.calibrated = calibrated;
         let applied = crate::lower(&mut g, &sources, &pipeline, crate::bounds::Check::Off)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;
-        crate::stamp(&mut prog, &e, &applied);
+        ditto_compiler::driver::stamp(&mut prog, &e, &applied);
         let by_port: Vec<Vec<f64>> = prog
             .inputs
             .iter()

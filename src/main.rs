@@ -434,13 +434,21 @@ fn check(files: &[PathBuf], shape: &ShapeArgs, weights: Option<&Path>) -> Result
 
 fn list_passes() {
     println!("passes (default pipeline order):");
-    for p in ditto_compiler::passes::registry() {
+    for (p, info) in ditto_compiler::passes::registry()
+        .iter()
+        .zip(ditto_compiler::passes::PASSES)
+    {
         let mark = if ditto_compiler::passes::DEFAULT_PIPELINE.contains(&p.name()) {
             "*"
         } else {
             " "
         };
-        println!("  {mark} {:<20} {}", p.name(), p.description());
+        let aliases = if info.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also `{}`)", info.aliases.join("`, `"))
+        };
+        println!("  {mark} {:<20} {}{aliases}", p.name(), p.description());
     }
     println!(
         "  then codegen            lowered IR to a bytecode program (round markers from schedule)"
@@ -534,22 +542,22 @@ pub fn lower(
     args: &PipelineArgs,
     shipped: bounds::Check<'_>,
 ) -> Result<ditto_compiler::policy::Policy> {
-    let weight_bounds = None;
-    use ditto_compiler::passes::{plan, run, Ctx, DumpAfter};
+    use ditto_compiler::passes::{plan, DumpAfter};
     let policy = policy(args)?;
     let pipeline = plan(args.passes.as_deref(), &args.skip).map_err(|e| anyhow::anyhow!(e))?;
     let dump = match (&args.dump_after, &args.dump_dir) {
         (_, Some(_)) => DumpAfter::All,
         (Some(a), None) if a == "all" => DumpAfter::All,
         (Some(a), None) => {
-            let base = a.split('.').next().unwrap_or(a);
+            let (base, rest) = a.split_at(a.find('.').unwrap_or(a.len()));
+            let base = ditto_compiler::passes::canonical(base).unwrap_or(base);
             if !pipeline.contains(&base) {
                 bail!(
                     "--dump-after {a}: no such pass in the pipeline ({})",
                     pipeline.join(", ")
                 );
             }
-            DumpAfter::Pass(a.clone())
+            DumpAfter::Pass(format!("{base}{rest}"))
         }
         (None, None) => DumpAfter::None,
     };
@@ -563,30 +571,17 @@ pub fn lower(
         );
     }
     let before = ditto_compiler::passes::stats(g);
-    let policy = if policy.auto {
-        let ctx = Ctx {
-            policy: &policy,
-            sources: Some(sources),
-            weight_bounds,
-        };
-        let p = ditto_compiler::passes::resolve_auto(g, &policy, &ctx);
-        eprintln!("policy {}", p.describe());
-        p
-    } else {
-        policy
-    };
-    let ctx = Ctx {
-        policy: &policy,
-        sources: Some(sources),
-        weight_bounds,
-    };
-    let records = match run(g, &pipeline, &ctx, &dump) {
-        Ok(r) => r,
+    let lowered = match ditto_compiler::driver::lower(g, sources, &policy, &pipeline, &dump) {
+        Ok(l) => l,
         Err(d) => {
             report(sources, &d);
             bail!("the pass pipeline failed");
         }
     };
+    if policy.auto {
+        eprintln!("policy {}", lowered.policy.describe());
+    }
+    let (policy, records) = (lowered.policy, lowered.records);
     if args.stats {
         eprintln!("policy {}", policy.describe());
         eprintln!(
@@ -659,32 +654,8 @@ pub fn program(
     let (sources, mut e) = compile_reported(file, opts)?;
     let policy = lower(&mut e.graph, &sources, pipeline, bounds::Check::Graph)?;
     let mut p = codegen_reported(&e.graph, &sources, file)?;
-    stamp(&mut p, &e, &policy);
+    ditto_compiler::driver::stamp(&mut p, &e, &policy);
     Ok(p)
-}
-
-/// Records in a program what it was compiled from (shown by `ditto client`
-/// and `ditto party`).
-pub fn stamp(
-    p: &mut ditto_bytecode::Program,
-    e: &Elaborated,
-    policy: &ditto_compiler::policy::Policy,
-) {
-    let mut meta = vec![
-        ("model".to_string(), e.model.clone()),
-        ("config".to_string(), e.config.clone()),
-        ("policy".to_string(), policy.name.clone()),
-    ];
-    if policy.name == "ditto-auto"
-        || !ditto_compiler::policy::BUILTIN.contains(&policy.name.as_str())
-    {
-        meta.push(("formats".to_string(), policy.describe()));
-    }
-    meta.push((
-        "compiler".to_string(),
-        format!("ditto {}", env!("CARGO_PKG_VERSION")),
-    ));
-    p.meta = meta;
 }
 
 /// Code generation for a lowered graph, with errors reported at DSL lines.
@@ -693,19 +664,7 @@ pub fn codegen_reported(
     sources: &Sources,
     file: &Path,
 ) -> Result<ditto_bytecode::Program> {
-    let where_ = |id| match g.node(id).loc {
-        Some(l) => format!(
-            "{}:{}:{}",
-            g.files
-                .get(l.file as usize)
-                .map(String::as_str)
-                .unwrap_or("?"),
-            l.line,
-            l.col
-        ),
-        None => "(no location)".into(),
-    };
-    ditto_compiler::codegen::codegen(g, &where_).map_err(|d| {
+    ditto_compiler::driver::codegen_located(g).map_err(|d| {
         report(sources, &d);
         anyhow::anyhow!("{}: code generation failed", file.display())
     })

@@ -255,7 +255,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let check = crate::bounds::Check::Weights(weights.as_ref());
             let applied = crate::lower(&mut lowered, &sources, &args.pipeline, check)?;
             let mut prog = crate::codegen_reported(&lowered, &sources, &path)?;
-            crate::stamp(&mut prog, &e, &applied);
+            ditto_compiler::driver::stamp(&mut prog, &e, &applied);
             let by_port = prog
                 .inputs
                 .iter()

@@ -311,9 +311,9 @@ fn pass_pipeline_options() {
             "--emit",
             "lowered",
             "--passes",
-            "fuse",
+            "fuze",
         ],
-        "unknown pass `fuse`",
+        "unknown pass `fuze` (did you mean `fuse`?)",
     );
     fails_with(
         &[

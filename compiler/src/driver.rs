@@ -55,3 +55,71 @@ pub fn compile_file(path: &Path, opts: &Options) -> Compiled {
         },
     }
 }
+
+/// A lowered graph's policy (an `auto` policy resolved from the graph's
+/// calibrated bounds) and the record of every pass.
+pub struct Lowered {
+    pub policy: crate::policy::Policy,
+    pub records: Vec<crate::passes::PassRecord>,
+}
+
+/// Runs `pipeline` (pass names, [`crate::passes::plan`]) on `g` under
+/// `policy`: an `auto` policy is first resolved against the graph's bounds
+/// ([`crate::passes::resolve_auto`]). The front end's last step before
+/// code generation; the CLI adds flags, bound files and printing.
+pub fn lower(
+    g: &mut crate::ir::Graph,
+    sources: &Sources,
+    policy: &crate::policy::Policy,
+    pipeline: &[&str],
+    dump: &crate::passes::DumpAfter,
+) -> Result<Lowered, Vec<Diagnostic>> {
+    use crate::passes::{resolve_auto, run, Ctx};
+    let ctx = |p| Ctx {
+        policy: p,
+        sources: Some(sources),
+        weight_bounds: None,
+    };
+    let policy = if policy.auto {
+        resolve_auto(g, policy, &ctx(policy))
+    } else {
+        policy.clone()
+    };
+    let records = run(g, pipeline, &ctx(&policy), dump)?;
+    Ok(Lowered { policy, records })
+}
+
+/// Code generation with errors located at DSL lines (`file:line:col`).
+pub fn codegen_located(g: &crate::ir::Graph) -> Result<ditto_bytecode::Program, Vec<Diagnostic>> {
+    let where_ = |id: crate::ir::NodeId| match g.node(id).loc {
+        Some(l) => format!(
+            "{}:{}:{}",
+            g.files
+                .get(l.file as usize)
+                .map(String::as_str)
+                .unwrap_or("?"),
+            l.line,
+            l.col
+        ),
+        None => "(no location)".into(),
+    };
+    crate::codegen::codegen(g, &where_)
+}
+
+/// Records in a program what it was compiled from: model, config, policy
+/// (with its formats when not a plain built-in), compiler version.
+pub fn stamp(p: &mut ditto_bytecode::Program, e: &Elaborated, policy: &crate::policy::Policy) {
+    let mut meta = vec![
+        ("model".to_string(), e.model.clone()),
+        ("config".to_string(), e.config.clone()),
+        ("policy".to_string(), policy.name.clone()),
+    ];
+    if policy.name == "ditto-auto" || !crate::policy::BUILTIN.contains(&policy.name.as_str()) {
+        meta.push(("formats".to_string(), policy.describe()));
+    }
+    meta.push((
+        "compiler".to_string(),
+        format!("ditto {}", env!("CARGO_PKG_VERSION")),
+    ));
+    p.meta = meta;
+}

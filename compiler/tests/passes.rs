@@ -14,7 +14,9 @@ use ditto_compiler::ir::fixed::evaluate_fixed;
 use ditto_compiler::ir::text::{parse, print};
 use ditto_compiler::ir::verify::verify;
 use ditto_compiler::ir::{Graph, Op};
-use ditto_compiler::passes::{plan, run, stats, Ctx, DumpAfter, DEFAULT_PIPELINE};
+use ditto_compiler::passes::{
+    plan, registry, run, stats, Ctx, DumpAfter, DEFAULT_PIPELINE, PASSES,
+};
 use ditto_compiler::policy::Policy;
 use ditto_compiler::weights::InMemory;
 use proptest::prelude::*;
@@ -157,7 +159,7 @@ proptest! {
         // lower-nonlinear changes values on purpose (approximations): it is
         // checked for validity below, and for accuracy in tests/approx.rs.
         let passes: Vec<&str> =
-            DEFAULT_PIPELINE.iter().copied().filter(|p| *p != "check-ranges" && *p != "lower-nonlinear").collect();
+            PASSES.iter().filter(|p| p.keeps_semantics && !p.check_only).map(|p| p.name).collect();
         run_passes(&mut g, &passes, ditto_compiler::policy::BUILTIN[policy]);
         let pol = Policy::builtin(ditto_compiler::policy::BUILTIN[policy]).unwrap();
         // check-ranges accepts the graph or refuses it for its ranges only
@@ -292,4 +294,18 @@ fn a_scalar_against_a_single_element_matrix_broadcasts() {
     let inputs = HashMap::from([("a".to_string(), Tensor::new(vec![1, 1], vec![-5.0]))]);
     let out = eval(&g, &inputs, &InMemory(BTreeMap::new()));
     assert_eq!(out, vec![Tensor::new(vec![1, 1], vec![1.0])]);
+}
+
+/// The registry builds the passes the declaration lists, in its order, and
+/// aliases name them.
+#[test]
+fn passes_are_declared_once() {
+    let names: Vec<&str> = registry().iter().map(|p| p.name()).collect();
+    let declared: Vec<&str> = PASSES.iter().map(|p| p.name).collect();
+    assert_eq!(names, declared);
+    assert_eq!(DEFAULT_PIPELINE, declared.as_slice());
+    let p = plan(Some(&["fuse".to_string(), "lower".to_string()]), &[]).unwrap();
+    assert_eq!(p, ["fuse-truncations", "lower-nonlinear"]);
+    let e = plan(Some(&["fuse-truncation".to_string()]), &[]).unwrap_err();
+    assert!(e.contains("did you mean `fuse-truncations`"), "{e}");
 }

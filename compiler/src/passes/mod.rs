@@ -1,7 +1,8 @@
 //! The pass manager. Each pass has a kebab-case name equal to its file name,
 //! a one-line description, and reports whether it changed the graph.
-//! Pipelines are data ([`DEFAULT_PIPELINE`]); `--passes` and `--skip` edit
-//! them; unknown names are errors listing the valid ones. The verifier runs
+//! Passes are declared once ([`PASSES`]: name, aliases, properties; the
+//! default pipeline is that list); `--passes` and `--skip` edit it; unknown
+//! names are errors listing the valid ones. The verifier runs
 //! after every pass (always: it is cheap next to MPC), and a pass that
 //! breaks an invariant is reported by name.
 //!
@@ -67,38 +68,63 @@ pub trait Pass {
     fn run(&self, g: &mut Graph, ctx: &Ctx) -> Result<bool, Vec<Diagnostic>>;
 }
 
-/// Every pass, in pipeline order.
-pub fn registry() -> Vec<Box<dyn Pass>> {
-    vec![
-        Box::new(apply_policy::ApplyPolicy),
-        Box::new(lower_nonlinear::LowerNonlinear),
-        Box::new(fold_constants::FoldConstants),
-        Box::new(weight_layout::WeightLayout),
-        Box::new(dot_products::DotProducts),
-        Box::new(insert_conversions::InsertConversions),
-        Box::new(insert_truncations::InsertTruncations),
-        Box::new(cse::Cse),
-        Box::new(fuse_truncations::FuseTruncations),
-        Box::new(dce::Dce),
-        Box::new(check_ranges::CheckRanges),
-        Box::new(schedule::Schedule),
-    ]
+/// What the pass manager knows of a pass besides its code.
+#[derive(Debug, Clone, Copy)]
+pub struct PassInfo {
+    pub name: &'static str,
+    /// Other names `--passes`, `--skip` and `--dump-after` accept.
+    pub aliases: &'static [&'static str],
+    /// Keeps the graph's exact (float) semantics: every pass but the
+    /// lowering of high ops to approximations.
+    pub keeps_semantics: bool,
+    /// Only checks the graph (never changes it).
+    pub check_only: bool,
 }
 
-pub const DEFAULT_PIPELINE: &[&str] = &[
-    "apply-policy",
-    "lower-nonlinear",
-    "fold-constants",
-    "weight-layout",
-    "dot-products",
-    "insert-conversions",
-    "insert-truncations",
-    "cse",
-    "fuse-truncations",
-    "dce",
-    "check-ranges",
-    "schedule",
-];
+/// Declares the passes once, in pipeline order: name, aliases, properties
+/// and type. The default pipeline is this list; [`registry`] builds them.
+macro_rules! passes {
+    ($( $name:literal [$($alias:literal),*] keeps_semantics: $keeps:literal, check_only: $check:literal => $ty:expr; )*) => {
+        /// Every pass's declaration, in pipeline order.
+        pub const PASSES: &[PassInfo] = &[$(PassInfo {
+            name: $name,
+            aliases: &[$($alias),*],
+            keeps_semantics: $keeps,
+            check_only: $check,
+        }),*];
+
+        /// The default pipeline: every pass, in order.
+        pub const DEFAULT_PIPELINE: &[&str] = &[$($name),*];
+
+        /// Every pass, in pipeline order.
+        pub fn registry() -> Vec<Box<dyn Pass>> {
+            vec![$(Box::new($ty)),*]
+        }
+    };
+}
+
+passes! {
+    "apply-policy" [] keeps_semantics: true, check_only: false => apply_policy::ApplyPolicy;
+    "lower-nonlinear" ["lower"] keeps_semantics: false, check_only: false => lower_nonlinear::LowerNonlinear;
+    "fold-constants" ["fold"] keeps_semantics: true, check_only: false => fold_constants::FoldConstants;
+    "weight-layout" [] keeps_semantics: true, check_only: false => weight_layout::WeightLayout;
+    "dot-products" [] keeps_semantics: true, check_only: false => dot_products::DotProducts;
+    "insert-conversions" [] keeps_semantics: true, check_only: false => insert_conversions::InsertConversions;
+    "insert-truncations" [] keeps_semantics: true, check_only: false => insert_truncations::InsertTruncations;
+    "cse" [] keeps_semantics: true, check_only: false => cse::Cse;
+    "fuse-truncations" ["fuse"] keeps_semantics: true, check_only: false => fuse_truncations::FuseTruncations;
+    "dce" [] keeps_semantics: true, check_only: false => dce::Dce;
+    "check-ranges" [] keeps_semantics: true, check_only: true => check_ranges::CheckRanges;
+    "schedule" [] keeps_semantics: true, check_only: false => schedule::Schedule;
+}
+
+/// The declared name of `n`, which may be an alias.
+pub fn canonical(n: &str) -> Option<&'static str> {
+    PASSES
+        .iter()
+        .find(|p| p.name == n || p.aliases.contains(&n))
+        .map(|p| p.name)
+}
 
 /// Counts of one graph state, for `--stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -465,13 +491,19 @@ pub struct PassRecord {
 /// Resolves the pipeline: `passes` replaces the default, `skip` removes.
 /// Unknown names are an error listing the valid ones.
 pub fn plan(passes: Option<&[String]>, skip: &[String]) -> Result<Vec<&'static str>, String> {
-    let known: Vec<&'static str> = registry().iter().map(|p| p.name()).collect();
     let check = |n: &str| -> Result<&'static str, String> {
-        known
-            .iter()
-            .copied()
-            .find(|k| *k == n)
-            .ok_or_else(|| format!("unknown pass `{n}`; passes are: {}", known.join(", ")))
+        canonical(n).ok_or_else(|| {
+            let names = PASSES
+                .iter()
+                .flat_map(|p| std::iter::once(p.name).chain(p.aliases.iter().copied()));
+            let hint = crate::elab::closest(n, names)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown pass `{n}`{hint}; passes are: {}",
+                DEFAULT_PIPELINE.join(", ")
+            )
+        })
     };
     let mut out: Vec<&'static str> = match passes {
         Some(list) => list.iter().map(|n| check(n)).collect::<Result<_, _>>()?,
