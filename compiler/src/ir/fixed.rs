@@ -44,29 +44,18 @@ impl FixedTensor {
     }
 }
 
-/// Reduces into Z_2^bits and returns the signed representative.
-#[inline]
-pub fn wrap(v: i128, bits: u32) -> i64 {
-    let s = 128 - bits;
-    ((v << s) >> s) as i64
-}
+/// Reduces into Z_2^bits and returns the signed representative (the
+/// bytecode's definition, [`ditto_bytecode::fixed`]).
+pub use ditto_bytecode::fixed::wrap;
 
 fn encode(x: f64, f: Format) -> i64 {
-    let v = (x * (f.frac as f64).exp2()).round();
-    // saturate into i128 range first; then the ring wraps like the MPC sharing
-    wrap(v.clamp(-1.7e38, 1.7e38) as i128, f.ring.bits())
+    ditto_bytecode::fixed::encode(x, f.ring.bits(), f.frac as u32)
 }
 
 /// The value `v` in format `from`, rescaled to `to` (floor on the way down).
 #[inline]
 pub fn rescale(v: i64, from: Format, to: Format) -> i64 {
-    let x = v as i128;
-    let y = if to.frac <= from.frac {
-        x >> (from.frac - to.frac)
-    } else {
-        x << (to.frac - from.frac)
-    };
-    wrap(y, to.ring.bits())
+    ditto_bytecode::fixed::rescale(v, from.frac as u32, to.ring.bits(), to.frac as u32)
 }
 
 /// A comparison of a and b (b read in a's format), 1 where it holds; one side

@@ -16,6 +16,7 @@
 
 mod asm;
 mod fields;
+pub mod fixed;
 mod validate;
 
 pub use fields::{Field, NormKind, Pred};

@@ -7,13 +7,7 @@ use super::*;
 /// way down) and reduces it into `Ro`.
 #[inline]
 pub(super) fn rescale_pub<Ri: Ring, Ro: Ring>(e: Ri, from: u32, to: u32) -> Ro {
-    let v = e.to_i64() as i128;
-    let y = if to <= from {
-        v >> (from - to)
-    } else {
-        v << (to - from)
-    };
-    Ro::from_u64(y as u64)
+    Ro::from_u64(ditto_bytecode::fixed::rescale(e.to_i64(), from, Ro::BITS, to) as u64)
 }
 
 /// The shift of a truncation from `from` to `to` fraction bits, which the
