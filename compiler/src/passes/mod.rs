@@ -167,9 +167,19 @@ pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
             && g.node(from).ty.shape == g.node(s).ty.shape;
         reader = if same { only_reader(s) } else { None };
     }
-    secret_product
-        && reader
-            .is_some_and(|r| matches!(g.node(r).op, Op::Convert) && schedule::communicates(g, r))
+    secret_product && reader.is_some_and(|r| conversion_call(g, r))
+}
+
+/// Whether `id` is a conversion the VM runs as a protocol call: of a secret,
+/// dropping fraction bits or widening the ring.
+fn conversion_call(g: &Graph, id: crate::ir::NodeId) -> bool {
+    let n = g.node(id);
+    matches!(n.op, Op::Convert)
+        && n.ty.vis == Vis::Secret
+        && match (g.node(g.operands(id)[0]).ty.format(), n.ty.format()) {
+            (Some(fi), Some(fo)) => fo.frac < fi.frac || fo.ring > fi.ring,
+            _ => false,
+        }
 }
 
 /// Whether a fused product feeds the conversion of `x`: `x` is one, or a

@@ -1,9 +1,10 @@
 //! `schedule`: orders the graph for execution so that independent
 //! communication shares rounds. Each node gets a level: a node that
-//! communicates (a secret product, a conversion call, a comparison, a select
-//! on a secret condition, a row max, a mean, a normalisation, a lookup of
-//! secret ids) sits one level above its deepest operand; a local node at its
-//! deepest operand's level. Weights, constants and local nodes of them alone
+//! communicates — whose declared cost has rounds (`passes::node_cost`: a
+//! secret product not fused into its conversion, a conversion call, a
+//! comparison, a select on a secret condition, a row max, a mean, a
+//! normalisation, a lookup of secret ids) — sits one level above its deepest
+//! operand; a local node at its deepest operand's level. Weights, constants and local nodes of them alone
 //! then sink to the latest level their users allow (a weight is read just
 //! before its first use). The schedule is then, level by level, the
 //! communicating nodes of that level — independent of each other, so the VM
@@ -17,45 +18,16 @@
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
-use crate::ir::{Graph, NodeId, Op, Step, Vis};
+use crate::ir::{Graph, NodeId, Op, Step};
 use std::collections::HashMap;
 
 pub struct Schedule;
 
-/// Whether the VM runs a protocol (communicates) for this node.
+/// Whether the VM runs a protocol (communicates) for this node: whether its
+/// declared cost has rounds (`passes::node_cost`; a product fused into the
+/// conversion that reads it is local, the conversion communicates).
 pub fn communicates(g: &Graph, id: NodeId) -> bool {
-    let n = g.node(id);
-    let ops = g.operands(id);
-    let secret = |i: usize| g.node(ops[i]).ty.vis == Vis::Secret;
-    match &n.op {
-        Op::Mul | Op::MatMul => secret(0) && secret(1),
-        Op::Convert => match (g.node(ops[0]).ty.format(), n.ty.format()) {
-            (Some(fi), Some(fo)) => secret(0) && (fo.frac < fi.frac || fo.ring > fi.ring),
-            _ => false,
-        },
-        Op::Lt | Op::Gt | Op::Le | Op::Ge | Op::Eq | Op::Ne => secret(0) || secret(1),
-        Op::Select => secret(0),
-        Op::Max { .. } | Op::Mean { .. } | Op::NormScale { .. } => secret(0),
-        Op::Embed => secret(0),
-        Op::Input { .. }
-        | Op::Weight { .. }
-        | Op::Const { .. }
-        | Op::Iota { .. }
-        | Op::Add
-        | Op::Sub
-        | Op::Neg
-        | Op::Not
-        | Op::Transpose { .. }
-        | Op::Reshape { .. }
-        | Op::Slice { .. }
-        | Op::Concat { .. }
-        | Op::Broadcast { .. }
-        | Op::Sum { .. }
-        | Op::Rescale { .. }
-        | Op::Output { .. } => false,
-        // not yet lowered: no MPC instruction (codegen refuses them)
-        Op::High(_) => false,
-    }
+    super::node_cost(g, id).rounds > 0
 }
 
 /// The schedule of `g` (see the module doc).
