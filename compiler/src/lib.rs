@@ -11,6 +11,7 @@ pub mod codegen;
 pub mod diag;
 pub mod driver;
 pub mod elab;
+pub mod gguf;
 pub mod ir;
 pub mod passes;
 pub mod policy;
