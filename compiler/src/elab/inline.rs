@@ -61,25 +61,27 @@ pub fn functions(
     Ok((fns, texts))
 }
 
-/// Instantiates `func` of `sources` on nodes of `g`: the function's nodes
+/// Instantiates `func` of `fns` (parsed by [`functions`] against `g`, with
+/// the sources they came from in `texts`) on nodes of `g`: the function's nodes
 /// are added to `g` in `format` and `class` (the region of the node being
 /// replaced); `classes` gives the formats of the class names the function
 /// uses in its own `precision` blocks (the policy's), and a class it does
 /// not name takes `format`. Returns the node holding the result.
+#[allow(clippy::too_many_arguments)]
 pub fn inline(
     g: &mut Graph,
-    sources: &[Source],
+    fns: &HashMap<String, FnDef>,
+    texts: &Sources,
     func: &str,
     args: &[InlineArg],
     format: Format,
     class: Option<String>,
     classes: &BTreeMap<String, Format>,
 ) -> Result<NodeId, Vec<Diagnostic>> {
-    let (fns, texts) = functions(g, sources)?;
     let opts = Options::default();
-    let mut e = Elab::new(&texts, &opts);
+    let mut e = Elab::new(texts, &opts);
     e.g = std::mem::take(g);
-    e.fns = fns;
+    e.fns = fns.clone();
     e.formats = classes.iter().map(|(c, f)| (c.clone(), *f)).collect();
     e.class_default = Some(format);
     e.regions.push(Region { class, format });

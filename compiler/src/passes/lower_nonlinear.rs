@@ -81,23 +81,34 @@ impl Pass for LowerNonlinear {
     }
     fn run(&self, g: &mut Graph, ctx: &Ctx) -> Result<bool, Vec<Diagnostic>> {
         let policy = ctx.policy;
+        // the nodes to lower, and their functions
+        let plan: Vec<(crate::ir::NodeId, String)> = g
+            .ids()
+            .into_iter()
+            .filter_map(|id| {
+                let n = g.node(id);
+                let ring = n.ty.format()?.ring.bits();
+                let attrs = n.op.attrs();
+                let flags: Vec<&str> = attrs
+                    .iter()
+                    .filter(|(_, v)| *v == AttrVal::Flag)
+                    .map(|(k, _)| *k)
+                    .collect();
+                let func = policy.lowering(n.op.name(), &flags, Some(ring))?;
+                Some((id, func.to_string()))
+            })
+            .collect();
+        if plan.is_empty() {
+            return Ok(false);
+        }
+        // parsed once, against `g` (their nodes' `!loc` name these files)
         let srcs = sources(policy);
-        let (fns, _) = functions(&mut g.clone(), &srcs)?;
-        let mut changed = false;
-        for id in g.ids() {
+        let (fns, texts) = functions(g, &srcs)?;
+        for (id, func) in plan {
+            let func = func.as_str();
             let n = g.node(id);
-            let Some(format) = n.ty.format() else {
-                continue;
-            };
+            let format = n.ty.format().expect("planned nodes are fixed-point");
             let attrs = n.op.attrs();
-            let flags: Vec<&str> = attrs
-                .iter()
-                .filter(|(_, v)| *v == AttrVal::Flag)
-                .map(|(k, _)| *k)
-                .collect();
-            let Some(func) = policy.lowering(n.op.name(), &flags, Some(format.ring.bits())) else {
-                continue;
-            };
             let def = fns.get(func).ok_or_else(|| {
                 vec![Diagnostic::global(format!(
                     "policy `{}`: no function `{func}`",
@@ -139,7 +150,7 @@ impl Pass for LowerNonlinear {
                 args.push(arg);
             }
             let (class, name, bound) = (n.class.clone(), n.name.clone(), n.bound);
-            let result = inline(g, &srcs, func, &args, format, class, &policy.formats)?;
+            let result = inline(g, &fns, &texts, func, &args, format, class, &policy.formats)?;
             let r = g.node_mut(result);
             if r.name.is_none() {
                 r.name = name;
@@ -147,13 +158,10 @@ impl Pass for LowerNonlinear {
             r.bound = r.bound.or(bound);
             g.replace_uses(id, result);
             g.remove(id);
-            changed = true;
         }
-        if changed {
-            g.prune_dead();
-            // users that keep their operand's format follow the result's
-            crate::ir::formats::refresh_inherited(g);
-        }
-        Ok(changed)
+        g.prune_dead();
+        // users that keep their operand's format follow the result's
+        crate::ir::formats::refresh_inherited(g);
+        Ok(true)
     }
 }

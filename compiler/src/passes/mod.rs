@@ -27,6 +27,7 @@ use crate::diag::Diagnostic;
 use crate::ir::verify::verify;
 use crate::ir::{Graph, Op, Vis};
 use crate::policy::Policy;
+use std::collections::HashMap;
 
 /// What a pass can read besides the graph.
 pub struct Ctx<'a> {
@@ -210,7 +211,8 @@ pub fn stats(g: &Graph) -> GraphStats {
         ..Default::default()
     };
     let order = g.topo_order().unwrap_or_else(|_| g.ids());
-    let mut depth = std::collections::HashMap::new();
+    let mut depth = HashMap::new();
+    let mut rounds_of = HashMap::new();
     let secret = |id: crate::ir::NodeId| g.node(id).ty.vis == Vis::Secret;
     for id in order {
         let n = g.node(id);
@@ -238,9 +240,13 @@ pub fn stats(g: &Graph) -> GraphStats {
         let c = node_cost(g, id);
         s.est_bytes += c.bytes;
         depth.insert(id, d_in + c.rounds);
+        rounds_of.insert(id, c.rounds);
     }
     s.est_rounds = match &g.schedule {
-        Some(steps) => steps.iter().map(|st| step_rounds(g, &st.nodes)).sum(),
+        Some(steps) => steps
+            .iter()
+            .map(|st| step_rounds(g, &st.nodes, &rounds_of))
+            .sum(),
         None => depth.values().copied().max().unwrap_or(0),
     };
     s
@@ -293,36 +299,30 @@ fn batch_key(g: &Graph, id: crate::ir::NodeId) -> Option<BatchKey> {
     }
 }
 
-/// Online rounds of one step of the schedule as the VM runs it: the
-/// batched calls of each kind one after the other, then the other calls.
-fn step_rounds(g: &Graph, nodes: &[crate::ir::NodeId]) -> u64 {
-    let calls: Vec<crate::ir::NodeId> = nodes
-        .iter()
-        .copied()
-        .filter(|&id| node_cost(g, id).rounds > 0)
-        .collect();
-    let keys: Vec<Option<BatchKey>> = calls.iter().map(|&id| batch_key(g, id)).collect();
+/// Online rounds of one step of the schedule as the VM runs it: each batch
+/// of calls with one key is one call (the rounds of its deepest member),
+/// the kinds one after the other, and every other call on its own.
+fn step_rounds(
+    g: &Graph,
+    nodes: &[crate::ir::NodeId],
+    rounds_of: &HashMap<crate::ir::NodeId, u64>,
+) -> u64 {
+    let mut batches: HashMap<BatchKey, u64> = HashMap::new();
     let mut rounds = 0;
-    let mut done: Vec<BatchKey> = vec![];
-    for (i, &id) in calls.iter().enumerate() {
-        match keys[i] {
-            Some(k) if calls.len() > 1 && keys.iter().filter(|&&x| x == Some(k)).count() > 1 => {
-                if !done.contains(&k) {
-                    done.push(k);
-                    // one call for all members: the rounds of the deepest
-                    rounds += calls
-                        .iter()
-                        .zip(&keys)
-                        .filter(|(_, &x)| x == Some(k))
-                        .map(|(&m, _)| node_cost(g, m).rounds)
-                        .max()
-                        .unwrap_or(0);
-                }
+    for id in nodes {
+        let r = rounds_of.get(id).copied().unwrap_or(0);
+        if r == 0 {
+            continue;
+        }
+        match batch_key(g, *id) {
+            Some(k) => {
+                let b = batches.entry(k).or_insert(0);
+                *b = (*b).max(r);
             }
-            _ => rounds += node_cost(g, id).rounds,
+            None => rounds += r,
         }
     }
-    rounds
+    rounds + batches.values().sum::<u64>()
 }
 
 /// The declared cost (`ditto_protocol::cost`) of the protocol call the VM

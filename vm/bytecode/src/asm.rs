@@ -134,7 +134,8 @@ impl Program {
                         .strip_prefix('=')
                         .ok_or_else(|| at("expected `=`".into()))?;
                     let mut words = r.split_whitespace();
-                    let reg = Reg::parse_field(words.next().unwrap_or("")).map_err(at)?;
+                    let reg =
+                        <Reg as crate::Field>::parse(words.next().unwrap_or("")).map_err(at)?;
                     let (mut owner, mut transposed) = (None, false);
                     while let Some(w) = words.next() {
                         match (w, words.clone().next()) {
@@ -203,16 +204,5 @@ impl Program {
         }
         validate(&p).map_err(|e| format!("the program is invalid: {e}"))?;
         Ok(p)
-    }
-}
-
-/// `Reg` through its field parser (for the port lines).
-trait ParseField: Sized {
-    fn parse_field(s: &str) -> Result<Self, String>;
-}
-
-impl ParseField for Reg {
-    fn parse_field(s: &str) -> Result<Self, String> {
-        <Reg as crate::Field>::parse(s)
     }
 }

@@ -54,6 +54,38 @@ impl Field for u32 {
     }
 }
 
+/// The field of a small code held in one byte: the enum's discriminant on
+/// the wire (checked against `ALL` when decoded), its `as_str` name in text.
+macro_rules! byte_code_field {
+    ($t:ty, $what:literal, $names:literal) => {
+        impl Field for $t {
+            fn put(&self, w: &mut Vec<u8>) {
+                w.push(*self as u8);
+            }
+            fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+                let at = r.pos;
+                let c = r.u8(concat!("a ", $what))?;
+                <$t>::ALL
+                    .get(c as usize)
+                    .copied()
+                    .ok_or(DecodeError::Invalid {
+                        offset: at,
+                        message: format!(concat!("unknown ", $what, " {}"), c),
+                    })
+            }
+            fn show(&self) -> String {
+                self.as_str().into()
+            }
+            fn parse(s: &str) -> Result<Self, String> {
+                <$t>::ALL
+                    .into_iter()
+                    .find(|p| p.as_str() == s)
+                    .ok_or_else(|| format!(concat!("`{}` is not ", $names), s))
+            }
+        }
+    };
+}
+
 /// A comparison's predicate (the `pred` field of `cmp`), encoded as one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pred {
@@ -90,31 +122,7 @@ impl Pred {
     }
 }
 
-impl Field for Pred {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.push(*self as u8);
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let at = r.pos;
-        let c = r.u8("a predicate")?;
-        Pred::ALL
-            .get(c as usize)
-            .copied()
-            .ok_or(DecodeError::Invalid {
-                offset: at,
-                message: format!("unknown predicate {c}"),
-            })
-    }
-    fn show(&self) -> String {
-        self.as_str().into()
-    }
-    fn parse(s: &str) -> Result<Self, String> {
-        Pred::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not a predicate (lt, gt, le, ge, eq, ne)"))
-    }
-}
+byte_code_field!(Pred, "predicate", "a predicate (lt, gt, le, ge, eq, ne)");
 
 /// Which function of the highest set bit `norm_scale` computes (the `kind`
 /// field of `norm_scale`, one byte; the IR's `norm_scale` attribute). With
@@ -165,28 +173,7 @@ impl NormKind {
     }
 }
 
-impl Field for NormKind {
-    fn put(&self, w: &mut Vec<u8>) {
-        w.push(*self as u8);
-    }
-    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        let at = r.pos;
-        let c = r.u8("a normalisation kind")?;
-        NormKind::ALL
-            .get(c as usize)
-            .copied()
-            .ok_or(DecodeError::Invalid {
-                offset: at,
-                message: format!("unknown normalisation {c}"),
-            })
-    }
-    fn show(&self) -> String {
-        self.as_str().into()
-    }
-    fn parse(s: &str) -> Result<Self, String> {
-        NormKind::parse(s).ok_or_else(|| format!("`{s}` is not recip, rsqrt_in or rsqrt_out"))
-    }
-}
+byte_code_field!(NormKind, "normalisation", "recip, rsqrt_in or rsqrt_out");
 
 impl Field for f64 {
     fn put(&self, w: &mut Vec<u8>) {

@@ -255,15 +255,14 @@ macro_rules! instructions {
             /// An instruction from its mnemonic and `field=value` pairs
             /// (the assembler's side of [`Instr::show`]).
             pub fn parse(mnemonic: &str, fields: &[(&str, &str)]) -> Result<Instr, String> {
-                for (k, _) in fields {
-                    let known: &[&str] = match mnemonic {
-                        $( m if m.eq_ignore_ascii_case(stringify!($name)) => &[$(stringify!($field)),*], )*
-                        _ => &[],
-                    };
-                    if !known.contains(k) {
-                        return Err(format!("`{mnemonic}` has no field `{k}`"));
-                    }
+                let (_, name, known, _) = TABLE
+                    .iter()
+                    .find(|t| t.1.eq_ignore_ascii_case(mnemonic))
+                    .ok_or_else(|| format!("unknown instruction `{mnemonic}`"))?;
+                if let Some((k, _)) = fields.iter().find(|(k, _)| !known.iter().any(|(f, _)| f == k)) {
+                    return Err(format!("`{mnemonic}` has no field `{k}`"));
                 }
+                #[allow(unused_variables)]
                 let get = |k: &str| {
                     fields
                         .iter()
@@ -271,14 +270,11 @@ macro_rules! instructions {
                         .map(|(_, v)| *v)
                         .ok_or_else(|| format!("`{mnemonic}` needs `{k}=...`"))
                 };
-                let _ = &get;
-                $(
-                    if mnemonic.eq_ignore_ascii_case(stringify!($name)) {
-                        return Ok(Instr::$name { $($field: <$fty as Field>::parse(get(stringify!($field))?)
-                            .map_err(|e| format!("{}: {e}", stringify!($field)))?),* });
-                    }
-                )*
-                Err(format!("unknown instruction `{mnemonic}`"))
+                match *name {
+                    $( stringify!($name) => Ok(Instr::$name { $($field: <$fty as Field>::parse(get(stringify!($field))?)
+                        .map_err(|e| format!("{}: {e}", stringify!($field)))?),* }), )*
+                    _ => unreachable!("TABLE lists every instruction"),
+                }
             }
 
             pub fn show(&self) -> String {
