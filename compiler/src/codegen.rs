@@ -200,6 +200,16 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
             }
             Op::Const { value } => Instr::Const { dst, value: *value },
             Op::Iota { .. } => Instr::Iota { dst },
+            Op::Rotary {
+                part,
+                theta,
+                offset,
+            } => Instr::Rotary {
+                dst,
+                part: *part,
+                theta: *theta,
+                offset: *offset as u32,
+            },
             Op::Add => Instr::Add {
                 dst,
                 a: ops[0],

@@ -65,6 +65,32 @@ fn max_error_in(
     n: usize,
     exact: impl Fn(&[f64]) -> Vec<f64>,
 ) -> f64 {
+    let xs: Vec<f64> = (0..n)
+        .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+        .collect();
+    let err = max_error_on(call, fmt, classes, &xs, exact);
+    let inner: Vec<String> = classes
+        .iter()
+        .map(|(c, (k, f))| format!(" {c} in ({k}, {f})"))
+        .collect();
+    println!(
+        "{call:<20} ({}, {}){} on [{lo}, {hi}]: max abs error {err:.2e}",
+        fmt.0,
+        fmt.1,
+        inner.join(",")
+    );
+    err
+}
+
+/// Max |approx − exact| on the row `xs`.
+fn max_error_on(
+    call: &str,
+    fmt: (u32, u32),
+    classes: &[(&str, (u32, u32))],
+    xs: &[f64],
+    exact: impl Fn(&[f64]) -> Vec<f64>,
+) -> f64 {
+    let n = xs.len();
     let class = |c: &str| {
         let (k, f) = classes
             .iter()
@@ -74,9 +100,10 @@ fn max_error_in(
         format!("format {c} = ({k}, {f});\n")
     };
     let src = format!(
-        "use std.approx;\nformat scores = (32, 8);\n{}{}model m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
+        "use std.approx;\nformat scores = (32, 8);\n{}{}{}model m(S) {{\n    input x: s{k}.{f}[S] from client;\n    precision ({k}, {f}) {{\n        let y = {call};\n    }}\n    output y;\n}}\n",
         class("exp"),
         class("gelu_poly"),
+        class("rmsnorm"),
         k = fmt.0,
         f = fmt.1,
     );
@@ -108,29 +135,14 @@ fn max_error_in(
         &DumpAfter::None,
     )
     .expect("pipeline");
-    let xs: Vec<f64> = (0..n)
-        .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
-        .collect();
-    let inputs = HashMap::from([("x".to_string(), Tensor::new(vec![n], xs.clone()))]);
+    let inputs = HashMap::from([("x".to_string(), Tensor::new(vec![n], xs.to_vec()))]);
     let out = evaluate_fixed(&g, &inputs, &InMemory::default()).expect("evaluates");
     let y = out["y"].decode();
-    let want = exact(&xs);
-    let err = want
-        .iter()
+    let want = exact(xs);
+    want.iter()
         .zip(&y.data)
         .map(|(&w, &v)| (v - w).abs())
-        .fold(0.0, f64::max);
-    let inner: Vec<String> = classes
-        .iter()
-        .map(|(c, (k, f))| format!(" {c} in ({k}, {f})"))
-        .collect();
-    println!(
-        "{call:<20} ({}, {}){} on [{lo}, {hi}]: max abs error {err:.2e}",
-        fmt.0,
-        fmt.1,
-        inner.join(",")
-    );
-    err
+        .fold(0.0, f64::max)
 }
 
 fn gelu(x: f64) -> f64 {
@@ -263,4 +275,78 @@ fn softmax_puma_and_2quad() {
         q.iter().map(|v| v / s).collect::<Vec<f64>>()
     };
     assert!(max_error_row("softmax_2quad(x)", (64, 18), -8.0, 4.0, 64, two_quad) < 3e-4);
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+#[test]
+fn silu_by_symmetry() {
+    // relu(x) − g(|x|): the sextic's own 2.7e-3 (and g(8) = 2.7e-3 beyond)
+    let wide = max_error("silu_sym(x)", (64, 18), -20.0, 20.0, 4001, silu);
+    assert!(wide < 3e-3, "{wide}");
+    // as `ditto` runs it: x and the result in (32, 8), the polynomial in
+    // (32, 12)
+    let ditto = max_error_in(
+        "silu_sym(x)",
+        (32, 8),
+        &[("gelu_poly", (32, 12))],
+        -20.0,
+        20.0,
+        4001,
+        |xs| xs.iter().map(|&x| silu(x)).collect(),
+    );
+    assert!(ditto < 9e-3, "{ditto}");
+}
+
+/// RMSNorm of a row with γ = 1.
+fn rms_norm(xs: &[f64]) -> Vec<f64> {
+    let ms = xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64;
+    xs.iter().map(|x| x / (ms + 1e-5).sqrt()).collect()
+}
+
+#[test]
+fn rmsnorm_with_massive_activations() {
+    // a row of ordinary values, and one with a massive activation (Llama's:
+    // SmolLM2-135M has 22 552), in (64, 18) as every policy runs it
+    let cls = [("rmsnorm", (64, 28))];
+    let small = max_error_in(
+        "rmsnorm_mpc(x, 1.0, 1e-5)",
+        (64, 18),
+        &cls,
+        -3.0,
+        3.0,
+        576,
+        rms_norm,
+    );
+    assert!(small < 2e-3, "{small}");
+    // rows of a few hundredths (embeddings; seeded weights)
+    let tiny = max_error_in(
+        "rmsnorm_mpc(x, 1.0, 1e-5)",
+        (64, 18),
+        &cls,
+        -0.03,
+        0.05,
+        576,
+        rms_norm,
+    );
+    assert!(tiny < 2e-3, "{tiny}");
+    let mut row: Vec<f64> = (0..576)
+        .map(|i| ((i * 37) % 101) as f64 / 17.0 - 3.0)
+        .collect();
+    row[0] = 22552.0;
+    row[7] = -900.0;
+    let big = max_error_on("rmsnorm_mpc(x, 1.0, 1e-5)", (64, 18), &cls, &row, rms_norm);
+    println!("rmsnorm_mpc with 22 552 and −900 among ordinary values: max abs error {big:.2e}");
+    assert!(big < 2e-3, "{big}");
+    // without the pre-scaling, 22 552² at 36 fraction bits leaves the ring
+    let plain = max_error_on(
+        "x * rsqrt_poly(mean(x * x, -1) + 1e-5)",
+        (64, 18),
+        &[],
+        &row,
+        rms_norm,
+    );
+    assert!(plain > 1.0, "{plain}");
 }

@@ -29,6 +29,9 @@ builtins! {
     Recip = "recip" ["x"] 1 "1/x";
     Rsqrt = "rsqrt" ["x"] 1 "1/sqrt(x)";
     Tanh = "tanh" ["x"] 1 "tanh(x)";
+    Silu = "silu" ["x"] 1 "SiLU x·σ(x) (Llama's FFN gate)";
+    Rmsnorm = "rmsnorm" ["x", "gamma", "eps"] 2 "RMSNorm over the last axis (Llama)";
+    Rotary = "rotary" ["part", "n", "d", "theta", "offset"] 4 "public RoPE table [n, d]: \"cos\" or \"sin\" of (offset + i)·θ^(−2(j mod d/2)/d)";
     Embed = "embed" ["ids", "table"] 2 "rows of `table` [V, D] picked by integer `ids` [S]";
     Transpose = "transpose" ["x", "perm"] 1 "permute axes (default: swap the last two)";
     Reshape = "reshape" ["x", "shape"] 2 "same elements, new shape";
@@ -316,6 +319,81 @@ fn builtin(e: &mut Elab, which: Builtin, a: &Args) -> Option<Val> {
         Builtin::Recip => unary(Op::High(HighOp::Recip), e)?,
         Builtin::Rsqrt => unary(Op::High(HighOp::Rsqrt), e)?,
         Builtin::Tanh => unary(Op::High(HighOp::Tanh), e)?,
+        Builtin::Silu => unary(Op::High(HighOp::Silu), e)?,
+        Builtin::Rmsnorm => {
+            let x = tensor(e, a, 0, "the operand")?;
+            let g = tensor(e, a, 1, "gamma")?;
+            let eps = if a.get(2).is_some() {
+                number(e, a, 2, "eps")?
+            } else {
+                1e-5
+            };
+            e.op(Op::High(HighOp::RmsNorm { eps }), &[x, g], span)
+        }
+        Builtin::Rotary => {
+            let part = match a.get(0)? {
+                (Val::Str(k), s) => match crate::ir::ops::Trig::parse(k) {
+                    Some(p) => p,
+                    None => {
+                        e.err(
+                            Diagnostic::error(format!("unknown table `{k}`"), *s, "here")
+                                .with_hint("a rotary table is \"cos\" or \"sin\""),
+                        );
+                        return None;
+                    }
+                },
+                (other, s) => {
+                    e.err(
+                        Diagnostic::error(
+                            format!("the part must be a string, not {}", other.kind()),
+                            *s,
+                            "here",
+                        )
+                        .with_hint("a rotary table is \"cos\" or \"sin\""),
+                    );
+                    return None;
+                }
+            };
+            let n = int(e, a, 1, "the number of positions")?;
+            let d = int(e, a, 2, "the width")?;
+            let theta = number(e, a, 3, "the base θ")?;
+            let offset = if a.get(4).is_some() {
+                int(e, a, 4, "the first position")?
+            } else {
+                0
+            };
+            let bad = if n <= 0 {
+                Some((
+                    1,
+                    format!("a rotary table needs at least one position, got {n}"),
+                ))
+            } else if d <= 0 || d % 2 != 0 {
+                Some((
+                    2,
+                    format!("a rotary table's width must be even and positive, got {d}"),
+                ))
+            } else if !(theta.is_finite() && theta > 0.0) {
+                Some((3, format!("the base θ must be positive, got {theta}")))
+            } else if offset < 0 || offset > u32::MAX as i64 {
+                Some((
+                    4,
+                    format!("the first position must be in 0..2^32, got {offset}"),
+                ))
+            } else {
+                None
+            };
+            if let Some((i, msg)) = bad {
+                e.err(Diagnostic::error(msg, a.get(i)?.1, "here"));
+                return None;
+            }
+            let ty = Type::fixed(Vis::Public, e.region_format(), vec![n as usize, d as usize]);
+            let op = Op::Rotary {
+                part,
+                theta,
+                offset: offset as usize,
+            };
+            Val::Tensor(e.add_node(op, ty, &[], span))
+        }
         Builtin::Softmax => {
             let x = tensor(e, a, 0, "the operand")?;
             match a.get(1) {

@@ -403,6 +403,17 @@ pub(crate) fn eval_real(op: &Op, shape: &[usize], a: &[&Tensor]) -> Result<Tenso
         }
         Op::Const { value } => Tensor::scalar(*value),
         Op::Iota { n } => Tensor::new(vec![*n], (0..*n).map(|i| i as f64).collect()),
+        Op::Rotary {
+            part,
+            theta,
+            offset,
+        } => match shape {
+            [n, d] => Tensor::new(
+                shape.to_vec(),
+                ditto_bytecode::fixed::rotary_table(*part, *n, *d, *theta, *offset),
+            ),
+            _ => return Err(EvalError::Invalid("a rotary table is a matrix".into())),
+        },
         Op::Add => binary(a[0], a[1], |x, y| x + y),
         Op::Sub => binary(a[0], a[1], |x, y| x - y),
         Op::Mul => binary(a[0], a[1], |x, y| x * y),

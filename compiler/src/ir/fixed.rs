@@ -173,6 +173,17 @@ fn eval_op(
                 )
             })
             .collect(),
+        Op::Rotary {
+            part,
+            theta,
+            offset,
+        } => match shape {
+            [n, d] => ditto_bytecode::fixed::rotary_table(*part, *n, *d, *theta, *offset)
+                .into_iter()
+                .map(|v| encode(v, f()))
+                .collect(),
+            _ => return Err(EvalError::Invalid("a rotary table is a matrix".into())),
+        },
         Op::Add | Op::Sub => {
             let (x, y) = (rescaled(a[0], f()), rescaled(a[1], f()));
             let sub = matches!(op, Op::Sub);

@@ -25,6 +25,7 @@ pub fn inherits_from(op: &Op) -> Option<usize> {
         | Op::Weight { .. }
         | Op::Const { .. }
         | Op::Iota { .. }
+        | Op::Rotary { .. }
         | Op::Add
         | Op::Sub
         | Op::Mul

@@ -25,6 +25,9 @@ declare_ops! { HighOp, HIGH, ;
     Recip = "recip" ("x") [Exactly(1)] "1/x, element-wise";
     Rsqrt = "rsqrt" ("x") [Exactly(1)] "1/√x, element-wise";
     Tanh = "tanh" ("x") [Exactly(1)] "tanh x, element-wise";
+    Silu = "silu" ("x") [Exactly(1)] "SiLU (swish): x·σ(x), element-wise (Llama's FFN gate)";
+    RmsNorm { eps: f64 } = "rmsnorm" ("x, gamma") [Exactly(2)]
+        "RMSNorm over the last axis: x·γ/√(mean(x²) + eps) (Llama)";
 }
 
 impl HighOp {
@@ -38,7 +41,8 @@ impl HighOp {
             HighOp::Recip => Some(|x| 1.0 / x),
             HighOp::Rsqrt => Some(|x| 1.0 / x.sqrt()),
             HighOp::Tanh => Some(f64::tanh),
-            HighOp::Softmax { .. } | HighOp::LayerNorm { .. } => None,
+            HighOp::Silu => Some(silu),
+            HighOp::Softmax { .. } | HighOp::LayerNorm { .. } | HighOp::RmsNorm { .. } => None,
         }
     }
 
@@ -48,7 +52,12 @@ impl HighOp {
         let x = ts[0];
         need_fixed(x, "the operand")?;
         match self {
-            HighOp::Gelu { .. } | HighOp::Exp | HighOp::Recip | HighOp::Rsqrt | HighOp::Tanh => {}
+            HighOp::Gelu { .. }
+            | HighOp::Exp
+            | HighOp::Recip
+            | HighOp::Rsqrt
+            | HighOp::Tanh
+            | HighOp::Silu => {}
             HighOp::Softmax { masked } => {
                 if x.rank() == 0 {
                     return Err("softmax needs at least one axis".into());
@@ -63,13 +72,21 @@ impl HighOp {
                     }
                 }
             }
-            HighOp::LayerNorm { .. } => {
-                let d = *x.shape.last().ok_or("layernorm needs at least one axis")?;
-                for (t, what) in [(ts[1], "gamma"), (ts[2], "beta")] {
+            HighOp::LayerNorm { .. } | HighOp::RmsNorm { .. } => {
+                let d = *x
+                    .shape
+                    .last()
+                    .ok_or("a normalisation needs at least one axis")?;
+                let params: &[(&Type, &str)] = match self {
+                    HighOp::LayerNorm { .. } => &[(ts[1], "gamma"), (ts[2], "beta")],
+                    _ => &[(ts[1], "gamma")],
+                };
+                for &(t, what) in params {
                     need_fixed(t, what)?;
                     if t.shape != [d] {
                         return Err(format!(
-                            "layernorm {what} must have shape [{d}] to match {}, got {}",
+                            "{} {what} must have shape [{d}] to match {}, got {}",
+                            self.name(),
                             shape_str(&x.shape),
                             shape_str(&t.shape)
                         ));
@@ -123,7 +140,22 @@ impl HighOp {
                     }
                 });
             }
-            HighOp::Gelu { .. } | HighOp::Exp | HighOp::Recip | HighOp::Rsqrt | HighOp::Tanh => {
+            HighOp::RmsNorm { eps } => {
+                let g = a[1];
+                data.par_chunks_mut(d).for_each(|row| {
+                    let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+                    let r = 1.0 / (ms + eps).sqrt();
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v *= r * g.data[j];
+                    }
+                });
+            }
+            HighOp::Gelu { .. }
+            | HighOp::Exp
+            | HighOp::Recip
+            | HighOp::Rsqrt
+            | HighOp::Tanh
+            | HighOp::Silu => {
                 unreachable!("element-wise, above")
             }
         }
@@ -134,7 +166,9 @@ impl HighOp {
     /// where unknown), for `check-ranges`; `last` is the operand's last axis.
     pub fn bound(&self, get: &dyn Fn(usize) -> Option<f64>, last: usize) -> Option<f64> {
         match self {
-            HighOp::Gelu { .. } => get(0),
+            HighOp::Gelu { .. } | HighOp::Silu => get(0),
+            // |x_j|/rms(x) ≤ √d, as for LayerNorm
+            HighOp::RmsNorm { .. } => get(1).map(|g| g * (last as f64).sqrt()),
             HighOp::Softmax { .. } | HighOp::Tanh => Some(1.0),
             HighOp::LayerNorm { .. } => {
                 let d = last as f64;
@@ -142,6 +176,16 @@ impl HighOp {
             }
             HighOp::Exp | HighOp::Recip | HighOp::Rsqrt => None,
         }
+    }
+}
+
+/// SiLU x·σ(x), written to stay finite for large |x|.
+pub(crate) fn silu(x: f64) -> f64 {
+    if x >= 0.0 {
+        x / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        x * e / (1.0 + e)
     }
 }
 

@@ -90,7 +90,11 @@ pub fn infer(op: &Op, ts: &[&Type]) -> Result<Option<Inferred>, String> {
         }))
     };
     match op {
-        Op::Input { .. } | Op::Weight { .. } | Op::Const { .. } | Op::Iota { .. } => Ok(None),
+        Op::Input { .. }
+        | Op::Weight { .. }
+        | Op::Const { .. }
+        | Op::Iota { .. }
+        | Op::Rotary { .. } => Ok(None),
         Op::Add | Op::Sub | Op::Mul => {
             need_fixed(ts[0], "the left operand")?;
             need_fixed(ts[1], "the right operand")?;

@@ -10,6 +10,8 @@ use std::fmt;
 /// Which function of the highest set bit `norm_scale` computes (declared
 /// with the bytecode's field of the same name: one definition of its scale).
 pub use ditto_bytecode::NormKind;
+/// Which part (cos or sin) of a rotary table `rotary` builds.
+pub use ditto_bytecode::Trig;
 
 /// Who supplies an input's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +141,9 @@ declare_ops! { Op, CORE, High(HighOp);
         "a model parameter, bound by name to a tensor of the weights file (`transposed`: the stored matrix's transpose, set by `weight-layout`); its type is declared";
     Const { value: f64 } = "const" ("") [Exactly(0)] "a public scalar (rank 0)";
     Iota { n: usize } = "iota" ("") [Exactly(0)] "public integers 0..n (shape [n])";
+    /// Rotary position embedding's table (see `ditto_bytecode::fixed::rotary_angle`).
+    Rotary { part: Trig, theta: f64, offset: usize } = "rotary" ("") [Exactly(0)]
+        "public RoPE table [n, d] (its type's shape): `part` (cos or sin) of (offset + i)·θ^(−2(j mod d/2)/d), the HuggingFace layout";
     Add = "add" ("a, b") [Exactly(2)] "a + b, element-wise: equal shapes or one scalar";
     Sub = "sub" ("a, b") [Exactly(2)] "a − b, element-wise";
     Mul = "mul" ("a, b") [Exactly(2)] "a·b, element-wise";
@@ -284,6 +289,20 @@ impl AttrField for NormKind {
             _ => None,
         }
         .ok_or_else(|| format!("attribute `{key}` must be recip, rsqrt_in or rsqrt_out"))
+    }
+}
+
+impl AttrField for Trig {
+    const KIND: &'static str = "cos or sin";
+    fn put(&self) -> Option<AttrVal> {
+        Some(AttrVal::Ident(self.as_str().into()))
+    }
+    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+        match need(op, key, v)? {
+            AttrVal::Ident(k) => Trig::parse(k),
+            _ => None,
+        }
+        .ok_or_else(|| format!("attribute `{key}` must be cos or sin"))
     }
 }
 

@@ -174,6 +174,19 @@ fn check_node(g: &Graph, id: NodeId, errs: &mut Vec<VerifyError>) {
                         errs.push(bad(&format!("iota {len} must have type p?.0[{len}]")));
                     }
                 }
+                Op::Rotary { theta, .. } => {
+                    let ok = theta.is_finite()
+                        && *theta > 0.0
+                        && n.ty.vis == Vis::Public
+                        && n.ty.format().is_some()
+                        && n.ty.shape.len() == 2
+                        && n.ty.shape[1].is_multiple_of(2);
+                    if !ok {
+                        errs.push(bad(
+                            "a rotary table must be a public fixed-point matrix of even width",
+                        ));
+                    }
+                }
                 Op::Const { .. } => {
                     if n.ty.vis != Vis::Public || n.ty.is_bool() || n.ty.rank() != 0 {
                         errs.push(bad("a constant must be a public fixed-point scalar"));

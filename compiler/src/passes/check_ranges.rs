@@ -35,6 +35,7 @@ pub fn bounds(g: &Graph, weights: Option<&HashMap<String, f64>>) -> HashMap<Node
         let derived = match &n.op {
             Op::Const { value } => Some(value.abs()),
             Op::Iota { n } => Some(n.saturating_sub(1) as f64),
+            Op::Rotary { .. } => Some(1.0),
             Op::Weight { name, .. } => weights.and_then(|w| w.get(name)).copied(),
             Op::Input { .. } => None,
             Op::Add | Op::Sub => get(0).zip(get(1)).map(|(x, y)| x + y),
@@ -151,6 +152,7 @@ impl Pass for CheckRanges {
                 | Op::Weight { .. }
                 | Op::Const { .. }
                 | Op::Iota { .. }
+                | Op::Rotary { .. }
                 | Op::Add
                 | Op::Sub
                 | Op::Neg

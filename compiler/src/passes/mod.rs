@@ -404,6 +404,7 @@ pub fn node_cost(g: &Graph, id: crate::ir::NodeId) -> ditto_protocol::cost::Cost
         | Op::Weight { .. }
         | Op::Const { .. }
         | Op::Iota { .. }
+        | Op::Rotary { .. }
         | Op::Add
         | Op::Sub
         | Op::Neg

@@ -147,6 +147,8 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
                     Format::new(fm(p).ring.bits() as i64, 0).unwrap(),
                     vec![*n],
                 )),
+                // a table as wide as the input
+                Op::Rotary { .. } => Some(Type::fixed(Vis::Public, fm(p), vec![3, 4])),
                 _ => {
                     let types: Vec<&Type> = args.iter().map(|&n| &g.node(n).ty).collect();
                     let mut fmt = fm(p);

@@ -175,6 +175,36 @@ impl NormKind {
 
 byte_code_field!(NormKind, "normalisation", "recip, rsqrt_in or rsqrt_out");
 
+/// Which half of a rotary position table `rotary` builds (the `part` field,
+/// one byte; the IR's `rotary` attribute): the cosines or the sines of
+/// the angles of [`crate::fixed::rotary_angle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trig {
+    Cos = 0,
+    Sin = 1,
+}
+
+impl Trig {
+    pub const ALL: [Trig; 2] = [Trig::Cos, Trig::Sin];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trig::Cos => "cos",
+            Trig::Sin => "sin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Trig> {
+        Trig::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Trig::Cos => x.cos(),
+            Trig::Sin => x.sin(),
+        }
+    }
+}
+
+byte_code_field!(Trig, "trigonometric part", "cos or sin");
+
 impl Field for f64 {
     fn put(&self, w: &mut Vec<u8>) {
         w.extend_from_slice(&self.to_bits().to_le_bytes());

@@ -37,3 +37,21 @@ pub fn rescale(v: i64, from: u32, k: u32, to: u32) -> i64 {
     };
     wrap(y, k)
 }
+
+/// The rotary position embedding's angle (RoPE, in the HuggingFace layout
+/// where dimension j pairs with j ± d/2) at row i of a table of width d
+/// whose first row is position `offset`: (offset + i)·θ^(−2(j mod d/2)/d).
+/// One definition for the compiler's evaluators and the VM.
+#[inline]
+pub fn rotary_angle(i: usize, j: usize, d: usize, theta: f64, offset: usize) -> f64 {
+    let half = (d / 2).max(1);
+    let e = (2 * (j % half)) as f64 / d as f64;
+    (offset + i) as f64 * theta.powf(-e)
+}
+
+/// The whole table [n, d] of `part` of the angles, row-major.
+pub fn rotary_table(part: crate::Trig, n: usize, d: usize, theta: f64, offset: usize) -> Vec<f64> {
+    (0..n * d)
+        .map(|x| part.apply(rotary_angle(x / d, x % d, d, theta, offset)))
+        .collect()
+}

@@ -19,7 +19,7 @@ mod fields;
 pub mod fixed;
 mod validate;
 
-pub use fields::{Field, NormKind, Pred};
+pub use fields::{Field, NormKind, Pred, Trig};
 
 pub use validate::validate;
 
@@ -295,6 +295,7 @@ instructions! {
     0x02 Weight { dst: Reg, port: u32 } "load the shares of weight `port`";
     0x03 Const { dst: Reg, value: f64 } "public scalar, encoded in dst's format";
     0x04 Iota { dst: Reg } "public integers 0..n";
+    0x05 Rotary { dst: Reg, part: Trig, theta: f64, offset: u32 } "public RoPE table [n, d]: cos or sin of (offset + i)·θ^(−2(j mod d/2)/d)";
     0x10 Add { dst: Reg, a: Reg, b: Reg } "a + b (equal shapes, or one scalar); local";
     0x11 Sub { dst: Reg, a: Reg, b: Reg } "a − b; local";
     0x12 Neg { dst: Reg, a: Reg } "−a; local";

@@ -198,6 +198,13 @@ fn check<'a>(ins: &Instr, d: &RegType, t: &dyn Fn(&Reg) -> &'a RegType) -> Resul
             (false, Kind::Fixed { frac: 0, .. }, 1) => Ok(()),
             _ => Err("iota is a public integer vector".into()),
         },
+        Instr::Rotary { theta, .. } => match (d.secret, d.kind, d.shape.as_slice()) {
+            _ if !(theta.is_finite() && *theta > 0.0) => Err(format!(
+                "rotary's base θ must be a positive number, not {theta}"
+            )),
+            (false, Kind::Fixed { .. }, [_, w]) if w % 2 == 0 => Ok(()),
+            _ => Err("rotary is a public fixed-point matrix of even width".into()),
+        },
         Instr::Add { a, b, .. } | Instr::Sub { a, b, .. } | Instr::Mul { a, b, .. } => {
             need_fixed(a)?;
             need_fixed(b)?;

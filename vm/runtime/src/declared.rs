@@ -72,6 +72,7 @@ pub fn declared(p: &Program, ins: &Instr, fused: bool) -> Cost {
         | Instr::Weight { .. }
         | Instr::Const { .. }
         | Instr::Iota { .. }
+        | Instr::Rotary { .. }
         | Instr::Add { .. }
         | Instr::Sub { .. }
         | Instr::Neg { .. }

@@ -6,7 +6,7 @@
 
 mod common;
 use common::{ty, B};
-use ditto_bytecode::{Instr, NormKind, Pred, Program, TABLE};
+use ditto_bytecode::{Instr, NormKind, Pred, Program, Trig, TABLE};
 use ditto_vm::{declared::declared, run_mpc, Data, MpcOptions};
 use std::collections::BTreeSet;
 
@@ -32,6 +32,12 @@ fn program(k: u8) -> (Program, Vec<Vec<f64>>, Vec<usize>) {
         value: 0.5,
     });
     let _iota = b.op(ty(false, k, 0, &[4]), |d| Instr::Iota { dst: d });
+    let rot = b.op(ty(false, k, f, &[4, 6]), |d| Instr::Rotary {
+        dst: d,
+        part: Trig::Sin,
+        theta: 10000.0,
+        offset: 3,
+    });
     let add = b.op(ty(true, k, f, &[4, 6]), |d| Instr::Add {
         dst: d,
         a: x,
@@ -40,7 +46,7 @@ fn program(k: u8) -> (Program, Vec<Vec<f64>>, Vec<usize>) {
     let sub = b.op(ty(true, k, f, &[4, 6]), |d| Instr::Sub {
         dst: d,
         a: add,
-        b: x,
+        b: rot,
     });
     let neg = b.op(ty(true, k, f, &[4, 6]), |d| Instr::Neg { dst: d, a: sub });
     // a plain product (two readers) and a fused one (read by a conversion only)

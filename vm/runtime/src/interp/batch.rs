@@ -81,6 +81,7 @@ pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> O
         | Instr::Weight { .. }
         | Instr::Const { .. }
         | Instr::Iota { .. }
+        | Instr::Rotary { .. }
         | Instr::Add { .. }
         | Instr::Sub { .. }
         | Instr::Neg { .. }

@@ -285,6 +285,20 @@ pub(super) fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -
             refmt(st, z, ft, fd)?
         }
         Instr::Const { value, .. } => Arg::P(Cow::Owned(vec![encode::<R>(*value, fd)])),
+        Instr::Rotary {
+            part,
+            theta,
+            offset,
+            ..
+        } => {
+            let sh = st.shape(dst);
+            let (rows, width) = (sh[0], sh[1]);
+            let table =
+                ditto_bytecode::fixed::rotary_table(*part, rows, width, *theta, *offset as usize);
+            Arg::P(Cow::Owned(
+                table.into_iter().map(|v| encode::<R>(v, fd)).collect(),
+            ))
+        }
         Instr::Iota { .. } => Arg::P(Cow::Owned(
             (0..n as u64).map(|i| R::from_u64(i << fd)).collect(),
         )),
