@@ -10,16 +10,37 @@
 
 use anyhow::{bail, Context, Result};
 use ditto_compiler::elab::ConfigValue;
+use ditto_compiler::gguf::Gguf;
 use ditto_compiler::ir::eval::{Tensor, WeightSource};
 use ditto_compiler::weights::{SafetensorsFile, TensorInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A safetensors file whose tensors may carry a prefix the model's names
-/// lack: `name` is looked up as `prefix + name` when `name` itself is absent.
+/// The file behind a checkpoint.
+enum Store {
+    Safetensors(SafetensorsFile),
+    /// llama.cpp's format, tensors under HuggingFace names.
+    Gguf(Gguf),
+}
+
+/// A safetensors or GGUF file whose tensors may carry a prefix the model's
+/// names lack: `name` is looked up as `prefix + name` when `name` itself is
+/// absent.
 pub struct Checkpoint {
-    pub file: SafetensorsFile,
+    store: Store,
+    names: BTreeMap<String, TensorInfo>,
     pub prefix: String,
+}
+
+/// Whether a file starts with GGUF's magic bytes.
+pub fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && &magic == b"GGUF"
 }
 
 impl Checkpoint {
@@ -29,14 +50,31 @@ impl Checkpoint {
         } else {
             path.to_path_buf()
         };
+        let (store, names) = if is_gguf(&file) {
+            let g = Gguf::open(&file).map_err(anyhow::Error::msg)?;
+            let names = g.info();
+            (Store::Gguf(g), names)
+        } else {
+            let f = SafetensorsFile::open(&file)?;
+            let names = f.info().clone();
+            (Store::Safetensors(f), names)
+        };
         Ok(Checkpoint {
-            file: SafetensorsFile::open(&file)?,
+            store,
+            names,
             prefix: String::new(),
         })
     }
 
+    fn source(&self) -> &dyn WeightSource {
+        match &self.store {
+            Store::Safetensors(f) => f,
+            Store::Gguf(g) => g,
+        }
+    }
+
     fn resolve<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.prefix.is_empty() || self.file.info().contains_key(name) {
+        if self.prefix.is_empty() || self.names.contains_key(name) {
             name.into()
         } else {
             format!("{}{name}", self.prefix).into()
@@ -45,8 +83,7 @@ impl Checkpoint {
 
     /// The tensors under the names the model uses (the prefix removed).
     pub fn info(&self) -> BTreeMap<String, TensorInfo> {
-        self.file
-            .info()
+        self.names
             .iter()
             .map(|(k, v)| {
                 let k = k.strip_prefix(&self.prefix).unwrap_or(k);
@@ -58,7 +95,7 @@ impl Checkpoint {
     /// Sets the prefix that makes the most of `declared` (the model's
     /// weight names) found, when some are missing as they are. Returns it.
     pub fn fit(&mut self, declared: &[String]) -> Option<String> {
-        let names = self.file.info();
+        let names = &self.names;
         let missing: Vec<&String> = declared
             .iter()
             .filter(|d| !names.contains_key(*d))
@@ -86,10 +123,10 @@ impl Checkpoint {
 
 impl WeightSource for Checkpoint {
     fn tensor(&self, name: &str) -> Result<Tensor, String> {
-        self.file.tensor(&self.resolve(name))
+        self.source().tensor(&self.resolve(name))
     }
     fn values(&self, name: &str) -> Result<std::borrow::Cow<'_, [f64]>, String> {
-        self.file.values(&self.resolve(name))
+        self.source().values(&self.resolve(name))
     }
 }
 
@@ -100,11 +137,20 @@ pub struct HfConfig {
     pub values: BTreeMap<String, ConfigValue>,
     /// Label names by class index (`id2label`).
     pub labels: Option<Vec<String>>,
+    /// What the values were read from, as reports name the config.
+    pub source: String,
 }
 
-/// The config.json of a checkpoint folder (or beside a file named
-/// `model.safetensors`, as in such a folder), if any.
+/// The config of a checkpoint: a GGUF file's metadata, or the config.json
+/// of a checkpoint folder (or beside a file named `model.safetensors`, as in
+/// such a folder), if any.
 pub fn hf_config(weights: &Path) -> Result<Option<HfConfig>> {
+    if is_gguf(weights) {
+        let g = Gguf::open(weights).map_err(anyhow::Error::msg)?;
+        return gguf_config(&g)
+            .map(Some)
+            .with_context(|| weights.display().to_string());
+    }
     let dir: PathBuf = if weights.is_dir() {
         weights.to_path_buf()
     } else if weights
@@ -128,8 +174,56 @@ pub fn hf_config(weights: &Path) -> Result<Option<HfConfig>> {
         .with_context(|| path.display().to_string())
 }
 
+/// A llama GGUF's hyper-parameters under the shipped models' names
+/// (`{arch}.block_count` → `layers`, …, `rope.freq_base` → `theta`).
+fn gguf_config(g: &Gguf) -> Result<HfConfig> {
+    let arch = g
+        .metadata("general.architecture")
+        .context("no `general.architecture` in the metadata")?;
+    let mut c = HfConfig {
+        source: "GGUF metadata".into(),
+        ..Default::default()
+    };
+    for (ours, key) in [
+        ("layers", "block_count"),
+        ("hidden", "embedding_length"),
+        ("heads", "attention.head_count"),
+        ("kv_heads", "attention.head_count_kv"),
+        ("ffn", "feed_forward_length"),
+        ("vocab", "vocab_size"),
+        ("max_pos", "context_length"),
+    ] {
+        if let Some(v) = g.metadata_u64(&format!("{arch}.{key}")) {
+            if v == 0 || v > i64::MAX as u64 {
+                bail!("`{arch}.{key}` must be positive, not {v}");
+            }
+            c.values.insert(ours.into(), ConfigValue::Int(v as i64));
+        }
+    }
+    if !c.values.contains_key("vocab") {
+        if let Some(n) = g.metadata_len("tokenizer.ggml.tokens") {
+            c.values.insert("vocab".into(), ConfigValue::Int(n as i64));
+        }
+    }
+    for (ours, key) in [
+        ("eps", "attention.layer_norm_rms_epsilon"),
+        ("theta", "rope.freq_base"),
+    ] {
+        if let Some(v) = g.metadata_f64(&format!("{arch}.{key}")) {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("`{arch}.{key}` must be a positive number, not {v}");
+            }
+            c.values.insert(ours.into(), ConfigValue::Float(v));
+        }
+    }
+    Ok(c)
+}
+
 fn parse_hf_config(j: &serde_json::Value) -> Result<HfConfig> {
-    let mut c = HfConfig::default();
+    let mut c = HfConfig {
+        source: "config.json".into(),
+        ..Default::default()
+    };
     let int = |keys: &[&str]| keys.iter().find_map(|k| j.get(*k).and_then(|v| v.as_i64()));
     // (our name, HF keys: BERT-style first, then GPT-2's)
     for (ours, keys) in [

@@ -33,7 +33,7 @@ pub struct ClientArgs {
     /// Any other client input of the program by name: `--input x=0.5,1`.
     #[arg(long = "input", value_name = "NAME=V,...")]
     named: Vec<String>,
-    /// A HuggingFace tokenizer.json.
+    /// A HuggingFace tokenizer.json, or a GGUF file (its metadata's tokenizer).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Which client of the cluster file this is (default: the first).

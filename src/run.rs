@@ -111,6 +111,7 @@ pub fn load(
                 labels = hf.labels;
                 if config.is_none() {
                     opts.values = hf.values;
+                    opts.values_source = Some(hf.source);
                 }
             }
             // the model's weight names, from an elaboration without the file

@@ -1,5 +1,6 @@
-//! Text → token ids with a HuggingFace `tokenizer.json` (padding and truncation
-//! off, special tokens added), and `--ids` parsing.
+//! Text → token ids with a HuggingFace `tokenizer.json`, or the tokenizer in
+//! a GGUF file's metadata (padding and truncation off, special tokens
+//! added), and `--ids` parsing.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -15,8 +16,7 @@ pub fn encode_tokens(
     text: &str,
     pair: Option<&str>,
 ) -> Result<crate::inputs::Tokens> {
-    let mut tok = tokenizers::Tokenizer::from_file(tokenizer_json)
-        .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", tokenizer_json.display()))?;
+    let mut tok = load(tokenizer_json)?;
     tok.with_padding(None);
     tok.with_truncation(None)
         .map_err(|e| anyhow!("cannot disable truncation: {e}"))?;
@@ -31,12 +31,30 @@ pub fn encode_tokens(
     })
 }
 
-/// The tokenizer.json beside a weights file or in a weights folder (which
+/// A tokenizer from a `tokenizer.json`, or from a GGUF file's metadata.
+pub fn load(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let fail = |e: String| anyhow!("cannot load tokenizer {}: {e}", path.display());
+    if crate::checkpoint::is_gguf(path) {
+        let g = ditto_compiler::gguf::Gguf::open(path).map_err(anyhow::Error::msg)?;
+        let doc = g.tokenizer_json().map_err(anyhow::Error::msg)?;
+        doc.to_string()
+            .parse::<tokenizers::Tokenizer>()
+            .map_err(|e| fail(e.to_string()))
+    } else {
+        tokenizers::Tokenizer::from_file(path).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The GGUF weights file itself (its metadata holds the tokenizer), or the
+/// tokenizer.json beside a weights file or in a weights folder (which
 /// `--text` needs).
 pub fn tokenizer_beside(weights: &Option<PathBuf>) -> Result<PathBuf> {
     let Some(w) = weights else {
         bail!("--text needs the tokenizer.json beside --weights; with --random-weights pass --ids");
     };
+    if crate::checkpoint::is_gguf(w) {
+        return Ok(w.clone());
+    }
     let dir = if w.is_dir() {
         w.clone()
     } else {

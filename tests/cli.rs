@@ -744,9 +744,18 @@ fn calibrated_bounds_are_checked_and_refused_with_the_reason() {
     std::fs::write(&bad, v.to_string()).unwrap();
     let (ok, _, err) = compile("ditto", &bad);
     assert!(!ok);
+    let stdlib = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/transformer.ditto"),
+    )
+    .unwrap();
+    let line = 1 + stdlib
+        .lines()
+        .position(|l| l.trim() == "x @ transpose(w) + b")
+        .expect("linear's product");
+    let at = format!("stdlib/transformer.ditto:{line}");
     assert!(
-        err.contains("may overflow its ring") && err.contains("stdlib/transformer.ditto:25"),
-        "{err}"
+        err.contains("may overflow its ring") && err.contains(&at),
+        "{at}: {err}"
     );
     // malformed files
     std::fs::write(&bad, "{\"model\": 1}").unwrap();

@@ -156,6 +156,130 @@ impl Gguf {
         }
     }
 
+    /// A floating-point (or integer) metadata value as f64.
+    pub fn metadata_f64(&self, key: &str) -> Option<f64> {
+        match self.content.metadata.get(key)? {
+            Value::F32(x) => Some(*x as f64),
+            Value::F64(x) => Some(*x),
+            _ => self.metadata_u64(key).map(|v| v as f64),
+        }
+    }
+
+    /// The length of an array metadata value.
+    pub fn metadata_len(&self, key: &str) -> Option<usize> {
+        match self.content.metadata.get(key)? {
+            Value::Array(a) => Some(a.len()),
+            _ => None,
+        }
+    }
+
+    /// A string-array metadata value.
+    fn strings(&self, key: &str) -> Result<Vec<&str>, String> {
+        match self.content.metadata.get(key) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.as_str()),
+                    _ => Err(format!("`{key}` holds a value that is not a string")),
+                })
+                .collect(),
+            Some(_) => Err(format!("`{key}` is not an array")),
+            None => Err(format!("no `{key}` in the metadata")),
+        }
+    }
+
+    /// The tokenizer the metadata describes, as a HuggingFace
+    /// `tokenizer.json` document: a byte-level BPE (`tokenizer.ggml.model`
+    /// "gpt2") with its vocabulary, merges and control tokens (type 3, as
+    /// special added tokens), split before BPE as llama.cpp's pre-tokenizer
+    /// names it (`tokenizer.ggml.pre`: "smollm", "starcoder", "refact" split
+    /// every digit, then GPT-2's pattern; "gpt2" and a missing one GPT-2's
+    /// alone). `add_bos` says whether a BOS token is prepended.
+    pub fn tokenizer_json(&self) -> Result<serde_json::Value, String> {
+        use serde_json::json;
+        let model = self.metadata("tokenizer.ggml.model");
+        if model.as_deref() != Some("gpt2") {
+            return Err(format!(
+                "{}: tokenizer model {} is not supported (byte-level BPE, `gpt2`, is)",
+                self.path.display(),
+                model.map_or("(none)".into(), |m| format!("`{m}`"))
+            ));
+        }
+        let at = |e: String| format!("{}: {e}", self.path.display());
+        let tokens = self.strings("tokenizer.ggml.tokens").map_err(at)?;
+        let merges = self.strings("tokenizer.ggml.merges").map_err(at)?;
+        let types: Vec<i64> = match self.content.metadata.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::I32(t) => *t as i64,
+                    Value::U32(t) => *t as i64,
+                    Value::I8(t) => *t as i64,
+                    Value::U8(t) => *t as i64,
+                    _ => 1,
+                })
+                .collect(),
+            _ => vec![1; tokens.len()],
+        };
+        let digits = match self.metadata("tokenizer.ggml.pre").as_deref() {
+            None | Some("gpt2") | Some("default") => false,
+            Some("smollm") | Some("starcoder") | Some("refact") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{}: pre-tokenizer `{other}` is not supported (gpt2, smollm, starcoder, refact are)",
+                    self.path.display()
+                ))
+            }
+        };
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), json!(i)))
+            .collect();
+        let added: Vec<serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| types.get(*i) == Some(&3))
+            .map(|(i, t)| {
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": false, "special": true})
+            })
+            .collect();
+        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false,
+                                "trim_offsets": true, "use_regex": true});
+        let pre = if digits {
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level.clone()]})
+        } else {
+            byte_level.clone()
+        };
+        let post = match (
+            self.content.metadata.get("tokenizer.ggml.add_bos_token"),
+            self.metadata_u64("tokenizer.ggml.bos_token_id"),
+        ) {
+            (Some(Value::Bool(true)), Some(bos)) => {
+                let t = tokens
+                    .get(bos as usize)
+                    .ok_or_else(|| at(format!("the BOS token id {bos} is past the vocabulary")))?;
+                json!({"type": "TemplateProcessing",
+                       "single": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                       "pair": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                {"Sequence": {"id": "B", "type_id": 1}}],
+                       "special_tokens": {*t: {"id": t, "ids": [bos], "tokens": [t]}}})
+            }
+            _ => serde_json::Value::Null,
+        };
+        Ok(json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": added, "normalizer": null, "pre_tokenizer": pre,
+            "post_processor": post, "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges}
+        }))
+    }
+
     /// Every tensor by HuggingFace name: shape [out, in] and GGUF type.
     pub fn info(&self) -> BTreeMap<String, TensorInfo> {
         self.names

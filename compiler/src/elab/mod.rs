@@ -51,6 +51,9 @@ pub struct Options {
     /// Values that replace the chosen config's (e.g. from a checkpoint's
     /// config.json); only names the config declares are replaced.
     pub values: BTreeMap<String, ConfigValue>,
+    /// Where `values` come from, reported as the config's name (default
+    /// "config.json").
+    pub values_source: Option<String>,
 }
 
 /// A config value given from outside the model file.
@@ -411,7 +414,11 @@ impl<'s> Elab<'s> {
         let mut config_name = config_name;
         for (k, v) in &self.opts.values {
             if self.globals.contains_key(k) {
-                config_name = "config.json".into();
+                config_name = self
+                    .opts
+                    .values_source
+                    .clone()
+                    .unwrap_or_else(|| "config.json".into());
                 let v = match v {
                     ConfigValue::Int(i) => Val::Int(*i),
                     ConfigValue::Float(f) => Val::Float(*f),
