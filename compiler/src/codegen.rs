@@ -179,6 +179,7 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                 let owner = match owner {
                     IrOwner::Client => Owner::Client,
                     IrOwner::ModelOwner => Owner::ModelOwner,
+                    IrOwner::Parties => Owner::Parties,
                 };
                 let port = add_port(&mut p.inputs, name, dst, Some(owner));
                 Instr::Input { dst, port }
@@ -188,8 +189,9 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
                 p.weights[port as usize].transposed = *transposed;
                 Instr::Weight { dst, port }
             }
-            Op::Output { name } => {
-                let port = add_port(&mut p.outputs, name, a(), None);
+            Op::Output { name, kept } => {
+                let to = kept.then_some(Owner::Parties);
+                let port = add_port(&mut p.outputs, name, a(), to);
                 p.code.push(Instr::Output { port, a: a() });
                 p.scope_of.push(k);
                 if breaks.contains(&id) {

@@ -127,7 +127,16 @@ fn leaf(g: &mut Graph, name: &str, vis: Vis, shape: Vec<usize>) -> NodeId {
 
 fn output(g: &mut Graph, name: &str, x: NodeId) {
     let ty = g.node(x).ty.clone();
-    g.add(Node::new(Op::Output { name: name.into() }, ty), &[x]);
+    g.add(
+        Node::new(
+            Op::Output {
+                name: name.into(),
+                kept: false,
+            },
+            ty,
+        ),
+        &[x],
+    );
 }
 
 #[test]

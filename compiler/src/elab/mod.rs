@@ -457,11 +457,26 @@ impl<'s> Elab<'s> {
                 _ => None,
             };
             // the token count defaults to the model's maximum (`max_pos`)
-            let given = self.opts.sizes.get(&p.name).copied().or(if pi == 0 {
+            let mut given = self.opts.sizes.get(&p.name.name).copied().or(if pi == 0 {
                 self.opts.seq.or(max_pos).or(self.opts.seq_default)
             } else {
                 None
             });
+            if let (None, Some(d)) = (given, &p.default) {
+                match self.expr(d) {
+                    Val::Int(v) => given = Some(v),
+                    Val::Poison => continue,
+                    other => {
+                        self.err(Diagnostic::error(
+                            format!("a size's default must be an integer, not {}", other.kind()),
+                            d.span,
+                            "here",
+                        ));
+                        continue;
+                    }
+                }
+            }
+            let p = &p.name;
             match given.as_ref() {
                 Some(&v) if max_pos.is_some_and(|m| v > m) => {
                     let m = max_pos.unwrap_or_default();
@@ -500,8 +515,8 @@ impl<'s> Elab<'s> {
             }
         }
         for name in self.opts.sizes.keys() {
-            if !model.params.iter().any(|p| &p.name == name) {
-                let names: Vec<&str> = model.params.iter().map(|p| p.name.as_str()).collect();
+            if !model.params.iter().any(|p| &p.name.name == name) {
+                let names: Vec<&str> = model.params.iter().map(|p| p.name.name.as_str()).collect();
                 self.err(
                     Diagnostic::error(
                         format!("`--size {name}=…`: the model has no size parameter `{name}`"),

@@ -171,7 +171,27 @@ impl<'s> Elab<'s> {
                 self.apply_value_attrs(attrs, &v);
                 self.bind(&name.name, v);
             }
-            Stmt::Output { name, value, span } => {
+            Stmt::Output {
+                name,
+                value,
+                to,
+                span,
+            } => {
+                let kept = match to {
+                    None => false,
+                    Some(t) if t.name == "parties" => true,
+                    Some(t) => {
+                        self.err(
+                            Diagnostic::error(
+                                format!("an output cannot go to `{}`", t.name),
+                                t.span,
+                                "not a receiver",
+                            )
+                            .with_hint("outputs go to the client (no `to`), or `to parties` to keep them as the session's state"),
+                        );
+                        return;
+                    }
+                };
                 let v = match value {
                     Some(e) => self.expr(e),
                     None => match self.lookup(&name.name).cloned() {
@@ -196,6 +216,7 @@ impl<'s> Elab<'s> {
                         let o = self.add_node(
                             Op::Output {
                                 name: name.name.clone(),
+                                kept,
                             },
                             ty,
                             &[id],

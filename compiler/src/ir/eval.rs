@@ -96,7 +96,7 @@ pub fn evaluate(
     drive(g, |id, args: &[&Tensor]| {
         let node = g.node(id);
         let v = eval_op(&node.op, &node.ty.shape, args, inputs, weights)?;
-        if let Op::Output { name } = &node.op {
+        if let Op::Output { name, .. } = &node.op {
             out.outputs.insert(name.clone(), v.clone());
         }
         if keep(id) {

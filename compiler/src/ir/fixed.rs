@@ -107,7 +107,7 @@ pub fn evaluate_fixed(
             data,
             exact,
         };
-        if let Op::Output { name } = &node.op {
+        if let Op::Output { name, .. } = &node.op {
             outputs.insert(name.clone(), v.clone());
         }
         Ok(v)

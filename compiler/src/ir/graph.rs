@@ -247,7 +247,7 @@ impl Graph {
         self.outputs()
             .into_iter()
             .filter_map(|i| match &self.node(i).op {
-                Op::Output { name } => Some(name.clone()),
+                Op::Output { name, .. } => Some(name.clone()),
                 _ => None,
             })
             .collect()

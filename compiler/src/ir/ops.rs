@@ -18,6 +18,9 @@ pub use ditto_bytecode::Trig;
 pub enum Owner {
     Client,
     ModelOwner,
+    /// The parties themselves: a value kept as secret shares from the
+    /// previous run of a session (`output … to parties`), zero on the first.
+    Parties,
 }
 
 impl Owner {
@@ -25,12 +28,14 @@ impl Owner {
         match self {
             Owner::Client => "client",
             Owner::ModelOwner => "model_owner",
+            Owner::Parties => "parties",
         }
     }
     pub fn parse(s: &str) -> Option<Owner> {
         match s {
             "client" => Some(Owner::Client),
             "model_owner" | "owner" => Some(Owner::ModelOwner),
+            "parties" => Some(Owner::Parties),
             _ => None,
         }
     }
@@ -176,7 +181,8 @@ declare_ops! { Op, CORE, High(HighOp);
     /// this.)
     Rescale { bits: usize } = "rescale" ("x") [Exactly(1)]
         "x·2^−bits, exactly and locally: the same ring words read with `bits` more fraction bits";
-    Output { name: String } = "output" ("x") [Exactly(1)] "a result revealed to the client under `name`";
+    Output { name: String, kept: bool } = "output" ("x") [Exactly(1)]
+        "a result revealed to the client under `name` (`kept`: kept by the parties as secret shares for the session's next run instead)";
 }
 
 /// A value of an attribute field: how it is printed, parsed, described.
@@ -265,7 +271,7 @@ impl AttrField for Vec<usize> {
 }
 
 impl AttrField for Owner {
-    const KIND: &'static str = "client or model_owner";
+    const KIND: &'static str = "client, model_owner or parties";
     fn put(&self) -> Option<AttrVal> {
         Some(AttrVal::Ident(self.as_str().into()))
     }
@@ -274,7 +280,7 @@ impl AttrField for Owner {
             AttrVal::Ident(s) => Owner::parse(s),
             _ => None,
         }
-        .ok_or_else(|| format!("attribute `{key}` must be `client` or `model_owner`"))
+        .ok_or_else(|| format!("attribute `{key}` must be `client`, `model_owner` or `parties`"))
     }
 }
 

@@ -78,7 +78,7 @@ pub fn verify(g: &Graph) -> Vec<VerifyError> {
         let (slot, kind, name) = match &n.op {
             Op::Input { name, .. } => (0, "input", name),
             Op::Weight { name, .. } => (1, "weight", name),
-            Op::Output { name } => {
+            Op::Output { name, .. } => {
                 outputs += 1;
                 if !g.users(id).is_empty() {
                     errs.push(VerifyError::UsedOutput(id.index()));

@@ -85,9 +85,17 @@ pub struct ModelDef {
     pub attrs: Vec<Attr>,
     pub name: Ident,
     /// Sizes supplied by the driver (e.g. `S`, the number of tokens).
-    pub params: Vec<Ident>,
+    pub params: Vec<SizeParam>,
     pub body: Block,
     pub span: Span,
+}
+
+/// A model's size parameter, with the value it takes when the driver gives
+/// none (a compile-time expression of the sizes before it and the config).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SizeParam {
+    pub name: Ident,
+    pub default: Option<Expr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -170,6 +178,10 @@ pub enum Stmt {
     Output {
         name: Ident,
         value: Option<Expr>,
+        /// `to parties`: kept by the parties as secret shares for the next
+        /// run of a session (an input `from parties` of the same name)
+        /// instead of revealed to the client.
+        to: Option<Ident>,
         span: Span,
     },
     For {

@@ -41,6 +41,8 @@ pub enum Tok {
     Output,
     #[token("from")]
     From,
+    #[token("to")]
+    To,
     #[token("precision")]
     Precision,
     #[token("as")]
@@ -163,6 +165,7 @@ pub fn token_text(t: &Tok) -> &'static str {
         Tok::Weight => "weight",
         Tok::Output => "output",
         Tok::From => "from",
+        Tok::To => "to",
         Tok::Precision => "precision",
         Tok::As => "as",
         Tok::True => "true",

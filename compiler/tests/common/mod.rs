@@ -202,6 +202,15 @@ pub fn random_graph(steps: &[(u8, u16, u16, u16)]) -> Graph {
     }
     let last = *nodes.last().expect("at least the inputs");
     let ty = g.node(last).ty.clone();
-    g.add(Node::new(Op::Output { name: "out".into() }, ty), &[last]);
+    g.add(
+        Node::new(
+            Op::Output {
+                name: "out".into(),
+                kept: false,
+            },
+            ty,
+        ),
+        &[last],
+    );
     g
 }

@@ -141,8 +141,9 @@ impl Program {
                         match (w, words.clone().next()) {
                             ("from", Some("client")) => owner = Some(Owner::Client),
                             ("from", Some("model_owner")) => owner = Some(Owner::ModelOwner),
+                            ("from" | "to", Some("parties")) => owner = Some(Owner::Parties),
                             ("transposed", _) => transposed = true,
-                            ("client" | "model_owner", _) => continue,
+                            ("client" | "model_owner" | "parties", _) => continue,
                             _ => return Err(at(format!("unexpected `{w}`"))),
                         }
                     }

@@ -73,11 +73,16 @@ impl fmt::Display for RegType {
     }
 }
 
-/// Who supplies an input.
+/// Who supplies an input (or, for an output, who receives it: `None` the
+/// client, `Parties` the parties themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Owner {
     Client,
     ModelOwner,
+    /// Session state: an input the parties hold as secret shares from the
+    /// previous run of a session (zero on the first), or an output they keep
+    /// for the next instead of revealing it to the client.
+    Parties,
 }
 
 /// A named interface register (input, weight or output).
@@ -85,7 +90,8 @@ pub enum Owner {
 pub struct Port {
     pub name: String,
     pub reg: Reg,
-    /// Inputs only.
+    /// Inputs: who supplies it. Outputs: `Some(Parties)` for a value the
+    /// parties keep (session state), `None` for one revealed to the client.
     pub owner: Option<Owner>,
     /// Weights only: the register holds the transpose of the stored
     /// (weights-file) matrix, so the program needs no transpose of it; the
@@ -334,6 +340,7 @@ fn put_ports(w: &mut Vec<u8>, ports: &[Port]) {
             None => 0,
             Some(Owner::Client) => 1,
             Some(Owner::ModelOwner) => 2,
+            Some(Owner::Parties) => 3,
         });
         w.push(p.transposed as u8);
     }
@@ -350,6 +357,7 @@ fn get_ports(r: &mut Reader, what: &'static str) -> Result<Vec<Port>, DecodeErro
                 0 => None,
                 1 => Some(Owner::Client),
                 2 => Some(Owner::ModelOwner),
+                3 => Some(Owner::Parties),
                 o => {
                     return Err(DecodeError::Invalid {
                         offset: at,
@@ -566,6 +574,8 @@ impl Program {
                 let owner = match p.owner {
                     Some(Owner::Client) => " from client",
                     Some(Owner::ModelOwner) => " from model_owner",
+                    Some(Owner::Parties) if kind == "output" => " to parties",
+                    Some(Owner::Parties) => " from parties",
                     None => "",
                 };
                 let layout = if p.transposed { " transposed" } else { "" };

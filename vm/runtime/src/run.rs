@@ -5,7 +5,7 @@
 //! checks that the replicated copies agree.
 
 use crate::interp::{execute, Cost, Outcome, VmError};
-use crate::source::{Clear, Data, Dealt, Source};
+use crate::source::{Clear, Data, Dealt, Source, State, Stateful};
 use crate::value::Value;
 use ditto_bytecode::{Instr, Kind, Program};
 use ditto_protocol::share::{open, open_bits};
@@ -50,6 +50,10 @@ pub struct Report {
     pub offline: Option<(f64, Stats)>,
     /// The conversion calls of the run, when recorded (`MpcOptions::record`).
     pub trace: Vec<PreCall>,
+    /// What each party kept (`output … to parties`): the session's state
+    /// for its next run, never revealed (the `fixed` backend's cleartext
+    /// values at every index).
+    pub state: [State; 3],
 }
 
 impl Report {
@@ -108,17 +112,42 @@ fn reveal(prog: &Program, port: usize, vals: [&Value; 3]) -> Result<Output, VmEr
     })
 }
 
+/// Whether output `port` stays with the parties (session state).
+fn kept(prog: &Program, port: usize) -> bool {
+    prog.outputs[port].owner == Some(ditto_bytecode::Owner::Parties)
+}
+
 /// Runs `prog` in the clear (the `fixed` backend).
 pub fn run_fixed(prog: &Program, data: Data) -> Result<Report, VmError> {
+    run_fixed_with(prog, data, None, false)
+}
+
+/// [`run_fixed`] as one run of a session (`session`): `from parties`
+/// inputs read `state` (the previous run's `Report::state[0]`), and the
+/// weights are kept in the new state for the next run.
+pub fn run_fixed_with(
+    prog: &Program,
+    data: Data,
+    state: Option<&State>,
+    session: bool,
+) -> Result<Report, VmError> {
     let start = Instant::now();
-    let src = Clear {
+    let clear = Clear {
         program: prog,
         data,
     };
+    let src = Stateful::new(&clear, prog, state, false, session);
     let Outcome { outputs, costs } = execute(prog, None, &src, None)?;
-    let outputs = (0..outputs.len())
-        .map(|i| reveal(prog, i, [&outputs[i], &outputs[i], &outputs[i]]))
-        .collect::<Result<_, _>>()?;
+    let mut kept_state = carry_weights(state, src);
+    let mut revealed = vec![];
+    for (i, v) in outputs.into_iter().enumerate() {
+        if kept(prog, i) {
+            kept_state.insert(prog.outputs[i].name.clone(), std::sync::Arc::new(v));
+        } else {
+            revealed.push(reveal(prog, i, [&v, &v, &v])?);
+        }
+    }
+    let outputs = revealed;
     Ok(Report {
         outputs,
         costs: costs
@@ -134,7 +163,23 @@ pub fn run_fixed(prog: &Program, data: Data) -> Result<Report, VmError> {
         wall_s: start.elapsed().as_secs_f64(),
         offline: None,
         trace: Vec::new(),
+        state: [kept_state.clone(), kept_state.clone(), kept_state],
     })
+}
+
+/// A run's new state begins with the weights of the session: those held
+/// before and those dealt in this run.
+fn carry_weights(before: Option<&State>, src: Stateful) -> State {
+    let mut st: State = before
+        .map(|s| {
+            s.iter()
+                .filter(|(k, _)| k.starts_with("weight "))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    st.extend(src.dealt.into_inner().unwrap_or_default());
+    st
 }
 
 /// Options of an in-process MPC run.
@@ -152,6 +197,14 @@ pub struct MpcOptions<'a> {
     /// Run an offline phase for these conversion calls (a recorded trace of
     /// the same program) before the online phase.
     pub offline: Option<&'a [PreCall]>,
+    /// The session's state at each party (the previous run's
+    /// `Report::state`), read by `from parties` inputs; `None` on a
+    /// session's first run.
+    pub state: Option<&'a [State; 3]>,
+    /// A run of a session: the parties keep the weights they were dealt in
+    /// the report's state, and read them from `state` in later runs instead
+    /// of a new dealing (as deployed parties read their share files).
+    pub session: bool,
 }
 
 impl Default for MpcOptions<'_> {
@@ -163,6 +216,8 @@ impl Default for MpcOptions<'_> {
             net: None,
             record: false,
             offline: None,
+            state: None,
+            session: false,
         }
     }
 }
@@ -179,7 +234,13 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
     });
     let start = Instant::now();
     let data = &data;
-    let results = crate::source::with_owner(prog, data, seeds[4], |feeds| {
+    // weights the parties hold from an earlier run of the session
+    let held = |port: usize| {
+        let key = crate::source::weight_key(prog, port);
+        opts.state
+            .is_some_and(|s| s.iter().all(|st| st.contains_key(&key)))
+    };
+    let results = crate::source::with_owner_skipping(prog, data, seeds[4], &held, |feeds| {
         let feeds = feeds.map(|f| std::sync::Mutex::new(Some(f)));
         ditto_net::harness::run3_shaped(opts.timeout, opts.net, |chan| {
             let id = ditto_protocol::Comm::id(chan);
@@ -216,7 +277,10 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
             };
             let progress = if id == 0 { opts.progress } else { None };
             let fed = crate::source::Fed::new(&src, feed);
-            let out = execute(prog, Some(&mut party), &fed, progress)?;
+            let st = opts.state.map(|s| &s[id]);
+            let stateful = Stateful::new(&fed, prog, st, true, opts.session);
+            let out = execute(prog, Some(&mut party), &stateful, progress)?;
+            let weights = carry_weights(opts.state.map(|s| &s[id]), stateful);
             drop(fed);
             if party.prepared_left() > 0 {
                 return Err(VmError::Setup(format!(
@@ -226,7 +290,7 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
             }
             let trace = party.take_trace();
             let stats = ditto_protocol::Comm::stats(chan);
-            Ok::<_, VmError>(((out, stats, src.client_bytes()), offline, trace))
+            Ok::<_, VmError>(((out, stats, src.client_bytes()), offline, trace, weights))
         })
     });
     let wall_s = start.elapsed().as_secs_f64();
@@ -245,8 +309,10 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
     }
     let mut trace = Vec::new();
     let mut parts = Vec::new();
-    for ((out, stats, client), off, t) in oks {
+    let mut held = Vec::new();
+    for ((out, stats, client), off, t, w) in oks {
         trace = t; // the same at every party
+        held.push(w);
         parts.push(PartyOutcome {
             outcome: out,
             stats,
@@ -259,6 +325,9 @@ pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, 
         .map_err(|_| VmError::Setup("a party returned no result".into()))?;
     let mut rep = assemble(prog, parts, wall_s)?;
     rep.trace = trace;
+    for (st, w) in rep.state.iter_mut().zip(held) {
+        st.extend(w);
+    }
     Ok(rep)
 }
 
@@ -322,6 +391,7 @@ pub fn assemble(
         }
     }
     let outputs = (0..prog.outputs.len())
+        .filter(|&i| !kept(prog, i))
         .map(|i| {
             reveal(
                 prog,
@@ -330,6 +400,19 @@ pub fn assemble(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let state = [&p0, &p1, &p2].map(|p| {
+        (0..prog.outputs.len())
+            .filter(|&i| kept(prog, i))
+            .map(|i| {
+                let v = std::sync::Arc::new(p.0.outputs[i].clone());
+                (prog.outputs[i].name.clone(), v)
+            })
+            .collect::<State>()
+    });
+    let revealed: Vec<Value> = (0..prog.outputs.len())
+        .filter(|&i| !kept(prog, i))
+        .map(|i| p0.0.outputs[i].clone())
+        .collect();
     let costs = (0..prog.code.len())
         .map(|i| {
             let cs: [&Cost; 3] = [&p0.0.costs[i], &p1.0.costs[i], &p2.0.costs[i]];
@@ -347,10 +430,11 @@ pub fn assemble(
         costs,
         comm: p0.1.add(&p1.1).add(&p2.1),
         party_stats: [p0.1, p1.1, p2.1],
-        client_bytes: p0.2 + p1.2 + p2.2 + output_bytes(&p0.0.outputs),
+        client_bytes: p0.2 + p1.2 + p2.2 + output_bytes(&revealed),
         wall_s,
         offline,
         trace: Vec::new(),
+        state,
     })
 }
 

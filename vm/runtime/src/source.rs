@@ -17,6 +17,10 @@ use std::borrow::Cow;
 pub trait Source: Sync {
     fn input(&self, port: usize) -> Result<Value, String>;
     fn weight(&self, port: usize) -> Result<Value, String>;
+    /// The same, shared: a session's held weights are read without a copy.
+    fn weight_shared(&self, port: usize) -> Result<std::sync::Arc<Value>, String> {
+        self.weight(port).map(std::sync::Arc::new)
+    }
     /// Shares of the one-hot matrix [ids, digit.rows] of one digit of input
     /// `port`'s integer ids, in ring `ring` with no fraction bits: the client
     /// builds it, so a lookup of secret ids is one or two matrix products
@@ -507,7 +511,20 @@ pub fn with_owner<T>(
     seed: [u8; 32],
     body: impl FnOnce([Feed; 3]) -> T,
 ) -> T {
-    let order = weight_order(program);
+    with_owner_skipping(program, data, seed, &|_| false, body)
+}
+
+/// [`with_owner`] without the weight ports `held` says the parties hold
+/// already (dealt in an earlier run of the session).
+pub fn with_owner_skipping<T>(
+    program: &Program,
+    data: &Data<'_>,
+    seed: [u8; 32],
+    held: &dyn Fn(usize) -> bool,
+    body: impl FnOnce([Feed; 3]) -> T,
+) -> T {
+    let mut order = weight_order(program);
+    order.retain(|&p| !held(p));
     std::thread::scope(|s| {
         let [(t0, r0), (t1, r1), (t2, r2)] = [(); 3].map(|_| std::sync::mpsc::sync_channel(AHEAD));
         let txs = [t0, t1, t2];
@@ -530,6 +547,116 @@ pub fn with_owner<T>(
         });
         body([r0, r1, r2])
     })
+}
+
+/// One party's session state: the values it kept (`output … to parties`)
+/// in the previous run of a session, by output name — its shares, or the
+/// cleartext values of the `fixed` backend — and the weights it was dealt
+/// (under [`weight_key`]), which later runs read instead of a new dealing,
+/// as a deployed party reads its share file.
+pub type State = std::collections::BTreeMap<String, std::sync::Arc<Value>>;
+
+/// The state key of a dealt weight: its tensor name and register type.
+pub fn weight_key(program: &Program, port: usize) -> String {
+    let p = &program.weights[port];
+    format!(
+        "weight {} {}{}",
+        p.name,
+        program.regs[p.reg.0 as usize],
+        if p.transposed { " transposed" } else { "" }
+    )
+}
+
+/// A source whose `from parties` inputs come from the party's session
+/// state: the value kept under the same name, or zero on a session's first
+/// run (a sharing of zero is all-zero words: nothing to send). Every other
+/// read goes to `inner`.
+pub struct Stateful<'s> {
+    pub inner: &'s dyn Source,
+    pub program: &'s Program,
+    pub state: Option<&'s State>,
+    /// Whether values are secret shares (`mpc`) or cleartext (`fixed`).
+    pub shared: bool,
+    /// Record the weights this run reads from `inner` in `dealt` (a run of
+    /// a session: later runs read them from the state).
+    pub record: bool,
+    pub dealt: std::sync::Mutex<State>,
+}
+
+impl<'s> Stateful<'s> {
+    pub fn new(
+        inner: &'s dyn Source,
+        program: &'s Program,
+        state: Option<&'s State>,
+        shared: bool,
+        record: bool,
+    ) -> Stateful<'s> {
+        Stateful {
+            inner,
+            program,
+            state,
+            shared,
+            record,
+            dealt: Default::default(),
+        }
+    }
+}
+
+impl Source for Stateful<'_> {
+    fn input(&self, port: usize) -> Result<Value, String> {
+        let p = &self.program.inputs[port];
+        if p.owner != Some(ditto_bytecode::Owner::Parties) {
+            return self.inner.input(port);
+        }
+        let t = &self.program.regs[p.reg.0 as usize];
+        let n = t.numel() as usize;
+        let ring = match t.kind {
+            Kind::Fixed { ring, .. } => ring,
+            Kind::Bool => return Err(format!("state `{}` is boolean (not supported)", p.name)),
+        };
+        let Some(v) = self.state.and_then(|s| s.get(&p.name)) else {
+            return Ok(match (self.shared && t.secret, ring) {
+                (true, 32) => Value::S32(AShare::zeros(n)),
+                (true, _) => Value::S64(AShare::zeros(n)),
+                (false, 32) => Value::P32(vec![0; n]),
+                (false, _) => Value::P64(vec![0; n]),
+            });
+        };
+        let fits = match &**v {
+            Value::S32(_) | Value::P32(_) => ring == 32,
+            Value::S64(_) | Value::P64(_) => ring == 64,
+            _ => false,
+        };
+        if !fits || v.len() != n {
+            return Err(format!(
+                "state `{}` kept by the previous run does not fit this program's input {t}",
+                p.name
+            ));
+        }
+        Ok((**v).clone())
+    }
+    fn weight(&self, port: usize) -> Result<Value, String> {
+        self.weight_shared(port).map(|v| (*v).clone())
+    }
+    fn weight_shared(&self, port: usize) -> Result<std::sync::Arc<Value>, String> {
+        let key = weight_key(self.program, port);
+        if let Some(v) = self.state.and_then(|s| s.get(&key)) {
+            return Ok(v.clone());
+        }
+        let v = std::sync::Arc::new(self.inner.weight(port)?);
+        if self.record {
+            if let Ok(mut d) = self.dealt.lock() {
+                d.insert(key, v.clone());
+            }
+        }
+        Ok(v)
+    }
+    fn onehot(&self, port: usize, digit: Digit, ring: u8) -> Result<Value, String> {
+        self.inner.onehot(port, digit, ring)
+    }
+    fn client_bytes(&self) -> u64 {
+        self.inner.client_bytes()
+    }
 }
 
 /// A party's source with its weights from the model owner's feed and

@@ -127,7 +127,8 @@ impl<'c> St<'_, '_, 'c> {
 }
 
 struct Regs {
-    vals: Vec<Option<Value>>,
+    /// Shared so that a weight the session holds is read without a copy.
+    vals: Vec<Option<std::sync::Arc<Value>>>,
     /// The real value of each constant (re-encoded when needed elsewhere).
     exact: Vec<Option<f64>>,
     /// The input port a register was loaded from (for secret lookups).
@@ -137,7 +138,7 @@ struct Regs {
 impl Regs {
     fn get(&self, r: Reg) -> Res<&Value> {
         self.vals[r.0 as usize]
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| E::M(format!("r{} is not live (internal error)", r.0)))
     }
 }
@@ -365,7 +366,7 @@ pub fn execute(
                         stats: c,
                     };
                     let d = prog.code[t].regs().0.expect("a result");
-                    regs.vals[d.0 as usize] = Some(v);
+                    regs.vals[d.0 as usize] = Some(std::sync::Arc::new(v));
                     done[g] = true;
                 }
             }
@@ -387,6 +388,18 @@ pub fn execute(
                     outputs[*port as usize] =
                         Some(regs.get(*a).map_err(|e| wrap_at(t, e))?.clone());
                 }
+                (Instr::Weight { port, .. }, Some(d)) => {
+                    let v = st
+                        .src
+                        .weight_shared(*port as usize)
+                        .map_err(E::M)
+                        .and_then(|v| {
+                            exec::check_value(st.ty(d), &v, st.party.is_none())?;
+                            Ok(v)
+                        })
+                        .map_err(|e| wrap_at(t, e))?;
+                    regs.vals[d.0 as usize] = Some(v);
+                }
                 (_, Some(d)) => {
                     let v = exec(&regs, &mut st, ins, d).map_err(|e| wrap_at(t, e))?;
                     let di = d.0 as usize;
@@ -396,7 +409,7 @@ pub fn execute(
                     if let Instr::Input { port, .. } = ins {
                         regs.from_input[di] = Some(*port as usize);
                     }
-                    regs.vals[di] = Some(v);
+                    regs.vals[di] = Some(std::sync::Arc::new(v));
                 }
                 (_, None) => {}
             }
