@@ -11,7 +11,7 @@ out=${1:?usage: scripts/bytecode-all.sh DIR}
 bin=${DITTO:-target/release/ditto}
 mkdir -p "$out"
 policies=$("$bin" passes | sed -n '/^policies/,$p' | awk 'NR > 1 {print $1}')
-for m in bert bert-classifier gpt2 minilm; do
+for m in bert bert-classifier gpt2 minilm smollm2; do
     for c in $(grep -o '^config [a-z0-9_]*' "models/$m.ditto" | awk '{print $2}'); do
         for p in $policies; do
             "$bin" compile "$m" --config "$c" --seq 16 --policy "$p" \

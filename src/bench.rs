@@ -159,6 +159,7 @@ fn cut_at_embeddings(
     let out = Node::new(
         Op::Output {
             name: "embeddings".into(),
+            kept: false,
         },
         g.node(*cut).ty.clone(),
     );
@@ -226,6 +227,11 @@ pub struct BenchArgs {
     /// first, ordinary run, so this takes twice as long.
     #[arg(long)]
     offline: bool,
+    /// Generate N tokens after a prompt of --seq tokens (a causal LM with a
+    /// key/value cache, e.g. smollm2): each step's cost, and the last
+    /// step's prefix re-run without the cache.
+    #[arg(long, value_name = "N")]
+    generate: Option<usize>,
 }
 
 struct PolicyResult {
@@ -243,6 +249,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         return kernels(args.json);
     }
     use anyhow::{anyhow, bail};
+    if let Some(n) = args.generate {
+        return crate::bench_generate::bench_generate(crate::bench_generate::Plan {
+            target: &args.target,
+            config: &args.config,
+            layers: args.layers,
+            weights: &args.weights,
+            random_weights: args.random_weights,
+            policies: &args.policies,
+            prompt_len: args.seq,
+            new_tokens: n,
+            json: args.json,
+        });
+    }
     let path = crate::model_path(&args.target);
     if args.seq < 2 {
         bail!("--seq must be at least 2");

@@ -7,6 +7,10 @@
 //!   it); a model without `len` must be given exactly S tokens;
 //! - `segments` [S]: token-type ids (0 for the first text, 1 for `--pair`),
 //!   padded with 0;
+//! - `pos` [1]: the position of the first token (0; `ditto generate` gives
+//!   each step's);
+//! - `from parties` inputs (a session's state, e.g. a key/value cache):
+//!   zero, as on a session's first run;
 //! - any other input: `--input NAME=v1,v2,...` (real values).
 
 use anyhow::{bail, Context, Result};
@@ -18,6 +22,8 @@ pub struct Slot {
     pub shape: Vec<usize>,
     /// Supplied by the model owner rather than the client.
     pub owner: bool,
+    /// Session state held by the parties (`from parties`).
+    pub state: bool,
 }
 
 /// The tokens of one query: ids, and the token types of a pair.
@@ -122,6 +128,7 @@ pub fn fill(
             Ok(v)
         };
         let v = match s.name.as_str() {
+            _ if s.state => vec![0.0; numel],
             _ if s.owner => bail!(
                 "input `{}` belongs to the model owner; pass it with --input {}=v1,v2,...",
                 s.name,
@@ -134,6 +141,7 @@ pub fn fill(
                 }
                 vec![n as f64]
             }
+            "pos" if numel == 1 => vec![0.0],
             "segments" => match &tokens.segments {
                 Some(seg) => padded(seg)?,
                 None => padded(&vec![0; n])?,
@@ -190,6 +198,7 @@ pub fn graph_slots(g: &ditto_compiler::ir::Graph) -> Vec<Slot> {
                 name: name.clone(),
                 shape: g.node(i).ty.shape.clone(),
                 owner: *owner == Owner::ModelOwner,
+                state: *owner == Owner::Parties,
             }),
             _ => None,
         })
@@ -208,6 +217,7 @@ pub fn program_slots(prog: &ditto_bytecode::Program) -> Vec<Slot> {
                 .map(|&d| d as usize)
                 .collect(),
             owner: p.owner == Some(ditto_bytecode::Owner::ModelOwner),
+            state: p.owner == Some(ditto_bytecode::Owner::Parties),
         })
         .collect()
 }
@@ -221,6 +231,7 @@ mod tests {
             name: name.into(),
             shape: shape.to_vec(),
             owner: false,
+            state: false,
         }
     }
 

@@ -1,11 +1,13 @@
 //! The `ditto` command line: check, compile, run models; generate weights.
 
 mod bench;
+mod bench_generate;
 mod bounds;
 mod calibrate;
 mod checkpoint;
 mod client;
 mod cluster;
+mod generate;
 mod genweights;
 mod inputs;
 mod party;
@@ -90,6 +92,9 @@ enum Cmd {
     Passes,
     /// Run a model on an input.
     Run(run::RunArgs),
+    /// Generate text with a causal LM (models/smollm2.ditto), its key/value
+    /// cache kept by the parties between tokens.
+    Generate(generate::GenerateArgs),
     /// Measure performance (`ditto bench kernels`).
     /// Benchmark: `ditto bench kernels`, or `ditto bench MODEL` to run each
     /// policy under mpc and compare costs (docs/benchmarks.md).
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Run(args) => run::run(args),
+        Cmd::Generate(args) => generate::generate(args),
         Cmd::Bench(args) => bench::bench(args),
         Cmd::ShareWeights {
             program,

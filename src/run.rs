@@ -76,6 +76,37 @@ pub struct RunArgs {
     pipeline: crate::PipelineArgs,
 }
 
+/// The names of a graph's outputs `to parties` (session state).
+pub fn kept_outputs(g: &ditto_compiler::ir::Graph) -> Vec<String> {
+    g.outputs()
+        .into_iter()
+        .filter_map(|o| match &g.node(o).op {
+            Op::Output { name, kept: true } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An elaborated model lowered under the pipeline's policy and compiled to
+/// bytecode, stamped with its provenance.
+pub fn program(
+    e: &ditto_compiler::elab::Elaborated,
+    sources: &ditto_compiler::diag::Sources,
+    pipeline: &crate::PipelineArgs,
+    weights: &(dyn WeightSource + Sync),
+    path: &Path,
+) -> Result<ditto_bytecode::Program> {
+    let mut lowered = e.graph.clone();
+    // check-ranges uses declared bounds only: propagating the weights'
+    // largest |w| through matmuls overestimates by orders of magnitude
+    // (docs/passes.md), so weight statistics wait for calibration.
+    let check = crate::bounds::Check::Weights(weights);
+    let applied = crate::lower(&mut lowered, sources, pipeline, check)?;
+    let mut prog = crate::codegen_reported(&lowered, sources, path)?;
+    ditto_compiler::driver::stamp(&mut prog, e, &applied);
+    Ok(prog)
+}
+
 /// Weights fitted to a model, and the compile options that go with them.
 pub struct Loaded {
     pub weights: Box<dyn WeightSource + Sync>,
@@ -246,17 +277,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         Backend::Float => {
             let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
                 .map_err(|e| anyhow!("evaluation failed: {e}"))?;
-            (None, result.outputs.into_iter().collect())
+            // what the parties would keep is not the client's
+            let kept = kept_outputs(g);
+            let outs = result.outputs.into_iter();
+            (None, outs.filter(|(n, _)| !kept.contains(n)).collect())
         }
         Backend::Fixed | Backend::Mpc => {
-            let mut lowered = g.clone();
-            // check-ranges uses declared bounds only: propagating the weights'
-            // largest |w| through matmuls overestimates by orders of magnitude
-            // (docs/passes.md), so weight statistics wait for calibration.
-            let check = crate::bounds::Check::Weights(weights.as_ref());
-            let applied = crate::lower(&mut lowered, &sources, &args.pipeline, check)?;
-            let mut prog = crate::codegen_reported(&lowered, &sources, &path)?;
-            ditto_compiler::driver::stamp(&mut prog, &e, &applied);
+            let prog = program(&e, &sources, &args.pipeline, weights.as_ref(), &path)?;
             let by_port = prog
                 .inputs
                 .iter()
@@ -398,7 +425,7 @@ pub fn add_outputs_json(obj: &mut serde_json::Value, outs: &Outputs) {
     }
 }
 
-fn backend_name(b: Backend) -> &'static str {
+pub fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Float => "float",
         Backend::Fixed => "fixed",
