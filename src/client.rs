@@ -129,12 +129,18 @@ fn hello_to(
 }
 
 pub fn client(args: ClientArgs) -> Result<()> {
-    let cluster = Cluster::load(&args.cluster)?;
-    let me = cluster.client_identity(args.name.as_deref())?;
     let bytes = std::fs::read(&args.program)
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
+    if prog.keeps_state() {
+        anyhow::bail!(
+            "{}: the program keeps session state between runs (inputs `from parties`, outputs `to parties`: a generation's key/value cache), which the cluster does not serve yet; `ditto generate` runs it in process",
+            args.program.display()
+        );
+    }
+    let cluster = Cluster::load(&args.cluster)?;
+    let me = cluster.client_identity(args.name.as_deref())?;
     let toks = match (&args.text, &args.tokenizer) {
         (Some(t), Some(tj)) => crate::tokens::encode_tokens(tj, t, args.pair.as_deref())?,
         _ => crate::run::tokens(&None, &None, &args.ids, &args.segments, &None)?,

@@ -359,16 +359,7 @@ fn run_step(
             logits.ok_or_else(|| anyhow!("the model reveals no output"))?
         }
         (Some(prog), _) => {
-            let by_port = prog
-                .inputs
-                .iter()
-                .map(|p| {
-                    values
-                        .get(&p.name)
-                        .cloned()
-                        .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let by_port = crate::run::by_port(prog, &values)?;
             let lookup = |name: &str| weights.values(name);
             let data = ditto_vm::Data {
                 inputs: by_port,

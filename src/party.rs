@@ -128,11 +128,18 @@ pub fn party(args: PartyArgs) -> Result<()> {
     if id > 2 {
         anyhow::bail!("--id is 0, 1 or 2");
     }
-    let cluster = Cluster::load(&args.cluster)?;
     let bytes = std::fs::read(&args.program)
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
+    // a party would otherwise send the client its shares of what it keeps
+    if prog.keeps_state() {
+        anyhow::bail!(
+            "{}: the program keeps session state between runs (inputs `from parties`, outputs `to parties`: a generation's key/value cache), which the cluster does not serve yet; `ditto generate` runs it in process",
+            args.program.display()
+        );
+    }
+    let cluster = Cluster::load(&args.cluster)?;
     let share_bytes = std::fs::read(&args.shares)
         .with_context(|| format!("cannot read {}", args.shares.display()))?;
     let file = ditto_vm::shares::read_share_file(&share_bytes, &prog, id as u8)

@@ -76,6 +76,22 @@ pub struct RunArgs {
     pipeline: crate::PipelineArgs,
 }
 
+/// A program's input values in port order, from the values by name.
+pub fn by_port(
+    prog: &ditto_bytecode::Program,
+    values: &std::collections::HashMap<String, Vec<f64>>,
+) -> Result<Vec<Vec<f64>>> {
+    prog.inputs
+        .iter()
+        .map(|p| {
+            values
+                .get(&p.name)
+                .cloned()
+                .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
+        })
+        .collect()
+}
+
 /// The names of a graph's outputs `to parties` (session state).
 pub fn kept_outputs(g: &ditto_compiler::ir::Graph) -> Vec<String> {
     g.outputs()
@@ -284,16 +300,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Backend::Fixed | Backend::Mpc => {
             let prog = program(&e, &sources, &args.pipeline, weights.as_ref(), &path)?;
-            let by_port = prog
-                .inputs
-                .iter()
-                .map(|p| {
-                    values
-                        .get(&p.name)
-                        .cloned()
-                        .ok_or_else(|| anyhow!("no value for input `{}`", p.name))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let by_port = by_port(&prog, &values)?;
             let lookup = |name: &str| weights.values(name);
             let data = ditto_vm::Data {
                 inputs: by_port,

@@ -762,3 +762,46 @@ fn calibrated_bounds_are_checked_and_refused_with_the_reason() {
     let (ok, _, err) = compile("ditto", &bad);
     assert!(!ok && err.contains("margin"), "{err}");
 }
+
+/// A program that keeps session state (SmolLM2's key/value cache) is not
+/// served by a cluster yet: the party would send the client its shares of
+/// the cache. Both ends refuse it before anything is sent.
+#[test]
+fn the_cluster_refuses_programs_that_keep_session_state() {
+    let p = tmp("smollm2-tiny.dbc");
+    let (ok, _, err) = ditto(&[
+        "compile", "smollm2", "--config", "tiny", "--seq", "4", "-o", &p,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, asm, _) = ditto(&[
+        "compile", "smollm2", "--config", "tiny", "--seq", "4", "--size", "M=8", "--emit", "asm",
+    ]);
+    assert!(ok && asm.contains("from parties") && asm.contains("to parties"));
+    let why = "keeps session state";
+    fails_with(
+        &[
+            "party",
+            "--id",
+            "0",
+            "--cluster",
+            "none.toml",
+            "--program",
+            &p,
+            "--shares",
+            "none",
+        ],
+        why,
+    );
+    fails_with(
+        &[
+            "client",
+            "--cluster",
+            "none.toml",
+            "--program",
+            &p,
+            "--ids",
+            "1,2",
+        ],
+        why,
+    );
+}

@@ -3,6 +3,8 @@
 //! deployment — a killed party, an unknown certificate, a wrong program, a
 //! malformed message, queued clients, many queries in a row.
 
+mod common;
+
 use ditto_net::tls;
 use ditto_vm::wire::{self, Hello};
 use rustls::pki_types::pem::PemObject;
@@ -45,12 +47,7 @@ fn json(s: &str) -> serde_json::Value {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v["output"]
-        .as_array()
-        .expect("output")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+    common::output_floats(v)
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {

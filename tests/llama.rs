@@ -19,12 +19,7 @@ fn run(args: &[&str]) -> serde_json::Value {
 }
 
 fn logits(v: &serde_json::Value) -> Vec<f64> {
-    v["output"]
-        .as_array()
-        .expect("output")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+    common::output_floats(v)
 }
 
 fn argmax(v: &[f64]) -> usize {

@@ -29,6 +29,16 @@ pub fn ditto(args: &[&str]) -> (bool, String, String) {
     ditto_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
+/// The first output's values of a `--json` report (`output`).
+pub fn output_floats(v: &serde_json::Value) -> Vec<f64> {
+    v["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
 /// Runs ditto and expects it to fail with `want` in its stderr.
 pub fn fails_with(args: &[&str], want: &str) {
     let (ok, _, err) = ditto(args);

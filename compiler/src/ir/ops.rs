@@ -270,47 +270,29 @@ impl AttrField for Vec<usize> {
     }
 }
 
-impl AttrField for Owner {
-    const KIND: &'static str = "client, model_owner or parties";
-    fn put(&self) -> Option<AttrVal> {
-        Some(AttrVal::Ident(self.as_str().into()))
-    }
-    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
-        match need(op, key, v)? {
-            AttrVal::Ident(s) => Owner::parse(s),
-            _ => None,
+/// An attribute that is one of a few identifiers: its type's `as_str` and
+/// `parse`, and the words for docs and errors.
+macro_rules! ident_attr {
+    ($t:ty, $words:literal) => {
+        impl AttrField for $t {
+            const KIND: &'static str = $words;
+            fn put(&self) -> Option<AttrVal> {
+                Some(AttrVal::Ident(self.as_str().into()))
+            }
+            fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
+                match need(op, key, v)? {
+                    AttrVal::Ident(k) => <$t>::parse(k),
+                    _ => None,
+                }
+                .ok_or_else(|| format!(concat!("attribute `{}` must be ", $words), key))
+            }
         }
-        .ok_or_else(|| format!("attribute `{key}` must be `client`, `model_owner` or `parties`"))
-    }
+    };
 }
 
-impl AttrField for NormKind {
-    const KIND: &'static str = "recip, rsqrt_in or rsqrt_out";
-    fn put(&self) -> Option<AttrVal> {
-        Some(AttrVal::Ident(self.as_str().into()))
-    }
-    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
-        match need(op, key, v)? {
-            AttrVal::Ident(k) => NormKind::parse(k),
-            _ => None,
-        }
-        .ok_or_else(|| format!("attribute `{key}` must be recip, rsqrt_in or rsqrt_out"))
-    }
-}
-
-impl AttrField for Trig {
-    const KIND: &'static str = "cos or sin";
-    fn put(&self) -> Option<AttrVal> {
-        Some(AttrVal::Ident(self.as_str().into()))
-    }
-    fn take(op: &str, key: &str, v: Option<&AttrVal>) -> Result<Self, String> {
-        match need(op, key, v)? {
-            AttrVal::Ident(k) => Trig::parse(k),
-            _ => None,
-        }
-        .ok_or_else(|| format!("attribute `{key}` must be cos or sin"))
-    }
-}
+ident_attr!(Owner, "client, model_owner or parties");
+ident_attr!(NormKind, "recip, rsqrt_in or rsqrt_out");
+ident_attr!(Trig, "cos or sin");
 
 /// The op table of docs/ir.md, generated from the declarations (a test keeps
 /// the document equal to it).
