@@ -133,12 +133,6 @@ pub fn client(args: ClientArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
-    if prog.keeps_state() {
-        anyhow::bail!(
-            "{}: the program keeps session state between runs (inputs `from parties`, outputs `to parties`: a generation's key/value cache), which the cluster does not serve yet; `ditto generate` runs it in process",
-            args.program.display()
-        );
-    }
     let cluster = Cluster::load(&args.cluster)?;
     let me = cluster.client_identity(args.name.as_deref())?;
     let toks = match (&args.text, &args.tokenizer) {
@@ -194,13 +188,29 @@ pub fn client(args: ClientArgs) -> Result<()> {
     for g in &gos {
         let _ = g.send(accepted == 3);
     }
-    // the first failure ends the query at once
+    // a failure ends the query; the others' answers are awaited briefly,
+    // so that a party seen gone is named first (the survivors report only
+    // the link that closed under them, which may be each other's)
     let mut got: [Option<PartyResult>; 3] = [None, None, None];
+    let mut failures: Vec<String> = vec![];
     for _ in 0..3 {
-        let (i, r) = rx
-            .recv_timeout(timeout + Duration::from_secs(30))
-            .map_err(|_| anyhow!("no answer from the parties within {timeout:?}"))?;
-        got[i] = Some(r.map_err(|e| anyhow!("query failed: {e}"))?);
+        let wait = if failures.is_empty() {
+            timeout + Duration::from_secs(30)
+        } else {
+            Duration::from_secs(2)
+        };
+        match rx.recv_timeout(wait) {
+            Ok((i, Ok(r))) => got[i] = Some(r),
+            Ok((_, Err(e))) => failures.push(e),
+            Err(_) if failures.is_empty() => {
+                bail!("no answer from the parties within {timeout:?}")
+            }
+            Err(_) => break,
+        }
+    }
+    if !failures.is_empty() {
+        failures.sort_by_key(|e| !e.contains("closed the connection"));
+        bail!("query failed: {}", failures.join("; "));
     }
     let [a, b, c] = got.map(|r| r.expect("three answers"));
     let wire_bytes = a.wire_bytes + b.wire_bytes + c.wire_bytes;

@@ -132,13 +132,6 @@ pub fn party(args: PartyArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.program.display()))?;
     let prog = ditto_bytecode::Program::decode(&bytes)
         .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
-    // a party would otherwise send the client its shares of what it keeps
-    if prog.keeps_state() {
-        anyhow::bail!(
-            "{}: the program keeps session state between runs (inputs `from parties`, outputs `to parties`: a generation's key/value cache), which the cluster does not serve yet; `ditto generate` runs it in process",
-            args.program.display()
-        );
-    }
     let cluster = Cluster::load(&args.cluster)?;
     let share_bytes = std::fs::read(&args.shares)
         .with_context(|| format!("cannot read {}", args.shares.display()))?;
@@ -610,8 +603,12 @@ fn query(
             }
             _ => party.record_conversions(),
         }
-        let out = ditto_vm::execute(prog, Some(&mut party), &received, None)
+        // each query is a session's first run: state inputs read zero
+        let src = ditto_vm::Stateful::new(&received, prog, None, true, false);
+        let mut out = ditto_vm::execute(prog, Some(&mut party), &src, None)
             .map_err(|e| format!("P{id}: {e}"))?;
+        // what the program keeps `to parties` never leaves this party
+        wire::withhold_kept(prog, &mut out.outputs);
         if !offline {
             *trace = Some(party.take_trace());
         }

@@ -463,6 +463,45 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
     drop(parties);
 }
 
+/// A program that keeps session state (GPT-2's key/value cache, `to
+/// parties`) is served as a session's first run: the state inputs read
+/// zero, the kept cache stays with the parties, and the client gets the
+/// logits the in-process run gives.
+#[test]
+fn a_cluster_serves_a_program_that_keeps_its_cache() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-state");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let m = model(&dir, "models/gpt2.ditto", "tiny", 8, "ditto");
+    let asm = ok(&[
+        "compile",
+        "models/gpt2.ditto",
+        "--config",
+        "tiny",
+        "--seq",
+        "8",
+        "--emit",
+        "asm",
+    ]);
+    assert!(asm.contains("to parties"), "the program keeps its cache");
+    let _parties = Parties::start(&cluster, &m);
+    let ids = "5,9,200,13";
+    let (good, out, err) = client(&cluster, &m, ids);
+    assert!(good, "client failed:\n{err}");
+    let got = json(&out);
+    let names: Vec<&String> = got["outputs"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["logits"], "only the revealed output");
+    // (logits of about 0.5 in (32, 8): each secure run's truncations
+    // differ by a few 2^-8 from the other's)
+    let want = in_process(&m, ids, "mpc");
+    let d = max_diff(&floats(&got), &floats(&want));
+    assert!(d < 0.05, "cluster and in-process logits differ by {d}");
+    let d = max_diff(&floats(&got), &floats(&in_process(&m, ids, "float")));
+    assert!(d < 0.05, "cluster and float logits differ by {d}");
+    assert_eq!(got["comm_bytes"], want["comm_bytes"], "protocol bytes");
+}
+
 #[test]
 fn killed_party_is_reported_and_taken_back_after_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -146,7 +146,11 @@ fn smollm2_float_matches_the_independent_reference() {
 }
 
 fn generate(args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["generate", "smollm2", "--json"];
+    generate_with("smollm2", args)
+}
+
+fn generate_with(model: &str, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["generate", model, "--json"];
     a.extend(args);
     run(&a)
 }
@@ -179,54 +183,58 @@ fn tops(v: &serde_json::Value) -> Vec<Vec<(u64, f64)>> {
 
 #[test]
 fn tiny_generation_with_the_cache_equals_rerunning_the_prefix() {
-    let tiny = [
-        "--config",
-        "tiny",
-        "--random-weights",
-        "3",
-        "--ids",
-        "5,17,300,2,9",
-    ];
-    // sampled (seeded), so that the tokens vary and each step's cache
-    // entries matter; the float run with the cache against re-running the
-    // whole prefix every step (a cache written at the wrong position fails
-    // this: seen by hand, writing at pos + j + 1)
-    let sampled = [
-        &tiny[..],
-        &["--max-new-tokens", "8", "--temperature", "1", "--seed", "4"],
-    ]
-    .concat();
-    let cached = generate(&sampled);
-    let rerun = generate(&[&sampled[..], &["--no-cache"]].concat());
-    assert_eq!(tokens(&cached), tokens(&rerun));
-    assert_eq!(tokens(&cached).len(), 8);
-    assert!(
-        tokens(&cached).windows(2).any(|w| w[0] != w[1]),
-        "varied tokens"
-    );
-    for (a, b) in tops(&cached).iter().zip(tops(&rerun)) {
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.0, y.0);
-            assert!((x.1 - y.1).abs() < 1e-9, "{x:?} {y:?}");
+    // Llama (grouped-query attention, RoPE at run-time positions) and GPT-2
+    // (learned positions) keep their caches the same way
+    for model in ["smollm2", "gpt2"] {
+        let tiny = [
+            "--config",
+            "tiny",
+            "--random-weights",
+            "3",
+            "--ids",
+            "5,17,300,2,9",
+        ];
+        // sampled (seeded), so that the tokens vary and each step's cache
+        // entries matter; the float run with the cache against re-running
+        // the whole prefix every step (a cache written at the wrong
+        // position fails this: seen by hand, writing at pos + j + 1)
+        let sampled = [
+            &tiny[..],
+            &["--max-new-tokens", "8", "--temperature", "1", "--seed", "4"],
+        ]
+        .concat();
+        let cached = generate_with(model, &sampled);
+        let rerun = generate_with(model, &[&sampled[..], &["--no-cache"]].concat());
+        assert_eq!(tokens(&cached), tokens(&rerun), "{model}");
+        assert_eq!(tokens(&cached).len(), 8);
+        assert!(
+            tokens(&cached).windows(2).any(|w| w[0] != w[1]),
+            "varied tokens"
+        );
+        for (a, b) in tops(&cached).iter().zip(tops(&rerun)) {
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.0, y.0, "{model}");
+                assert!((x.1 - y.1).abs() < 1e-9, "{model}: {x:?} {y:?}");
+            }
         }
-    }
-    assert_eq!(cached["steps"][1]["tokens"], 1, "one token per step");
-    assert_eq!(rerun["steps"][7]["tokens"], 12, "the whole prefix");
-    // fixed and mpc carry the cache between runs (as the state of the VM and
-    // the parties): every step's logits follow the float model's
-    let greedy = [&tiny[..], &["--max-new-tokens", "6"]].concat();
-    let float = generate(&greedy);
-    for backend in ["fixed", "mpc"] {
-        let r = generate(&[&greedy[..], &["--backend", backend]].concat());
-        assert_eq!(tokens(&r), tokens(&float), "{backend}");
-        for (i, (a, b)) in tops(&r).iter().zip(tops(&float)).enumerate() {
-            let d = (a[0].1 - b[0].1).abs();
-            assert!(
-                d < 0.05,
-                "{backend} step {i}: top logit {} vs {}",
-                a[0].1,
-                b[0].1
-            );
+        assert_eq!(cached["steps"][1]["tokens"], 1, "one token per step");
+        assert_eq!(rerun["steps"][7]["tokens"], 12, "the whole prefix");
+        // fixed and mpc carry the cache between runs (as the state of the
+        // VM and the parties): every step's logits follow the float model's
+        let greedy = [&tiny[..], &["--max-new-tokens", "6"]].concat();
+        let float = generate_with(model, &greedy);
+        for backend in ["fixed", "mpc"] {
+            let r = generate_with(model, &[&greedy[..], &["--backend", backend]].concat());
+            assert_eq!(tokens(&r), tokens(&float), "{model} {backend}");
+            for (i, (a, b)) in tops(&r).iter().zip(tops(&float)).enumerate() {
+                let d = (a[0].1 - b[0].1).abs();
+                assert!(
+                    d < 0.05,
+                    "{model} {backend} step {i}: top logit {} vs {}",
+                    a[0].1,
+                    b[0].1
+                );
+            }
         }
     }
 }

@@ -213,6 +213,28 @@ impl<'s> Elab<'s> {
                 match v {
                     Val::Tensor(id) => {
                         let ty = self.g.node(id).ty.clone();
+                        // what a run keeps, the next one reads: same type
+                        let read = self.g.ids().into_iter().find(|&i| {
+                            matches!(&self.g.node(i).op,
+                                Op::Input { name: n, owner: crate::ir::Owner::Parties } if *n == name.name)
+                        });
+                        if let Some(i) = read.filter(|_| kept) {
+                            let want = self.g.node(i).ty.clone();
+                            if want != ty {
+                                self.err(
+                                    Diagnostic::error(
+                                        format!(
+                                            "`{}` is kept as {ty} but read `from parties` as {want}: the next run could not read it",
+                                            name.name
+                                        ),
+                                        value.as_ref().map(|e| e.span).unwrap_or(name.span),
+                                        "kept here",
+                                    )
+                                    .with_hint("compute it in the input's format (in the same `precision` block), or convert it with `as`"),
+                                );
+                                return;
+                            }
+                        }
                         let o = self.add_node(
                             Op::Output {
                                 name: name.name.clone(),

@@ -53,6 +53,12 @@ pub enum VerifyError {
     DuplicateName { kind: &'static str, name: String },
     #[error("the graph has no output")]
     NoOutput,
+    #[error("state {name:?}: kept as {kept} but read `from parties` as {read}: the next run could not read it")]
+    StateType {
+        name: String,
+        kept: String,
+        read: String,
+    },
     #[error("node {0}: an output must not be used by other nodes")]
     UsedOutput(usize),
     #[error("node {node}: location names file {file}, but the graph lists {files} file(s)")]
@@ -96,6 +102,25 @@ pub fn verify(g: &Graph) -> Vec<VerifyError> {
     }
     if outputs == 0 {
         errs.push(VerifyError::NoOutput);
+    }
+    // session state: what a run keeps is what the next one reads
+    for &id in &order {
+        let Op::Output { name, kept: true } = &g.node(id).op else {
+            continue;
+        };
+        let read = order.iter().find(|&&i| {
+            matches!(&g.node(i).op, Op::Input { name: n, owner: super::ops::Owner::Parties } if n == name)
+        });
+        if let Some(&i) = read {
+            let (kept, read) = (&g.node(id).ty, &g.node(i).ty);
+            if kept != read {
+                errs.push(VerifyError::StateType {
+                    name: name.clone(),
+                    kept: kept.to_string(),
+                    read: read.to_string(),
+                });
+            }
+        }
     }
     errs
 }

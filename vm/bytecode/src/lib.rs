@@ -423,15 +423,6 @@ impl Program {
     }
 
     /// SHA-256 of the body: the identity parties and clients agree on.
-    /// Whether the program reads or keeps session state (ports owned by
-    /// the parties: `from parties` inputs, `to parties` outputs).
-    pub fn keeps_state(&self) -> bool {
-        self.inputs
-            .iter()
-            .chain(&self.outputs)
-            .any(|p| p.owner == Some(Owner::Parties))
-    }
-
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.body()).into()
     }

@@ -311,6 +311,18 @@ pub enum Request {
     OneHot { port: usize, digit: Digit, ring: u8 },
 }
 
+/// Replaces a party's values of the outputs the program keeps `to
+/// parties` (session state) by an empty public value before its result
+/// goes to the client: the client never receives a share of them (and
+/// `run::assemble` skips them).
+pub fn withhold_kept(prog: &Program, outputs: &mut [Value]) {
+    for (o, p) in outputs.iter_mut().zip(&prog.outputs) {
+        if p.owner == Some(Owner::Parties) {
+            *o = Value::P32(vec![]);
+        }
+    }
+}
+
 /// What a program needs from its client, in program order.
 pub fn client_requests(prog: &Program) -> Vec<Request> {
     let mut from_input = std::collections::HashMap::new();
@@ -319,6 +331,10 @@ pub fn client_requests(prog: &Program) -> Vec<Request> {
         match ins {
             Instr::Input { dst, port } => {
                 from_input.insert(dst.0, *port as usize);
+                // session state is the parties' own, never the client's
+                if prog.inputs[*port as usize].owner == Some(Owner::Parties) {
+                    continue;
+                }
                 let r = Request::Input {
                     port: *port as usize,
                 };

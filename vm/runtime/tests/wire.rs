@@ -231,3 +231,23 @@ proptest! {
         let _ = get_value(&mut r);
     }
 }
+
+/// A party's values of outputs kept `to parties` (session state) never go
+/// to the client: `withhold_kept` empties them; revealed outputs stay.
+#[test]
+fn kept_outputs_are_withheld_from_the_client() {
+    let share = || {
+        Value::S64(AShare {
+            a: vec![7; 3],
+            b: vec![9; 3],
+        })
+    };
+    let revealed = program();
+    let mut outs = vec![share()];
+    ditto_vm::wire::withhold_kept(&revealed, &mut outs);
+    assert_eq!(outs[0], share());
+    let mut kept = program();
+    kept.outputs[0].owner = Some(ditto_bytecode::Owner::Parties);
+    ditto_vm::wire::withhold_kept(&kept, &mut outs);
+    assert_eq!(outs[0].len(), 0);
+}
