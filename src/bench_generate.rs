@@ -36,6 +36,7 @@ fn args(plan: &Plan, policy: &str, ids: &str, n: usize) -> GenerateArgs {
         // every step runs, whatever the tokens
         eos: Some("none".into()),
         no_cache: false,
+        prompt_by_token: false,
         config: plan.config.clone(),
         layers: plan.layers,
         json: true,

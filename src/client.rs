@@ -47,6 +47,13 @@ pub struct ClientArgs {
     /// Print the cost by op kind and by layer.
     #[arg(long)]
     profile: bool,
+    /// Generate N tokens (greedy) with a one-token program that keeps its
+    /// key/value cache `to parties` (`ditto compile smollm2 --seq 1 --size
+    /// M=…`): the prompt goes one token per query, then each token picked
+    /// from the logits; the parties keep the cache between the queries of
+    /// this session.
+    #[arg(long, value_name = "N")]
+    generate: Option<usize>,
 }
 
 /// One party's side of the query, on its own thread: the hello, then (once
@@ -128,34 +135,21 @@ fn hello_to(
     }
 }
 
-pub fn client(args: ClientArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.program)
-        .with_context(|| format!("cannot read {}", args.program.display()))?;
-    let prog = ditto_bytecode::Program::decode(&bytes)
-        .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
-    let cluster = Cluster::load(&args.cluster)?;
-    let me = cluster.client_identity(args.name.as_deref())?;
-    let toks = match (&args.text, &args.tokenizer) {
-        (Some(t), Some(tj)) => crate::tokens::encode_tokens(tj, t, args.pair.as_deref())?,
-        _ => crate::run::tokens(&None, &None, &args.ids, &args.segments, &None)?,
-    };
-    let named = crate::inputs::parse_named(&args.named)?;
-    let slots = crate::inputs::program_slots(&prog);
-    let values = crate::inputs::fill(&slots, &toks, &named)?;
-    let by_port: Vec<Vec<f64>> = slots.iter().map(|s| values[&s.name].clone()).collect();
-    let ids: Vec<u64> = values
-        .get("ids")
-        .map(|v| v.iter().map(|&x| x as u64).collect())
-        .unwrap_or_default();
-    let start = Instant::now();
-    let query: [u8; 16] = rand::random();
+/// One query: the hellos, the input shares, the three answers assembled
+/// into a report (with the bytes on the wire between the parties and each
+/// party's seconds).
+fn run_query(
+    cluster: &std::sync::Arc<Cluster>,
+    me: &std::sync::Arc<tls::Identity>,
+    prog: &ditto_bytecode::Program,
+    by_port: Vec<Vec<f64>>,
+    query: [u8; 16],
+    timeout: Duration,
+) -> Result<(ditto_vm::Report, u64, [f64; 3])> {
     let hello = Hello::client(prog.hash(), query).encode();
-    let dealt = wire::deal_inputs(&prog, by_port, rand::random()).map_err(|e| anyhow!("{e}"))?;
-    let timeout = Duration::from_secs(args.timeout);
+    let dealt = wire::deal_inputs(prog, by_port, rand::random()).map_err(|e| anyhow!("{e}"))?;
     let (tx, rx) = channel();
     let (hello_tx, hello_rx) = channel();
-    let cluster = std::sync::Arc::new(cluster);
-    let me = std::sync::Arc::new(me);
     let mut gos = vec![];
     for (i, items) in dealt.into_iter().enumerate() {
         let (tx, cluster, me, hello) = (tx.clone(), cluster.clone(), me.clone(), hello.clone());
@@ -216,7 +210,7 @@ pub fn client(args: ClientArgs) -> Result<()> {
     let wire_bytes = a.wire_bytes + b.wire_bytes + c.wire_bytes;
     let secs = [a.secs, b.secs, c.secs];
     let rep = ditto_vm::assemble(
-        &prog,
+        prog,
         [a, b, c].map(|p| ditto_vm::PartyOutcome {
             outcome: p.outcome,
             stats: p.stats,
@@ -226,6 +220,36 @@ pub fn client(args: ClientArgs) -> Result<()> {
         secs.iter().cloned().fold(0.0, f64::max),
     )
     .map_err(|e| anyhow!("{e}"))?;
+    Ok((rep, wire_bytes, secs))
+}
+
+pub fn client(args: ClientArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.program)
+        .with_context(|| format!("cannot read {}", args.program.display()))?;
+    let prog = ditto_bytecode::Program::decode(&bytes)
+        .map_err(|e| anyhow!("{}: {e}", args.program.display()))?;
+    let cluster = Cluster::load(&args.cluster)?;
+    let me = std::sync::Arc::new(cluster.client_identity(args.name.as_deref())?);
+    let cluster = std::sync::Arc::new(cluster);
+    let timeout = Duration::from_secs(args.timeout);
+    if let Some(n) = args.generate {
+        return generate(&args, &cluster, &me, &prog, n, timeout);
+    }
+    let toks = match (&args.text, &args.tokenizer) {
+        (Some(t), Some(tj)) => crate::tokens::encode_tokens(tj, t, args.pair.as_deref())?,
+        _ => crate::run::tokens(&None, &None, &args.ids, &args.segments, &None)?,
+    };
+    let named = crate::inputs::parse_named(&args.named)?;
+    let slots = crate::inputs::program_slots(&prog);
+    let values = crate::inputs::fill(&slots, &toks, &named)?;
+    let by_port: Vec<Vec<f64>> = slots.iter().map(|s| values[&s.name].clone()).collect();
+    let ids: Vec<u64> = values
+        .get("ids")
+        .map(|v| v.iter().map(|&x| x as u64).collect())
+        .unwrap_or_default();
+    let start = Instant::now();
+    let (rep, wire_bytes, secs) =
+        run_query(&cluster, &me, &prog, by_port, wire::single_tag(), timeout)?;
     let outs: crate::run::Outputs = rep
         .outputs
         .iter()
@@ -285,6 +309,116 @@ pub fn client(args: ClientArgs) -> Result<()> {
         if args.profile {
             print!("{}", crate::profile::table(&prog, &rep));
         }
+    }
+    Ok(())
+}
+
+/// `--generate N` (see [`ClientArgs::generate`]).
+fn generate(
+    args: &ClientArgs,
+    cluster: &std::sync::Arc<Cluster>,
+    me: &std::sync::Arc<tls::Identity>,
+    prog: &ditto_bytecode::Program,
+    n: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let prompt: Vec<u32> = match (&args.text, &args.tokenizer) {
+        (Some(t), Some(tj)) => crate::tokens::encode(tj, t)?,
+        _ => crate::tokens::parse_ids(args.ids.as_deref().unwrap_or(""))?,
+    };
+    if prompt.is_empty() || n == 0 {
+        bail!("--generate needs a prompt (--ids or --text) and N ≥ 1");
+    }
+    let slots = crate::inputs::program_slots(prog);
+    let one = |name: &str| slots.iter().any(|s| s.name == name && s.shape == [1]);
+    // the cache's places: the positions a session may reach
+    let places = prog
+        .inputs
+        .iter()
+        .find(|p| p.owner == Some(ditto_bytecode::Owner::Parties))
+        .and_then(|p| prog.regs[p.reg.0 as usize].shape.get(2).copied());
+    let Some(places) = places.filter(|_| one("ids") && one("pos")) else {
+        bail!(
+            "{}: --generate needs a one-token program that keeps its cache (`ditto compile \
+             smollm2 --seq 1 --size M=PLACES`)",
+            args.program.display()
+        );
+    };
+    let last = prompt.len() + n - 1;
+    if last > places as usize {
+        bail!(
+            "a prompt of {} tokens and {n} new ones reach position {}; the program's cache has \
+             {places} places (compile with --size M={last} or more)",
+            prompt.len(),
+            last - 1
+        );
+    }
+    let session: [u8; 8] = rand::random();
+    let named = crate::inputs::parse_named(&args.named)?;
+    let mut tokens: Vec<u32> = vec![];
+    let mut steps = vec![];
+    for k in 0..last {
+        let t = if k < prompt.len() {
+            prompt[k]
+        } else {
+            tokens[k - prompt.len()]
+        };
+        let toks = crate::inputs::Tokens {
+            ids: vec![t],
+            segments: None,
+        };
+        let mut named = named.clone();
+        named.insert("pos".into(), vec![k as f64]);
+        let values = crate::inputs::fill(&slots, &toks, &named)?;
+        let by_port = slots.iter().map(|s| values[&s.name].clone()).collect();
+        let start = Instant::now();
+        let (rep, _, _) = run_query(
+            cluster,
+            me,
+            prog,
+            by_port,
+            wire::session_tag(session, k as u64),
+            timeout,
+        )
+        .with_context(|| format!("token {k} of the session"))?;
+        let logits = &rep
+            .outputs
+            .first()
+            .context("the program reveals no output")?
+            .data;
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        if k + 1 >= prompt.len() {
+            tokens.push(order[0] as u32);
+        }
+        let top: Vec<(usize, f64)> = order.iter().take(5).map(|&i| (i, logits[i])).collect();
+        steps.push(serde_json::json!({
+            "pos": k, "secs": start.elapsed().as_secs_f64(),
+            "bytes": rep.comm.bytes(), "rounds": rep.rounds_online() + rep.rounds_offline(),
+            "rounds_online": rep.rounds_online(), "top": top,
+        }));
+    }
+    let text = args
+        .tokenizer
+        .as_ref()
+        .and_then(|tj| crate::tokens::load(tj).ok())
+        .and_then(|t| t.decode(&tokens, false).ok());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "backend": "cluster", "program": wire::short_hash(&prog.hash()),
+                "prompt_ids": prompt, "tokens": tokens, "text": text, "steps": steps,
+            })
+        );
+    } else {
+        println!(
+            "{} tokens after a prompt of {} (cluster {}, one query per token): {}",
+            tokens.len(),
+            prompt.len(),
+            args.cluster.display(),
+            text.unwrap_or_else(|| format!("{tokens:?}"))
+        );
     }
     Ok(())
 }

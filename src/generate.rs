@@ -61,6 +61,10 @@ pub struct GenerateArgs {
     /// Re-run the whole prefix for every token (no cache).
     #[arg(long)]
     pub no_cache: bool,
+    /// Run the prompt one token per run with the one-token program, as
+    /// `ditto client --generate` does through a cluster.
+    #[arg(long, conflicts_with = "no_cache")]
+    pub prompt_by_token: bool,
     #[arg(long)]
     pub config: Option<String>,
     /// Keep only the first K layers.
@@ -166,6 +170,17 @@ fn pick(logits: &[f64], temperature: f64, top_k: Option<usize>, rng: &mut impl R
     order[order.len() - 1] as u32
 }
 
+/// The five largest logits and their tokens.
+fn top5(logits: &[f64]) -> Vec<(u32, f64)> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order
+        .iter()
+        .take(5)
+        .map(|&i| (i as u32, logits[i]))
+        .collect()
+}
+
 /// The end-of-sequence token: `--eos`, else the GGUF tokenizer's.
 fn eos(args: &GenerateArgs) -> Result<Option<u32>> {
     match args.eos.as_deref() {
@@ -227,7 +242,11 @@ pub fn run_generation(args: &GenerateArgs) -> Result<Generation> {
         };
         Ok(Shape { e, prog })
     };
-    let first = build(n0, if args.no_cache { n0 } else { m })?;
+    let first = if args.prompt_by_token {
+        build(1, m)?
+    } else {
+        build(n0, if args.no_cache { n0 } else { m })?
+    };
     let g = &first.e.graph;
     let has = |name: &str| crate::inputs::graph_slots(g).iter().any(|s| s.name == name);
     if !args.no_cache && (kept_outputs(g).is_empty() || !has("pos")) {
@@ -237,7 +256,7 @@ pub fn run_generation(args: &GenerateArgs) -> Result<Generation> {
             path.display()
         );
     }
-    let step = if args.no_cache || args.max_new_tokens == 1 {
+    let step = if args.no_cache || args.prompt_by_token || args.max_new_tokens == 1 {
         None
     } else {
         Some(build(1, m)?)
@@ -252,17 +271,34 @@ pub fn run_generation(args: &GenerateArgs) -> Result<Generation> {
     let mut tokens: Vec<u32> = vec![];
     let mut steps = vec![];
     let progress = crate::progress::Progress::new(!args.json);
+    // (--prompt-by-token: the prompt's tokens but the last, one run each)
+    let fed = if args.prompt_by_token { n0 - 1 } else { 0 };
+    for pos in 0..fed {
+        let (logits, mut cost) = run_step(
+            args.backend,
+            &first,
+            &prompt[pos..=pos],
+            pos,
+            &mut carried,
+            weights,
+        )?;
+        cost.top = top5(&logits);
+        steps.push(cost);
+    }
     for k in 0..args.max_new_tokens {
         progress.update(k, args.max_new_tokens);
         let rebuilt;
-        let (shape, ids, pos): (&Shape, Vec<u32>, usize) = if k == 0 {
+        let (shape, ids, pos): (&Shape, Vec<u32>, usize) = if k == 0 && args.prompt_by_token {
+            (&first, vec![prompt[n0 - 1]], n0 - 1)
+        } else if k == 0 {
             (&first, prompt.clone(), 0)
         } else if args.no_cache {
             let all: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
             rebuilt = build(all.len(), all.len())?;
             (&rebuilt, all, 0)
         } else {
-            let s = step.as_ref().expect("built for more than one token");
+            // (--prompt-by-token: `first` is the one-token program)
+            let s = step.as_ref().unwrap_or(&first);
             (s, vec![tokens[k - 1]], n0 + k - 1)
         };
         if args.no_cache {

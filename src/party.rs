@@ -24,7 +24,7 @@ use ditto_net::tls::{self, ServerStream, TlsLink};
 use ditto_net::{Channel, Link};
 use ditto_protocol::{Comm, CommError, Party, Phase, PreCall};
 use ditto_vm::wire::{self, Hello, PartyResult, Received};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -111,6 +111,9 @@ struct Ctx {
     server: Arc<rustls::ServerConfig>,
     board: Board,
     peers: Mutex<Sender<(usize, TlsLink)>>,
+    /// Each client's open session (a generation): its id, the last step
+    /// run, and this party's shares of what that step kept `to parties`.
+    sessions: Mutex<HashMap<String, ([u8; 8], u64, ditto_vm::State)>>,
 }
 
 fn log(id: usize, msg: impl std::fmt::Display) {
@@ -160,6 +163,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
             limit: args.queue,
         },
         peers: Mutex::new(peer_tx),
+        sessions: Mutex::new(HashMap::new()),
     });
     log(
         id,
@@ -530,7 +534,9 @@ fn query(
         (qid, ctx.board.take(&qid, SHORT))
     };
     log(id, format!("query {} started", wire::short_hash(&qid)));
-    // 2. this party's input shares
+    // 2. this party's input shares, and its state of the client's session
+    let session = wire::session_of(&qid);
+    let mut state: Option<ditto_vm::State> = None;
     let mut status: Result<Received, String> = match &mut waiting {
         None => Err(format!(
             "P{id}: the client of query {} did not connect to P{id}",
@@ -539,6 +545,22 @@ fn query(
         Some(w) => Received::decode(prog, weights, &w.input)
             .map_err(|e| format!("P{id}: malformed input message: {e}")),
     };
+    if let (Some((sid, step)), Some(w)) = (session, &waiting) {
+        if step > 0 {
+            let mut ss = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            match ss.remove(&w.client) {
+                Some((s, last, st)) if s == sid && last + 1 == step => state = Some(st),
+                _ => {
+                    status = status.and(Err(format!(
+                        "P{id}: session {} of {} has no step {} here (a party restarted, or a step was skipped): start the generation again",
+                        wire::short_hash(&sid),
+                        w.client,
+                        step - 1
+                    )))
+                }
+            }
+        }
+    }
     // 3. all ready?
     // (with a digest of the recorded conversion calls: an offline phase
     // runs only when all three hold the same trace)
@@ -603,11 +625,23 @@ fn query(
             }
             _ => party.record_conversions(),
         }
-        // each query is a session's first run: state inputs read zero
-        let src = ditto_vm::Stateful::new(&received, prog, None, true, false);
+        // state inputs read the session's previous step (zero on a first)
+        let src = ditto_vm::Stateful::new(&received, prog, state.as_ref(), true, false);
         let mut out = ditto_vm::execute(prog, Some(&mut party), &src, None)
             .map_err(|e| format!("P{id}: {e}"))?;
-        // what the program keeps `to parties` never leaves this party
+        // what the program keeps `to parties` never leaves this party: kept
+        // for the session's next step, withheld from the client
+        if let (Some((sid, step)), Some(w)) = (session, &waiting) {
+            let kept: ditto_vm::State = prog
+                .outputs
+                .iter()
+                .zip(&out.outputs)
+                .filter(|(p, _)| p.owner == Some(ditto_bytecode::Owner::Parties))
+                .map(|(p, v)| (p.name.clone(), Arc::new(v.clone())))
+                .collect();
+            let mut ss = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            ss.insert(w.client.clone(), (sid, step, kept));
+        }
         wire::withhold_kept(prog, &mut out.outputs);
         if !offline {
             *trace = Some(party.take_trace());

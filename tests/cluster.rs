@@ -502,6 +502,98 @@ fn a_cluster_serves_a_program_that_keeps_its_cache() {
     assert_eq!(got["comm_bytes"], want["comm_bytes"], "protocol bytes");
 }
 
+/// A generation through the cluster: the one-token program, the parties
+/// keeping each step's key/value cache for the next query of the session;
+/// the same tokens as `ditto generate --prompt-by-token` in process, each
+/// step's largest logit within the two secure runs' noise.
+#[test]
+fn a_cluster_generates_with_the_cache_kept_between_queries() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-generate");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let m = model_with(
+        &dir,
+        "models/smollm2.ditto",
+        "tiny",
+        1,
+        "ditto",
+        &["--size", "M=9"],
+    );
+    let _parties = Parties::start(&cluster, &m);
+    let prompt = "5,17,300,2,9";
+    let (good, out, err) = ditto(&[
+        "client",
+        "--cluster",
+        &s(&cluster),
+        "--program",
+        &s(&m.program),
+        "--ids",
+        prompt,
+        "--generate",
+        "5",
+        "--json",
+    ]);
+    assert!(good, "client failed:\n{err}");
+    let got = json(&out);
+    let want = json(&ok(&[
+        "generate",
+        "smollm2",
+        "--config",
+        "tiny",
+        "--weights",
+        &s(&m.weights),
+        "--ids",
+        prompt,
+        "--max-new-tokens",
+        "5",
+        "--prompt-by-token",
+        "--backend",
+        "mpc",
+        "--json",
+    ]));
+    assert_eq!(got["tokens"], want["tokens"]);
+    let (gs, ws) = (
+        got["steps"].as_array().unwrap(),
+        want["steps"].as_array().unwrap(),
+    );
+    assert_eq!(gs.len(), 9);
+    assert_eq!(gs.len(), ws.len());
+    for (k, (a, b)) in gs.iter().zip(ws).enumerate() {
+        let (x, y) = (
+            a["top"][0][1].as_f64().unwrap(),
+            b["top"][0][1].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() < 0.05, "step {k}: {x} vs {y}");
+        assert_eq!(a["bytes"], b["bytes"], "step {k}: protocol bytes");
+    }
+    // a later step's logits depend on the kept cache: with an empty cache
+    // at every query (a single run each) they differ
+    let fresh = json(&ok(&[
+        "client",
+        "--cluster",
+        &s(&cluster),
+        "--program",
+        &s(&m.program),
+        "--ids",
+        "9",
+        "--input",
+        "pos=8",
+        "--json",
+    ]));
+    let x = gs[8]["top"][0][1].as_f64().unwrap();
+    let y = fresh["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert!(
+        (x - y).abs() > 0.01,
+        "the cache made no difference: {x} vs {y}"
+    );
+}
+
 #[test]
 fn killed_party_is_reported_and_taken_back_after_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

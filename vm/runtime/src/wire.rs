@@ -311,6 +311,36 @@ pub enum Request {
     OneHot { port: usize, digit: Digit, ring: u8 },
 }
 
+/// The last byte of a query id that continues a session (a generation):
+/// bytes 0..8 are the session, 8..15 its step (little-endian).
+const SESSION_MARK: u8 = 0xA5;
+
+/// The query id of step `step` of session `session`.
+pub fn session_tag(session: [u8; 8], step: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&session);
+    t[8..15].copy_from_slice(&step.to_le_bytes()[..7]);
+    t[15] = SESSION_MARK;
+    t
+}
+
+/// A query id that is no session's (random, marked as such).
+pub fn single_tag() -> [u8; 16] {
+    let mut t: [u8; 16] = rand::random();
+    t[15] = 0;
+    t
+}
+
+/// The session and step of a query id, if it continues one.
+pub fn session_of(tag: &[u8; 16]) -> Option<([u8; 8], u64)> {
+    if tag[15] != SESSION_MARK {
+        return None;
+    }
+    let mut step = [0u8; 8];
+    step[..7].copy_from_slice(&tag[8..15]);
+    Some((tag[..8].try_into().expect("8"), u64::from_le_bytes(step)))
+}
+
 /// Replaces a party's values of the outputs the program keeps `to
 /// parties` (session state) by an empty public value before its result
 /// goes to the client: the client never receives a share of them (and
