@@ -111,10 +111,13 @@ struct Ctx {
     server: Arc<rustls::ServerConfig>,
     board: Board,
     peers: Mutex<Sender<(usize, TlsLink)>>,
-    /// Each client's open session (a generation): its id, the last step
-    /// run, and this party's shares of what that step kept `to parties`.
-    sessions: Mutex<HashMap<String, ([u8; 8], u64, ditto_vm::State)>>,
+    /// Each client's open session (a generation), by client name.
+    sessions: Mutex<HashMap<String, Session>>,
 }
+
+/// A client's open session: its id, the last step run, and this party's
+/// shares of what that step kept `to parties`.
+type Session = ([u8; 8], u64, ditto_vm::State);
 
 fn log(id: usize, msg: impl std::fmt::Display) {
     eprintln!("P{id}: {msg}");
