@@ -156,6 +156,8 @@ fn gpt2_causal_mask_hides_later_tokens() {
         let inputs = HashMap::from([
             ("ids".to_string(), Tensor::new(vec![6], ids.to_vec())),
             ("len".to_string(), Tensor::new(vec![1], vec![6.0])),
+            // the first token's position (the prompt: 0)
+            ("pos".to_string(), Tensor::new(vec![1], vec![0.0])),
         ]);
         let e = evaluate(&g, &inputs, &weights, &|n| n == hf).expect("evaluates");
         (e.kept[&hf].clone(), e.outputs["logits"].clone())
