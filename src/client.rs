@@ -386,12 +386,10 @@ fn generate(
             .first()
             .context("the program reveals no output")?
             .data;
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let top = crate::generate::top5(logits);
         if k + 1 >= prompt.len() {
-            tokens.push(order[0] as u32);
+            tokens.push(top[0].0);
         }
-        let top: Vec<(usize, f64)> = order.iter().take(5).map(|&i| (i, logits[i])).collect();
         steps.push(serde_json::json!({
             "pos": k, "secs": start.elapsed().as_secs_f64(),
             "bytes": rep.comm.bytes(), "rounds": rep.rounds_online() + rep.rounds_offline(),

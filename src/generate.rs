@@ -14,7 +14,7 @@
 //! `--no-cache` re-runs the whole prefix every step instead (the reference
 //! the cache is checked against, and the cost it saves).
 
-use crate::run::{kept_outputs, Backend};
+use crate::run::Backend;
 use anyhow::{anyhow, bail, Context, Result};
 use ditto_compiler::diag::Sources;
 use ditto_compiler::elab::Elaborated;
@@ -138,7 +138,7 @@ impl Carried {
         self.tensors.clear();
         if let Some(ps) = &mut self.parties {
             for p in ps.iter_mut() {
-                p.retain(|k, _| k.starts_with("weight "));
+                *p = ditto_vm::held_weights(p);
             }
         }
     }
@@ -170,8 +170,8 @@ fn pick(logits: &[f64], temperature: f64, top_k: Option<usize>, rng: &mut impl R
     order[order.len() - 1] as u32
 }
 
-/// The five largest logits and their tokens.
-fn top5(logits: &[f64]) -> Vec<(u32, f64)> {
+/// The five largest logits and their tokens, largest first.
+pub fn top5(logits: &[f64]) -> Vec<(u32, f64)> {
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     order
@@ -249,7 +249,7 @@ pub fn run_generation(args: &GenerateArgs) -> Result<Generation> {
     };
     let g = &first.e.graph;
     let has = |name: &str| crate::inputs::graph_slots(g).iter().any(|s| s.name == name);
-    if !args.no_cache && (kept_outputs(g).is_empty() || !has("pos")) {
+    if !args.no_cache && (g.kept_output_names().is_empty() || !has("pos")) {
         bail!(
             "{} keeps no cache (no `output … to parties` and `pos` input): pass --no-cache to \
              re-run the prefix for every token",
@@ -359,16 +359,13 @@ fn run_step(
         ids: ids.to_vec(),
         segments: None,
     };
+    let slots = crate::inputs::graph_slots(g);
     let mut named = std::collections::BTreeMap::new();
-    if crate::inputs::graph_slots(g)
-        .iter()
-        .any(|s| s.name == "pos")
-    {
+    if slots.iter().any(|s| s.name == "pos") {
         named.insert("pos".to_string(), vec![pos as f64]);
     }
-    let slots = crate::inputs::graph_slots(g);
     let values = crate::inputs::fill(&slots, &toks, &named)?;
-    let kept = kept_outputs(g);
+    let kept = g.kept_output_names();
     let start = std::time::Instant::now();
     let mut cost = StepCost {
         tokens: ids.len(),
@@ -435,11 +432,12 @@ fn run_step(
 /// `ditto generate`.
 pub fn generate(args: GenerateArgs) -> Result<()> {
     let gen = run_generation(&args)?;
-    let text = |ids: &[u32]| -> Option<String> {
-        let w = args.weights.as_ref()?;
+    // (built once: from a GGUF file that is the whole vocabulary and merges)
+    let tokenizer = args.weights.as_ref().and_then(|w| {
         let tj = crate::tokens::tokenizer_beside(&Some(w.clone())).ok()?;
-        crate::tokens::load(&tj).ok()?.decode(ids, false).ok()
-    };
+        crate::tokens::load(&tj).ok()
+    });
+    let text = |ids: &[u32]| -> Option<String> { tokenizer.as_ref()?.decode(ids, false).ok() };
     let backend = crate::run::backend_name(args.backend);
     if args.json {
         let steps: Vec<serde_json::Value> = gen

@@ -632,20 +632,13 @@ fn query(
         let src = ditto_vm::Stateful::new(&received, prog, state.as_ref(), true, false);
         let mut out = ditto_vm::execute(prog, Some(&mut party), &src, None)
             .map_err(|e| format!("P{id}: {e}"))?;
-        // what the program keeps `to parties` never leaves this party: kept
-        // for the session's next step, withheld from the client
+        // what the program keeps `to parties` never leaves this party:
+        // withheld from the client, kept for the session's next step
+        let kept = wire::withhold_kept(prog, &mut out.outputs);
         if let (Some((sid, step)), Some(w)) = (session, &waiting) {
-            let kept: ditto_vm::State = prog
-                .outputs
-                .iter()
-                .zip(&out.outputs)
-                .filter(|(p, _)| p.owner == Some(ditto_bytecode::Owner::Parties))
-                .map(|(p, v)| (p.name.clone(), Arc::new(v.clone())))
-                .collect();
             let mut ss = ctx.sessions.lock().unwrap_or_else(|p| p.into_inner());
             ss.insert(w.client.clone(), (sid, step, kept));
         }
-        wire::withhold_kept(prog, &mut out.outputs);
         if !offline {
             *trace = Some(party.take_trace());
         }

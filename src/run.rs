@@ -92,17 +92,6 @@ pub fn by_port(
         .collect()
 }
 
-/// The names of a graph's outputs `to parties` (session state).
-pub fn kept_outputs(g: &ditto_compiler::ir::Graph) -> Vec<String> {
-    g.outputs()
-        .into_iter()
-        .filter_map(|o| match &g.node(o).op {
-            Op::Output { name, kept: true } => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// An elaborated model lowered under the pipeline's policy and compiled to
 /// bytecode, stamped with its provenance.
 pub fn program(
@@ -294,7 +283,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let result = evaluate(g, &inputs, weights.as_ref(), &|_| false)
                 .map_err(|e| anyhow!("evaluation failed: {e}"))?;
             // what the parties would keep is not the client's
-            let kept = kept_outputs(g);
+            let kept = g.kept_output_names();
             let outs = result.outputs.into_iter();
             (None, outs.filter(|(n, _)| !kept.contains(n)).collect())
         }

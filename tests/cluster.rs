@@ -65,6 +65,15 @@ fn fresh_dir(name: &str) -> PathBuf {
     d
 }
 
+/// A fresh folder with the keys and cluster file of a loopback cluster
+/// (one client): the folder and the cluster file.
+fn keyed(name: &str) -> (PathBuf, PathBuf) {
+    let dir = fresh_dir(name);
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster)]);
+    (dir, cluster)
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -470,9 +479,7 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
 #[test]
 fn a_cluster_serves_a_program_that_keeps_its_cache() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = fresh_dir("cluster-state");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let (dir, cluster) = keyed("cluster-state");
     let m = model(&dir, "models/gpt2.ditto", "tiny", 8, "ditto");
     let asm = ok(&[
         "compile",
@@ -509,9 +516,7 @@ fn a_cluster_serves_a_program_that_keeps_its_cache() {
 #[test]
 fn a_cluster_generates_with_the_cache_kept_between_queries() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = fresh_dir("cluster-generate");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let (dir, cluster) = keyed("cluster-generate");
     let m = model_with(
         &dir,
         "models/smollm2.ditto",
@@ -706,9 +711,7 @@ fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() 
         folder.join("model.safetensors").exists(),
         "MiniLM weights missing: run scripts/fetch-models.sh"
     );
-    let dir = fresh_dir("cluster-minilm");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let (dir, cluster) = keyed("cluster-minilm");
     let program = dir.join("minilm-128.dbc");
     ok(&[
         "compile",
@@ -812,9 +815,7 @@ fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() 
 #[test]
 fn a_hidden_length_travels_as_a_secret_input_through_the_cluster() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = fresh_dir("cluster-hidden");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster)]);
+    let (dir, cluster) = keyed("cluster-hidden");
     let m = model_with(
         &dir,
         "models/bert.ditto",

@@ -253,6 +253,18 @@ impl Graph {
             .collect()
     }
 
+    /// The names of the outputs kept `to parties` (session state, never
+    /// revealed to the client).
+    pub fn kept_output_names(&self) -> Vec<String> {
+        self.outputs()
+            .into_iter()
+            .filter_map(|i| match &self.node(i).op {
+                Op::Output { name, kept: true } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Removes nodes from which no output is reachable. Returns how many.
     pub fn prune_dead(&mut self) -> usize {
         let mut live = std::collections::HashSet::new();

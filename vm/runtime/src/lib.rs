@@ -25,5 +25,5 @@ pub use run::{
     assemble, estimate, op_kind, run_fixed, run_fixed_with, run_mpc, InstrCost, MpcOptions, Output,
     PartyOutcome, Report,
 };
-pub use source::{Clear, Data, Dealt, Digit, Source, State, Stateful};
+pub use source::{held_weights, Clear, Data, Dealt, Digit, Source, State, Stateful};
 pub use value::Value;

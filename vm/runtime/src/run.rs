@@ -5,7 +5,7 @@
 //! checks that the replicated copies agree.
 
 use crate::interp::{execute, Cost, Outcome, VmError};
-use crate::source::{Clear, Data, Dealt, Source, State, Stateful};
+use crate::source::{held_weights, Clear, Data, Dealt, Source, State, Stateful};
 use crate::value::Value;
 use ditto_bytecode::{Instr, Kind, Program};
 use ditto_protocol::share::{open, open_bits};
@@ -170,14 +170,7 @@ pub fn run_fixed_with(
 /// A run's new state begins with the weights of the session: those held
 /// before and those dealt in this run.
 fn carry_weights(before: Option<&State>, src: Stateful) -> State {
-    let mut st: State = before
-        .map(|s| {
-            s.iter()
-                .filter(|(k, _)| k.starts_with("weight "))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut st = before.map(held_weights).unwrap_or_default();
     st.extend(src.dealt.into_inner().unwrap_or_default());
     st
 }

@@ -556,11 +556,23 @@ pub fn with_owner_skipping<T>(
 /// as a deployed party reads its share file.
 pub type State = std::collections::BTreeMap<String, std::sync::Arc<Value>>;
 
+const WEIGHT_KEY: &str = "weight ";
+
+/// The weights a state holds (those of [`weight_key`]), without the values
+/// a run kept.
+pub fn held_weights(state: &State) -> State {
+    state
+        .iter()
+        .filter(|(k, _)| k.starts_with(WEIGHT_KEY))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The state key of a dealt weight: its tensor name and register type.
 pub fn weight_key(program: &Program, port: usize) -> String {
     let p = &program.weights[port];
     format!(
-        "weight {} {}{}",
+        "{WEIGHT_KEY}{} {}{}",
         p.name,
         program.regs[p.reg.0 as usize],
         if p.transposed { " transposed" } else { "" }

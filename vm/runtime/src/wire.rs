@@ -344,13 +344,18 @@ pub fn session_of(tag: &[u8; 16]) -> Option<([u8; 8], u64)> {
 /// Replaces a party's values of the outputs the program keeps `to
 /// parties` (session state) by an empty public value before its result
 /// goes to the client: the client never receives a share of them (and
-/// `run::assemble` skips them).
-pub fn withhold_kept(prog: &Program, outputs: &mut [Value]) {
-    for (o, p) in outputs.iter_mut().zip(&prog.outputs) {
-        if p.owner == Some(Owner::Parties) {
-            *o = Value::P32(vec![]);
-        }
-    }
+/// `run::assemble` skips them). Returns them, by output name: the party's
+/// session state for the next step.
+pub fn withhold_kept(prog: &Program, outputs: &mut [Value]) -> crate::State {
+    outputs
+        .iter_mut()
+        .zip(&prog.outputs)
+        .filter(|(_, p)| p.owner == Some(Owner::Parties))
+        .map(|(o, p)| {
+            let v = std::mem::replace(o, Value::P32(vec![]));
+            (p.name.clone(), std::sync::Arc::new(v))
+        })
+        .collect()
 }
 
 /// What a program needs from its client, in program order.
