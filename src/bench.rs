@@ -30,7 +30,16 @@ fn matmul_gops<R: Ring>(m: usize, k: usize, n: usize) -> f64 {
 }
 
 pub fn kernels(json: bool) -> Result<()> {
-    let shapes = [(128, 768, 768), (128, 768, 3072)];
+    // BERT-base's products at 128 tokens; a decode step's one row against
+    // SmolLM2's FFN weight, its vocabulary lookup (the one-hot of the high
+    // digit against the table as [3781, 13·576]) and its logits head
+    let shapes = [
+        (128, 768, 768),
+        (128, 768, 3072),
+        (1, 576, 1536),
+        (1, 3781, 7488),
+        (49152, 576, 1),
+    ];
     let mut rows = vec![];
     for &(m, k, n) in &shapes {
         rows.push((32, m, k, n, matmul_gops::<u32>(m, k, n)));

@@ -219,7 +219,117 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
     if m == 0 || n == 0 {
         return;
     }
-    with_tile!(acc_tiled, R, a, b, c, m, k, n)
+    let isa = isa();
+    let (mr, nr) = tile_of::<R>(isa);
+    if m < mr && n >= nr {
+        few_rows(isa, a, b, c, m, k, n);
+    } else if n < nr && m >= mr {
+        few_columns(isa, a, b, c, m, k, n);
+    } else {
+        with_tile!(acc_tiled, R, a, b, c, m, k, n)
+    }
+}
+
+/// The register tile `with_tile!` picks: (MR, NR) (kept equal to it).
+fn tile_of<R: Ring>(isa: Isa) -> (usize, usize) {
+    match (isa, R::BITS) {
+        (Isa::Avx512, 32) => (8, 32),
+        (Isa::Avx512, _) => (8, 16),
+        (Isa::Avx2, 32) => (4, 16),
+        _ => (4, 8),
+    }
+}
+
+/// Runs `f` compiled for the machine's vector instructions (the closure is
+/// inlined into a function with those target features).
+#[inline(always)]
+fn vectorized<T>(isa: Isa, f: impl FnOnce() -> T) -> T {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+        unsafe fn avx512<T>(f: impl FnOnce() -> T) -> T {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<T>(f: impl FnOnce() -> T) -> T {
+            f()
+        }
+        match isa {
+            // SAFETY: `isa()` checked that the CPU supports the features.
+            Isa::Avx512 => unsafe { avx512(f) },
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { avx2(f) },
+            Isa::Generic => f(),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        f()
+    }
+}
+
+/// C += A·B for fewer rows of A than a register tile (a decode step's one
+/// token, a lookup's one-hot): B is streamed once, row by row, with no
+/// packing; the depth is split over threads, each adding into its own
+/// m×n accumulator, summed at the end. Memory-bound, so it reads each
+/// element of B exactly once.
+fn few_rows<R: Ring>(isa: Isa, a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize) {
+    let tasks = if m * k * n < 1 << 16 {
+        1
+    } else {
+        (rayon::current_num_threads() * 2).min(k)
+    };
+    let per = k.div_ceil(tasks.max(1)).max(1);
+    let starts: Vec<usize> = (0..k).step_by(per).collect();
+    let parts: Vec<Vec<R>> = starts
+        .into_par_iter()
+        .map(|k0| {
+            let mut acc = vec![R::ZERO; m * n];
+            vectorized(isa, || {
+                for kk in k0..(k0 + per).min(k) {
+                    let brow = &b[kk * n..(kk + 1) * n];
+                    for (i, arow) in acc.chunks_exact_mut(n).enumerate() {
+                        let av = a[i * k + kk];
+                        for (x, &y) in arow.iter_mut().zip(brow) {
+                            *x = x.add(av.mul(y));
+                        }
+                    }
+                }
+            });
+            acc
+        })
+        .collect();
+    for p in parts {
+        add_assign(c, &p);
+    }
+}
+
+/// C += A·B for fewer columns of B than a register tile (a logits head
+/// E·hᵀ over a vocabulary): B's columns transposed (small), then each
+/// element of C a dot product of a row of A, rows spread over threads.
+fn few_columns<R: Ring>(isa: Isa, a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n: usize) {
+    let bt = transpose(b, k, n);
+    let rows = if m * k * n < 1 << 16 {
+        m
+    } else {
+        m.div_ceil(rayon::current_num_threads() * 4).max(1)
+    };
+    c.par_chunks_mut(rows * n).enumerate().for_each(|(t, cc)| {
+        vectorized(isa, || {
+            for (r, crow) in cc.chunks_exact_mut(n).enumerate() {
+                let i = t * rows + r;
+                let arow = &a[i * k..(i + 1) * k];
+                for (cj, bcol) in crow.iter_mut().zip(bt.chunks_exact(k)) {
+                    let dot = arow
+                        .iter()
+                        .zip(bcol)
+                        .fold(R::ZERO, |s, (&x, &y)| s.add(x.mul(y)));
+                    *cj = cj.add(dot);
+                }
+            }
+        })
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -442,6 +552,46 @@ mod tests {
                 assert!(c == want, "{name} tile, {m}×{k}×{n}, {} bits", R::BITS);
             }
         }
+    }
+
+    /// The thin-shape kernels (few rows of A, few columns of B), portable
+    /// and with this machine's instruction set, one task and several.
+    fn thin_shapes<R: Ring>() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut draw = |len: usize| -> Vec<R> {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    R::from_u64(x)
+                })
+                .collect()
+        };
+        for isa in [Isa::Generic, isa()] {
+            for (m, k, n) in [(1, 7, 40), (3, 300, 33), (1, 5000, 70), (2, 4099, 129)] {
+                let (a, b) = (draw(m * k), draw(k * n));
+                let mut c = draw(m * n);
+                let mut want = naive(&a, &b, m, k, n);
+                add_assign(&mut want, &c);
+                few_rows(isa, &a, &b, &mut c, m, k, n);
+                assert!(c == want, "few rows, {m}×{k}×{n}, {} bits", R::BITS);
+            }
+            for (m, k, n) in [(9, 7, 1), (100, 300, 1), (4099, 70, 3), (33, 1100, 2)] {
+                let (a, b) = (draw(m * k), draw(k * n));
+                let mut c = draw(m * n);
+                let mut want = naive(&a, &b, m, k, n);
+                add_assign(&mut want, &c);
+                few_columns(isa, &a, &b, &mut c, m, k, n);
+                assert!(c == want, "few columns, {m}×{k}×{n}, {} bits", R::BITS);
+            }
+        }
+    }
+
+    #[test]
+    fn thin_kernels_are_exact() {
+        thin_shapes::<u32>();
+        thin_shapes::<u64>();
     }
 
     #[test]

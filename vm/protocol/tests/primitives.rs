@@ -123,6 +123,10 @@ fn matmul_both_rings() {
     check_matmul::<u32>(5, 3, 4, 6, 5, false);
     check_matmul::<u64>(6, 2, 5, 3, 4, true);
     check_matmul::<u32>(7, 1, 64, 200, 70, false); // takes the parallel path
+                                                   // a decode step's row against a weight (the row's shares summed: the
+                                                   // smaller operand), and a logits head E·hᵀ (one column)
+    check_matmul::<u64>(8, 1, 1, 300, 200, true);
+    check_matmul::<u32>(9, 1, 300, 100, 1, true);
 }
 
 /// A product with a table given by a prefix of its rows (the rest zero):

@@ -187,10 +187,24 @@ impl<'c> Party<'c> {
         n: usize,
         y_shared: bool,
     ) -> Vec<R> {
-        let ysum = kernels::add(&y.a, &y.b);
-        let mut z = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, y_shared);
-        let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, y_shared);
-        kernels::add_assign(&mut z, &z2);
+        // x_a·y_a + x_a·y_b + x_b·y_a, with the sum taken on the smaller
+        // operand: x_a·(y_a + y_b) + x_b·y_a, or (x_a + x_b)·y_a + x_a·y_b
+        // when x is the smaller (a decode step's row or a lookup's one-hot
+        // against a weight table, which is then read once per share with
+        // no copy). The same ring elements either way.
+        let mut z = if x.a.len() < y.a.len() {
+            let xsum = kernels::add(&x.a, &x.b);
+            let mut z = kernels::matmul_batched(&xsum, &y.a, batch, m, k, n, y_shared);
+            let z2 = kernels::matmul_batched(&x.a, &y.b, batch, m, k, n, y_shared);
+            kernels::add_assign(&mut z, &z2);
+            z
+        } else {
+            let ysum = kernels::add(&y.a, &y.b);
+            let mut z = kernels::matmul_batched(&x.a, &ysum, batch, m, k, n, y_shared);
+            let z2 = kernels::matmul_batched(&x.b, &y.a, batch, m, k, n, y_shared);
+            kernels::add_assign(&mut z, &z2);
+            z
+        };
         let alpha = self.zero_share::<R>(z.len());
         kernels::add_assign(&mut z, &alpha);
         z
