@@ -31,6 +31,9 @@ impl Shape {
     };
 }
 
+/// Times a receiver yields before it blocks.
+const SPINS: usize = 64;
+
 pub struct MemLink {
     tx: Sender<(Instant, LinkEvent)>,
     rx: Receiver<(Instant, LinkEvent)>,
@@ -110,7 +113,25 @@ impl Link for MemLink {
     }
 
     fn recv(&mut self, timeout: Duration) -> Option<LinkEvent> {
-        match self.rx.recv_timeout(timeout) {
+        // A peer's reply usually comes within microseconds: yield the core a
+        // few times before sleeping on the channel (a futex wake-up costs
+        // more than the round it ends)
+        let mut got = None;
+        for _ in 0..SPINS {
+            match self.rx.try_recv() {
+                Ok(v) => {
+                    got = Some(Ok(v));
+                    break;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    got = Some(Err(RecvTimeoutError::Disconnected));
+                    break;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        let got = got.unwrap_or_else(|| self.rx.recv_timeout(timeout));
+        match got {
             Ok((at, ev)) => {
                 let now = Instant::now();
                 if at > now {
