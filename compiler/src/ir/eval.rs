@@ -138,8 +138,8 @@ pub fn max_abs(
 /// Runs `step` on every node in topological order with its operands'
 /// values, keeping each value only until its last use (a node used twice by
 /// one user, `mul %1, %1`, counts twice). Shared by the float and
-/// fixed-point evaluators.
-pub(crate) fn drive<V>(
+/// fixed-point evaluators and the training backend (ditto-train).
+pub fn drive<V>(
     g: &Graph,
     mut step: impl FnMut(NodeId, &[&V]) -> Result<V, EvalError>,
 ) -> Result<(), EvalError> {
