@@ -108,7 +108,7 @@ struct Val {
 pub struct Forward {
     /// Revealed and kept outputs, by name, in node order.
     pub outputs: IndexMap<String, Tensor>,
-    /// The values of the nodes `keep` selected (numbers only).
+    /// The values of the nodes `keep` selected (booleans as 0/1 in u8).
     pub kept: HashMap<NodeId, Tensor>,
 }
 
@@ -145,7 +145,7 @@ pub fn forward(
         if let Op::Output { name, .. } = &node.op {
             out.outputs.insert(name.clone(), v.t.clone());
         }
-        if fmt.is_some() && keep(id) {
+        if keep(id) {
             out.kept.insert(id, v.t.clone());
         }
         Ok(v)

@@ -5,7 +5,9 @@
 //! fake quantization exactly where the `fixed` backend rounds, so the model
 //! trained is the one MPC runs.
 
+pub mod distill;
 pub mod forward;
 pub mod quant;
 
+pub use distill::{loss, target, Pair, Recipe, Stage, Tap, TapKind, Target, Trainer};
 pub use forward::{forward, high, to_eval, Forward, Mode, Params};

@@ -1,0 +1,284 @@
+//! Quantization-aware distillation (MPCFormer's recipe, on the IR): the
+//! teacher is a model's float graph with its weights; the student is the
+//! same model lowered under a policy, evaluated in `Quantized` mode, its
+//! weights initialised from the teacher's. Stage `hidden` matches, with
+//! mean squared errors, the pre-softmax attention scores (masked entries
+//! left out) and the hidden states — the operands of every softmax and
+//! normalisation, which lowering leaves in place so the two graphs share
+//! them by node id — and the outputs; stage `pred` only the outputs.
+//! AdamW with decoupled weight decay, gradient clipping by global norm, a
+//! linear warm-up.
+
+use crate::forward::{candle_err, forward, Mode, Params};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use ditto_compiler::ir::eval::{self, EvalError};
+use ditto_compiler::ir::{Graph, HighOp, NodeId, Op};
+use std::collections::{HashMap, HashSet};
+
+/// What a point of comparison holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapKind {
+    /// A softmax's operand (attention scores before it).
+    Scores,
+    /// A normalisation's operand (the residual stream).
+    Hidden,
+}
+
+/// A node whose values the student is taught to match.
+#[derive(Debug, Clone, Copy)]
+pub struct Tap {
+    pub id: NodeId,
+    pub kind: TapKind,
+    /// The boolean mask of a masked softmax: only its true entries count.
+    pub mask: Option<NodeId>,
+}
+
+/// A teacher graph and its student (the same model lowered under a
+/// policy, for the same sizes), with the taps they share.
+pub struct Pair {
+    pub teacher: Graph,
+    pub student: Graph,
+    pub taps: Vec<Tap>,
+}
+
+impl Pair {
+    /// Finds the taps: the operands of the teacher's softmax, LayerNorm and
+    /// RMSNorm nodes that the student still has (lowering replaces those
+    /// nodes, never their operands; a fused or folded operand is left
+    /// out).
+    pub fn new(teacher: Graph, student: Graph) -> Pair {
+        let mut taps = Vec::new();
+        let mut seen = HashSet::new();
+        for id in teacher.topo_order().unwrap_or_default() {
+            let Op::High(h) = &teacher.node(id).op else {
+                continue;
+            };
+            let ops = teacher.operands(id);
+            let (kind, mask) = match h {
+                HighOp::Softmax { masked } => (TapKind::Scores, masked.then(|| ops[1])),
+                HighOp::LayerNorm { .. } | HighOp::RmsNorm { .. } => (TapKind::Hidden, None),
+                HighOp::Gelu { .. }
+                | HighOp::Exp
+                | HighOp::Recip
+                | HighOp::Rsqrt
+                | HighOp::Tanh
+                | HighOp::Silu => continue,
+            };
+            let x = ops[0];
+            let shared = |n: NodeId| {
+                student.contains(n) && student.node(n).ty.shape == teacher.node(n).ty.shape
+            };
+            if shared(x) && mask.is_none_or(shared) && seen.insert(x) {
+                taps.push(Tap { id: x, kind, mask });
+            }
+        }
+        Pair {
+            teacher,
+            student,
+            taps,
+        }
+    }
+}
+
+/// Which losses a step minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Attention scores, hidden states and outputs.
+    Hidden,
+    /// Outputs only.
+    Pred,
+}
+
+/// The optimiser's settings.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub lr: f64,
+    pub steps: usize,
+    pub weight_decay: f64,
+    /// Largest global gradient norm (0: no clipping).
+    pub clip: f64,
+    /// Fraction of the steps over which the learning rate rises linearly.
+    pub warmup: f64,
+    pub stage: Stage,
+}
+
+impl Default for Recipe {
+    /// MPCFormer's stage-1 settings.
+    fn default() -> Recipe {
+        Recipe {
+            lr: 5e-5,
+            steps: 1000,
+            weight_decay: 0.01,
+            clip: 1.0,
+            warmup: 0.0,
+            stage: Stage::Hidden,
+        }
+    }
+}
+
+/// The teacher's values at the taps and outputs for one example (no
+/// gradient), to compare the student with.
+pub struct Target {
+    taps: HashMap<NodeId, Tensor>,
+    outputs: Vec<(String, Tensor)>,
+}
+
+/// Runs the teacher on `inputs`.
+pub fn target(
+    pair: &Pair,
+    teacher: &Params,
+    inputs: &HashMap<String, eval::Tensor>,
+) -> Result<Target, EvalError> {
+    let want: HashSet<NodeId> = pair
+        .taps
+        .iter()
+        .flat_map(|t| [Some(t.id), t.mask].into_iter().flatten())
+        .collect();
+    let f = forward(&pair.teacher, Mode::Float, inputs, teacher, &|id| {
+        want.contains(&id)
+    })?;
+    let detach = |t: Tensor| t.detach();
+    let taps = f.kept.into_iter().map(|(k, v)| (k, detach(v))).collect();
+    let outputs = f.outputs.into_iter().map(|(k, v)| (k, detach(v))).collect();
+    Ok(Target { taps, outputs })
+}
+
+/// Mean squared error of `s` against `t` over the entries where `mask`
+/// (0/1, the same shape) is 1, or over all.
+fn mse(s: &Tensor, t: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let d = (s.to_dtype(t.dtype())? - t)?;
+    match mask {
+        None => d.sqr()?.mean_all(),
+        Some(m) => {
+            let m = m.to_dtype(t.dtype())?;
+            let n = m
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?
+                .max(1.0);
+            (d.sqr()? * m)?.sum_all()?.affine(1.0 / n, 0.0)
+        }
+    }
+}
+
+/// The student's loss on one example against the teacher's `target`: the
+/// stage's mean squared errors, summed.
+pub fn loss(
+    pair: &Pair,
+    student: &Params,
+    inputs: &HashMap<String, eval::Tensor>,
+    target: &Target,
+    stage: Stage,
+) -> Result<Tensor, EvalError> {
+    let want: HashSet<NodeId> = pair.taps.iter().map(|t| t.id).collect();
+    let f = forward(&pair.student, Mode::Quantized, inputs, student, &|id| {
+        want.contains(&id)
+    })?;
+    let mut total = Tensor::zeros((), student.dtype, &Device::Cpu).map_err(candle_err)?;
+    let mut add = |l: Tensor| -> Result<(), EvalError> {
+        total = (&total + l.to_dtype(student.dtype).map_err(candle_err)?).map_err(candle_err)?;
+        Ok(())
+    };
+    if stage == Stage::Hidden {
+        for tap in &pair.taps {
+            let (Some(s), Some(t)) = (f.kept.get(&tap.id), target.taps.get(&tap.id)) else {
+                continue;
+            };
+            // (the masks are public comparisons: the teacher's are the student's)
+            let m = tap.mask.and_then(|m| target.taps.get(&m));
+            add(mse(s, t, m).map_err(candle_err)?)?;
+        }
+    }
+    for (name, t) in &target.outputs {
+        if let Some(s) = f.outputs.get(name) {
+            add(mse(s, t, None).map_err(candle_err)?)?;
+        }
+    }
+    Ok(total)
+}
+
+/// AdamW over a student's weights, step by step.
+pub struct Trainer {
+    opt: AdamW,
+    vars: Vec<Var>,
+    recipe: Recipe,
+    step: usize,
+}
+
+impl Trainer {
+    pub fn new(student: &Params, recipe: Recipe) -> Result<Trainer, EvalError> {
+        let vars: Vec<Var> = student.vars.values().cloned().collect();
+        let opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: recipe.lr,
+                weight_decay: recipe.weight_decay,
+                ..Default::default()
+            },
+        )
+        .map_err(candle_err)?;
+        Ok(Trainer {
+            opt,
+            vars,
+            recipe,
+            step: 0,
+        })
+    }
+
+    /// The learning rate of step `i`: a linear warm-up, then a linear
+    /// decay to zero at the last step (HuggingFace's "linear" schedule,
+    /// which MPCFormer's scripts use).
+    pub fn lr_at(&self, i: usize) -> f64 {
+        let n = self.recipe.steps.max(1);
+        let warm = (self.recipe.warmup * n as f64).round() as usize;
+        if i < warm {
+            self.recipe.lr * (i + 1) as f64 / warm as f64
+        } else {
+            self.recipe.lr * (n.saturating_sub(i)) as f64 / (n - warm).max(1) as f64
+        }
+    }
+
+    /// One optimiser step on the mean of `losses` (one per example of the
+    /// batch); returns that mean.
+    pub fn step(&mut self, losses: Vec<Tensor>) -> Result<f64, EvalError> {
+        let n = losses.len().max(1) as f64;
+        let mut total = Tensor::zeros((), DType::F64, &Device::Cpu).map_err(candle_err)?;
+        for l in losses {
+            total = (total + l.to_dtype(DType::F64).map_err(candle_err)?).map_err(candle_err)?;
+        }
+        let mean = total.affine(1.0 / n, 0.0).map_err(candle_err)?;
+        let value = mean.to_scalar::<f64>().map_err(candle_err)?;
+        let mut grads = mean.backward().map_err(candle_err)?;
+        if self.recipe.clip > 0.0 {
+            let mut sq = 0.0;
+            for v in &self.vars {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    sq += g
+                        .to_dtype(DType::F64)
+                        .and_then(|g| g.sqr())
+                        .and_then(|g| g.sum_all())
+                        .and_then(|g| g.to_scalar::<f64>())
+                        .map_err(candle_err)?;
+                }
+            }
+            let norm = sq.sqrt();
+            if norm > self.recipe.clip {
+                let s = self.recipe.clip / norm;
+                for v in &self.vars {
+                    if let Some(g) = grads.remove(v.as_tensor()) {
+                        grads.insert(v.as_tensor(), g.affine(s, 0.0).map_err(candle_err)?);
+                    }
+                }
+            }
+        }
+        self.opt.set_learning_rate(self.lr_at(self.step));
+        self.opt.step(&grads).map_err(candle_err)?;
+        self.step += 1;
+        Ok(value)
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+}
