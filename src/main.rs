@@ -7,6 +7,7 @@ mod calibrate;
 mod checkpoint;
 mod client;
 mod cluster;
+mod distill;
 mod generate;
 mod genweights;
 mod inputs;
@@ -117,6 +118,10 @@ enum Cmd {
     /// Record the largest |value| of every node over sample inputs (float
     /// evaluation), for `--bounds` (check-ranges, the ditto-auto policy).
     Calibrate(calibrate::CalibrateArgs),
+    /// Quantization-aware distillation: fine-tune the model so that it keeps
+    /// the float model's outputs under a policy's approximations and
+    /// formats (docs/distillation.md).
+    Distill(distill::DistillArgs),
     /// Keys, self-signed certificates and the cluster file for three parties
     /// and their clients (docs/deployment.md).
     Keygen {
@@ -313,6 +318,7 @@ fn main() -> ExitCode {
         } => cluster::keygen(&cluster, hosts.as_deref(), port, clients, force),
         Cmd::Party(a) => party::party(a),
         Cmd::Calibrate(a) => calibrate::calibrate(a),
+        Cmd::Distill(a) => distill::distill(a),
         Cmd::Client(a) => client::client(a),
         Cmd::GenWeights {
             model,

@@ -239,36 +239,69 @@ impl Trainer {
         }
     }
 
-    /// One optimiser step on the mean of `losses` (one per example of the
-    /// batch); returns that mean.
-    pub fn step(&mut self, losses: Vec<Tensor>) -> Result<f64, EvalError> {
-        let n = losses.len().max(1) as f64;
-        let mut total = Tensor::zeros((), DType::F64, &Device::Cpu).map_err(candle_err)?;
-        for l in losses {
-            total = (total + l.to_dtype(DType::F64).map_err(candle_err)?).map_err(candle_err)?;
-        }
-        let mean = total.affine(1.0 / n, 0.0).map_err(candle_err)?;
-        let value = mean.to_scalar::<f64>().map_err(candle_err)?;
-        let mut grads = mean.backward().map_err(candle_err)?;
-        if self.recipe.clip > 0.0 {
-            let mut sq = 0.0;
-            for v in &self.vars {
-                if let Some(g) = grads.get(v.as_tensor()) {
-                    sq += g
-                        .to_dtype(DType::F64)
-                        .and_then(|g| g.sqr())
-                        .and_then(|g| g.sum_all())
-                        .and_then(|g| g.to_scalar::<f64>())
-                        .map_err(candle_err)?;
-                }
+    /// One optimiser step on the mean loss of a batch of `n` examples,
+    /// `loss_of(i)` giving example i's. Each example's graph is
+    /// differentiated and dropped before the next (memory stays one or two
+    /// examples' worth), two at a time; the gradients are summed. Returns
+    /// the mean loss.
+    pub fn step(
+        &mut self,
+        n: usize,
+        loss_of: impl Fn(usize) -> Result<Tensor, EvalError> + Sync,
+    ) -> Result<f64, EvalError> {
+        use rayon::prelude::*;
+        let scale = 1.0 / n.max(1) as f64;
+        let one = |i: usize| -> Result<(f64, Vec<Option<Tensor>>), EvalError> {
+            let l = loss_of(i)?
+                .to_dtype(DType::F64)
+                .and_then(|l| l.affine(scale, 0.0))
+                .map_err(candle_err)?;
+            let v = l.to_scalar::<f64>().map_err(candle_err)?;
+            let g = l.backward().map_err(candle_err)?;
+            Ok((
+                v,
+                self.vars
+                    .iter()
+                    .map(|x| g.get(x.as_tensor()).cloned())
+                    .collect(),
+            ))
+        };
+        let add = |a: Option<Tensor>, b: Option<Tensor>| -> Result<Option<Tensor>, EvalError> {
+            Ok(match (a, b) {
+                (Some(a), Some(b)) => Some((a + b).map_err(candle_err)?),
+                (a, b) => a.or(b),
+            })
+        };
+        let (value, summed) = (0..n).into_par_iter().with_max_len(1).map(one).try_reduce(
+            || (0.0, vec![None; self.vars.len()]),
+            |(va, ga), (vb, gb)| {
+                let g = ga
+                    .into_iter()
+                    .zip(gb)
+                    .map(|(a, b)| add(a, b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((va + vb, g))
+            },
+        )?;
+        let mut grads = candle_core::backprop::GradStore::default();
+        let mut sq = 0.0;
+        for (v, g) in self.vars.iter().zip(summed) {
+            if let Some(g) = g {
+                sq += g
+                    .to_dtype(DType::F64)
+                    .and_then(|g| g.sqr())
+                    .and_then(|g| g.sum_all())
+                    .and_then(|g| g.to_scalar::<f64>())
+                    .map_err(candle_err)?;
+                grads.insert(v.as_tensor(), g);
             }
-            let norm = sq.sqrt();
-            if norm > self.recipe.clip {
-                let s = self.recipe.clip / norm;
-                for v in &self.vars {
-                    if let Some(g) = grads.remove(v.as_tensor()) {
-                        grads.insert(v.as_tensor(), g.affine(s, 0.0).map_err(candle_err)?);
-                    }
+        }
+        let norm = sq.sqrt();
+        if self.recipe.clip > 0.0 && norm > self.recipe.clip {
+            let s = self.recipe.clip / norm;
+            for v in &self.vars {
+                if let Some(g) = grads.remove(v.as_tensor()) {
+                    grads.insert(v.as_tensor(), g.affine(s, 0.0).map_err(candle_err)?);
                 }
             }
         }
@@ -280,5 +313,11 @@ impl Trainer {
 
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    /// Continues a run at step `i` (its learning rate; the moments start
+    /// from zero).
+    pub fn skip_to(&mut self, i: usize) {
+        self.step = i;
     }
 }

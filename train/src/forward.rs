@@ -378,7 +378,7 @@ impl Eval {
                 let (x, y) = both(x, y)?;
                 val(a[0].t.broadcast_as(shape)?.where_cond(&x, &y)?)
             }
-            Op::Transpose { perm } => val(a[0].t.permute(perm.as_slice())?.contiguous()?),
+            Op::Transpose { perm } => val(a[0].t.permute(perm.as_slice())?),
             Op::Reshape { .. } => val(a[0].t.reshape(shape)?),
             Op::Slice { axis, start, end } => val(a[0].t.narrow(*axis, *start, end - start)?),
             Op::Concat { axis } => {
@@ -391,7 +391,7 @@ impl Eval {
                     .collect::<Res<Vec<_>>>()?;
                 val(Tensor::cat(&parts, *axis)?)
             }
-            Op::Broadcast { .. } => val(a[0].t.broadcast_as(shape)?.contiguous()?),
+            Op::Broadcast { .. } => val(a[0].t.broadcast_as(shape)?),
             Op::Sum { axis } => val(self.read(a[0], f())?.sum_keepdim(*axis)?),
             Op::Max { axis } => val(self.read(a[0], f())?.max_keepdim(*axis)?),
             Op::Mean { axis } => {
