@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::DType;
 use ditto_compiler::ir::eval::Tensor;
-use ditto_train::{loss, target, Pair, Params, Recipe, Stage, Target, Trainer};
+use ditto_train::{loss_batch, targets, Pair, Params, Recipe, Stage, Target, Trainer};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -214,27 +214,54 @@ pub fn distill(args: DistillArgs) -> Result<()> {
 
     // the teacher's values on every sample
     let t0 = Instant::now();
-    let mut data = Vec::with_capacity(samples.len());
+    let mut data: Vec<Option<Sample>> = (0..samples.len()).map(|_| None).collect();
+    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (k, ids) in samples.iter().enumerate() {
-        let pair = &pairs[&ids.len()];
-        let toks = crate::inputs::Tokens {
-            ids: ids.clone(),
-            segments: None,
-        };
-        let slots = crate::inputs::graph_slots(&pair.teacher);
-        let values = crate::inputs::fill(&slots, &toks, &Default::default())
-            .with_context(|| format!("sample {}", k + 1))?;
-        let inputs = crate::inputs::tensors(&slots, &values);
-        let target =
-            target(pair, &teacher, &inputs).map_err(|e| anyhow!("sample {}: {e}", k + 1))?;
-        data.push(Sample {
-            len: ids.len(),
-            inputs,
-            target,
-        });
+        by_len.entry(ids.len()).or_default().push(k);
     }
+    for (len, ks) in by_len {
+        let pair = &pairs[&len];
+        let slots = crate::inputs::graph_slots(&pair.teacher);
+        for chunk in ks.chunks(args.batch.max(16)) {
+            let mut inputs = Vec::with_capacity(chunk.len());
+            for &k in chunk {
+                let toks = crate::inputs::Tokens {
+                    ids: samples[k].clone(),
+                    segments: None,
+                };
+                let values = crate::inputs::fill(&slots, &toks, &Default::default())
+                    .with_context(|| format!("sample {}", k + 1))?;
+                inputs.push(crate::inputs::tensors(&slots, &values));
+            }
+            let refs: Vec<_> = inputs.iter().collect();
+            let ts = targets(pair, &teacher, &refs).map_err(|e| anyhow!("{e}"))?;
+            for ((&k, inputs), target) in chunk.iter().zip(inputs).zip(ts) {
+                data[k] = Some(Sample {
+                    len,
+                    inputs,
+                    target,
+                });
+            }
+        }
+    }
+    let mut data: Vec<Sample> = data.into_iter().map(|x| x.expect("every sample")).collect();
     let held = data.split_off(data.len() - args.held_out);
-    let per_epoch = data.len().div_ceil(args.batch);
+    // batches of one length each (a batch is one pass with a batch axis)
+    let batches_of = |epoch: u64| -> Vec<Vec<usize>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ epoch.wrapping_mul(0x9E37_79B9));
+        let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, x) in data.iter().enumerate() {
+            by_len.entry(x.len).or_default().push(i);
+        }
+        let mut out = Vec::new();
+        for (_, mut ids) in by_len {
+            ids.shuffle(&mut rng);
+            out.extend(ids.chunks(args.batch).map(<[usize]>::to_vec));
+        }
+        out.shuffle(&mut rng);
+        out
+    };
+    let per_epoch = batches_of(0).len();
     let total = args.steps.unwrap_or(per_epoch * args.epochs.max(1));
     if done >= total {
         bail!(
@@ -257,11 +284,20 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         if held.is_empty() {
             return Ok(None);
         }
-        let mut s = 0.0;
+        // per length, one batched pass; the mean over examples
+        let mut by_len: BTreeMap<usize, Vec<&Sample>> = BTreeMap::new();
         for x in &held {
-            let l = loss(&pairs[&x.len], p, &x.inputs, &x.target, recipe.stage)
-                .map_err(|e| anyhow!("{e}"))?;
-            s += l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            by_len.entry(x.len).or_default().push(x);
+        }
+        let mut s = 0.0;
+        for (len, xs) in by_len {
+            for chunk in xs.chunks(args.batch) {
+                let ins: Vec<_> = chunk.iter().map(|x| &x.inputs).collect();
+                let tgs: Vec<_> = chunk.iter().map(|x| &x.target).collect();
+                let l = loss_batch(&pairs[&len], p, &ins, &tgs, recipe.stage)
+                    .map_err(|e| anyhow!("{e}"))?;
+                s += l.to_dtype(DType::F64)?.to_scalar::<f64>()? * chunk.len() as f64;
+            }
         }
         Ok(Some(s / held.len() as f64))
     };
@@ -281,7 +317,7 @@ pub fn distill(args: DistillArgs) -> Result<()> {
 
     let mut trainer = Trainer::new(&student, recipe.clone()).map_err(|e| anyhow!("{e}"))?;
     trainer.skip_to(done);
-    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut batches: Vec<Vec<usize>> = Vec::new();
     let start = Instant::now();
     let save = |log: &[serde_json::Value], steps: usize, held_after: Option<f64>| -> Result<()> {
         write_student(&args, &student, &st_path)?;
@@ -308,20 +344,25 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         let epoch = step / per_epoch;
         let within = step % per_epoch;
         if within == 0 || step == done {
-            order = (0..data.len()).collect();
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(args.seed ^ epoch as u64));
+            batches = batches_of(epoch as u64);
         }
-        let batch: Vec<&Sample> = order
-            .iter()
-            .skip(within * args.batch)
-            .take(args.batch)
-            .map(|&i| &data[i])
-            .collect();
+        let batch: Vec<&Sample> = batches[within].iter().map(|&i| &data[i]).collect();
         let lr = trainer.lr_at(step);
+        let ins: Vec<&HashMap<String, Tensor>> = batch.iter().map(|x| &x.inputs).collect();
+        let tgs: Vec<&Target> = batch.iter().map(|x| &x.target).collect();
+        // two halves at once (two cores), each one batched pass
+        let halves = if batch.len() >= 2 { 2 } else { 1 };
+        let cut = batch.len().div_ceil(halves);
         let l = trainer
-            .step(batch.len(), |i| {
-                let x = batch[i];
-                loss(&pairs[&x.len], &student, &x.inputs, &x.target, recipe.stage)
+            .step(halves, |h| {
+                let r = h * cut..((h + 1) * cut).min(batch.len());
+                loss_batch(
+                    &pairs[&batch[0].len],
+                    &student,
+                    &ins[r.clone()],
+                    &tgs[r],
+                    recipe.stage,
+                )
             })
             .map_err(|e| anyhow!("{e}"))?;
         if !l.is_finite() {

@@ -8,6 +8,7 @@ mod checkpoint;
 mod client;
 mod cluster;
 mod distill;
+mod eval;
 mod generate;
 mod genweights;
 mod inputs;
@@ -122,6 +123,10 @@ enum Cmd {
     /// the float model's outputs under a policy's approximations and
     /// formats (docs/distillation.md).
     Distill(distill::DistillArgs),
+    /// A policy's utility on your texts: the compiled model (fixed or mpc,
+    /// optionally with distilled weights) against the float model, text by
+    /// text (cosine of the outputs).
+    Eval(eval::EvalArgs),
     /// Keys, self-signed certificates and the cluster file for three parties
     /// and their clients (docs/deployment.md).
     Keygen {
@@ -164,7 +169,7 @@ enum Cmd {
 #[derive(clap::Args, Clone, Default)]
 pub struct PipelineArgs {
     /// Precision policy: uniform64, ditto (the default), ditto-nl64,
-    /// ditto-quad, ditto-auto.
+    /// ditto-quad, ditto-2quad, ditto-auto.
     #[arg(long)]
     policy: Option<String>,
     /// A policy of your own (JSON; see docs/passes.md). Overrides --policy.
@@ -319,6 +324,7 @@ fn main() -> ExitCode {
         Cmd::Party(a) => party::party(a),
         Cmd::Calibrate(a) => calibrate::calibrate(a),
         Cmd::Distill(a) => distill::distill(a),
+        Cmd::Eval(a) => eval::eval(a),
         Cmd::Client(a) => client::client(a),
         Cmd::GenWeights {
             model,

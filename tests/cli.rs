@@ -302,7 +302,7 @@ fn pass_pipeline_options() {
             "--policy",
             "ditto2",
         ],
-        "unknown policy `ditto2`; policies are: uniform64, ditto, ditto-nl64, ditto-quad, ditto-auto",
+        "unknown policy `ditto2`; policies are: uniform64, ditto, ditto-nl64, ditto-quad, ditto-2quad, ditto-auto",
     );
     fails_with(
         &[

@@ -255,6 +255,7 @@ fn a_policy_that_overflows_on_the_shipped_bounds_is_refused_at_compile_time() {
         "uniform64",
         "ditto-nl64",
         "ditto-quad",
+        "ditto-2quad",
         "ditto-auto",
     ] {
         let (good, _, err) = ditto(&[

@@ -199,6 +199,7 @@ fn built_in_policies_are_listed_with_their_descriptions() {
         "ditto",
         "ditto-nl64",
         "ditto-quad",
+        "ditto-2quad",
         "ditto-auto",
     ] {
         assert!(

@@ -96,6 +96,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../stdlib/policies/ditto-quad.json"),
     ),
     (
+        "ditto-2quad",
+        include_str!("../../stdlib/policies/ditto-2quad.json"),
+    ),
+    (
         "ditto-auto",
         include_str!("../../stdlib/policies/ditto-auto.json"),
     ),
@@ -107,6 +111,7 @@ pub const BUILTIN: &[&str] = &[
     "ditto",
     "ditto-nl64",
     "ditto-quad",
+    "ditto-2quad",
     "ditto-auto",
 ];
 

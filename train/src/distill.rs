@@ -9,7 +9,7 @@
 //! AdamW with decoupled weight decay, gradient clipping by global norm, a
 //! linear warm-up.
 
-use crate::forward::{candle_err, forward, Mode, Params};
+use crate::forward::{candle_err, Mode, Params};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use ditto_compiler::ir::eval::{self, EvalError};
@@ -130,18 +130,41 @@ pub fn target(
     teacher: &Params,
     inputs: &HashMap<String, eval::Tensor>,
 ) -> Result<Target, EvalError> {
+    Ok(targets(pair, teacher, &[inputs])?.remove(0))
+}
+
+/// Runs the teacher on a batch of examples (of the pair's size) in one
+/// batched pass; one target per example.
+pub fn targets(
+    pair: &Pair,
+    teacher: &Params,
+    inputs: &[&HashMap<String, eval::Tensor>],
+) -> Result<Vec<Target>, EvalError> {
     let want: HashSet<NodeId> = pair
         .taps
         .iter()
         .flat_map(|t| [Some(t.id), t.mask].into_iter().flatten())
         .collect();
-    let f = forward(&pair.teacher, Mode::Float, inputs, teacher, &|id| {
+    let f = crate::forward::forward_batch(&pair.teacher, Mode::Float, inputs, teacher, &|id| {
         want.contains(&id)
     })?;
-    let detach = |t: Tensor| t.detach();
-    let taps = f.kept.into_iter().map(|(k, v)| (k, detach(v))).collect();
-    let outputs = f.outputs.into_iter().map(|(k, v)| (k, detach(v))).collect();
-    Ok(Target { taps, outputs })
+    (0..inputs.len())
+        .map(|i| {
+            let one = |t: &Tensor| t.get(i).map(|t| t.detach()).map_err(candle_err);
+            Ok(Target {
+                taps: f
+                    .kept
+                    .iter()
+                    .map(|(k, v)| Ok((*k, one(v)?)))
+                    .collect::<Result<_, EvalError>>()?,
+                outputs: f
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), one(v)?)))
+                    .collect::<Result<_, EvalError>>()?,
+            })
+        })
+        .collect()
 }
 
 /// Mean squared error of `s` against `t` over the entries where `mask`
@@ -171,10 +194,30 @@ pub fn loss(
     target: &Target,
     stage: Stage,
 ) -> Result<Tensor, EvalError> {
+    loss_batch(pair, student, &[inputs], &[target], stage)
+}
+
+/// [`loss`] over a batch of examples in one batched pass: each mean
+/// squared error is over all the batch's entries.
+pub fn loss_batch(
+    pair: &Pair,
+    student: &Params,
+    inputs: &[&HashMap<String, eval::Tensor>],
+    targets: &[&Target],
+    stage: Stage,
+) -> Result<Tensor, EvalError> {
     let want: HashSet<NodeId> = pair.taps.iter().map(|t| t.id).collect();
-    let f = forward(&pair.student, Mode::Quantized, inputs, student, &|id| {
-        want.contains(&id)
-    })?;
+    let f =
+        crate::forward::forward_batch(&pair.student, Mode::Quantized, inputs, student, &|id| {
+            want.contains(&id)
+        })?;
+    let stacked = |get: &dyn Fn(&Target) -> Option<&Tensor>| -> Result<Option<Tensor>, EvalError> {
+        let ts: Option<Vec<&Tensor>> = targets.iter().map(|t| get(t)).collect();
+        match ts {
+            Some(ts) if !ts.is_empty() => Ok(Some(Tensor::stack(&ts, 0).map_err(candle_err)?)),
+            _ => Ok(None),
+        }
+    };
     let mut total = Tensor::zeros((), student.dtype, &Device::Cpu).map_err(candle_err)?;
     let mut add = |l: Tensor| -> Result<(), EvalError> {
         total = (&total + l.to_dtype(student.dtype).map_err(candle_err)?).map_err(candle_err)?;
@@ -182,17 +225,24 @@ pub fn loss(
     };
     if stage == Stage::Hidden {
         for tap in &pair.taps {
-            let (Some(s), Some(t)) = (f.kept.get(&tap.id), target.taps.get(&tap.id)) else {
+            let (Some(s), Some(t)) = (f.kept.get(&tap.id), stacked(&|x| x.taps.get(&tap.id))?)
+            else {
                 continue;
             };
             // (the masks are public comparisons: the teacher's are the student's)
-            let m = tap.mask.and_then(|m| target.taps.get(&m));
-            add(mse(s, t, m).map_err(candle_err)?)?;
+            let m = match tap.mask {
+                Some(m) => stacked(&|x| x.taps.get(&m))?,
+                None => None,
+            };
+            add(mse(s, &t, m.as_ref()).map_err(candle_err)?)?;
         }
     }
-    for (name, t) in &target.outputs {
-        if let Some(s) = f.outputs.get(name) {
-            add(mse(s, t, None).map_err(candle_err)?)?;
+    for (k, (name, _)) in targets[0].outputs.iter().enumerate() {
+        if let (Some(s), Some(t)) = (
+            f.outputs.get(name),
+            stacked(&|x| x.outputs.get(k).map(|o| &o.1))?,
+        ) {
+            add(mse(s, &t, None).map_err(candle_err)?)?;
         }
     }
     Ok(total)

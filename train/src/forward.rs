@@ -102,6 +102,8 @@ struct Val {
     /// A public constant's real value (re-encoded, not rescaled, when
     /// another format needs it — as `insert-conversions` does).
     exact: Option<f64>,
+    /// Per example: the batch is the tensor's leading axis.
+    batched: bool,
 }
 
 /// The result of a forward pass.
@@ -122,9 +124,35 @@ pub fn forward(
     params: &Params,
     keep: &dyn Fn(NodeId) -> bool,
 ) -> Result<Forward, EvalError> {
+    run(g, mode, &[inputs], None, params, keep)
+}
+
+/// [`forward`] on a batch of examples at once (each a full set of the
+/// graph's inputs): every value that depends on the inputs gets the batch as
+/// a leading axis, so outputs and kept values are [B, ...] — the same
+/// values as B separate passes, in far fewer (larger) tensor operations.
+pub fn forward_batch(
+    g: &Graph,
+    mode: Mode,
+    batch: &[&HashMap<String, eval::Tensor>],
+    params: &Params,
+    keep: &dyn Fn(NodeId) -> bool,
+) -> Result<Forward, EvalError> {
+    run(g, mode, batch, Some(batch.len()), params, keep)
+}
+
+fn run(
+    g: &Graph,
+    mode: Mode,
+    inputs: &[&HashMap<String, eval::Tensor>],
+    batch: Option<usize>,
+    params: &Params,
+    keep: &dyn Fn(NodeId) -> bool,
+) -> Result<Forward, EvalError> {
     let ev = Eval {
         mode,
         dtype: params.dtype,
+        batch,
     };
     let mut out = Forward {
         outputs: IndexMap::new(),
@@ -142,11 +170,22 @@ pub fn forward(
                 Err::Eval(e) => e,
                 Err::Candle(e) => candle_err(e),
             })?;
+        // in a batch, every output and kept value is per example
+        let per_example = |t: &Tensor| -> Result<Tensor, EvalError> {
+            match batch {
+                Some(b) if !v.batched => {
+                    let mut s = vec![b];
+                    s.extend_from_slice(t.dims());
+                    t.broadcast_as(s).map_err(candle_err)
+                }
+                _ => Ok(t.clone()),
+            }
+        };
         if let Op::Output { name, .. } = &node.op {
-            out.outputs.insert(name.clone(), v.t.clone());
+            out.outputs.insert(name.clone(), per_example(&v.t)?);
         }
         if keep(id) {
-            out.kept.insert(id, v.t.clone());
+            out.kept.insert(id, per_example(&v.t)?);
         }
         Ok(v)
     })?;
@@ -178,6 +217,8 @@ type Res<T> = Result<T, Err>;
 struct Eval {
     mode: Mode,
     dtype: DType,
+    /// Examples in a batch (`None`: one, without a batch axis).
+    batch: Option<usize>,
 }
 
 /// The fixed-point encoding of a real: the nearest point of the grid.
@@ -237,41 +278,72 @@ impl Eval {
         shape: &[usize],
         fmt: Option<Format>,
         a: &[&Val],
-        inputs: &HashMap<String, eval::Tensor>,
+        inputs: &[&HashMap<String, eval::Tensor>],
         params: &Params,
     ) -> Res<Val> {
         let f = || fmt.expect("numeric node (verified)");
+        // a value depends on the example when any operand does (inputs do
+        // in a batch); its tensor then has the batch as a leading axis
+        let nb = match op {
+            Op::Input { .. } => self.batch.is_some(),
+            _ => a.iter().any(|v| v.batched),
+        };
+        let b = self.batch.unwrap_or(1);
+        let full = |s: &[usize]| -> Vec<usize> {
+            let mut v = if nb { vec![b] } else { vec![] };
+            v.extend_from_slice(s);
+            v
+        };
         let val = |t: Tensor| Val {
             t,
             fmt,
             exact: None,
+            batched: nb,
         };
-        let both = |x: Tensor, y: Tensor| -> Res<(Tensor, Tensor)> {
-            Ok((x.broadcast_as(shape)?, y.broadcast_as(shape)?))
+        // operand v's tensor t (v's shape) broadcast to the node's shape
+        let lift = |v: &Val, t: Tensor| -> Res<Tensor> {
+            let to = full(shape);
+            if v.batched {
+                let inner = &t.dims()[1..];
+                let mut s = vec![b];
+                s.extend(std::iter::repeat_n(
+                    1,
+                    shape.len().saturating_sub(inner.len()),
+                ));
+                s.extend_from_slice(inner);
+                Ok(t.reshape(s)?.broadcast_as(to)?)
+            } else {
+                Ok(t.broadcast_as(to)?)
+            }
         };
+        let ax = |axis: usize| axis + usize::from(nb);
         Ok(match op {
             Op::Input { name, .. } => {
-                let t = inputs
-                    .get(name)
-                    .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
-                if t.shape != shape {
-                    return Err(EvalError::InputShape {
-                        name: name.clone(),
-                        got: t.shape.clone(),
-                        want: shape.to_vec(),
+                let mut data = Vec::new();
+                for ex in inputs {
+                    let t = ex
+                        .get(name)
+                        .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
+                    if t.shape != shape {
+                        return Err(EvalError::InputShape {
+                            name: name.clone(),
+                            got: t.shape.clone(),
+                            want: shape.to_vec(),
+                        }
+                        .into());
                     }
-                    .into());
+                    data.extend_from_slice(&t.data);
                 }
+                let dims = full(shape);
                 match fmt {
                     None => val(Tensor::from_vec(
-                        t.data
-                            .iter()
+                        data.iter()
                             .map(|&x| u8::from(x != 0.0))
                             .collect::<Vec<u8>>(),
-                        shape.to_vec(),
+                        dims,
                         &Device::Cpu,
                     )?),
-                    Some(f) => val(self.encode(self.constant(t.data.clone(), shape)?, f)?),
+                    Some(f) => val(self.encode(self.constant(data, &dims)?, f)?),
                 }
             }
             Op::Weight { name, transposed } => {
@@ -307,6 +379,7 @@ impl Eval {
                     t: self.constant(vec![x], shape)?,
                     fmt,
                     exact: Some(*value),
+                    batched: false,
                 }
             }
             Op::Iota { n } => val(self.constant((0..*n).map(|i| i as f64).collect(), shape)?),
@@ -328,7 +401,8 @@ impl Eval {
                 val(self.constant(table, shape)?)
             }
             Op::Add | Op::Sub => {
-                let (x, y) = both(self.read(a[0], f())?, self.read(a[1], f())?)?;
+                let x = lift(a[0], self.read(a[0], f())?)?;
+                let y = lift(a[1], self.read(a[1], f())?)?;
                 val(if matches!(op, Op::Add) {
                     (x + y)?
                 } else {
@@ -342,9 +416,22 @@ impl Eval {
                 };
                 let (x, y) = (self.read(a[0], fa)?, self.read(a[1], fb)?);
                 let p = if matches!(op, Op::Mul) {
-                    let (x, y) = both(x, y)?;
-                    (x * y)?
+                    (lift(a[0], x)? * lift(a[1], y)?)?
                 } else {
+                    // both per example: the lower-rank side gets unit axes
+                    // after the batch axis, so that the IR's batch axes align
+                    let (x, y) = if a[0].batched && a[1].batched && x.rank() != y.rank() {
+                        let pad = |t: Tensor, r: usize| -> Res<Tensor> {
+                            let mut s = vec![b];
+                            s.extend(std::iter::repeat_n(1, r - t.rank()));
+                            s.extend_from_slice(&t.dims()[1..]);
+                            Ok(t.reshape(s)?)
+                        };
+                        let r = x.rank().max(y.rank());
+                        (pad(x, r)?, pad(y, r)?)
+                    } else {
+                        (x, y)
+                    };
                     x.contiguous()?.broadcast_matmul(&y.contiguous()?)?
                 };
                 let raw = Format {
@@ -359,7 +446,7 @@ impl Eval {
                     Some(fa) => self.read(a[1], fa)?,
                     None => a[1].t.clone(),
                 };
-                let (x, y) = both(a[0].t.clone(), y)?;
+                let (x, y) = (lift(a[0], a[0].t.clone())?, lift(a[1], y)?);
                 val(match op {
                     Op::Lt => x.lt(&y)?,
                     Op::Gt => x.gt(&y)?,
@@ -375,40 +462,59 @@ impl Eval {
                     Some(f) => (self.read(a[1], f)?, self.read(a[2], f)?),
                     None => (a[1].t.clone(), a[2].t.clone()),
                 };
-                let (x, y) = both(x, y)?;
-                val(a[0].t.broadcast_as(shape)?.where_cond(&x, &y)?)
+                let (x, y) = (lift(a[1], x)?, lift(a[2], y)?);
+                val(lift(a[0], a[0].t.clone())?.where_cond(&x, &y)?)
             }
-            Op::Transpose { perm } => val(a[0].t.permute(perm.as_slice())?),
-            Op::Reshape { .. } => val(a[0].t.reshape(shape)?),
-            Op::Slice { axis, start, end } => val(a[0].t.narrow(*axis, *start, end - start)?),
+            Op::Transpose { perm } => {
+                let p: Vec<usize> = if nb {
+                    std::iter::once(0)
+                        .chain(perm.iter().map(|&i| i + 1))
+                        .collect()
+                } else {
+                    perm.clone()
+                };
+                val(a[0].t.permute(p)?)
+            }
+            Op::Reshape { .. } => val(a[0].t.reshape(full(shape))?),
+            Op::Slice { axis, start, end } => val(a[0].t.narrow(ax(*axis), *start, end - start)?),
             Op::Concat { axis } => {
                 let parts = a
                     .iter()
-                    .map(|v| match fmt {
-                        Some(f) => self.read(v, f),
-                        None => Ok(v.t.clone()),
+                    .map(|v| {
+                        let t = match fmt {
+                            Some(f) => self.read(v, f)?,
+                            None => v.t.clone(),
+                        };
+                        if nb && !v.batched {
+                            let mut s = vec![b];
+                            s.extend_from_slice(t.dims());
+                            Ok(t.broadcast_as(s)?)
+                        } else {
+                            Ok(t)
+                        }
                     })
                     .collect::<Res<Vec<_>>>()?;
-                val(Tensor::cat(&parts, *axis)?)
+                val(Tensor::cat(&parts, ax(*axis))?)
             }
-            Op::Broadcast { .. } => val(a[0].t.broadcast_as(shape)?),
-            Op::Sum { axis } => val(self.read(a[0], f())?.sum_keepdim(*axis)?),
-            Op::Max { axis } => val(self.read(a[0], f())?.max_keepdim(*axis)?),
+            Op::Broadcast { .. } => val(lift(a[0], a[0].t.clone())?),
+            Op::Sum { axis } => val(self.read(a[0], f())?.sum_keepdim(ax(*axis))?),
+            Op::Max { axis } => val(self.read(a[0], f())?.max_keepdim(ax(*axis))?),
             Op::Mean { axis } => {
                 let x = self.read(a[0], f())?;
-                let len = x.dims()[*axis] as f64;
+                let len = x.dims()[ax(*axis)] as f64;
                 if self.quantized() {
                     // the sum times the public 1/len in the same format, truncated
                     let inv = encoded(1.0 / len, f());
-                    let s = x.sum_keepdim(*axis)?.affine(inv, 0.0)?;
+                    let s = x.sum_keepdim(ax(*axis))?.affine(inv, 0.0)?;
                     val(quantize(&s, f(), Rounding::Floor)?)
                 } else {
-                    val(x.mean_keepdim(*axis)?)
+                    val(x.mean_keepdim(ax(*axis))?)
                 }
             }
             Op::NormScale { kind } => {
                 // piecewise constant: no gradient
                 let x = self.read(a[0], f())?;
+                let dims = x.dims().to_vec();
                 let xs = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
                 let frac = f().frac as i32;
                 let out = xs
@@ -428,7 +534,7 @@ impl Eval {
                         }
                     })
                     .collect();
-                val(self.constant(out, shape)?)
+                val(self.constant(out, &dims)?)
             }
             Op::Convert | Op::Output { .. } => match fmt {
                 Some(f) => val(self.read(a[0], f)?),
@@ -462,7 +568,7 @@ impl Eval {
                 }
                 let n = idx.len();
                 let idx = Tensor::from_vec(idx, n, &Device::Cpu)?;
-                val(table.index_select(&idx, 0)?.reshape(shape)?)
+                val(table.index_select(&idx, 0)?.reshape(full(shape))?)
             }
         })
     }
@@ -498,15 +604,21 @@ pub fn high(h: &HighOp, a: &[Tensor]) -> candle_core::Result<Tensor> {
         HighOp::Softmax { masked } => {
             // masked-out entries get probability 0; a row with none left is 0
             let far = x.ones_like()?.affine(0.0, -1e30)?;
-            let on = if *masked {
-                a[1].where_cond(x, &far)?
+            // (a mask shared by a batch's examples covers each)
+            let mask = if *masked {
+                Some(a[1].broadcast_as(x.dims())?)
+            } else {
+                None
+            };
+            let on = if let Some(m) = &mask {
+                m.where_cond(x, &far)?
             } else {
                 x.clone()
             };
             let m = on.max_keepdim(last)?.detach();
             let z = on.broadcast_sub(&m)?;
-            let z = if *masked {
-                a[1].where_cond(&z, &far)?
+            let z = if let Some(m) = &mask {
+                m.where_cond(&z, &far)?
             } else {
                 z
             };

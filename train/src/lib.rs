@@ -9,5 +9,7 @@ pub mod distill;
 pub mod forward;
 pub mod quant;
 
-pub use distill::{loss, target, Pair, Recipe, Stage, Tap, TapKind, Target, Trainer};
-pub use forward::{forward, high, to_eval, Forward, Mode, Params};
+pub use distill::{
+    loss, loss_batch, target, targets, Pair, Recipe, Stage, Tap, TapKind, Target, Trainer,
+};
+pub use forward::{forward, forward_batch, high, to_eval, Forward, Mode, Params};

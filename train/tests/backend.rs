@@ -209,3 +209,45 @@ proptest! {
         }
     }
 }
+
+/// A batch of examples in one pass gives each example's values of a pass
+/// of its own, in both modes, on float and lowered graphs.
+#[test]
+fn a_batch_equals_its_examples_one_by_one() {
+    for (model, policy) in [
+        ("bert", None),
+        ("gpt2", Some("ditto")),
+        ("smollm2", Some("ditto")),
+        ("bert", Some("ditto-quad")),
+    ] {
+        let g = match policy {
+            None => float_graph(model, 5).0,
+            Some(p) => lowered(model, 5, p),
+        };
+        let w = weights(&g, 5, 0.05);
+        let p = Params::of_graph(&g, &w, DType::F64).unwrap();
+        let exs: Vec<_> = (0..3).map(|i| inputs(&g, 512, 40 + i)).collect();
+        let refs: Vec<_> = exs.iter().collect();
+        for mode in [Mode::Float, Mode::Quantized] {
+            let all = ditto_train::forward_batch(&g, mode, &refs, &p, &|_| false).unwrap();
+            for (i, ex) in exs.iter().enumerate() {
+                let one = forward(&g, mode, ex, &p, &|_| false).unwrap();
+                for (name, t) in &one.outputs {
+                    let b = to_eval(&all.outputs[name].get(i).unwrap()).unwrap();
+                    let t = to_eval(t).unwrap();
+                    assert_eq!(b.shape, t.shape, "{model} {policy:?} {name}");
+                    let worst = b
+                        .data
+                        .iter()
+                        .zip(&t.data)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0.0, f64::max);
+                    assert!(
+                        worst < 1e-9,
+                        "{model} {policy:?} {mode:?} {name}[{i}]: {worst}"
+                    );
+                }
+            }
+        }
+    }
+}
