@@ -20,8 +20,21 @@ pub struct EvalArgs {
     #[arg(long)]
     student: Option<PathBuf>,
     /// Texts, one per line.
+    #[arg(long, required_unless_present = "labelled")]
+    texts: Option<PathBuf>,
+    /// A labelled test set, `label<TAB>text` per line (the WordNet gloss
+    /// task of scripts/fetch-corpus.sh): also the accuracy of a linear head,
+    /// fitted on --train-head's float outputs, on the float and the
+    /// compiled outputs, and how often the two agree.
+    #[arg(long, requires = "train_head", conflicts_with = "texts")]
+    labelled: Option<PathBuf>,
+    /// The head's training set (`label<TAB>text`), read through the float
+    /// model with --weights.
     #[arg(long)]
-    texts: PathBuf,
+    train_head: Option<PathBuf>,
+    /// Use the first N lines of --train-head.
+    #[arg(long, default_value_t = 3000)]
+    head_samples: usize,
     /// Use the first N texts.
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -38,6 +51,9 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// A compiled run's output, bytes and online rounds.
+type Compiled = (Vec<f64>, u64, u64);
+
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -52,16 +68,35 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if args.backend == crate::run::Backend::Float {
         bail!("--backend float is the reference itself: evaluate fixed or mpc");
     }
-    let text = std::fs::read_to_string(&args.texts)
-        .with_context(|| format!("cannot read {}", args.texts.display()))?;
-    let texts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(args.limit)
-        .collect();
-    if texts.is_empty() {
-        bail!("{} has no texts", args.texts.display());
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    // (label, text) rows: labels only from --labelled
+    let rows = |text: &str, labelled: bool, limit: usize| -> Result<Vec<(String, String)>> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(limit)
+            .enumerate()
+            .map(|(i, l)| {
+                if labelled {
+                    let (a, b) = l
+                        .split_once('\t')
+                        .ok_or_else(|| anyhow!("line {}: not `label<TAB>text`", i + 1))?;
+                    Ok((a.to_string(), b.to_string()))
+                } else {
+                    Ok((String::new(), l.to_string()))
+                }
+            })
+            .collect()
+    };
+    let (src, test) = match (&args.texts, &args.labelled) {
+        (Some(t), _) => (t, rows(&read(t)?, false, args.limit)?),
+        (None, Some(l)) => (l, rows(&read(l)?, true, args.limit)?),
+        (None, None) => bail!("give --texts FILE or --labelled FILE"),
+    };
+    if test.is_empty() {
+        bail!("{} has no texts", src.display());
     }
     let path = crate::model_path(&args.file);
     let teacher = crate::run::load(
@@ -98,10 +133,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     };
     let tj = crate::tokens::tokenizer_beside(&Some(args.weights.clone()))?;
     let mut programs: BTreeMap<usize, _> = BTreeMap::new();
-    let mut cos = Vec::with_capacity(texts.len());
-    let (mut bytes, mut rounds) = (0u64, 0u64);
-    let start = std::time::Instant::now();
-    for (k, t) in texts.iter().enumerate() {
+    // a text's float output and the compiled one (with bytes and rounds)
+    let mut run = |t: &str, compiled: bool| -> Result<(Vec<f64>, Option<Compiled>)> {
         let mut toks = crate::tokens::encode_tokens(&tj, t, None)?;
         toks.ids.truncate(args.seq);
         let n = toks.ids.len();
@@ -119,7 +152,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let values = crate::inputs::fill(&slots, &toks, &Default::default())?;
         let inputs = crate::inputs::tensors(&slots, &values);
         let want = evaluate(&e.graph, &inputs, teacher.weights.as_ref(), &|_| false)
-            .map_err(|e| anyhow!("text {}: float evaluation failed: {e}", k + 1))?;
+            .map_err(|e| anyhow!("float evaluation failed: {e}"))?;
+        let name = &prog
+            .outputs
+            .first()
+            .ok_or_else(|| anyhow!("the model has no output"))?
+            .name;
+        let reference = want.outputs[name].data.clone();
+        if !compiled {
+            return Ok((reference, None));
+        }
         let lookup = |name: &str| student.values(name);
         let data = ditto_vm::Data {
             inputs: crate::run::by_port(prog, &values)?,
@@ -129,17 +171,70 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             crate::run::Backend::Mpc => ditto_vm::run_mpc(prog, data, &Default::default()),
             _ => ditto_vm::run_fixed(prog, data),
         }
-        .map_err(|e| anyhow!("text {}: {e}", k + 1))?;
+        .map_err(|e| anyhow!("{e}"))?;
+        let (b, r) = (rep.comm.bytes(), rep.rounds_online());
         let out = rep
             .outputs
-            .first()
-            .ok_or_else(|| anyhow!("the model has no output"))?;
-        let reference = &want.outputs[&out.name];
-        cos.push(cosine(&out.data, &reference.data));
-        bytes += rep.comm.bytes();
-        rounds += rep.rounds_online();
+            .into_iter()
+            .find(|o| &o.name == name)
+            .expect("same program");
+        Ok((reference, Some((out.data, b, r))))
+    };
+    // the head, on the float outputs of its training set
+    let mut head = None;
+    if let (Some(_), Some(f)) = (&args.labelled, &args.train_head) {
+        let train = rows(&read(f)?, true, args.head_samples)?;
+        let mut names: Vec<String> = train.iter().map(|r| r.0.clone()).collect();
+        names.sort();
+        names.dedup();
+        let mut x = Vec::with_capacity(train.len());
+        for (k, (_, t)) in train.iter().enumerate() {
+            x.push(
+                run(t, false)
+                    .with_context(|| format!("{} line {}", f.display(), k + 1))?
+                    .0,
+            );
+            if !args.json {
+                eprint!("\rhead: {}/{} float outputs", k + 1, train.len());
+            }
+        }
+        let y: Vec<usize> = train
+            .iter()
+            .map(|r| names.binary_search(&r.0).expect("listed"))
+            .collect();
+        let h = ditto_train::head::Head::fit(&x, &y, names.len(), 300, 1e-4)
+            .map_err(|e| anyhow!("fitting the head: {e}"))?;
         if !args.json {
-            eprint!("\r{}/{} texts", k + 1, texts.len());
+            eprintln!(
+                "\rhead: {} classes, {} samples, training accuracy {:.3}",
+                names.len(),
+                x.len(),
+                ditto_train::head::accuracy(&h, &x, &y)
+            );
+        }
+        head = Some((h, names));
+    }
+    let mut cos = Vec::with_capacity(test.len());
+    let (mut bytes, mut rounds) = (0u64, 0u64);
+    let (mut right_f, mut right_c, mut agree, mut known) = (0, 0, 0, 0);
+    let start = std::time::Instant::now();
+    for (k, (label, t)) in test.iter().enumerate() {
+        let (want, got) = run(t, true).with_context(|| format!("text {}", k + 1))?;
+        let (got, b, r) = got.expect("compiled");
+        cos.push(cosine(&got, &want));
+        bytes += b;
+        rounds += r;
+        if let Some((h, names)) = &head {
+            let (pf, pc) = (h.predict(&want), h.predict(&got));
+            agree += usize::from(pf == pc);
+            if let Ok(c) = names.binary_search(label) {
+                known += 1;
+                right_f += usize::from(pf == c);
+                right_c += usize::from(pc == c);
+            }
+        }
+        if !args.json {
+            eprint!("\r{}/{} texts", k + 1, test.len());
         }
     }
     if !args.json {
@@ -161,6 +256,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 "cosine": {"min": sorted[0], "p5": pick(0.05), "median": pick(0.5), "mean": mean},
                 "per_text": cos,
                 "bytes_per_text": bytes / n, "rounds_per_text": rounds / n,
+                "accuracy": head.as_ref().map(|_| serde_json::json!({
+                    "float": right_f as f64 / known.max(1) as f64,
+                    "compiled": right_c as f64 / known.max(1) as f64,
+                    "agreement": agree as f64 / n as f64,
+                    "labelled": known,
+                })),
                 "seconds": start.elapsed().as_secs_f64(),
             })
         );
@@ -178,6 +279,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             pick(0.5),
             mean
         );
+        if head.is_some() {
+            println!(
+                "accuracy of the head on {known} labelled texts: float {:.4}, {backend} {:.4}; the two agree on {:.4}",
+                right_f as f64 / known.max(1) as f64,
+                right_c as f64 / known.max(1) as f64,
+                agree as f64 / n as f64
+            );
+        }
         if args.backend == crate::run::Backend::Mpc {
             println!(
                 "per text: {} bytes, {} online rounds",

@@ -206,3 +206,93 @@ fn bad_distillation_settings_are_refused() {
         "distil for a fixed policy",
     );
 }
+
+fn minilm() -> String {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache/all-minilm-l6-v2");
+    assert!(
+        folder.join("model.safetensors").exists(),
+        "MiniLM weights missing: run scripts/fetch-models.sh (the README's test command does)"
+    );
+    folder.to_string_lossy().into_owned()
+}
+
+/// `ditto eval` on real MiniLM: `ditto` keeps the float embeddings, Quad
+/// GeLU without distillation does not (the negative control), and a
+/// labelled set gets a head fitted on the float outputs and its accuracy.
+#[test]
+fn eval_measures_a_policy_against_the_float_model() {
+    let w = minilm();
+    let texts = tmp("eval-texts.txt");
+    std::fs::write(
+        &texts,
+        "a small domesticated carnivorous mammal\nthe capital of France\nan edible fruit with a red skin\n",
+    )
+    .unwrap();
+    let cos = |policy: &str| -> f64 {
+        let (ok, out, err) = ditto(&[
+            "eval",
+            "minilm",
+            "--weights",
+            &w,
+            "--texts",
+            &texts,
+            "--policy",
+            policy,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["texts"], 3);
+        v["cosine"]["min"].as_f64().unwrap()
+    };
+    let (good, bad) = (cos("ditto"), cos("ditto-quad"));
+    assert!(good > 0.999, "ditto: {good}");
+    assert!(bad < 0.5, "undistilled ditto-quad: {bad}");
+    // a two-class task: animals against fruit
+    let train = tmp("head-train.tsv");
+    let test = tmp("head-test.tsv");
+    let animals = [
+        "a large wild cat",
+        "a small dog",
+        "a bird that sings",
+        "a horse",
+        "a grey wolf",
+        "a brown bear",
+    ];
+    let fruit = [
+        "a sweet apple",
+        "a ripe banana",
+        "a sour lemon",
+        "a juicy orange",
+        "a red cherry",
+        "a green pear",
+    ];
+    let mut tr = String::new();
+    for (a, f) in animals.iter().zip(&fruit).take(4) {
+        tr += &format!("noun.animal\t{a}\nnoun.food\t{f}\n");
+    }
+    let mut te = String::new();
+    for (a, f) in animals.iter().zip(&fruit).skip(4) {
+        te += &format!("noun.animal\t{a}\nnoun.food\t{f}\n");
+    }
+    std::fs::write(&train, tr).unwrap();
+    std::fs::write(&test, te).unwrap();
+    let (ok, out, err) = ditto(&[
+        "eval",
+        "minilm",
+        "--weights",
+        &w,
+        "--labelled",
+        &test,
+        "--train-head",
+        &train,
+        "--policy",
+        "ditto",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["accuracy"]["labelled"], 4);
+    assert_eq!(v["accuracy"]["float"], 1.0, "{v}");
+    assert_eq!(v["accuracy"]["agreement"], 1.0, "{v}");
+}

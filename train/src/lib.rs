@@ -7,6 +7,7 @@
 
 pub mod distill;
 pub mod forward;
+pub mod head;
 pub mod quant;
 
 pub use distill::{
