@@ -84,6 +84,10 @@ pub struct DistillArgs {
     /// moments start again from zero).
     #[arg(long)]
     resume: bool,
+    /// Start the student from these weights instead of the teacher's (a
+    /// second stage: `--stage pred --init STAGE1_STUDENT`).
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
     /// The student: a `.safetensors` file, or a folder (model.safetensors,
     /// with the teacher's config.json and tokenizer.json copied beside it).
     #[arg(short, long)]
@@ -207,6 +211,10 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         done = prev["steps_done"].as_u64().unwrap_or(0) as usize;
         log = prev["log"].as_array().cloned().unwrap_or_default();
         Params::of_graph(&any.teacher, &ck, DType::F32).map_err(|e| anyhow!("{e}"))?
+    } else if let Some(init) = &args.init {
+        let ck = crate::checkpoint::Checkpoint::open(init)
+            .with_context(|| format!("--init: cannot open {}", init.display()))?;
+        Params::of_graph(&any.teacher, &ck, DType::F32).map_err(|e| anyhow!("--init: {e}"))?
     } else {
         Params::of_graph(&any.teacher, loaded.weights.as_ref(), DType::F32)
             .map_err(|e| anyhow!("{e}"))?
