@@ -1,17 +1,8 @@
 //! The CLI's handling of bad input: every mistake gives a clear message and a
 //! failing exit status, never a panic.
 
-use std::path::Path;
-
 mod common;
-use common::{ditto, fails_with};
-
-fn tmp(name: &str) -> String {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use common::{ditto, fails_with, tmp_path as tmp};
 
 #[test]
 fn bad_weights_files_are_rejected_with_the_reason() {

@@ -6,13 +6,14 @@
 use std::path::Path;
 
 mod common;
-use common::{ditto, fails_with};
+use common::{ditto, fails_with, tmp_path as tmp_keep};
 
+/// A fresh path in the tests' folder (whatever was there removed).
 fn tmp(name: &str) -> String {
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let p = tmp_keep(name);
     let _ = std::fs::remove_dir_all(&p);
     let _ = std::fs::remove_file(&p);
-    p.to_string_lossy().into_owned()
+    p
 }
 
 /// 24 samples of 3 lengths.
@@ -101,14 +102,6 @@ fn a_distilled_student_is_weights_like_any_other() {
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
-/// The path of a file in the tests' folder, without removing it.
-fn tmp_keep(name: &str) -> String {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn a_run_resumes_where_its_checkpoint_stopped() {
     let out = tmp("resumed");
@@ -151,60 +144,30 @@ fn a_run_resumes_where_its_checkpoint_stopped() {
     assert!(!ok && err.contains("has done its 16 steps"), "{err}");
 }
 
+/// `ditto distill` on tiny BERT with `extra` fails, saying `want`.
+fn refused(extra: &[&str], want: &str) {
+    let out = tmp("bad.safetensors");
+    let mut args = vec![
+        "distill",
+        "bert",
+        "--config",
+        "tiny",
+        "--random-weights",
+        "7",
+        "--ids",
+        "5,6",
+        "-o",
+        &out,
+    ];
+    args.extend(extra);
+    fails_with(&args, want);
+}
+
 #[test]
 fn bad_distillation_settings_are_refused() {
-    let out = tmp("bad.safetensors");
-    fails_with(
-        &[
-            "distill",
-            "bert",
-            "--config",
-            "tiny",
-            "--random-weights",
-            "7",
-            "--ids",
-            "5,6",
-            "--lr",
-            "0",
-            "-o",
-            &out,
-        ],
-        "--lr must be a positive number",
-    );
-    fails_with(
-        &[
-            "distill",
-            "bert",
-            "--config",
-            "tiny",
-            "--random-weights",
-            "7",
-            "--ids",
-            "5,6",
-            "--held-out",
-            "1",
-            "-o",
-            &out,
-        ],
-        "1 samples and 1 held out",
-    );
-    fails_with(
-        &[
-            "distill",
-            "bert",
-            "--config",
-            "tiny",
-            "--random-weights",
-            "7",
-            "--ids",
-            "5,6",
-            "--policy",
-            "ditto-auto",
-            "-o",
-            &out,
-        ],
-        "distil for a fixed policy",
-    );
+    refused(&["--lr", "0"], "--lr must be a positive number");
+    refused(&["--held-out", "1"], "1 samples and 1 held out");
+    refused(&["--policy", "ditto-auto"], "distil for a fixed policy");
 }
 
 fn minilm() -> String {

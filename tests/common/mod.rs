@@ -48,3 +48,11 @@ pub fn fails_with(args: &[&str], want: &str) {
         "ditto {args:?}: wanted {want:?} in:\n{err}"
     );
 }
+
+/// A path in the tests' scratch folder (not removed).
+pub fn tmp_path(name: &str) -> String {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}

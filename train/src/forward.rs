@@ -321,18 +321,7 @@ impl Eval {
             Op::Input { name, .. } => {
                 let mut data = Vec::new();
                 for ex in inputs {
-                    let t = ex
-                        .get(name)
-                        .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
-                    if t.shape != shape {
-                        return Err(EvalError::InputShape {
-                            name: name.clone(),
-                            got: t.shape.clone(),
-                            want: shape.to_vec(),
-                        }
-                        .into());
-                    }
-                    data.extend_from_slice(&t.data);
+                    data.extend_from_slice(&eval::input(ex, name, shape)?.data);
                 }
                 let dims = full(shape);
                 match fmt {

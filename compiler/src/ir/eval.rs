@@ -324,25 +324,33 @@ fn eval_op(
     weights: &dyn WeightSource,
 ) -> Result<Tensor, EvalError> {
     Ok(match op {
-        Op::Input { name, .. } => {
-            let t = inputs
-                .get(name)
-                .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
-            if t.shape != shape {
-                return Err(EvalError::InputShape {
-                    name: name.clone(),
-                    got: t.shape.clone(),
-                    want: shape.to_vec(),
-                });
-            }
-            t.clone()
-        }
+        Op::Input { name, .. } => input(inputs, name, shape)?.clone(),
         Op::Weight { name, transposed } => Tensor::new(
             shape.to_vec(),
             weight_data(weights, name, *transposed, shape)?,
         ),
         other => eval_real(other, shape, a)?,
     })
+}
+
+/// The value supplied for input `name`, checked against the node's shape
+/// (shared by every evaluator).
+pub fn input<'a>(
+    inputs: &'a HashMap<String, Tensor>,
+    name: &str,
+    shape: &[usize],
+) -> Result<&'a Tensor, EvalError> {
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| EvalError::MissingInput(name.to_string()))?;
+    if t.shape != shape {
+        return Err(EvalError::InputShape {
+            name: name.to_string(),
+            got: t.shape.clone(),
+            want: shape.to_vec(),
+        });
+    }
+    Ok(t)
 }
 
 /// The elements of weight `name` in the layout of a node of shape `shape`:

@@ -143,19 +143,11 @@ fn eval_op(
     let f = || fmt.expect("numeric node (verified)");
     let bits = || f().ring.bits();
     Ok(match op {
-        Op::Input { name, .. } => {
-            let t = inputs
-                .get(name)
-                .ok_or_else(|| EvalError::MissingInput(name.clone()))?;
-            if t.shape != shape {
-                return Err(EvalError::InputShape {
-                    name: name.clone(),
-                    got: t.shape.clone(),
-                    want: shape.to_vec(),
-                });
-            }
-            t.data.iter().map(|&x| encode(x, f())).collect()
-        }
+        Op::Input { name, .. } => super::eval::input(inputs, name, shape)?
+            .data
+            .iter()
+            .map(|&x| encode(x, f()))
+            .collect(),
         Op::Weight { name, transposed } => {
             let data = super::eval::weight_data(weights, name, *transposed, shape)?;
             data.par_iter().map(|&x| encode(x, f())).collect()

@@ -522,11 +522,10 @@ mod tests {
         c
     }
 
-    /// Every register tile any machine may pick, run by the portable
-    /// kernel here, on shapes with remainder rows, columns and depth blocks.
-    fn every_tile<R: Ring>() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut draw = |len: usize| -> Vec<R> {
+    /// Ring elements of a xorshift stream from `seed`, `len` at a time.
+    fn drawer<R: Ring>(seed: u64) -> impl FnMut(usize) -> Vec<R> {
+        let mut x = seed;
+        move |len| {
             (0..len)
                 .map(|_| {
                     x ^= x << 13;
@@ -535,7 +534,13 @@ mod tests {
                     R::from_u64(x)
                 })
                 .collect()
-        };
+        }
+    }
+
+    /// Every register tile any machine may pick, run by the portable
+    /// kernel here, on shapes with remainder rows, columns and depth blocks.
+    fn every_tile<R: Ring>() {
+        let mut draw = drawer::<R>(0x9E37_79B9_7F4A_7C15);
         for (m, k, n) in [(13, 300, 70), (128, 64, 64), (5, 1100, 33), (1, 7, 3)] {
             let (a, b) = (draw(m * k), draw(k * n));
             let want = naive(&a, &b, m, k, n);
@@ -557,17 +562,7 @@ mod tests {
     /// The thin-shape kernels (few rows of A, few columns of B), portable
     /// and with this machine's instruction set, one task and several.
     fn thin_shapes<R: Ring>() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut draw = |len: usize| -> Vec<R> {
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    R::from_u64(x)
-                })
-                .collect()
-        };
+        let mut draw = drawer::<R>(0x2545_F491_4F6C_DD1D);
         for isa in [Isa::Generic, isa()] {
             for (m, k, n) in [(1, 7, 40), (3, 300, 33), (1, 5000, 70), (2, 4099, 129)] {
                 let (a, b) = (draw(m * k), draw(k * n));
