@@ -107,7 +107,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         None,
         1,
     )?;
-    let student: Box<dyn WeightSource + Sync> = match &args.student {
+    // the compiled run's weights: the student's, or the reference's own
+    let own: Option<Box<dyn WeightSource + Sync>> = match &args.student {
         Some(s) => {
             let mut ck = crate::checkpoint::Checkpoint::open(s)?;
             let declared: Vec<String> = teacher
@@ -117,19 +118,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 .map(|w| w.keys().cloned().collect())
                 .unwrap_or_default();
             let _ = ck.fit(&declared);
-            Box::new(ck)
+            Some(Box::new(ck))
         }
-        None => {
-            crate::run::load(
-                &path,
-                &Some(args.weights.clone()),
-                None,
-                &args.config,
-                None,
-                1,
-            )?
-            .weights
-        }
+        None => None,
+    };
+    let student: &(dyn WeightSource + Sync) = match &own {
+        Some(w) => w.as_ref(),
+        None => teacher.weights.as_ref(),
     };
     let tj = crate::tokens::tokenizer_beside(&Some(args.weights.clone()))?;
     let mut programs: BTreeMap<usize, _> = BTreeMap::new();
@@ -144,7 +139,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 ..teacher.opts.clone()
             };
             let (sources, e) = crate::compile_reported(&path, &opts)?;
-            let prog = crate::run::program(&e, &sources, &args.pipeline, student.as_ref(), &path)?;
+            let prog = crate::run::program(&e, &sources, &args.pipeline, student, &path)?;
             slot.insert((e, prog));
         }
         let (e, prog) = &programs[&n];

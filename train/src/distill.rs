@@ -361,10 +361,6 @@ impl Trainer {
         Ok(value)
     }
 
-    pub fn steps_done(&self) -> usize {
-        self.step
-    }
-
     /// Continues a run at step `i` (its learning rate; the moments start
     /// from zero).
     pub fn skip_to(&mut self, i: usize) {

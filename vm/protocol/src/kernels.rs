@@ -219,24 +219,27 @@ pub fn matmul_acc<R: Ring>(a: &[R], b: &[R], c: &mut [R], m: usize, k: usize, n:
     if m == 0 || n == 0 {
         return;
     }
-    let isa = isa();
-    let (mr, nr) = tile_of::<R>(isa);
-    if m < mr && n >= nr {
-        few_rows(isa, a, b, c, m, k, n);
-    } else if n < nr && m >= mr {
-        few_columns(isa, a, b, c, m, k, n);
-    } else {
-        with_tile!(acc_tiled, R, a, b, c, m, k, n)
-    }
+    with_tile!(acc_by_shape, R, a, b, c, m, k, n)
 }
 
-/// The register tile `with_tile!` picks: (MR, NR) (kept equal to it).
-fn tile_of<R: Ring>(isa: Isa) -> (usize, usize) {
-    match (isa, R::BITS) {
-        (Isa::Avx512, 32) => (8, 32),
-        (Isa::Avx512, _) => (8, 16),
-        (Isa::Avx2, 32) => (4, 16),
-        _ => (4, 8),
+/// The kernel for the shape, given the machine's register tile MR × NR:
+/// fewer rows than a tile, fewer columns than a tile, or the tiled one.
+#[allow(clippy::too_many_arguments)]
+fn acc_by_shape<R: Ring, const MR: usize, const NR: usize>(
+    isa: Isa,
+    a: &[R],
+    b: &[R],
+    c: &mut [R],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if m < MR && n >= NR {
+        few_rows(isa, a, b, c, m, k, n);
+    } else if n < NR && m >= MR {
+        few_columns(isa, a, b, c, m, k, n);
+    } else {
+        acc_tiled::<R, MR, NR>(isa, a, b, c, m, k, n)
     }
 }
 
