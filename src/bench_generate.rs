@@ -37,6 +37,7 @@ fn args(plan: &Plan, policy: &str, ids: &str, n: usize) -> GenerateArgs {
         eos: Some("none".into()),
         no_cache: false,
         prompt_by_token: false,
+        insecure_seed: None,
         config: plan.config.clone(),
         layers: plan.layers,
         json: true,

@@ -54,6 +54,21 @@ pub struct ClientArgs {
     /// this session.
     #[arg(long, value_name = "N")]
     generate: Option<usize>,
+    /// INSECURE, for reproducibility tests: the input shares of the k-th
+    /// query are dealt from this public number (`ditto_vm::insecure_seeds`)
+    /// instead of a seed drawn from the OS.
+    #[arg(long, hide = true, value_name = "N")]
+    insecure_seed: Option<u64>,
+}
+
+impl ClientArgs {
+    /// The dealing seed of query `k` (of a generation; 0 for one query).
+    fn seed(&self, k: usize) -> [u8; 32] {
+        match self.insecure_seed {
+            Some(m) => ditto_vm::insecure_seeds(m, k as u64)[3],
+            None => rand::random(),
+        }
+    }
 }
 
 /// One party's side of the query, on its own thread: the hello, then (once
@@ -145,9 +160,10 @@ fn run_query(
     by_port: Vec<Vec<f64>>,
     query: [u8; 16],
     timeout: Duration,
+    seed: [u8; 32],
 ) -> Result<(ditto_vm::Report, u64, [f64; 3])> {
     let hello = Hello::client(prog.hash(), query).encode();
-    let dealt = wire::deal_inputs(prog, by_port, rand::random()).map_err(|e| anyhow!("{e}"))?;
+    let dealt = wire::deal_inputs(prog, by_port, seed).map_err(|e| anyhow!("{e}"))?;
     let (tx, rx) = channel();
     let (hello_tx, hello_rx) = channel();
     let mut gos = vec![];
@@ -248,8 +264,15 @@ pub fn client(args: ClientArgs) -> Result<()> {
         .map(|v| v.iter().map(|&x| x as u64).collect())
         .unwrap_or_default();
     let start = Instant::now();
-    let (rep, wire_bytes, secs) =
-        run_query(&cluster, &me, &prog, by_port, wire::single_tag(), timeout)?;
+    let (rep, wire_bytes, secs) = run_query(
+        &cluster,
+        &me,
+        &prog,
+        by_port,
+        wire::single_tag(),
+        timeout,
+        args.seed(0),
+    )?;
     let outs: crate::run::Outputs = rep
         .outputs
         .iter()
@@ -379,6 +402,7 @@ fn generate(
             by_port,
             wire::session_tag(session, k as u64),
             timeout,
+            args.seed(k),
         )
         .with_context(|| format!("token {k} of the session"))?;
         let logits = &rep

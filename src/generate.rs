@@ -65,6 +65,11 @@ pub struct GenerateArgs {
     /// `ditto client --generate` does through a cluster.
     #[arg(long, conflicts_with = "no_cache")]
     pub prompt_by_token: bool,
+    /// INSECURE, for reproducibility tests: derive every run's randomness
+    /// from this public number (`ditto_vm::insecure_seeds`), as `ditto
+    /// party`, `client` and `share-weights` do when given the same one.
+    #[arg(long, hide = true, value_name = "N")]
+    pub insecure_seed: Option<u64>,
     #[arg(long)]
     pub config: Option<String>,
     /// Keep only the first K layers.
@@ -129,6 +134,10 @@ struct Shape {
 struct Carried {
     tensors: HashMap<String, Tensor>,
     parties: Option<[ditto_vm::State; 3]>,
+    /// Runs made so far (the index of the next, for `--insecure-seed`).
+    runs: u64,
+    /// Seeds of the runs (`--insecure-seed`): `None` draws them from the OS.
+    insecure_seed: Option<u64>,
 }
 
 impl Carried {
@@ -267,7 +276,10 @@ pub fn run_generation(args: &GenerateArgs) -> Result<Generation> {
     };
     let eos = eos(args)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut carried = Carried::default();
+    let mut carried = Carried {
+        insecure_seed: args.insecure_seed,
+        ..Default::default()
+    };
     let mut tokens: Vec<u32> = vec![];
     let mut steps = vec![];
     let progress = crate::progress::Progress::new(!args.json);
@@ -405,6 +417,9 @@ fn run_step(
                 let opts = ditto_vm::MpcOptions {
                     state: carried.parties.as_ref(),
                     session: true,
+                    seeds: carried
+                        .insecure_seed
+                        .map(|m| ditto_vm::insecure_seeds(m, carried.runs)),
                     ..Default::default()
                 };
                 ditto_vm::run_mpc(prog, data, &opts)
@@ -422,6 +437,7 @@ fn run_step(
                 .map(|o| o.data.clone())
                 .ok_or_else(|| anyhow!("the model reveals no output"))?;
             carried.parties = Some(std::mem::take(&mut rep.state));
+            carried.runs += 1;
             cost.report = Some(rep);
             logits
         }

@@ -115,6 +115,10 @@ enum Cmd {
         /// Replace the share files of an earlier dealing in that folder.
         #[arg(long)]
         force: bool,
+        /// INSECURE, for reproducibility tests: deal from this public number
+        /// (`ditto_vm::insecure_seeds`) instead of a seed drawn from the OS.
+        #[arg(long, hide = true, value_name = "N")]
+        insecure_seed: Option<u64>,
     },
     /// Record the largest |value| of every node over sample inputs (float
     /// evaluation), for `--bounds` (check-ranges, the ditto-auto policy).
@@ -313,7 +317,8 @@ fn main() -> ExitCode {
             weights,
             output,
             force,
-        } => share_weights(&program, &weights, &output, force),
+            insecure_seed,
+        } => share_weights(&program, &weights, &output, force, insecure_seed),
         Cmd::Keygen {
             cluster,
             hosts,
@@ -483,7 +488,13 @@ fn list_passes() {
     }
 }
 
-fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Result<()> {
+fn share_weights(
+    program: &Path,
+    weights: &Path,
+    out: &Path,
+    force: bool,
+    insecure_seed: Option<u64>,
+) -> Result<()> {
     use ditto_compiler::ir::eval::WeightSource;
     let bytes =
         std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
@@ -505,7 +516,13 @@ fn share_weights(program: &Path, weights: &Path, out: &Path, force: bool) -> Res
         eprintln!("note: the checkpoint's tensor names carry the prefix `{p}`");
     }
     let lookup = |name: &str| w.values(name);
-    let seed: [u8; 32] = rand::random();
+    let seed: [u8; 32] = match insecure_seed {
+        Some(m) => {
+            eprintln!("INSECURE: dealt from a public number (--insecure-seed); for tests only");
+            ditto_vm::insecure_seeds(m, 0)[4]
+        }
+        None => rand::random(),
+    };
     let files = ditto_vm::shares::write_share_files(&prog, &lookup, &seed)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;

@@ -53,6 +53,11 @@ pub struct PartyArgs {
     /// Exit after serving this many queries (default: serve forever).
     #[arg(long)]
     queries: Option<usize>,
+    /// INSECURE, for reproducibility tests: the key seed of the k-th query
+    /// served is derived from this public number (`ditto_vm::insecure_seeds`)
+    /// instead of drawn from the OS.
+    #[arg(long, hide = true, value_name = "N")]
+    insecure_seed: Option<u64>,
 }
 
 /// Step label of the mesh's control messages (query start, readiness).
@@ -188,6 +193,17 @@ pub fn party(args: PartyArgs) -> Result<()> {
         }
     });
     let timeout = Duration::from_secs(args.timeout);
+    if args.insecure_seed.is_some() {
+        log(
+            id,
+            "INSECURE: key seeds derived from a public number (--insecure-seed); for tests only",
+        );
+    }
+    // the key seed of the query with this index
+    let seed_of = |q: usize| match args.insecure_seed {
+        Some(m) => ditto_vm::insecure_seeds(m, q as u64)[id],
+        None => rand::random(),
+    };
     let mut served = 0usize;
     // the conversion calls of the program, recorded by the first query: the
     // later ones prepare their helper messages in one offline round
@@ -206,6 +222,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
                 timeout,
                 &mut trace,
                 &mut prepared,
+                seed_of(served),
             ) {
                 Ok(true) => {
                     served += 1;
@@ -216,7 +233,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
                     // all three finished the same query and hold the same
                     // trace: prepare the next query's offline phase now
                     if let Some(t) = &trace {
-                        match prepare(&mut chan, t) {
+                        match prepare(&mut chan, t, seed_of(served)) {
                             Ok(p) => prepared = Some(p),
                             Err(e) => {
                                 log(
@@ -451,11 +468,11 @@ const PREPARE: u64 = ditto_protocol::comm::STEP_PREPARE;
 
 /// Key setup and the offline phase for `calls`, detached from the link
 /// until the next query resumes it.
-fn prepare(chan: &mut Channel, calls: &[PreCall]) -> Result<Ahead, String> {
+fn prepare(chan: &mut Channel, calls: &[PreCall], seed: [u8; 32]) -> Result<Ahead, String> {
     chan.set_step(PREPARE);
     chan.set_timeout(SHORT * 6);
     let (t0, s0, w0) = (Instant::now(), chan.stats(), chan.link_wire_bytes());
-    let mut party = Party::setup(chan, rand::random()).map_err(|e| e.to_string())?;
+    let mut party = Party::setup(chan, seed).map_err(|e| e.to_string())?;
     party.preprocess(calls).map_err(|e| e.to_string())?;
     let state = party.into_state();
     Ok(Ahead {
@@ -487,7 +504,8 @@ fn send_answer(ctx: &Ctx, w: &mut Waiting, msg: &[u8]) {
 }
 
 /// Serves one query. `Ok(true)` when it ran, `Ok(false)` when it was
-/// refused without harm to the mesh.
+/// refused without harm to the mesh. `seed` is the key seed of this query.
+#[allow(clippy::too_many_arguments)]
 fn query(
     ctx: &Ctx,
     prog: &ditto_bytecode::Program,
@@ -496,6 +514,7 @@ fn query(
     timeout: Duration,
     trace: &mut Option<Vec<PreCall>>,
     prepared: &mut Option<Ahead>,
+    seed: [u8; 32],
 ) -> Result<bool, End> {
     let id = ctx.id;
     let broken = |what: &str, e: CommError| End::Broken(format!("{what}: {e}"));
@@ -614,8 +633,9 @@ fn query(
     let run = (|| {
         let mut party = match ahead {
             Some(p) => Party::resume(chan, p.state).map_err(|e| format!("P{id}: {e}"))?,
-            None => Party::setup(chan, rand::random())
-                .map_err(|e| format!("P{id}: key setup failed: {e}"))?,
+            None => {
+                Party::setup(chan, seed).map_err(|e| format!("P{id}: key setup failed: {e}"))?
+            }
         };
         match trace.as_deref() {
             _ if pre.is_some() => {}

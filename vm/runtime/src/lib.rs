@@ -22,8 +22,8 @@ pub mod wire;
 pub use ditto_net::mem::Shape;
 pub use interp::{execute, Cost, Outcome, VmError};
 pub use run::{
-    assemble, estimate, op_kind, run_fixed, run_fixed_with, run_mpc, InstrCost, MpcOptions, Output,
-    PartyOutcome, Report,
+    assemble, estimate, insecure_seeds, op_kind, run_fixed, run_fixed_with, run_mpc, InstrCost,
+    MpcOptions, Output, PartyOutcome, Report,
 };
 pub use source::{held_weights, Clear, Data, Dealt, Digit, Source, State, Stateful};
 pub use value::Value;

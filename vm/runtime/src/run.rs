@@ -215,6 +215,28 @@ impl Default for MpcOptions<'_> {
     }
 }
 
+/// **Insecure, for reproducibility tests only**: every seed of run `run`
+/// (the parties' key seeds, the client's, and the owner's — the same for
+/// all runs) derived from one public number, so that two executions of the
+/// same runs — in process, or through a cluster whose parties, client and
+/// `share-weights` are given the same number — exchange the same messages
+/// and reconstruct the same outputs bit for bit. Anyone who knows `master`
+/// can recompute every share: never use it on real data.
+pub fn insecure_seeds(master: u64, run: u64) -> [[u8; 32]; 5] {
+    use sha2::{Digest, Sha256};
+    let mut s = [[0u8; 32]; 5];
+    for (role, k) in s.iter_mut().enumerate() {
+        let mut h = Sha256::new();
+        h.update(b"ditto insecure seeds");
+        h.update(master.to_le_bytes());
+        h.update([role as u8]);
+        // the owner deals the weights once for every run
+        h.update((if role == 4 { 0 } else { run }).to_le_bytes());
+        *k = h.finalize().into();
+    }
+    s
+}
+
 /// Runs `prog` on secret shares: three parties on threads over in-memory
 /// links (the `mpc` backend).
 pub fn run_mpc(prog: &Program, data: Data, opts: &MpcOptions) -> Result<Report, VmError> {
