@@ -217,6 +217,16 @@ impl Channel {
 }
 
 impl Comm for Channel {
+    fn observing(&self) -> bool {
+        self.view.is_some()
+    }
+
+    fn observe(&mut self, opened: Vec<u8>) {
+        if let Some(v) = &mut self.view {
+            v.push(opened);
+        }
+    }
+
     fn id(&self) -> usize {
         self.id
     }

@@ -134,6 +134,15 @@ pub trait Comm: Send {
     /// a peer's frame with another label is rejected as [`CommError::WrongStep`].
     fn set_step(&mut self, step: u64);
     fn stats(&self) -> Stats;
+    /// Whether the link records this party's view (privacy tests).
+    fn observing(&self) -> bool {
+        false
+    }
+    /// Adds a value this party opened — reconstructed in the clear from
+    /// what it received, like a conversion's c or a B2A's b ⊕ r — to the
+    /// recorded view, so that a privacy test sees what the party learns
+    /// and not only the shares it was sent.
+    fn observe(&mut self, _opened: Vec<u8>) {}
 }
 
 /// A protocol failure: a transport error, or a peer's message that does not

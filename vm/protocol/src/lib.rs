@@ -7,6 +7,7 @@
 pub mod comm;
 pub mod cost;
 pub mod kernels;
+pub mod leaks;
 pub mod party;
 pub mod prg;
 pub mod ring;

@@ -38,7 +38,10 @@ impl<'c> Party<'c> {
         if self.id == o {
             let x = x.expect("the owner supplies its input");
             assert_eq!(x.len(), n, "input length");
-            let xo: Vec<R> = self.st.prev.ring(n);
+            let mut xo: Vec<R> = self.st.prev.ring(n);
+            if leaks::on(Leak::InputMaskDropped) {
+                xo.fill(R::ZERO);
+            }
             let rest = kernels::sub(x, &xo);
             self.comm
                 .exchange(Phase::Online, vec![(self.succ(), to_bytes(&rest))], &[])?;
@@ -50,7 +53,10 @@ impl<'c> Party<'c> {
                 b: vec![R::ZERO; n],
             })
         } else {
-            let xo: Vec<R> = self.st.next.ring(n);
+            let mut xo: Vec<R> = self.st.next.ring(n);
+            if leaks::on(Leak::InputMaskDropped) {
+                xo.fill(R::ZERO);
+            }
             Ok(AShare {
                 a: vec![R::ZERO; n],
                 b: xo,
@@ -170,7 +176,11 @@ impl<'c> Party<'c> {
     /// The local half of [`Party::mul`]: this party's masked additive share
     /// z_i of x·y. No communication.
     pub fn mul_local<R: Ring>(&mut self, x: &AShare<R>, y: &AShare<R>) -> Vec<R> {
-        let alpha = self.zero_share::<R>(x.len());
+        let mut alpha = self.zero_share::<R>(x.len());
+        if leaks::on(Leak::MulZeroReused) {
+            let first = alpha.first().copied().unwrap_or(R::ZERO);
+            alpha.fill(first);
+        }
         masked_product(x, y, &alpha)
     }
 
@@ -206,7 +216,9 @@ impl<'c> Party<'c> {
             z
         };
         let alpha = self.zero_share::<R>(z.len());
-        kernels::add_assign(&mut z, &alpha);
+        if !leaks::on(Leak::MatmulZeroDropped) {
+            kernels::add_assign(&mut z, &alpha);
+        }
         z
     }
 }

@@ -127,7 +127,11 @@ impl<'c> Party<'c> {
         let mut lens = Vec::new();
         for (x, y) in pairs {
             let n = x.len();
-            let alpha = self.zero_share_bool::<R>(n);
+            let mut alpha = self.zero_share_bool::<R>(n);
+            if leaks::on(Leak::AndZeroReused) {
+                let first = alpha.first().copied().unwrap_or(R::ZERO);
+                alpha.fill(first);
+            }
             z.extend((0..n).map(|j| {
                 x.a[j]
                     .and(y.a[j])
@@ -196,7 +200,10 @@ impl<'c> Party<'c> {
         let (a_id, b_id) = ((h + 1) % 3, (h + 2) % 3);
         if self.id == a_id {
             let a: Vec<R> = kernels::add(&x.a, &x.b);
-            let t: Vec<R> = self.st.prev.ring(n); // A–H
+            let mut t: Vec<R> = self.st.prev.ring(n); // A–H
+            if leaks::on(Leak::AdderMaskDropped) {
+                t.fill(R::ZERO);
+            }
             let at = kernels::xor(&a, &t);
             let got = self
                 .comm
@@ -225,7 +232,10 @@ impl<'c> Party<'c> {
             ))
         } else {
             let xh = &x.a;
-            let t: Vec<R> = self.st.next.ring(n); // A–H
+            let mut t: Vec<R> = self.st.next.ring(n); // A–H
+            if leaks::on(Leak::AdderMaskDropped) {
+                t.fill(R::ZERO);
+            }
             let u: Vec<R> = self.st.prev.ring(n); // B–H
             let u2: Vec<R> = self.st.prev.ring(n);
             let gh: Vec<R> = (0..n).map(|j| t[j].and(xh[j]).xor(u2[j])).collect();
@@ -355,9 +365,15 @@ impl<'c> Party<'c> {
         let nbytes = n.div_ceil(8);
         let mut zs = Vec::with_capacity(xs.len());
         let mut msg = Vec::with_capacity(xs.len() * nbytes);
+        let mut first: Option<(Vec<u64>, Vec<u64>)> = None;
         for (x, y) in xs.iter().zip(ys) {
-            let nx = self.st.next.words(words);
-            let pv = self.st.prev.words(words);
+            let mut nx = self.st.next.words(words);
+            let mut pv = self.st.prev.words(words);
+            if leaks::on(Leak::AndColsZeroReused) {
+                let (n0, p0) = first.get_or_insert_with(|| (nx.clone(), pv.clone()));
+                nx.clone_from(n0);
+                pv.clone_from(p0);
+            }
             let z: Vec<u64> = (0..words)
                 .map(|j| (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]) ^ nx[j] ^ pv[j])
                 .collect();

@@ -188,7 +188,10 @@ impl<'c> Party<'c> {
                 Ok(AShare { a: sbh, b: wa })
             }
             Role::A => {
-                let e = self.st.helped_prev.bits(n);
+                let mut e = self.st.helped_prev.bits(n);
+                if leaks::on(Leak::ConvAHelperBitFixed) {
+                    e.fill(false);
+                }
                 // ρ_A, A's share of r_msb (mod 2^w)
                 let rho = draw_width(&mut self.st.helped_prev, n, w);
                 // Round 1: B's masked part (and H's product share) reach A.
@@ -206,6 +209,13 @@ impl<'c> Party<'c> {
                     return Err(malformed::<Ri>(h_id, "conversion helper share", &got[1], n));
                 }
                 let bias = Ri::ONE.shl(kin - 2);
+                if self.comm.observing() {
+                    // the opened c = x + 2^(k_in−2) + r
+                    let opened: Vec<Ri> = (0..n)
+                        .map(|j| c[j].add(bias).add(if e[j] { top } else { Ri::ZERO }))
+                        .collect();
+                    self.comm.observe(to_bytes(&opened));
+                }
                 let low = top.sub(Ri::ONE);
                 let offset = Ro::ONE.shl(kin - 2 - m);
                 // Round 2: c_msb and the A–B component, masked, to B.
@@ -233,7 +243,10 @@ impl<'c> Party<'c> {
                 Ok(AShare { a: wa, b: sab })
             }
             Role::B => {
-                let v = self.st.helped_next.bits(n);
+                let mut v = self.st.helped_next.bits(n);
+                if leaks::on(Leak::ConvHelperBitFixed) {
+                    v.fill(false);
+                }
                 let rho: Vec<u64> = if w > 0 {
                     let msg = match planned {
                         Some(msg) => msg,
@@ -254,6 +267,9 @@ impl<'c> Party<'c> {
                 let mut rp: Vec<Ri> = self.st.own.ring(n);
                 let low = top.sub(Ri::ONE);
                 rp.iter_mut().for_each(|r| *r = r.and(low));
+                if leaks::on(Leak::ConvMaskDropped) {
+                    rp.fill(Ri::ZERO);
+                }
                 let ib = Ri::BITS as usize / 8;
                 let mut out = vec![0u8; n * ib];
                 for (j, o) in out.chunks_exact_mut(ib).enumerate() {

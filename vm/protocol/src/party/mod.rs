@@ -8,6 +8,7 @@
 
 use crate::comm::{Comm, Phase, ProtocolError};
 use crate::kernels;
+use crate::leaks::{self, Leak};
 use crate::prg::Prg;
 use crate::ring::{
     add_from_bytes, from_bytes, pack_bits, pack_width, put_bytes, to_bytes, unpack_bits,

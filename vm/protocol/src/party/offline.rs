@@ -181,7 +181,10 @@ impl<'c> Party<'c> {
             0 => {
                 let t: Vec<bool> = rho_a.iter().zip(&rho_b).map(|(x, y)| x ^ y).collect();
                 let t: Vec<R> = ring(&t);
-                let mu: Vec<R> = self.st.b2a_prev.ring(n); // P2–P0
+                let mut mu: Vec<R> = self.st.b2a_prev.ring(n); // P2–P0
+                if leaks::on(Leak::B2aSetupMaskDropped) {
+                    mu.fill(R::ZERO);
+                }
                 let tm = kernels::add(&t, &mu);
                 let got = self
                     .comm
@@ -215,7 +218,10 @@ impl<'c> Party<'c> {
             }
             _ => {
                 let rho2: Vec<R> = ring(&rho_a);
-                let mu: Vec<R> = self.st.b2a_next.ring(n); // P2–P0
+                let mut mu: Vec<R> = self.st.b2a_next.ring(n); // P2–P0
+                if leaks::on(Leak::B2aSetupMaskDropped) {
+                    mu.fill(R::ZERO);
+                }
                 let w: Vec<R> = self.st.b2a_prev.ring(n); // P1–P2
                 let lambda: Vec<R> = self.st.b2a_prev.ring(n);
                 // m2 = −2·q2 + λ with q2 = −μ·ρ2
@@ -272,9 +278,15 @@ impl<'c> Party<'c> {
     /// per element, nothing when w = 0. H draws what A and B draw.
     pub(super) fn helper_message<Ri: Ring, Ro: Ring>(&mut self, n: usize, m: u32) -> Vec<u8> {
         let w = msb_width(Ri::BITS, Ro::BITS, m);
-        let e = self.st.help_next.bits(n);
+        let mut e = self.st.help_next.bits(n);
         let rho_a = draw_width(&mut self.st.help_next, n, w);
-        let v = self.st.help_prev.bits(n);
+        let mut v = self.st.help_prev.bits(n);
+        if leaks::on(Leak::ConvAHelperBitFixed) {
+            e.fill(false);
+        }
+        if leaks::on(Leak::ConvHelperBitFixed) {
+            v.fill(false);
+        }
         if w == 0 {
             return Vec::new();
         }

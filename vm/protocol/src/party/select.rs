@@ -11,10 +11,24 @@ impl<'c> Party<'c> {
     /// Online: open c = b ⊕ r to all (1 round, 3 bits packed), then
     /// b = c + r − 2·c·r locally.
     pub fn b2a<R: Ring>(&mut self, bits: &BitShare) -> Result<AShare<R>, ProtocolError> {
+        self.b2a_opening(bits, leaks::on(Leak::B2aOpenUnmasked))
+    }
+
+    /// [`Party::b2a`]; `unmasked` is a seeded leak (the bits opened as they
+    /// are).
+    fn b2a_opening<R: Ring>(
+        &mut self,
+        bits: &BitShare,
+        unmasked: bool,
+    ) -> Result<AShare<R>, ProtocolError> {
         let n = bits.len();
         let (rb, r) = self.bits_for::<R>(n)?;
         // Online: open c = b ⊕ r (boolean) to everyone.
-        let masked = bits.xor(&rb);
+        let masked = if unmasked {
+            bits.clone()
+        } else {
+            bits.xor(&rb)
+        };
         let got = self.comm.exchange(
             Phase::Online,
             vec![(self.pred(), pack_bits(&masked.b))],
@@ -24,12 +38,18 @@ impl<'c> Party<'c> {
         let c: Vec<bool> = (0..n)
             .map(|j| masked.a[j] ^ masked.b[j] ^ third[j])
             .collect();
+        if self.comm.observing() {
+            self.comm.observe(pack_bits(&c));
+        }
         // b = c + r − 2cr = r·(1 − 2c) + c
         let coef: Vec<R> = c
             .iter()
             .map(|&ci| if ci { R::ONE.neg() } else { R::ONE })
             .collect();
         let cvals = bits_as_ring::<R>(&c);
+        if unmasked {
+            return Ok(AShare::zeros(n).add_public(self.id, &cvals));
+        }
         Ok(r.mul_public(&coef).add_public(self.id, &cvals))
     }
 
@@ -41,6 +61,10 @@ impl<'c> Party<'c> {
         x: &AShare<R>,
         y: &AShare<R>,
     ) -> Result<AShare<R>, ProtocolError> {
+        if leaks::on(Leak::SelectOpensSelector) {
+            let s = self.reveal(s)?;
+            return Ok(x.sub(y).mul_public(&s).add(y));
+        }
         Ok(self.mul(s, &x.sub(y))?.add(y))
     }
 
@@ -68,7 +92,7 @@ impl<'c> Party<'c> {
             }
             let (a, b) = (cur.gather(&ia), cur.gather(&ib));
             let lt = self.ltz_with(&a.sub(&b), h)?;
-            let s = self.b2a::<R>(&lt)?;
+            let s = self.b2a_opening::<R>(&lt, leaks::on(Leak::MaxOpensComparison))?;
             let m = self.select(&s, &b, &a)?;
             let nw = half + w % 2;
             let mut next = AShare::zeros(rows * nw);

@@ -1,0 +1,90 @@
+//! Seeded leaks, for the privacy suite's mutation test
+//! (vm/protocol/tests/privacy.rs): each one removes a single mask, fixes a
+//! single random bit, opens a single value or reuses a single random value
+//! in one primitive — and keeps every result correct, so that only a
+//! privacy test can notice it. Compiled in only with the `leaks` feature,
+//! which the crate's own tests enable (a dev-dependency on itself); without
+//! it [`on`] is the constant `false` and no leak exists in the code.
+
+/// One seeded leak and the primitive it weakens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Leak {
+    /// `input`: the owner's component x_o = F(k_{o−1}) is zero, so it sends
+    /// x itself to P_{o+1}.
+    InputMaskDropped = 1,
+    /// `mul`: one zero-sharing value α used for every element.
+    MulZeroReused,
+    /// `matmul`: the zero-sharing dropped (α = 0).
+    MatmulZeroDropped,
+    /// Conversion: B's mask r' is zero, so A opens x + 2^(k−2) + r_msb·2^(k−1).
+    ConvMaskDropped,
+    /// Conversion: the helper's bit v (B–H stream) fixed to 0, so
+    /// r_msb = e is known to A.
+    ConvHelperBitFixed,
+    /// Conversion: A's bit e (A–H stream) fixed to 0, so r_msb = v is known
+    /// to B, which also knows r'.
+    ConvAHelperBitFixed,
+    /// Comparison set-up (`add_setup`): A's mask t is zero, so B sees
+    /// a = x_{h+1} + x_{h+2}.
+    AdderMaskDropped,
+    /// Boolean AND of words (`and_many`, the prefix adder and the highest
+    /// set bit): one zero-sharing word used for every element.
+    AndZeroReused,
+    /// Packed ANDs of bit columns (`and_cols`, the sign): the first
+    /// column's zero-sharing used for every column of the call.
+    AndColsZeroReused,
+    /// B2A: b opened unmasked (c = b), the result the public c.
+    B2aOpenUnmasked,
+    /// B2A set-up (`random_bits`): μ is zero, so P1 sees t = ρ0 ⊕ ρ1 and
+    /// learns r, which unmasks the online opening.
+    B2aSetupMaskDropped,
+    /// `select`: the selector opened to all, the product local.
+    SelectOpensSelector,
+    /// `max_rows`: each comparison's bit opened instead of made arithmetic.
+    MaxOpensComparison,
+}
+
+impl Leak {
+    pub const ALL: [Leak; 13] = [
+        Leak::InputMaskDropped,
+        Leak::MulZeroReused,
+        Leak::MatmulZeroDropped,
+        Leak::ConvMaskDropped,
+        Leak::ConvHelperBitFixed,
+        Leak::ConvAHelperBitFixed,
+        Leak::AdderMaskDropped,
+        Leak::AndZeroReused,
+        Leak::AndColsZeroReused,
+        Leak::B2aOpenUnmasked,
+        Leak::B2aSetupMaskDropped,
+        Leak::SelectOpensSelector,
+        Leak::MaxOpensComparison,
+    ];
+}
+
+#[cfg(feature = "leaks")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Turns one leak on (every party of the process), or all off.
+#[cfg(feature = "leaks")]
+pub fn set(leak: Option<Leak>) {
+    ACTIVE.store(
+        leak.map_or(0, |l| l as u8),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// Whether `leak` is on.
+#[inline(always)]
+pub(crate) fn on(leak: Leak) -> bool {
+    #[cfg(feature = "leaks")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::Relaxed) == leak as u8
+    }
+    #[cfg(not(feature = "leaks"))]
+    {
+        let _ = leak;
+        false
+    }
+}
