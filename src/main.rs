@@ -131,26 +131,14 @@ enum Cmd {
     /// optionally with distilled weights) against the float model, text by
     /// text (cosine of the outputs).
     Eval(eval::EvalArgs),
-    /// Keys, self-signed certificates and the cluster file for three parties
-    /// and their clients (docs/deployment.md).
-    Keygen {
-        /// The cluster file to write; keys and certificates go beside it.
-        #[arg(long)]
-        cluster: PathBuf,
-        /// The parties' hosts, P0,P1,P2 (host or host:port); default: the
-        /// loopback interface on free ports.
-        #[arg(long, value_delimiter = ',')]
-        hosts: Option<Vec<String>>,
-        /// Port for hosts given without one.
-        #[arg(long, default_value_t = 7100)]
-        port: u16,
-        /// How many client identities to make.
-        #[arg(long, default_value_t = 1)]
-        clients: usize,
-        /// Replace an existing cluster file and its keys.
-        #[arg(long)]
-        force: bool,
-    },
+    /// Keys and self-signed certificates: this host's (`--party I`,
+    /// `--client NAME`), or a whole cluster with its file on one machine for
+    /// tests and demos (`--cluster`) (docs/deployment.md).
+    Keygen(cluster::KeygenArgs),
+    /// The cluster file from the three parties' and the clients'
+    /// certificates (each made on its own host by `keygen --party` or
+    /// `--client`); reads no private key.
+    Combine(cluster::CombineArgs),
     /// Run one compute party of a cluster: a server that links to the other
     /// two over mutual TLS and serves clients' queries.
     Party(party::PartyArgs),
@@ -319,13 +307,8 @@ fn main() -> ExitCode {
             force,
             insecure_seed,
         } => share_weights(&program, &weights, &output, force, insecure_seed),
-        Cmd::Keygen {
-            cluster,
-            hosts,
-            port,
-            clients,
-            force,
-        } => cluster::keygen(&cluster, hosts.as_deref(), port, clients, force),
+        Cmd::Keygen(a) => cluster::keygen_cmd(a),
+        Cmd::Combine(a) => cluster::combine(a),
         Cmd::Party(a) => party::party(a),
         Cmd::Calibrate(a) => calibrate::calibrate(a),
         Cmd::Distill(a) => distill::distill(a),

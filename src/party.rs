@@ -483,6 +483,17 @@ fn prepare(chan: &mut Channel, calls: &[PreCall], seed: [u8; 32]) -> Result<Ahea
     })
 }
 
+/// What binds a query to its client: a hash of its id and the name of the
+/// client (from its pinned certificate) this party has it from.
+fn binding(qid: &[u8; 16], client: Option<&str>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"ditto query binding");
+    h.update(qid);
+    h.update(client.unwrap_or("").as_bytes());
+    h.finalize().into()
+}
+
 /// A digest of a conversion trace (never 0), for the parties to check that
 /// they prepare the same calls.
 fn trace_digest(calls: &[PreCall]) -> u64 {
@@ -591,6 +602,10 @@ fn query(
     let mut mine = vec![status.is_ok() as u8];
     mine.extend_from_slice(&digest.to_le_bytes());
     mine.push(prepared.is_some() as u8);
+    // the query bound to its client: the three must have it from the same
+    // client certificate before any share is used
+    let bound = binding(&qid, waiting.as_ref().map(|w| w.client.as_str()));
+    mine.extend_from_slice(&bound);
     let others: Vec<usize> = (0..3).filter(|&j| j != id).collect();
     let theirs = chan
         .exchange(
@@ -602,9 +617,20 @@ fn query(
     if let Some(k) = others
         .iter()
         .zip(&theirs)
-        .find(|(_, m)| m.len() != 10 || m[0] != 1)
+        .find(|(_, m)| m.len() != mine.len() || m[0] != 1)
     {
         status = status.and(Err(format!("P{} could not take this query", k.0)));
+    } else if let Some(k) = others
+        .iter()
+        .zip(&theirs)
+        .find(|(_, m)| m[10..] != mine[10..])
+    {
+        status = status.and(Err(format!(
+            "P{id}: query {} came from {} here and from another client at P{}: refused",
+            wire::short_hash(&qid),
+            waiting.as_ref().map_or("nobody", |w| w.client.as_str()),
+            k.0
+        )));
     }
     let offline = digest != 0 && theirs.iter().all(|m| m.get(1..9) == Some(&mine[1..9]));
     // prepared while waiting: used only if all three are

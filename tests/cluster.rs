@@ -143,7 +143,9 @@ fn model_with(
 
 /// Three party processes whose stderr is collected.
 struct Parties {
-    cluster: PathBuf,
+    /// Each party's cluster file (the same one on a single machine; each
+    /// host's own copy beside its own key otherwise).
+    clusters: [PathBuf; 3],
     procs: [Option<Child>; 3],
     logs: [Arc<Mutex<String>>; 3],
     /// `--insecure-seed` of every party (reproducible runs).
@@ -156,8 +158,12 @@ impl Parties {
     }
 
     fn start_seeded(cluster: &Path, m: &Model, seed: Option<u64>) -> Parties {
+        Parties::start_each([0, 1, 2].map(|_| cluster.to_path_buf()), m, seed)
+    }
+
+    fn start_each(clusters: [PathBuf; 3], m: &Model, seed: Option<u64>) -> Parties {
         let mut p = Parties {
-            cluster: cluster.to_path_buf(),
+            clusters,
             procs: [None, None, None],
             logs: Default::default(),
             seed,
@@ -208,7 +214,7 @@ impl Parties {
     }
 
     fn restart(&mut self, i: usize, m: &Model) {
-        let c = self.spawn(i, &self.cluster.clone(), m);
+        let c = self.spawn(i, &self.clusters[i].clone(), m);
         self.procs[i] = Some(c);
     }
 
@@ -482,6 +488,189 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
         parties.log(1)
     );
     drop(parties);
+}
+
+/// Keys that stay home: each party's host makes its own key
+/// (`keygen --party I`), the client its own, `combine` writes the cluster
+/// file from the certificates alone; every host holds the shared folder and
+/// its own key only, and the cluster answers.
+#[test]
+fn a_cluster_of_keys_made_on_each_host_answers() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-hosts");
+    let ports: Vec<u16> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let hosts: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("host{i}"))).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    for (i, h) in hosts.iter().enumerate() {
+        ok(&[
+            "keygen",
+            "--party",
+            &i.to_string(),
+            "--address",
+            &addr(i),
+            "--out",
+            &s(h),
+        ]);
+    }
+    let me = dir.join("client");
+    ok(&["keygen", "--client", "alice", "--out", &s(&me)]);
+    let shared = dir.join("shared");
+    let cert = |h: &Path, name: &str| s(&h.join(format!("{name}.crt")));
+    let mut combine = vec![
+        "combine".to_string(),
+        "--cluster".into(),
+        s(&shared.join("cluster.toml")),
+    ];
+    for (i, h) in hosts.iter().enumerate() {
+        combine.extend([
+            "--party".into(),
+            format!("{}={}", addr(i), cert(h, &format!("p{i}"))),
+        ]);
+    }
+    combine.extend(["--client".into(), format!("alice={}", cert(&me, "alice"))]);
+    ok(&combine.iter().map(String::as_str).collect::<Vec<_>>());
+    // (a private key instead of a certificate is refused)
+    let (good, _, err) = ditto(&[
+        "combine",
+        "--cluster",
+        &s(&dir.join("bad/cluster.toml")),
+        "--party",
+        &format!("{}={}", addr(0), s(&hosts[0].join("p0.key"))),
+        "--party",
+        &format!("{}={}", addr(1), cert(&hosts[1], "p1")),
+        "--party",
+        &format!("{}={}", addr(2), cert(&hosts[2], "p2")),
+        "--client",
+        &format!("alice={}", cert(&me, "alice")),
+    ]);
+    assert!(!good && err.contains("never the .key"), "{err}");
+    // every host gets the shared folder (the file and the certificates)
+    for h in hosts.iter().chain([&me]) {
+        for f in std::fs::read_dir(&shared).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, h.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let keys = |d: &Path| -> Vec<String> {
+        let mut k: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".key"))
+            .collect();
+        k.sort();
+        k
+    };
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(
+            keys(h),
+            [format!("p{i}.key")],
+            "host {i} holds only its own key"
+        );
+    }
+    assert_eq!(keys(&me), ["alice.key"]);
+    assert!(keys(&shared).is_empty(), "combine wrote no key");
+    let m = model(&dir, "models/bert.ditto", "tiny", 8, "ditto");
+    let _parties = Parties::start_each([0, 1, 2].map(|i| hosts[i].join("cluster.toml")), &m, None);
+    let ids = "101,7,12,102";
+    let (good, out, err) = client(&me.join("cluster.toml"), &m, ids);
+    assert!(good, "client failed:\n{err}");
+    let d = max_diff(&floats(&json(&out)), &floats(&in_process(&m, ids, "float")));
+    assert!(d < 0.05, "cluster and float logits differ by {d}");
+}
+
+/// A query is bound to its client: the three parties compare the query id
+/// and the client (from its pinned certificate) they have it from before any
+/// share is used. One client's id sent to P1 by another client, or another
+/// id sent to P1, is refused by all three, and the cluster serves on.
+#[test]
+fn a_query_whose_client_or_id_differs_between_parties_is_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = fresh_dir("cluster-binding");
+    let cluster = dir.join("keys/cluster.toml");
+    ok(&["keygen", "--cluster", &s(&cluster), "--clients", "2"]);
+    let m = model(&dir, "models/bert.ditto", "tiny", 8, "ditto");
+    let parties = Parties::start(&cluster, &m);
+    let prog = ditto_bytecode::Program::decode(&std::fs::read(&m.program).unwrap()).unwrap();
+    let keys = cluster.parent().unwrap();
+    let pin = |i: usize| CertificateDer::from_pem_file(keys.join(format!("p{i}.crt"))).unwrap();
+    let t = Duration::from_secs(20);
+    // ids 101, 7, 12, 102 padded to 8, and the length
+    let ids = vec![101.0, 7.0, 12.0, 102.0, 0.0, 0.0, 0.0, 0.0];
+    let dealt = wire::deal_inputs(&prog, vec![ids, vec![4.0]], [3; 32]).unwrap();
+    // party i hears query qid[i] from client who[i]; the answers of the
+    // parties that start it (P0 announces its own id)
+    let ask = |who: [&str; 3], qid: [[u8; 16]; 3]| -> Vec<String> {
+        let conns: Vec<_> = (0..3)
+            .map(|i| {
+                let me = identity(keys, who[i]);
+                let mut c = tls::dial(&address(&cluster, i), &me, pin(i), t).unwrap();
+                tls::write_msg(&mut c, &Hello::client(prog.hash(), qid[i]).encode()).unwrap();
+                let r = wire::decode_reply(&tls::read_msg(&mut c, 1 << 16).unwrap()).unwrap();
+                assert!(r.is_ok(), "P{i} refused the hello: {r:?}");
+                c
+            })
+            .collect();
+        let mut conns = conns;
+        for (i, c) in conns.iter_mut().enumerate() {
+            tls::write_msg(c, &wire::encode_inputs(&dealt[i])).unwrap();
+        }
+        conns
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| qid[*i] == qid[0])
+            .map(|(i, mut c)| {
+                let msg = tls::read_msg(&mut c, 1 << 30).unwrap_or_else(|e| {
+                    panic!(
+                        "no answer from P{i} ({e})\nP0:\n{}\nP1:\n{}\nP2:\n{}",
+                        parties.log(0),
+                        parties.log(1),
+                        parties.log(2)
+                    )
+                });
+                match wire::decode_result(&msg) {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(_)) => format!("P{i} answered"),
+                    Err(e) => panic!("malformed result: {e}"),
+                }
+            })
+            .collect()
+    };
+    let q = [7u8; 16];
+    let answers = ask(["client0", "client1", "client0"], [q, q, q]);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.contains("refused") || a.contains("could not take")),
+        "{answers:?}"
+    );
+    assert!(
+        answers[1].contains("from client1 here and from another client"),
+        "{answers:?}"
+    );
+    let start = Instant::now();
+    while !(0..3).all(|i| parties.log(i).contains("query refused")) {
+        assert!(start.elapsed() < t, "not every party logged the refusal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // another id at P1: P1 never sees query 8's client and P0 and P2
+    // refuse it (P1's query 9 never starts)
+    let answers = ask(["client0"; 3], [[8; 16], [9; 16], [8; 16]]);
+    assert_eq!(answers.len(), 2);
+    assert!(
+        answers.iter().all(|a| a.contains("P1 could not take")),
+        "{answers:?}"
+    );
+    // the same client and id everywhere: answered
+    let answers = ask(["client1"; 3], [[10; 16]; 3]);
+    assert!(
+        answers.iter().all(|a| a.ends_with("answered")),
+        "{answers:?}"
+    );
 }
 
 /// A program that keeps session state (GPT-2's key/value cache, `to
