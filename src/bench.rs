@@ -347,7 +347,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         pipeline.calibrated = calibrated;
         let applied = crate::lower(&mut g, &sources, &pipeline, crate::bounds::Check::Off)?;
         let mut prog = crate::codegen_reported(&g, &sources, &path)?;
-        ditto_compiler::driver::stamp(&mut prog, &e, &applied);
+        crate::stamp(&mut prog, &e, &applied, &pipeline);
         let by_port: Vec<Vec<f64>> = prog
             .inputs
             .iter()

@@ -189,6 +189,13 @@ pub struct PipelineArgs {
     /// Set when the caller applied calibrated bounds to the graph itself.
     #[arg(skip)]
     calibrated: bool,
+    /// A run-time range guard (mpc): the parties check, secretly, that
+    /// every conversion's input keeps its precondition |x| < 2^(k−2), and
+    /// the run fails with an error instead of a wrong answer if one did not
+    /// (recorded in the program, so all parties agree; docs/security.md
+    /// gives its cost).
+    #[arg(long)]
+    pub guard_ranges: bool,
 }
 
 impl PipelineArgs {
@@ -205,6 +212,8 @@ impl PipelineArgs {
             Some("--skip")
         } else if self.bounds.is_some() {
             Some("--bounds")
+        } else if self.guard_ranges {
+            Some("--guard-ranges")
         } else if self.dump_after.is_some() || self.dump_dir.is_some() || self.stats {
             Some("--dump-after/--dump-dir/--stats")
         } else {
@@ -672,8 +681,23 @@ pub fn program(
     let (sources, mut e) = compile_reported(file, opts)?;
     let policy = lower(&mut e.graph, &sources, pipeline, bounds::Check::Graph)?;
     let mut p = codegen_reported(&e.graph, &sources, file)?;
-    ditto_compiler::driver::stamp(&mut p, &e, &policy);
+    stamp(&mut p, &e, &policy, pipeline);
     Ok(p)
+}
+
+/// Records in a program what it was compiled from and, with
+/// `--guard-ranges`, that its parties run the range guard.
+pub fn stamp(
+    p: &mut ditto_bytecode::Program,
+    e: &ditto_compiler::elab::Elaborated,
+    policy: &ditto_compiler::policy::Policy,
+    pipeline: &PipelineArgs,
+) {
+    ditto_compiler::driver::stamp(p, e, policy);
+    if pipeline.guard_ranges {
+        p.meta
+            .push((ditto_vm::GUARD_RANGES.to_string(), "on".to_string()));
+    }
 }
 
 /// Code generation for a lowered graph, with errors reported at DSL lines.

@@ -108,7 +108,7 @@ pub fn program(
     let check = crate::bounds::Check::Weights(weights);
     let applied = crate::lower(&mut lowered, sources, pipeline, check)?;
     let mut prog = crate::codegen_reported(&lowered, sources, path)?;
-    ditto_compiler::driver::stamp(&mut prog, e, &applied);
+    crate::stamp(&mut prog, e, &applied, pipeline);
     Ok(prog)
 }
 

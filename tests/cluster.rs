@@ -1011,6 +1011,97 @@ const SENTENCES: &[&str] = &[
     "The hospital wants to classify patient notes with a language model, but privacy law forbids sending the notes to the model provider, and the provider will not hand over its weights; secure multi-party computation lets both sides keep their secrets while the three servers produce the answer.",
 ];
 
+/// The run-time range guard: MiniLM under a policy whose linear layers
+/// overflow — (32, 14), past the compile-time check (`--skip
+/// check-ranges`) — answers wrongly without the guard; with it
+/// (`--guard-ranges`, recorded in the program) the three parties find the
+/// overflow and the client gets a clear error instead. The shipped `ditto`
+/// policy passes the guard (its approximations' deliberate overflows are
+/// exempt).
+#[test]
+fn the_range_guard_turns_an_overflowing_policy_into_an_error_at_the_client() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache/all-minilm-l6-v2");
+    assert!(
+        folder.join("model.safetensors").exists(),
+        "MiniLM weights missing: run scripts/fetch-models.sh"
+    );
+    let (dir, cluster) = keyed("cluster-guard");
+    let policy = dir.join("linear14.json");
+    let ditto_json = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/policies/ditto.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        &policy,
+        ditto_json
+            .replace("\"name\": \"ditto\"", "\"name\": \"linear14\"")
+            .replace("\"linear\": [32, 8]", "\"linear\": [32, 14]"),
+    )
+    .unwrap();
+    let text = "The quick brown fox jumps over the lazy dog";
+    let tokenizer = folder.join("tokenizer.json");
+    let want = json(&ok(&[
+        "run",
+        "minilm",
+        "--weights",
+        &s(&folder),
+        "--text",
+        text,
+        "--json",
+    ]));
+    // one program per case: (policy options, guard) → the client's result
+    let query = |name: &str, opts: &[&str]| -> (bool, String, String) {
+        let program = dir.join(format!("{name}.dbc"));
+        let out = s(&program);
+        let compile = [&["compile", "minilm", "--seq", "16", "-o", &out], opts].concat();
+        ok(&compile);
+        let shares = dir.join(format!("{name}-shares"));
+        ok(&[
+            "share-weights",
+            &s(&program),
+            "--weights",
+            &s(&folder),
+            "-o",
+            &s(&shares),
+        ]);
+        let m = Model {
+            program: program.clone(),
+            weights: folder.clone(),
+            shares,
+            model: "minilm".into(),
+            config: "l6".into(),
+            seq: 16,
+        };
+        let _parties = Parties::start(&cluster, &m);
+        ditto(&[
+            "client",
+            "--cluster",
+            &s(&cluster),
+            "--program",
+            &s(&program),
+            "--text",
+            text,
+            "--tokenizer",
+            &s(&tokenizer),
+            "--json",
+        ])
+    };
+    let p = s(&policy);
+    let overflowing = ["--policy-file", &p, "--skip", "check-ranges"];
+    let (good, out, err) = query("plain", &overflowing);
+    assert!(good, "{err}");
+    let c = cosine(&floats(&json(&out)), &floats(&want));
+    assert!(c < 0.9, "the overflowing policy answered well (cosine {c})");
+    let (good, _, err) = query("guarded", &[&overflowing[..], &["--guard-ranges"]].concat());
+    assert!(!good, "the guard let an overflow through");
+    assert!(err.contains("range guard found a value outside"), "{err}");
+    let (good, out, err) = query("ditto", &["--guard-ranges"]);
+    assert!(good, "the guard refused the ditto policy: {err}");
+    let c = cosine(&floats(&json(&out)), &floats(&want));
+    assert!(c > 0.99, "cosine {c}");
+}
+
 #[test]
 fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -146,6 +146,8 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
     let scope = scopes(g, &order);
     let mut scope_index: HashMap<&str, u32> = HashMap::new();
     let mut errors = vec![];
+    // registers written inside @approx code (for the run-time range guard)
+    let mut approx: Vec<u32> = vec![];
     for id in order.iter().copied() {
         let name = scope[&id].as_str();
         let k = match scope_index.get(name) {
@@ -303,6 +305,9 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         };
         p.regs.push(reg_type(&n.ty));
         reg.insert(id, dst);
+        if n.approx {
+            approx.push(dst.0);
+        }
         p.code.push(instr);
         p.scope_of.push(k);
         if breaks.contains(&id) {
@@ -314,6 +319,12 @@ pub fn codegen(g: &Graph, where_: &dyn Fn(NodeId) -> String) -> Result<Program, 
         return Err(errors);
     }
     declaration_order(g, &mut p);
+    if !approx.is_empty() {
+        p.meta.push((
+            ditto_bytecode::APPROX_META.to_string(),
+            ditto_bytecode::encode_regs(&approx),
+        ));
+    }
     ditto_bytecode::validate(&p).map_err(|e| {
         vec![Diagnostic::global(format!(
             "internal error: codegen produced an invalid program: {e}"

@@ -121,5 +121,10 @@ pub fn stamp(p: &mut ditto_bytecode::Program, e: &Elaborated, policy: &crate::po
         "compiler".to_string(),
         format!("ditto {}", env!("CARGO_PKG_VERSION")),
     ));
+    // what codegen recorded stays
+    let old = std::mem::take(&mut p.meta);
+    meta.extend(old.into_iter().filter(|(k, _)| {
+        !["model", "config", "policy", "formats", "compiler"].contains(&k.as_str())
+    }));
     p.meta = meta;
 }

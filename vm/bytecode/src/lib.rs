@@ -117,6 +117,51 @@ pub struct Program {
     pub meta: Vec<(String, String)>,
 }
 
+/// The metadata key listing the registers written inside `@approx` code
+/// (approximations that may overflow on purpose in a branch a selection
+/// discards; the run-time range guard leaves their conversions alone).
+pub const APPROX_META: &str = "approx";
+
+/// Register numbers as ranges: `3-7,9,12-13`.
+pub fn encode_regs(regs: &[u32]) -> String {
+    let mut v = regs.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<String> = vec![];
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// The registers of [`encode_regs`]'s form; `None` if malformed.
+pub fn decode_regs(s: &str) -> Option<Vec<u32>> {
+    let mut out = vec![];
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                if b < a || b - a > 1 << 24 {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
 impl Program {
     /// The value of metadata `key`.
     pub fn meta(&self, key: &str) -> Option<&str> {

@@ -319,3 +319,18 @@ fn metadata_round_trips_and_repeated_keys_are_refused() {
     let e = Program::decode(&bad.encode()).expect_err("a repeated key");
     assert!(e.to_string().contains("repeated"), "{e}");
 }
+
+#[test]
+fn register_lists_round_trip_as_ranges() {
+    let regs = [9, 3, 4, 5, 12, 7, 13, 5];
+    let s = ditto_bytecode::encode_regs(&regs);
+    assert_eq!(s, "3-5,7,9,12-13");
+    assert_eq!(
+        ditto_bytecode::decode_regs(&s),
+        Some(vec![3, 4, 5, 7, 9, 12, 13])
+    );
+    assert_eq!(ditto_bytecode::decode_regs(""), Some(vec![]));
+    for bad in ["x", "5-3", "1-", "-2", "0-99999999"] {
+        assert_eq!(ditto_bytecode::decode_regs(bad), None, "{bad}");
+    }
+}

@@ -65,6 +65,42 @@ pub fn conversion(kin: u32, kout: u32, m: u32, fused: bool, n: u64) -> Cost {
     }
 }
 
+/// What the range guard adds to a conversion of n elements from Z_2^k
+/// (`Party::guard_ranges`): the sign of x + 2^(k−2), after a reshare when
+/// the input is a product's additive sharing (`fused`).
+pub fn range_guard(k: u32, fused: bool, n: u64) -> Cost {
+    let reshare = if fused {
+        product(k, n)
+    } else {
+        Cost::default()
+    };
+    reshare + ltz(k, n)
+}
+
+/// The range guard's verdict over `flags` flags: an AND tree of packed
+/// bits (⌈log2 flags⌉ rounds, 3·(flags − 1) bits in all, packed per level),
+/// then the opening of one bit (1 round).
+pub fn range_verdict(flags: u64) -> Cost {
+    let mut c = Cost::default();
+    let mut m = flags;
+    while m > 1 {
+        c = c + Cost {
+            bytes: packed(m / 2),
+            rounds: 1,
+            ..Cost::default()
+        };
+        m = m.div_ceil(2);
+    }
+    if flags > 0 {
+        c = c + Cost {
+            bytes: packed(1),
+            rounds: 1,
+            ..Cost::default()
+        };
+    }
+    c
+}
+
 /// The bits of r_msb's shares that matter in a conversion (k_in, k_out, m):
 /// r_msb enters the result as r_msb·2^(k_in−1−m) in Z_2^k_out, so only its
 /// shares mod 2^w count, w = k_out − (k_in − 1 − m); none when that is ≤ 0

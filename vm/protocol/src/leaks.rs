@@ -43,10 +43,14 @@ pub enum Leak {
     SelectOpensSelector,
     /// `max_rows`: each comparison's bit opened instead of made arithmetic.
     MaxOpensComparison,
+    /// The range guard on a fused product: the additive sharing reshared
+    /// without a fresh zero-sharing, so A gets z_B here and z_H in the
+    /// conversion, and opens x.
+    GuardFreshMaskDropped,
 }
 
 impl Leak {
-    pub const ALL: [Leak; 13] = [
+    pub const ALL: [Leak; 14] = [
         Leak::InputMaskDropped,
         Leak::MulZeroReused,
         Leak::MatmulZeroDropped,
@@ -60,6 +64,7 @@ impl Leak {
         Leak::B2aSetupMaskDropped,
         Leak::SelectOpensSelector,
         Leak::MaxOpensComparison,
+        Leak::GuardFreshMaskDropped,
     ];
 }
 

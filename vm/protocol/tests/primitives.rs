@@ -672,3 +672,71 @@ fn a_conversion_that_was_not_prepared_is_refused() {
         assert!(e.to_string().contains("preprocessing out of step"), "{e}");
     }
 }
+
+// ----- the range guard -----
+
+/// The range guard: conversions whose inputs keep the precondition give the
+/// same values as without it and the verdict "in range"; one element beyond
+/// 2^(k−2) (plain or in a fused product) makes the verdict "out of range" at
+/// all three parties. Measured bytes and rounds = the declared cost.
+fn check_range_guard<R: Ring>(seed: u64) {
+    let n = 40;
+    let lim = R::BITS - 3;
+    let x = values::<R>(n, lim, seed);
+    let run = |x: &[R], fused: bool| {
+        let sx = shares(x, seed);
+        let one = shares(&vec![R::ONE; n], seed + 1);
+        let r = with_parties(seed, |p| {
+            p.guard_ranges();
+            let y = if fused {
+                let z = p.mul_local(&sx[p.id], &one[p.id]);
+                p.convert_additive::<R, R>(&z, 4).unwrap()
+            } else {
+                p.convert::<R, R>(&sx[p.id], 4).unwrap()
+            };
+            let mid = p.comm().stats();
+            let bad = p.range_verdict().unwrap();
+            (y, bad, p.comm().stats().since(&mid))
+        });
+        let verdicts: Vec<bool> = r.iter().map(|(o, _)| o.1).collect();
+        assert!(verdicts.iter().all(|&v| v == verdicts[0]), "{verdicts:?}");
+        let verdict_cost = r.iter().fold(Stats::default(), |a, (o, _)| a.add(&o.2));
+        (r, verdicts[0], verdict_cost)
+    };
+    for fused in [false, true] {
+        let (r, bad, vc) = run(&x, fused);
+        assert!(
+            !bad,
+            "{}-bit values in range flagged (fused {fused})",
+            R::BITS
+        );
+        let y = open(&[r[0].0 .0.clone(), r[1].0 .0.clone(), r[2].0 .0.clone()]).unwrap();
+        for (xi, yi) in x.iter().zip(&y) {
+            let d = yi.to_i64() - (xi.to_i64() >> 4);
+            assert!(d == 0 || d == 1, "x={} y={}", xi.to_i64(), yi.to_i64());
+        }
+        let t = total(&r);
+        let want = ditto_protocol::cost::conversion(R::BITS, R::BITS, 4, fused, n as u64)
+            + ditto_protocol::cost::range_guard(R::BITS, fused, n as u64)
+            + ditto_protocol::cost::range_verdict(n as u64);
+        assert_eq!(t.bytes_online, want.bytes, "bytes (fused {fused})");
+        assert_eq!(max_rounds(&r).0, want.rounds, "rounds (fused {fused})");
+        let v = ditto_protocol::cost::range_verdict(n as u64);
+        assert_eq!((vc.bytes_online, vc.rounds_online / 3), (v.bytes, v.rounds));
+        // one element past the precondition, at either end
+        for edge in [1i64 << (R::BITS - 2), -(1i64 << (R::BITS - 2)) - 5] {
+            let mut out = x.clone();
+            out[n / 2] = R::from_i64(edge);
+            assert!(run(&out, fused).1, "{edge} not flagged (fused {fused})");
+        }
+    }
+    // without the guard, no verdict to give
+    let r = with_parties(seed, |p| p.range_verdict().unwrap());
+    assert!(r.iter().all(|(b, s)| !b && s.bytes() == 0));
+}
+
+#[test]
+fn the_range_guard_flags_a_conversion_input_out_of_range() {
+    check_range_guard::<u32>(61);
+    check_range_guard::<u64>(62);
+}

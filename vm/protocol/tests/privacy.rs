@@ -27,8 +27,9 @@
 //! not), and the runs must outnumber the hull's dimension by a margin.
 //! `the_suite_catches_every_seeded_leak` turns on each seeded leak of
 //! `ditto_protocol::leaks` in turn (a dropped mask, a fixed random bit, an
-//! unmasked opening, a reused random value — 13 across input, products,
-//! conversions, the comparison set-up, ANDs, B2A, select and max), checks
+//! unmasked opening, a reused random value — 14 across input, products,
+//! conversions, the comparison set-up, ANDs, B2A, select, max and the range
+//! guard), checks
 //! that the primitives' results stay correct, and expects the suite to fail.
 //! docs/security.md lists which key masks which message.
 
@@ -150,6 +151,32 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
             |p, s, _| {
                 let z = p.mul_local(s, s);
                 arith(p.convert_additive::<R, R>(&z, 12).unwrap())
+            },
+        ),
+        // the range guard: its flags, and the one bit its verdict opens
+        c(
+            "guarded-truncate",
+            1,
+            Domain::Signed(k - 2),
+            false,
+            |p, s, _| {
+                p.guard_ranges();
+                let y = p.trunc(s, 12).unwrap();
+                assert!(!p.range_verdict().unwrap(), "in range");
+                arith(y)
+            },
+        ),
+        c(
+            "guarded-product-truncate",
+            1,
+            Domain::Signed(k / 2 - 1),
+            false,
+            |p, s, _| {
+                p.guard_ranges();
+                let z = p.mul_local(s, s);
+                let y = p.convert_additive::<R, R>(&z, 12).unwrap();
+                assert!(!p.range_verdict().unwrap(), "in range");
+                arith(y)
             },
         ),
         c("ltz", 2, Domain::Signed(k - 2), true, |p, s, _| {

@@ -20,7 +20,7 @@ pub mod value;
 pub mod wire;
 
 pub use ditto_net::mem::Shape;
-pub use interp::{execute, Cost, Outcome, VmError};
+pub use interp::{execute, Cost, Outcome, VmError, GUARD_RANGES};
 pub use run::{
     assemble, estimate, insecure_seeds, op_kind, run_fixed, run_fixed_with, run_mpc, InstrCost,
     MpcOptions, Output, PartyOutcome, Report,

@@ -155,6 +155,9 @@ impl<'c> Party<'c> {
         let kin = Ri::BITS;
         assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
         let n = input.len();
+        if self.st.guard.is_some() {
+            self.guard_input(&input)?;
+        }
         let (role, a_id, b_id, h_id) = self.next_roles();
         let call = ConvCall {
             kin,
@@ -315,6 +318,126 @@ impl<'c> Party<'c> {
                 Ok(AShare { a: sab, b: sbh })
             }
         }
+    }
+
+    /// Turns the range guard on: from now on every conversion also flags,
+    /// secretly, the elements of its input outside its precondition
+    /// |x| < 2^(k_in−2) (the sign of x + 2^(k_in−2), [`Party::ltz`]; an
+    /// additive input is first reshared with a fresh zero-sharing, 1 round
+    /// and 3·k_in bits more), and [`Party::range_verdict`] opens whether any
+    /// was. Cost per element converted: [`crate::cost::ltz`] bits and its
+    /// rounds.
+    pub fn guard_ranges(&mut self) {
+        self.st.guard.get_or_insert_with(Vec::new);
+    }
+
+    /// Whether the range guard is on.
+    pub fn guarding(&self) -> bool {
+        self.st.guard.is_some()
+    }
+
+    /// Leaves the following conversions unchecked (or checks them again):
+    /// for approximations that overflow on purpose in a branch a selection
+    /// then discards. Public: the program says where (all parties agree).
+    pub fn guard_pause(&mut self, paused: bool) {
+        self.st.guard_paused = paused;
+    }
+
+    /// Checks only the elements marked `true` of the next conversion (a
+    /// batch of several instructions, some inside approximations).
+    pub fn guard_mask(&mut self, mask: Vec<bool>) {
+        self.st.guard_mask = Some(mask);
+    }
+
+    fn guard_input<Ri: Ring>(&mut self, input: &ConvIn<'_, Ri>) -> Result<(), ProtocolError> {
+        let mask = self.st.guard_mask.take();
+        if self.st.guard_paused {
+            return Ok(());
+        }
+        // the elements checked (all, or those the mask keeps)
+        let keep: Option<Vec<usize>> = match &mask {
+            Some(m) if m.len() == input.len() => Some((0..m.len()).filter(|&j| m[j]).collect()),
+            Some(m) => {
+                return Err(ProtocolError::Preprocessing(format!(
+                    "a range-guard mask of {} for a conversion of {}",
+                    m.len(),
+                    input.len()
+                )))
+            }
+            None => None,
+        };
+        if keep.as_ref().is_some_and(|k| k.is_empty()) {
+            return Ok(());
+        }
+        let x = match input {
+            ConvIn::Replicated(x) => match &keep {
+                Some(k) => x.gather(k),
+                None => (*x).clone(),
+            },
+            ConvIn::Additive(z) => {
+                // a fresh mask: z_i itself also travels to A in the fused
+                // conversion, and two parties seeing it would open x
+                let mut z = match &keep {
+                    Some(k) => k.iter().map(|&j| z[j]).collect(),
+                    None => z.to_vec(),
+                };
+                let alpha = self.zero_share::<Ri>(z.len());
+                if !leaks::on(Leak::GuardFreshMaskDropped) {
+                    kernels::add_assign(&mut z, &alpha);
+                }
+                self.reshare(z, Phase::Online, "range guard")?
+            }
+        };
+        let bias = vec![Ri::ONE.shl(Ri::BITS - 2); x.len()];
+        let flags = self.ltz(&x.add_public(self.id, &bias))?;
+        if let Some(g) = &mut self.st.guard {
+            g.push(flags);
+        }
+        Ok(())
+    }
+
+    /// The range guard's verdict, opened to all three parties: whether any
+    /// conversion since the guard was turned on (or since the last verdict)
+    /// had an input outside its precondition — and nothing else. The OR of
+    /// all N flags as an AND tree of their negations: ⌈log2 N⌉ rounds and
+    /// 3·(N − 1) bits, then 1 round and 3 bits to open it.
+    pub fn range_verdict(&mut self) -> Result<bool, ProtocolError> {
+        let Some(flags) = self.st.guard.replace(Vec::new()) else {
+            return Ok(false);
+        };
+        let mut cur = BitShare {
+            a: flags.iter().flat_map(|f| f.a.iter().copied()).collect(),
+            b: flags.iter().flat_map(|f| f.b.iter().copied()).collect(),
+        }
+        .not(self.id);
+        if cur.is_empty() {
+            return Ok(false);
+        }
+        while cur.len() > 1 {
+            let half = cur.len() / 2;
+            let lo = BitShare {
+                a: cur.a[..half].to_vec(),
+                b: cur.b[..half].to_vec(),
+            };
+            let hi = BitShare {
+                a: cur.a[half..2 * half].to_vec(),
+                b: cur.b[half..2 * half].to_vec(),
+            };
+            let mut next = self.and_bits(&lo, &hi)?;
+            if cur.len() % 2 == 1 {
+                next.a.push(cur.a[2 * half]);
+                next.b.push(cur.b[2 * half]);
+            }
+            cur = next;
+        }
+        let got = self.comm.exchange(
+            Phase::Online,
+            vec![(self.pred(), pack_bits(&cur.b))],
+            &[self.succ()],
+        )?;
+        let third = parse_bits(&got[0], 1, self.succ(), "range verdict")?;
+        let none = cur.a[0] ^ cur.b[0] ^ third[0];
+        Ok(!none)
     }
 
     /// Probabilistic truncation by m bits in the same ring (a conversion).

@@ -97,6 +97,14 @@ pub struct PartyState {
     plan: Option<std::collections::VecDeque<Prepared>>,
     /// B2A random bits prepared by `preprocess`, in call order.
     bits_plan: Option<std::collections::VecDeque<PreparedBits>>,
+    /// The range guard, when on: each conversion's out-of-range flags
+    /// ([`Party::guard_ranges`]).
+    guard: Option<Vec<BitShare>>,
+    /// Conversions the guard leaves alone for now ([`Party::guard_pause`]).
+    guard_paused: bool,
+    /// The elements the next conversion's guard checks
+    /// ([`Party::guard_mask`]).
+    guard_mask: Option<Vec<bool>>,
 }
 
 /// One prepared conversion: this party's role and, for B, H's message.
@@ -160,6 +168,9 @@ impl<'c> Party<'c> {
                 bits_ctr: 0,
                 plan: None,
                 bits_plan: None,
+                guard: None,
+                guard_paused: false,
+                guard_mask: None,
             },
             trace: None,
         })

@@ -39,7 +39,18 @@ pub enum VmError {
     },
     #[error("{0}")]
     Setup(String),
+    /// The range guard found a conversion input beyond its precondition.
+    #[error(
+        "the range guard found a value outside its format's range (a conversion's input \
+         |x| ≥ 2^(k−2)): the policy's formats overflow on this input, and the answer would have \
+         been wrong. Compile with fewer fraction bits where it overflows, or with calibrated \
+         bounds for check-ranges (docs/passes.md)"
+    )]
+    OutOfRange,
 }
+
+/// The program metadata key that turns the range guard on.
+pub const GUARD_RANGES: &str = "guard-ranges";
 
 impl VmError {
     /// The peer a protocol failure names, if any.
@@ -195,6 +206,23 @@ pub fn execute(
         from_input: vec![None; nregs],
     };
     let id = party.as_ref().map(|p| p.id).unwrap_or(0);
+    let guard = prog.meta(GUARD_RANGES) == Some("on");
+    let mut party = party;
+    if let (true, Some(p)) = (guard, party.as_mut()) {
+        p.guard_ranges();
+    }
+    // registers written inside approximations: the guard leaves them alone
+    let mut approx = vec![false; nregs];
+    if guard {
+        let regs =
+            ditto_bytecode::decode_regs(prog.meta(ditto_bytecode::APPROX_META).unwrap_or(""))
+                .ok_or_else(|| VmError::Setup("malformed `approx` metadata".into()))?;
+        for r in regs {
+            if let Some(a) = approx.get_mut(r as usize) {
+                *a = true;
+            }
+        }
+    }
     let mut st = St {
         prog,
         party,
@@ -320,6 +348,24 @@ pub fn execute(
                 let first = group[idx[0]];
                 if let Some(p) = st.party.as_deref_mut() {
                     p.comm().set_step(first as u64 + 1);
+                    let dsts: Vec<usize> = members
+                        .iter()
+                        .filter_map(|m| m.regs().0)
+                        .map(|d| d.0 as usize)
+                        .collect();
+                    if guard && !matches!(key, Key::Conv { .. }) {
+                        p.guard_pause(dsts.iter().all(|&d| approx[d]));
+                    } else if guard {
+                        // each member's elements, checked unless approximate
+                        p.guard_pause(false);
+                        p.guard_mask(
+                            dsts.iter()
+                                .flat_map(|&d| {
+                                    std::iter::repeat_n(!approx[d], prog.regs[d].numel() as usize)
+                                })
+                                .collect(),
+                        );
+                    }
                 }
                 let t0 = Instant::now();
                 let s0 = stats_now(&mut st);
@@ -377,11 +423,14 @@ pub fn execute(
             }
             let ins = &prog.code[t];
             let t0 = Instant::now();
+            let (dst, _) = ins.regs();
             if let Some(p) = st.party.as_deref_mut() {
                 p.comm().set_step(t as u64 + 1);
+                if guard {
+                    p.guard_pause(dst.is_some_and(|d| approx[d.0 as usize]));
+                }
             }
             let s0 = stats_now(&mut st);
-            let (dst, _) = ins.regs();
             st.additive_out = dst.is_some_and(|d| fusable[d.0 as usize]);
             match (ins, dst) {
                 (Instr::Output { port, a }, _) => {
@@ -459,5 +508,15 @@ pub fn execute(
             })
         })
         .collect::<Result<_, _>>()?;
+    if let (true, Some(p)) = (guard, st.party.as_mut()) {
+        let bad = p.range_verdict().map_err(|source| VmError::Protocol {
+            index: prog.code.len(),
+            mnemonic: "range verdict",
+            source,
+        })?;
+        if bad {
+            return Err(VmError::OutOfRange);
+        }
+    }
     Ok(Outcome { outputs, costs })
 }
