@@ -153,6 +153,16 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
                 arith(p.convert_additive::<R, R>(&z, 12).unwrap())
             },
         ),
+        c("b2a", 4, Domain::Bit, true, |p, s, _| {
+            arith(p.b2a::<R>(&low_bits(s)).unwrap())
+        }),
+        c("select", 4, Domain::Bit, true, |p, s, _| {
+            // select(s, 3s + 5, s): s·(2s + 5) + s
+            let x = s
+                .mul_scalar(R::from_u64(3))
+                .add_public(p.id, &[R::from_u64(5); 4]);
+            arith(p.select(s, &x, s).unwrap())
+        }),
         // the range guard: its flags, and the one bit its verdict opens
         c(
             "guarded-truncate",
@@ -179,7 +189,7 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
                 arith(y)
             },
         ),
-        c("ltz", 2, Domain::Signed(k - 2), true, |p, s, _| {
+        c("ltz", 1, Domain::Signed(k - 2), true, |p, s, _| {
             bits(p.ltz(s).unwrap())
         }),
         c(
@@ -205,16 +215,6 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
                 xor: true,
                 bits: R::BITS,
             }
-        }),
-        c("b2a", 4, Domain::Bit, true, |p, s, _| {
-            arith(p.b2a::<R>(&low_bits(s)).unwrap())
-        }),
-        c("select", 4, Domain::Bit, true, |p, s, _| {
-            // select(s, 3s + 5, s): s·(2s + 5) + s
-            let x = s
-                .mul_scalar(R::from_u64(3))
-                .add_public(p.id, &[R::from_u64(5); 4]);
-            arith(p.select(s, &x, s).unwrap())
         }),
         // (one level: a comparison, its B2A and a selection)
         c("max", 2, Domain::Signed(k - 2), true, |p, s, _| {
