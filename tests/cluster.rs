@@ -68,9 +68,21 @@ fn fresh_dir(name: &str) -> PathBuf {
 /// A fresh folder with the keys and cluster file of a loopback cluster
 /// (one client): the folder and the cluster file.
 fn keyed(name: &str) -> (PathBuf, PathBuf) {
+    keyed_clients(name, 1)
+}
+
+/// [`keyed`] with `clients` clients (`client0`, `client1`, … when more
+/// than one).
+fn keyed_clients(name: &str, clients: usize) -> (PathBuf, PathBuf) {
     let dir = fresh_dir(name);
     let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster)]);
+    ok(&[
+        "keygen",
+        "--cluster",
+        &s(&cluster),
+        "--clients",
+        &clients.to_string(),
+    ]);
     (dir, cluster)
 }
 
@@ -171,6 +183,27 @@ fn shared(program: &Path, weights: &Path, shares: &Path, model: &str, seq: usize
         config: "default".into(),
         seq,
     }
+}
+
+/// `ditto client` on `text` (tokenized with `tokenizer`), with --json.
+fn client_text(
+    cluster: &Path,
+    program: &Path,
+    text: &str,
+    tokenizer: &Path,
+) -> (bool, String, String) {
+    ditto(&[
+        "client",
+        "--cluster",
+        &s(cluster),
+        "--program",
+        &s(program),
+        "--text",
+        text,
+        "--tokenizer",
+        &s(tokenizer),
+        "--json",
+    ])
 }
 
 /// Three party processes whose stderr is collected.
@@ -331,9 +364,7 @@ fn address(cluster: &Path, i: usize) -> std::net::SocketAddr {
 #[test]
 fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = fresh_dir("cluster-main");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster), "--clients", "3"]);
+    let (dir, cluster) = keyed_clients("cluster-main", 3);
     let m = model(&dir, "models/bert.ditto", "tiny", 8, "ditto");
     let parties = Parties::start(&cluster, &m);
 
@@ -622,9 +653,7 @@ fn a_cluster_of_keys_made_on_each_host_answers() {
 #[test]
 fn a_query_whose_client_or_id_differs_between_parties_is_refused() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = fresh_dir("cluster-binding");
-    let cluster = dir.join("keys/cluster.toml");
-    ok(&["keygen", "--cluster", &s(&cluster), "--clients", "2"]);
+    let (dir, cluster) = keyed_clients("cluster-binding", 2);
     let m = model(&dir, "models/bert.ditto", "tiny", 8, "ditto");
     let parties = Parties::start(&cluster, &m);
     let prog = ditto_bytecode::Program::decode(&std::fs::read(&m.program).unwrap()).unwrap();
@@ -1093,18 +1122,7 @@ fn the_range_guard_turns_an_overflowing_policy_into_an_error_at_the_client() {
             16,
         );
         let _parties = Parties::start(&cluster, &m);
-        ditto(&[
-            "client",
-            "--cluster",
-            &s(&cluster),
-            "--program",
-            &s(&program),
-            "--text",
-            text,
-            "--tokenizer",
-            &s(&tokenizer),
-            "--json",
-        ])
+        client_text(&cluster, &program, text, &tokenizer)
     };
     let p = s(&policy);
     let overflowing = ["--policy-file", &p, "--skip", "check-ranges"];
@@ -1151,18 +1169,7 @@ fn a_128_token_minilm_cluster_answers_short_sentences_like_the_unpadded_model() 
             text,
             "--json",
         ]));
-        let (good, out, err) = ditto(&[
-            "client",
-            "--cluster",
-            &s(&cluster),
-            "--program",
-            &s(&program),
-            "--text",
-            text,
-            "--tokenizer",
-            &s(&tokenizer),
-            "--json",
-        ]);
+        let (good, out, err) = client_text(&cluster, &program, text, &tokenizer);
         assert!(good, "{text:?}: {err}");
         let got = json(&out);
         let n = want["tokens"].as_array().unwrap().len();
