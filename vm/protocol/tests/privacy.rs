@@ -462,10 +462,10 @@ fn compare(base: &[Vec<u8>], other: &[Vec<u8>]) -> Result<(), Finding> {
         )));
     }
     let half = base.len() / 2;
-    let (origin, b0) = hull(&base[..half]);
-    let d0 = b0.rows.len();
-    if d0 == 0 {
-        let (o1, b1) = hull(other);
+    // each secret's hull, built on the first half of its runs
+    let hulls = [hull(&base[..half]), hull(&other[..half])];
+    let ((origin, b0), (o1, b1)) = (&hulls[0], &hulls[1]);
+    if b0.rows.is_empty() {
         return Err(if b1.rows.is_empty() && o1 != origin {
             Finding::Leak("the view is fixed for each secret, and differs between them".into())
         } else {
@@ -501,9 +501,11 @@ fn compare(base: &[Vec<u8>], other: &[Vec<u8>]) -> Result<(), Finding> {
     // the affine hulls, each built on the first half of one secret's runs:
     // its own second half measures how often a fresh view falls outside
     // by chance (rare carries), the other secret's views how often they do
-    for (x, y, which) in [(base, other, "first"), (other, base, "second")] {
-        let (o, h) = hull(&x[..half]);
-        let null = outside(&o, &h, &x[half..]);
+    for ((o, h), (x, y, which)) in hulls
+        .iter()
+        .zip([(base, other, "first"), (other, base, "second")])
+    {
+        let null = outside(o, h, &x[half..]);
         if null > NULL_MAX {
             return Err(Finding::Degenerate(format!(
                 "{half} runs do not saturate the views' affine hull (dimension {}): {:.0}% of \
@@ -512,7 +514,7 @@ fn compare(base: &[Vec<u8>], other: &[Vec<u8>]) -> Result<(), Finding> {
                 100.0 * null
             )));
         }
-        let alt = outside(&o, &h, y);
+        let alt = outside(o, h, y);
         if alt - null > HULL_GAP {
             return Err(Finding::Leak(format!(
                 "{:.0}% of one secret's views break a linear relation among the view's bits \
