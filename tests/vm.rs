@@ -274,10 +274,10 @@ fn an_offline_phase_moves_every_input_independent_round_out_of_the_online_phase(
             off.rounds_offline,
             off.bytes()
         );
-        // one round of helper messages, two per ring for B2A's random bits;
-        // nothing input-independent is left in the online phase
+        // two rounds for the conversions' mask bits, two per ring for B2A's
+        // random bits; nothing input-independent is left in the online phase
         assert!(
-            (1..=5).contains(&off.rounds_offline),
+            (2..=6).contains(&off.rounds_offline),
             "{}",
             off.rounds_offline
         );

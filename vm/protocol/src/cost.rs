@@ -51,17 +51,19 @@ pub fn product(k: u32, n: u64) -> Cost {
 
 /// Ditto's conversion (k_in → k_out, dropping m fraction bits) of n
 /// elements: B's masked part to A (k_in bits; H's product share too when
-/// `fused` with the product it reads), c_msb (1 bit, packed) and a component
-/// to B (k_out), a component to H (k_out); 3 rounds. Offline: B's share of
-/// r_msb, w = [`msb_width`] bits packed, 1 round (none when w = 0).
+/// `fused` with the product it reads), then the A–B component to B (k_out)
+/// and c_msb to B and H (1 bit each, packed; not sent when w = 0); 2 rounds.
+/// Offline: the mask bit's replicated sharing, three messages of
+/// w = [`msb_width`] bits packed, 2 rounds (none when w = 0).
 pub fn conversion(kin: u32, kout: u32, m: u32, fused: bool, n: u64) -> Cost {
     let open = (kin as u64 / 8) * n * if fused { 2 } else { 1 };
     let w = msb_width(kin, kout, m) as u64;
+    let bits = if w > 0 { 2 * n.div_ceil(8) } else { 0 };
     Cost {
-        bytes: open + n.div_ceil(8) + 2 * (kout as u64 / 8) * n,
-        rounds: 3,
-        bytes_offline: (n * w).div_ceil(8),
-        rounds_offline: u64::from(w > 0),
+        bytes: open + (kout as u64 / 8) * n + bits,
+        rounds: 2,
+        bytes_offline: 3 * (n * w).div_ceil(8),
+        rounds_offline: if w > 0 { 2 } else { 0 },
     }
 }
 
@@ -160,13 +162,24 @@ pub fn b2a(k: u32, n: u64) -> Cost {
     }
 }
 
-/// A selection on n secret conditions: B2A, then one product.
-pub fn select(k: u32, n: u64) -> Cost {
-    b2a(k, n) + product(k, n)
+/// Products of n boolean-shared bits with ring operands, `secret` of them
+/// secret ([`crate::Party::mul_bits`]): B2A's opening and the product's
+/// reshare in one round and one message; offline, B2A's random bits.
+pub fn mul_bits(k: u32, n: u64, secret: u64) -> Cost {
+    Cost {
+        bytes: packed(n) + words(k, secret),
+        rounds: 1,
+        ..b2a(k, n)
+    }
 }
 
-/// Row maxima of rows × width: a tournament, each level a sign, a B2A and
-/// a product over rows·⌊w/2⌋ pairs.
+/// A selection on n secret conditions: s·(x − y) + y by [`mul_bits`].
+pub fn select(k: u32, n: u64) -> Cost {
+    mul_bits(k, n, n)
+}
+
+/// Row maxima of rows × width: a tournament, each level a sign and a
+/// selection over rows·⌊w/2⌋ pairs.
 pub fn max_rows(k: u32, rows: u64, width: u64) -> Cost {
     let mut c = Cost::default();
     let mut w = width;

@@ -17,14 +17,22 @@ pub enum Leak {
     MulZeroReused,
     /// `matmul`: the zero-sharing dropped (α = 0).
     MatmulZeroDropped,
-    /// Conversion: B's mask r' is zero, so A opens x + 2^(k−2) + r_msb·2^(k−1).
+    /// Conversion: the mask's low part r' (B–H stream) is zero, so A opens
+    /// x + 2^(k−2) + r_msb·2^(k−1).
     ConvMaskDropped,
-    /// Conversion: the helper's bit v (B–H stream) fixed to 0, so
-    /// r_msb = e is known to A.
+    /// Conversion: the mask bit's part v (B–H stream) fixed to 0, so
+    /// r_msb = e ⊕ g is known to A, which opens x + 2^(k−2) + r' whole.
     ConvHelperBitFixed,
-    /// Conversion: A's bit e (A–H stream) fixed to 0, so r_msb = v is known
-    /// to B, which also knows r'.
+    /// Conversion: the mask bit's part e (A–H stream) fixed to 0, so
+    /// r_msb = g ⊕ v is known to B, which also knows r' and learns the top
+    /// bit of x + 2^(k−2) + r' from c_msb.
     ConvAHelperBitFixed,
+    /// Conversion: the mask bit's part g (A–B stream) fixed to 0, so H
+    /// knows r_msb = e ⊕ v and r' and learns the same from c_msb.
+    ConvPairBitFixed,
+    /// Conversion preparation: s (A–H stream) is zero, so B receives
+    /// u = e ⊕ g itself, learns e and with it r_msb.
+    ConvPrepMaskDropped,
     /// Comparison set-up (`add_setup`): A's mask t is zero, so B sees
     /// a = x_{h+1} + x_{h+2}.
     AdderMaskDropped,
@@ -50,13 +58,15 @@ pub enum Leak {
 }
 
 impl Leak {
-    pub const ALL: [Leak; 14] = [
+    pub const ALL: [Leak; 16] = [
         Leak::InputMaskDropped,
         Leak::MulZeroReused,
         Leak::MatmulZeroDropped,
         Leak::ConvMaskDropped,
         Leak::ConvHelperBitFixed,
         Leak::ConvAHelperBitFixed,
+        Leak::ConvPairBitFixed,
+        Leak::ConvPrepMaskDropped,
         Leak::AdderMaskDropped,
         Leak::AndZeroReused,
         Leak::AndColsZeroReused,

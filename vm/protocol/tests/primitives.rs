@@ -223,8 +223,9 @@ fn check_convert<Ri: Ring, Ro: Ring>(m: u32, seed: u64) {
     assert_conversion_cost::<Ri, Ro, _>(&r, n, m, false);
 }
 
-/// Online 3 rounds, k_in (2·k_in fused) + 1 + 2·k_out bits; offline H → B
-/// w = k_out − (k_in − 1 − m) bits (none, and no offline round, when w ≤ 0).
+/// Online 2 rounds, k_in (2·k_in fused) + k_out bits, and c_msb to B and
+/// H (packed) when w = k_out − (k_in − 1 − m) > 0; offline three messages
+/// of w bits in 2 rounds (none when w ≤ 0).
 fn assert_conversion_cost<Ri: Ring, Ro: Ring, T>(
     r: &[(T, Stats); 3],
     n: usize,
@@ -235,17 +236,16 @@ fn assert_conversion_cost<Ri: Ring, Ro: Ring, T>(
     let (bi, bo) = (Ri::BITS as u64 / 8, Ro::BITS as u64 / 8);
     let w = (Ro::BITS + m + 1).saturating_sub(Ri::BITS).min(Ro::BITS) as u64;
     let open = if fused { 2 * bi } else { bi };
-    assert_eq!(
-        t.bytes_online,
-        n as u64 * (open + 2 * bo) + (n as u64).div_ceil(8)
-    );
-    assert_eq!(t.bytes_offline, (n as u64 * w).div_ceil(8));
-    assert_eq!(max_rounds(r), (3, u64::from(w > 0)));
+    let bits = if w > 0 { 2 * (n as u64).div_ceil(8) } else { 0 };
+    assert_eq!(t.bytes_online, n as u64 * (open + bo) + bits);
+    assert_eq!(t.bytes_offline, 3 * (n as u64 * w).div_ceil(8));
+    let off_rounds = if w > 0 { 2 } else { 0 };
+    assert_eq!(max_rounds(r), (2, off_rounds));
     // the declared cost (ditto_protocol::cost) is the measured one
     let c = ditto_protocol::cost::conversion(Ri::BITS, Ro::BITS, m, fused, n as u64);
     assert_eq!(
         (c.bytes, c.rounds, c.bytes_offline, c.rounds_offline),
-        (t.bytes_online, 3, t.bytes_offline, u64::from(w > 0))
+        (t.bytes_online, 2, t.bytes_offline, off_rounds)
     );
 }
 
@@ -477,6 +477,50 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
     }
     assert_eq!(max_rounds(&r), (1, 0));
 
+    // the bits times secret and public operands in one round (the
+    // selection of a secret condition): B2A's opening and the product's
+    // reshare share the round and the message
+    let d = values::<R>(20, 20, seed + 5);
+    let public = values::<R>(13, 20, seed + 6);
+    let sd = shares(&d, seed + 7);
+    let r = with_parties(seed, |p| {
+        let ds = [
+            ditto_protocol::Operand::Secret(&sd[p.id]),
+            ditto_protocol::Operand::Public(&public),
+        ];
+        p.mul_bits(&bs[p.id], &ds).unwrap()
+    });
+    let parts: [Vec<AShare<R>>; 3] = outs(&r);
+    for (k, want) in [d.clone(), public.clone()].iter().enumerate() {
+        let z = open(&[
+            parts[0][k].clone(),
+            parts[1][k].clone(),
+            parts[2][k].clone(),
+        ])
+        .unwrap();
+        let off = if k == 0 { 0 } else { 20 };
+        for j in 0..want.len() {
+            let b = bits[off + j];
+            assert_eq!(
+                z[j],
+                if b { want[j] } else { R::ZERO },
+                "operand {k} element {j}"
+            );
+        }
+    }
+    let t = total(&r);
+    assert_eq!(
+        t.bytes_online,
+        3 * (n.div_ceil(8) as u64 + 20 * (R::BITS as u64 / 8))
+    );
+    assert_eq!(t.bytes_offline, 3 * n as u64 * (R::BITS as u64 / 8));
+    assert_eq!(max_rounds(&r), (1, 2));
+    let c = ditto_protocol::cost::mul_bits(R::BITS, n as u64, 20);
+    assert_eq!(
+        (c.bytes, c.rounds, c.bytes_offline, c.rounds_offline),
+        (t.bytes_online, 1, t.bytes_offline, 2)
+    );
+
     // row max, odd and even widths, negative values
     for (rows, cols) in [(3, 8), (2, 7), (4, 1), (1, 13)] {
         let x = values::<R>(rows * cols, 20, seed + cols as u64);
@@ -494,7 +538,7 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
         }
         let levels = (cols as f64).log2().ceil() as u64;
         let l = ditto_protocol::cost::prefix_levels(R::BITS) as u64;
-        assert_eq!(max_rounds(&r), (levels * (2 + l + 2), levels * 2));
+        assert_eq!(max_rounds(&r), (levels * (2 + l + 1), levels * 2));
     }
 }
 
@@ -507,7 +551,7 @@ fn b2a_select_and_row_max_both_rings() {
 #[test]
 fn roles_rotate_across_conversions() {
     // Three conversions in a row: each party plays each role once, so its
-    // online rounds are those of H (1), A (2) and B (3) in some order.
+    // online rounds are those of H (1), A (2) and B (2) in some order.
     let x = values::<u64>(10, 40, 90);
     let sx = shares(&x, 90);
     let r = with_parties(90, |p| {
@@ -522,7 +566,7 @@ fn roles_rotate_across_conversions() {
     for (rounds, _) in &r {
         let mut sorted = rounds.clone();
         sorted.sort();
-        assert_eq!(sorted, [1, 2, 3], "{rounds:?}");
+        assert_eq!(sorted, [1, 2, 2], "{rounds:?}");
     }
 }
 
@@ -644,8 +688,8 @@ fn preprocessed_conversions_and_b2a_equal_inline_ones() {
     assert_eq!(off.bytes_offline + on.bytes_offline, inl.bytes_offline);
     assert_eq!(on.bytes_offline, 0);
     assert_eq!(on.bytes_online, inl.bytes_online);
-    // one round for the helper messages, two per ring for the random bits
-    assert_eq!(pre.iter().map(|r| r.1.rounds_offline).max(), Some(5));
+    // two rounds for the mask bits' shares, two per ring for the random bits
+    assert_eq!(pre.iter().map(|r| r.1.rounds_offline).max(), Some(6));
     assert_eq!(pre.iter().map(|r| r.2.rounds_offline).max(), Some(0));
     assert_eq!(
         pre.iter().map(|r| r.2.rounds_online).max(),

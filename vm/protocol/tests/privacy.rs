@@ -35,7 +35,7 @@
 
 use ditto_net::{run3, Channel};
 use ditto_protocol::leaks::{self, Leak};
-use ditto_protocol::{AShare, BitShare, Comm, Party, Ring};
+use ditto_protocol::{AShare, BitShare, Comm, Operand, Party, Ring};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Mutex;
@@ -157,11 +157,26 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
             arith(p.b2a::<R>(&low_bits(s)).unwrap())
         }),
         c("select", 4, Domain::Bit, true, |p, s, _| {
-            // select(s, 3s + 5, s): s·(2s + 5) + s
-            let x = s
-                .mul_scalar(R::from_u64(3))
+            // the boolean s times a secret (2s + 5) and a public (7, 9):
+            // selections in one round (the random bit's B2A fused in)
+            let d = s
+                .mul_scalar(R::from_u64(2))
                 .add_public(p.id, &[R::from_u64(5); 4]);
-            arith(p.select(s, &x, s).unwrap())
+            let d = AShare {
+                a: d.a[..2].to_vec(),
+                b: d.b[..2].to_vec(),
+            };
+            let public = [R::from_u64(7), R::from_u64(9)];
+            let out = p
+                .mul_bits(
+                    &low_bits(s),
+                    &[Operand::Secret(&d), Operand::Public(&public)],
+                )
+                .unwrap();
+            arith(AShare {
+                a: [&out[0].a[..], &out[1].a[..]].concat(),
+                b: [&out[0].b[..], &out[1].b[..]].concat(),
+            })
         }),
         // the range guard: its flags, and the one bit its verdict opens
         c(

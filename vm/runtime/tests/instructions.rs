@@ -112,9 +112,9 @@ fn products_and_conversions_cost_what_the_protocols_state() {
             (c("MatMul").rounds_online, c("MatMul").bytes_online),
             (0, 0)
         );
-        // a conversion by m = f bits: 3 online rounds, k_in + 2k_out bits and
-        // one packed bit (c_msb) per element; 1 offline round of w = m + 1
-        // bits per element (B's share of the mask's top bit)
+        // a conversion by m = f bits: 2 online rounds, k_in + k_out bits and
+        // two packed bits (c_msb to B and H) per element; 2 offline rounds of
+        // three messages of w = m + 1 bits per element (the mask bit's shares)
         let conv = mpc.costs[p
             .code
             .iter()
@@ -128,17 +128,17 @@ fn products_and_conversions_cost_what_the_protocols_state() {
                 conv.rounds_offline,
                 conv.bytes_offline
             ),
-            (3, 3 * k / 8 * n + 1, 1, (n * (f64_ + 1)).div_ceil(8))
+            (2, 2 * k / 8 * n + 2, 2, 3 * (n * (f64_ + 1)).div_ceil(8))
         );
         // ... and the conversion takes H's additive share of the matmul in
-        // its first round: 2k_in + 2k_out bits and c_msb (the product's 3k
-        // and its round saved); an upcast (ring 32, m = 0) needs w = 33 bits
-        // offline, a truncation by 18 in Z_2^64 w = 19
+        // its first round: 2k_in + k_out bits and c_msb twice (the product's
+        // 3k and its round saved); an upcast (ring 32, m = 0) needs w = 33
+        // bits offline, a truncation by 18 in Z_2^64 w = 19 (three messages)
         let last = mpc.costs[p.code.len() - 3];
         let w = if ring == 32 { 33 } else { 19 };
         assert_eq!(
             (last.rounds_online, last.bytes_online, last.bytes_offline),
-            (3, (2 * k / 8 + 2 * 8) * 8 + 1, 8 * w / 8)
+            (2, (2 * k / 8 + 8) * 8 + 2, 3 * 8 * w / 8)
         );
         // the client learns the product; the parties' results agree with the
         // cleartext ring emulation up to the two truncations' ±1
@@ -199,8 +199,9 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
             (2 + levels, 3 * k * n / 8 + tree)
         );
         let sel = mpc.costs[at(&p, "Select")];
-        // B2A: 1 online round of 3 bits (packed: 3 messages of ⌈n/8⌉ bytes),
-        // 2 offline rounds, 3k bits in all; then a product
+        // B2A's opening (3 bits, packed: 3 messages of ⌈n/8⌉ bytes) and the
+        // product's reshare (3k bits) in one online round; B2A's random bits
+        // offline, 2 rounds, 3k bits in all
         assert_eq!(
             (
                 sel.rounds_online,
@@ -208,7 +209,7 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
                 sel.rounds_offline,
                 sel.bytes_offline * 8
             ),
-            (2, 3 * n.div_ceil(8) + 3 * k * n / 8, 2, 3 * k * n)
+            (1, 3 * n.div_ceil(8) + 3 * k * n / 8, 2, 3 * k * n)
         );
         // exact: min then max per row, as in the clear
         assert_eq!(mpc.outputs[0].data, fixed.outputs[0].data);
@@ -283,8 +284,8 @@ fn rescales_and_sums_keep_products_fused() {
         let m = mpc.costs[at(&p, "Mul")];
         assert_eq!((m.rounds_online, m.bytes_online), (0, 0));
         let conv = mpc.costs[at(&p, "Convert")];
-        // (the 6 c_msb bits travel packed in one byte)
-        assert_eq!(conv.bytes_online * 8, 6 * 4 * k + 8);
+        // (the 6 c_msb bits travel packed in one byte, to B and to H)
+        assert_eq!(conv.bytes_online * 8, 6 * 3 * k + 16);
     }
     // a product plus a bias (x·W + b), plus a public constant, read by its
     // conversion: the sums stay additive shares, the product sends nothing
@@ -340,7 +341,7 @@ fn rescales_and_sums_keep_products_fused() {
         let m = mpc.costs[at(&p, "MatMul")];
         assert_eq!((m.rounds_online, m.bytes_online), (0, 0));
         let conv = mpc.costs[at(&p, "Convert")];
-        assert_eq!(conv.bytes_online * 8, 8 * 4 * k + 8);
+        assert_eq!(conv.bytes_online * 8, 8 * 3 * k + 16);
     }
 }
 

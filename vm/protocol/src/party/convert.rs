@@ -107,22 +107,25 @@ impl<'c> Party<'c> {
     /// exact upcast (m = 0, k_out > k_in), downcast with truncation and
     /// truncate-then-upcast. Requires m ≤ k_in − 2.
     ///
-    /// The mask r = r' + r_msb·2^(k_in−1): r' < 2^(k_in−1) is B's own
-    /// randomness, r_msb = e ⊕ v is known to H alone (e from the A–H stream,
-    /// v from the B–H stream), and A and B hold additive shares of r_msb mod
-    /// 2^w ([`crate::cost::msb_width`]): A's from the A–H stream, B's sent by H offline
-    /// (w bits). Online, 3 rounds, k_in + 1 + 2·k_out bits:
-    /// 1. B sends A its component x_h + r' − v·2^(k_in−1); A alone opens
-    ///    c = x + 2^(k_in−2) + r (adding e·2^(k_in−1)).
-    /// 2. A forms its share of y = ⌊c'/2^m⌋ − r_mid + (r_msb ⊕ c_msb)·2^(k_in−1−m)
-    ///    − 2^(k_in−2−m) and sends B c_msb (1 bit) and the A–B component,
-    ///    masked by the A–H and A–B streams.
-    /// 3. B forms its share, −r_mid + (1 − 2c_msb)·ρ_B·2^(k_in−1−m) (it knows
-    ///    r_mid = ⌊r'/2^m⌋), and sends H the B–H component masked by the A–B
-    ///    stream.
+    /// The mask r = r' + r_msb·2^(k_in−1): r' < 2^(k_in−1) from the B–H
+    /// stream (B and H know it), r_msb = e ⊕ g ⊕ v from the A–H, A–B and B–H
+    /// conversion streams, known to nobody, with a replicated sharing mod
+    /// 2^w ([`crate::cost::msb_width`]) made offline (3w bits, 2 rounds:
+    /// [`Party::prepare_conversions`]). Online, 2 rounds,
+    /// k_in + k_out (+ 2 packed bits when w > 0):
+    /// 1. B sends A its component x_h + r' + v·2^(k_in−1); A alone opens
+    ///    c = x + 2^(k_in−2) + r (adding (e ⊕ g)·2^(k_in−1)).
+    /// 2. With c' = c mod 2^(k_in−1), y = ⌊c'/2^m⌋ − 2^(k_in−2−m) −
+    ///    ⌊r'/2^m⌋ plus b·2^(k_in−1−m), where b = c_msb ⊕ r_msb =
+    ///    c_msb + (1 − 2c_msb)·r_msb is linear in r_msb's shares once c_msb is public. A sends c_msb to
+    ///    B and H and the A–B component, ⌊c'/2^m⌋ − 2^(k_in−2−m) + c_msb·K +
+    ///    (1 − 2c_msb)·R_AB·K + w_AH (K = 2^(k_in−1−m), w_AH from the A–H
+    ///    stream), to B. The A–H component is −w_AH + (1 − 2c_msb)·R_AH·K and
+    ///    the B–H one −⌊r'/2^m⌋ + (1 − 2c_msb)·R_BH·K, each known to both
+    ///    its holders without a message.
     ///
-    /// A sees c (uniform), B sees c_msb (uniform: r_msb is hidden from it) and
-    /// masked values, H a masked value.
+    /// A sees c (uniform); B sees c_msb (masked by e) and a component masked
+    /// by w_AH; H sees c_msb (masked by g).
     pub fn convert<Ri: Ring, Ro: Ring>(
         &mut self,
         x: &AShare<Ri>,
@@ -136,9 +139,9 @@ impl<'c> Party<'c> {
     /// [`Party::matmul_local`]), fusing a product with its truncation. H
     /// sends its z_h to A in the round where B sends its part, so the
     /// product's reshare round disappears.
-    /// Online: 3 rounds, 2·k_in + 1 + 2·k_out bits (a product then a
-    /// conversion: 4 rounds, 3·k_in + k_in + 1 + 2·k_out). Offline: as
-    /// [`Party::convert`].
+    /// Online: 2 rounds, 2·k_in + k_out bits (+ 2 packed bits when w > 0);
+    /// a product then a conversion: 3 rounds, 3·k_in + k_in + k_out.
+    /// Offline: as [`Party::convert`].
     pub fn convert_additive<Ri: Ring, Ro: Ring>(
         &mut self,
         z: &[Ri],
@@ -158,6 +161,7 @@ impl<'c> Party<'c> {
         if self.st.guard.is_some() {
             self.guard_input(&input)?;
         }
+        let ctr = self.st.ctr;
         let (role, a_id, b_id, h_id) = self.next_roles();
         let call = ConvCall {
             kin,
@@ -165,38 +169,78 @@ impl<'c> Party<'c> {
             m,
             n,
         };
-        let planned = self.planned(call, role)?;
-        let w = msb_width(kin, Ro::BITS, m);
+        let msg = match self.planned(call, role)? {
+            Some(msg) => msg,
+            None => self.prepare_conversions(&[call], ctr)?.remove(0).msg,
+        };
+        let w = call.width();
+        let peer = match role {
+            Role::A => h_id,
+            Role::B => a_id,
+            Role::H => b_id,
+        };
+        let prep = if w > 0 {
+            unpack_width(&msg, n, w).ok_or_else(|| ProtocolError::Malformed {
+                peer,
+                what: "conversion preparation",
+                detail: format!("{} bytes, expected {n} values of {w} bits", msg.len()),
+            })?
+        } else {
+            Vec::new()
+        };
+        let d = self.conv_draws(role, n, w);
         let top = Ri::ONE.shl(kin - 1);
+        let low = top.sub(Ri::ONE);
         // K = 2^(k_in−1−m) in Z_2^k_out (0 when the shift leaves the ring)
         let scale = Ro::ONE.shl(kin - 1 - m);
         let fused = matches!(input, ConvIn::Additive(_));
+        let bits_len = if w > 0 { n.div_ceil(8) } else { 0 };
+        // (1 − 2c_msb)·R·K, the share of b·K past its public part
+        let signed = |c_msb: bool, r: u64| {
+            let r = Ro::from_u64(r);
+            if c_msb { r.neg() } else { r }.mul(scale)
+        };
         match role {
             Role::H => {
-                if planned.is_none() {
-                    let msg = self.helper_message::<Ri, Ro>(n, m);
-                    if w > 0 {
-                        self.comm.exchange(Phase::Offline, vec![(b_id, msg)], &[])?;
-                    }
+                // r' from the B–H stream, w_AH from the A–H one
+                let mut rp: Vec<Ri> = self.st.prev.ring(n);
+                if leaks::on(Leak::ConvMaskDropped) {
+                    rp.fill(Ri::ZERO);
                 }
+                let wa: Vec<Ro> = self.st.next.ring(n);
                 if let ConvIn::Additive(z) = input {
                     // H's share of the product joins A's opening of c
                     self.comm
                         .exchange(Phase::Online, vec![(a_id, to_bytes(z))], &[])?;
                 }
-                // Round 3: B's masked part of the result, component x_h.
-                let wa: Vec<Ro> = self.st.next.ring(n); // A–H key: x_{h+1}
-                let got = self.comm.exchange(Phase::Online, vec![], &[b_id])?;
-                let sbh: Vec<Ro> = parse(&got[0], n, b_id, "conversion reshare")?;
-                Ok(AShare { a: sbh, b: wa })
+                let bits = if w > 0 {
+                    let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
+                    parse_bits(&got[0], n, a_id, "conversion c_msb")?
+                } else {
+                    vec![false; n]
+                };
+                // R_AH = s − 2(s·v + z), R_BH = v + 2z − 2·prep
+                let (s, e_v, z) = (&d.v1, &d.b2, &d.v2);
+                let mut xah = wa;
+                let mut xbh = vec![Ro::ZERO; n];
+                for j in 0..n {
+                    let r_mid = Ro::from_u64(rp[j].and(low).shr(m).to_u64());
+                    let (mut rah, mut rbh) = (0u64, 0u64);
+                    if w > 0 {
+                        let sv = (s[j] * e_v[j] as u64).wrapping_add(z[j]);
+                        rah = s[j].wrapping_sub(sv.wrapping_mul(2));
+                        rbh = (e_v[j] as u64)
+                            .wrapping_add(z[j].wrapping_mul(2))
+                            .wrapping_sub(prep[j].wrapping_mul(2));
+                    }
+                    xah[j] = signed(bits[j], rah).sub(xah[j]);
+                    xbh[j] = signed(bits[j], rbh).sub(r_mid);
+                }
+                Ok(AShare { a: xbh, b: xah })
             }
             Role::A => {
-                let mut e = self.st.helped_prev.bits(n);
-                if leaks::on(Leak::ConvAHelperBitFixed) {
-                    e.fill(false);
-                }
-                // ρ_A, A's share of r_msb (mod 2^w)
-                let rho = draw_width(&mut self.st.helped_prev, n, w);
+                // u = e ⊕ g: A's part of the mask's top bit
+                let u: Vec<bool> = d.b1.iter().zip(&d.b2).map(|(e, g)| e ^ g).collect();
                 // Round 1: B's masked part (and H's product share) reach A.
                 let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
                 let got = self.comm.exchange(Phase::Online, vec![], &from)?;
@@ -212,67 +256,56 @@ impl<'c> Party<'c> {
                     return Err(malformed::<Ri>(h_id, "conversion helper share", &got[1], n));
                 }
                 let bias = Ri::ONE.shl(kin - 2);
+                for (cj, &uj) in c.iter_mut().zip(&u) {
+                    *cj = cj.add(bias);
+                    if uj {
+                        *cj = cj.add(top);
+                    }
+                }
                 if self.comm.observing() {
                     // the opened c = x + 2^(k_in−2) + r
-                    let opened: Vec<Ri> = (0..n)
-                        .map(|j| c[j].add(bias).add(if e[j] { top } else { Ri::ZERO }))
-                        .collect();
-                    self.comm.observe(to_bytes(&opened));
+                    self.comm.observe(to_bytes(&c));
                 }
-                let low = top.sub(Ri::ONE);
                 let offset = Ro::ONE.shl(kin - 2 - m);
-                // Round 2: c_msb and the A–B component, masked, to B.
-                let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key: x_{h+1}
-                let mut sab: Vec<Ro> = self.st.next.ring(n); // A–B key, then the component
-                let split = n.div_ceil(8);
-                let mut msg = vec![0u8; split + n * (Ro::BITS as usize / 8)];
+                // Round 2: c_msb to B and H, the A–B component to B.
+                let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key
+                let (s, e_s, y) = (&d.v1, &d.b1, &d.v2);
+                let mut xah = vec![Ro::ZERO; n];
+                let mut msg = vec![0u8; bits_len + n * (Ro::BITS as usize / 8)];
+                let mut xab = vec![Ro::ZERO; n];
                 for j in 0..n {
-                    let mut cj = c[j].add(bias);
-                    if e[j] {
-                        cj = cj.add(top);
+                    let c_msb = w > 0 && c[j].bit(kin - 1);
+                    if c_msb {
+                        msg[j / 8] |= 1 << (j % 8);
                     }
-                    let c_msb = cj.bit(kin - 1);
-                    msg[j / 8] |= (c_msb as u8) << (j % 8);
-                    // A's share of b = r_msb ⊕ c_msb = c_msb + (1 − 2c_msb)·r_msb
-                    let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
-                    let b = if c_msb { Ro::ONE.sub(r) } else { r };
-                    let y = Ro::from_u64(cj.and(low).shr(m).to_u64())
-                        .sub(offset)
-                        .add(b.mul(scale));
-                    sab[j] = y.sub(wa[j]).sub(sab[j]);
+                    let (mut rah, mut rab) = (0u64, 0u64);
+                    if w > 0 {
+                        // R_AH = s − 2·(s·v + z) (H's message), R_AB = (u − s) + 2y
+                        rah = s[j].wrapping_sub(prep[j].wrapping_mul(2));
+                        rab = ((e_s[j] ^ d.b2[j]) as u64)
+                            .wrapping_sub(s[j])
+                            .wrapping_add(y[j].wrapping_mul(2));
+                    }
+                    let public = Ro::from_u64(c[j].and(low).shr(m).to_u64()).sub(offset);
+                    let public = if c_msb { public.add(scale) } else { public };
+                    xab[j] = public.add(signed(c_msb, rab)).add(wa[j]);
+                    xah[j] = signed(c_msb, rah).sub(wa[j]);
                 }
-                put_bytes(&sab, &mut msg[split..]);
-                self.comm.exchange(Phase::Online, vec![(b_id, msg)], &[])?;
-                Ok(AShare { a: wa, b: sab })
+                put_bytes(&xab, &mut msg[bits_len..]);
+                let mut sends = vec![(b_id, msg)];
+                if w > 0 {
+                    sends.push((h_id, sends[0].1[..bits_len].to_vec()));
+                }
+                self.comm.exchange(Phase::Online, sends, &[])?;
+                Ok(AShare { a: xah, b: xab })
             }
             Role::B => {
-                let mut v = self.st.helped_next.bits(n);
-                if leaks::on(Leak::ConvHelperBitFixed) {
-                    v.fill(false);
-                }
-                let rho: Vec<u64> = if w > 0 {
-                    let msg = match planned {
-                        Some(msg) => msg,
-                        None => self
-                            .comm
-                            .exchange(Phase::Offline, vec![], &[h_id])?
-                            .remove(0),
-                    };
-                    unpack_width(&msg, n, w).ok_or_else(|| ProtocolError::Malformed {
-                        peer: h_id,
-                        what: "conversion helper message",
-                        detail: format!("{} bytes, expected {} values of {w} bits", msg.len(), n),
-                    })?
-                } else {
-                    Vec::new()
-                };
-                // r' < 2^(k_in−1): B's own randomness; r = r' + r_msb·2^(k_in−1)
-                let mut rp: Vec<Ri> = self.st.own.ring(n);
-                let low = top.sub(Ri::ONE);
-                rp.iter_mut().for_each(|r| *r = r.and(low));
+                // r' < 2^(k_in−1) from the B–H stream; r = r' + r_msb·2^(k_in−1)
+                let mut rp: Vec<Ri> = self.st.next.ring(n);
                 if leaks::on(Leak::ConvMaskDropped) {
                     rp.fill(Ri::ZERO);
                 }
+                let (y, v, z) = (&d.v1, &d.b2, &d.v2);
                 let ib = Ri::BITS as usize / 8;
                 let mut out = vec![0u8; n * ib];
                 for (j, o) in out.chunks_exact_mut(ib).enumerate() {
@@ -280,42 +313,43 @@ impl<'c> Party<'c> {
                         ConvIn::Replicated(x) => x.b[j],
                         ConvIn::Additive(z) => z[j],
                     };
-                    let masked = mine.add(rp[j]);
-                    let masked = if v[j] { masked.sub(top) } else { masked };
+                    let masked = mine.add(rp[j].and(low));
+                    let masked = if v[j] { masked.add(top) } else { masked };
                     masked.put_le(o);
                 }
+                // Round 1: the masked part to A; round 2: c_msb and the A–B
+                // component from A.
                 self.comm.exchange(Phase::Online, vec![(a_id, out)], &[])?;
                 let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
-                let split = n.div_ceil(8);
-                if got[0].len() != split + n * (Ro::BITS as usize / 8) {
+                if got[0].len() != bits_len + n * (Ro::BITS as usize / 8) {
                     return Err(ProtocolError::Malformed {
                         peer: a_id,
                         what: "conversion reshare",
                         detail: format!(
-                            "{} bytes, expected {n} bits and {n} elements of {} bits",
+                            "{} bytes, expected {} packed bits and {n} elements of {} bits",
                             got[0].len(),
+                            bits_len,
                             Ro::BITS
                         ),
                     });
                 }
-                let (bits, body) = got[0].split_at(split);
-                let sab: Vec<Ro> = from_bytes(body, n).expect("length checked");
-                // B's share: −r_mid + (1 − 2c_msb)·ρ_B·K, masked by t (A–B key)
-                let mut sbh: Vec<Ro> = self.st.prev.ring(n);
-                for (j, t) in sbh.iter_mut().enumerate() {
-                    let r = rho.get(j).map_or(Ro::ZERO, |&r| Ro::from_u64(r));
-                    let b = if bits[j / 8] >> (j % 8) & 1 == 1 {
-                        r.neg()
-                    } else {
-                        r
-                    };
-                    let r_mid = Ro::from_u64(rp[j].shr(m).to_u64());
-                    *t = b.mul(scale).sub(r_mid).add(*t);
+                let (bits, body) = got[0].split_at(bits_len);
+                let xab: Vec<Ro> = from_bytes(body, n).expect("length checked");
+                let mut xbh = vec![Ro::ZERO; n];
+                for j in 0..n {
+                    let c_msb = w > 0 && bits[j / 8] >> (j % 8) & 1 == 1;
+                    let mut rbh = 0u64;
+                    if w > 0 {
+                        // R_BH = v + 2z − 2·((u − s)·v + y)
+                        let t = (prep[j] * v[j] as u64).wrapping_add(y[j]);
+                        rbh = (v[j] as u64)
+                            .wrapping_add(z[j].wrapping_mul(2))
+                            .wrapping_sub(t.wrapping_mul(2));
+                    }
+                    let r_mid = Ro::from_u64(rp[j].and(low).shr(m).to_u64());
+                    xbh[j] = signed(c_msb, rbh).sub(r_mid);
                 }
-                // Round 3: the B–H component to H.
-                self.comm
-                    .exchange(Phase::Online, vec![(h_id, to_bytes(&sbh))], &[])?;
-                Ok(AShare { a: sab, b: sbh })
+                Ok(AShare { a: xab, b: xbh })
             }
         }
     }

@@ -11,8 +11,8 @@ use crate::kernels;
 use crate::leaks::{self, Leak};
 use crate::prg::Prg;
 use crate::ring::{
-    add_from_bytes, from_bytes, pack_bits, pack_width, put_bytes, to_bytes, unpack_bits,
-    unpack_width, Ring,
+    add_from_bytes, extend_bytes, from_bytes, low_mask, pack_bits, pack_width, put_bytes, to_bytes,
+    unpack_bits, unpack_width, Ring,
 };
 use crate::share::{AShare, BShare, BitShare};
 
@@ -26,6 +26,7 @@ use arith::*;
 use boolean::*;
 use convert::*;
 use offline::*;
+pub use select::Operand;
 
 use crate::cost::msb_width;
 
@@ -58,9 +59,15 @@ pub struct ConvCall {
 }
 
 impl ConvCall {
-    /// Bytes of H's offline message to B for this call.
-    pub fn helper_bytes(&self) -> usize {
-        (self.n * msb_width(self.kin, self.kout, self.m) as usize).div_ceil(8)
+    /// Bytes of each of the three offline messages of this call (A → B,
+    /// H → A, B → H): n values of w = [`msb_width`] bits, packed.
+    pub fn prep_bytes(&self) -> usize {
+        (self.n * self.width() as usize).div_ceil(8)
+    }
+
+    /// w: the bits of the mask's top bit's shares that matter.
+    pub fn width(&self) -> u32 {
+        msb_width(self.kin, self.kout, self.m)
     }
 }
 
@@ -74,20 +81,14 @@ pub struct PartyState {
     prev: Prg,
     /// Stream of key k_i, shared with P_{i+1}.
     next: Prg,
-    /// Conversion streams, apart from the others so that the helper's part
-    /// can be computed ahead (offline) without upsetting their order:
-    /// `help_next`/`help_prev` when this party is H (with A = next, B =
-    /// prev); `helped_prev` when it is A (H = prev), `helped_next` when it is
-    /// B (H = next).
-    help_next: Prg,
-    help_prev: Prg,
-    helped_prev: Prg,
-    helped_next: Prg,
+    /// Conversion streams of the two pair keys, apart from the others so
+    /// that the offline phase can draw every prepared call's mask bits ahead
+    /// (and the online phase draw them again) without upsetting their order.
+    conv_next: Prg,
+    conv_prev: Prg,
     /// The random bits of B2A and their arithmetic form, likewise apart.
     b2a_next: Prg,
     b2a_prev: Prg,
-    /// This party's private stream (B's part r' of a conversion's mask).
-    own: Prg,
     /// Public counter choosing the roles of conversions (the offline phase
     /// derives each prepared call's roles from it).
     ctr: u64,
@@ -107,7 +108,8 @@ pub struct PartyState {
     guard_mask: Option<Vec<bool>>,
 }
 
-/// One prepared conversion: this party's role and, for B, H's message.
+/// One prepared conversion: this party's role and the offline message it
+/// received for it (A: H's, B: A's, H: B's; empty when w = 0).
 struct Prepared {
     call: ConvCall,
     role: Role,
@@ -144,12 +146,12 @@ impl<'c> Party<'c> {
                     detail: format!("{} bytes, expected 32", got[0].len()),
                 })?;
         // Sub-streams of each pair key, drawn in the same order by both
-        // holders: P_i's (help_next, helped_next) are P_{i+1}'s
-        // (helped_prev, help_prev).
+        // holders: P_i's (next, conv_next, b2a_next) are P_{i+1}'s
+        // (prev, conv_prev, b2a_prev).
         let mut kn = Prg::new(k_next);
         let mut kp = Prg::new(k_prev);
-        let (next, help_next, helped_next, b2a_next) = (kn.key(), kn.key(), kn.key(), kn.key());
-        let (prev, helped_prev, help_prev, b2a_prev) = (kp.key(), kp.key(), kp.key(), kp.key());
+        let (next, conv_next, b2a_next) = (kn.key(), kn.key(), kn.key());
+        let (prev, conv_prev, b2a_prev) = (kp.key(), kp.key(), kp.key());
         Ok(Party {
             id,
             comm,
@@ -157,13 +159,10 @@ impl<'c> Party<'c> {
                 id,
                 prev: Prg::new(prev),
                 next: Prg::new(next),
-                help_next: Prg::new(help_next),
-                help_prev: Prg::new(help_prev),
-                helped_prev: Prg::new(helped_prev),
-                helped_next: Prg::new(helped_next),
+                conv_next: Prg::new(conv_next),
+                conv_prev: Prg::new(conv_prev),
                 b2a_next: Prg::new(b2a_next),
                 b2a_prev: Prg::new(b2a_prev),
-                own: Prg::new(own.key()),
                 ctr: 0,
                 bits_ctr: 0,
                 plan: None,

@@ -30,13 +30,14 @@ impl<'c> Party<'c> {
     }
 
     /// The offline phase for the calls `all`, which the following online
-    /// phase must make in this order. Conversions: each party computes its
-    /// helper messages for the calls where it is H and sends them all to its
-    /// predecessor (that call's B) at once — **1 round** in all, w bits per
-    /// element as inline ([`crate::cost::msb_width`]). B2A: the random bits of all calls
-    /// of a ring made arithmetic together — 2 rounds per ring, 3k bits per
-    /// bit as inline. Afterwards every call takes its offline part from here, and
-    /// a call that differs from the plan is an error.
+    /// phase must make in this order. Conversions: the arithmetic sharing of
+    /// every call's mask bit, made for all calls together in **2 rounds**
+    /// (every party sends to its successor in each; 3·w bits per element as
+    /// inline, [`crate::cost::msb_width`]; none when no call has w > 0). B2A:
+    /// the random bits of all calls of a ring made arithmetic together — 2
+    /// rounds per ring, 3k bits per bit as inline. Afterwards every call
+    /// takes its offline part from here, and a call that differs from the
+    /// plan is an error.
     pub fn preprocess(&mut self, all: &[PreCall]) -> Result<(), ProtocolError> {
         let calls: Vec<ConvCall> = all
             .iter()
@@ -53,47 +54,143 @@ impl<'c> Party<'c> {
             })
             .collect();
         self.prepare_bits(&bits)?;
-        let mut plan = std::collections::VecDeque::with_capacity(calls.len());
-        let mut out = Vec::new();
-        let mut want = 0usize;
-        for (k, &call) in calls.iter().enumerate() {
-            let role = self.role_at(self.st.ctr + k as u64);
-            match role {
-                Role::H => out.extend(match (call.kin, call.kout) {
-                    (32, 32) => self.helper_message::<u32, u32>(call.n, call.m),
-                    (32, _) => self.helper_message::<u32, u64>(call.n, call.m),
-                    (_, 32) => self.helper_message::<u64, u32>(call.n, call.m),
-                    _ => self.helper_message::<u64, u64>(call.n, call.m),
-                }),
-                Role::B => want += call.helper_bytes(),
-                Role::A => {}
-            }
-            plan.push_back(Prepared {
+        let plan = self.prepare_conversions(&calls, self.st.ctr)?;
+        self.st.plan = Some(plan.into());
+        Ok(())
+    }
+
+    /// The offline part of the conversions `calls`, the first with role
+    /// counter `ctr`: each call's mask bit r_msb = e ⊕ g ⊕ v (e from the
+    /// A–H conversion stream, g from A–B, v from B–H: nobody knows it) as a
+    /// replicated sharing mod 2^w. With u = e ⊕ g (A's), r_msb = u + v − 2uv
+    /// and uv = s·v + (u − s)·v, s from A–H:
+    /// round 1, A → B: u − s; H → A: s·v + z (z from B–H);
+    /// round 2, B → H: (u − s)·v + y (y from A–B).
+    /// Components: R_AH = s − 2(s·v + z), R_AB = (u − s) + 2y,
+    /// R_BH = v + 2z − 2((u − s)·v + y). Each message is masked by a draw its
+    /// receiver lacks (s, z, y). The streams are left where they were: the
+    /// online phase draws the same values again ([`Party::conv_draws`]), so
+    /// a prepared call keeps only the message it received.
+    pub(super) fn prepare_conversions(
+        &mut self,
+        calls: &[ConvCall],
+        ctr: u64,
+    ) -> Result<Vec<Prepared>, ProtocolError> {
+        let roles: Vec<Role> = (0..calls.len())
+            .map(|k| self.role_at(ctr + k as u64))
+            .collect();
+        let mut plan: Vec<Prepared> = calls
+            .iter()
+            .zip(&roles)
+            .map(|(&call, &role)| Prepared {
                 call,
                 role,
                 msg: Vec::new(),
-            });
+            })
+            .collect();
+        if calls.iter().all(|c| c.width() == 0) {
+            // no shares to make; the mask bits are drawn online
+            return Ok(plan);
         }
+        let saved = (self.st.conv_next.clone(), self.st.conv_prev.clone());
         let (pred, succ) = (self.pred(), self.succ());
-        let got = self
-            .comm
-            .exchange(Phase::Offline, vec![(pred, out)], &[succ])?;
-        let got = &got[0];
+        // round 1: as A, u − s to B (= succ); as H, s·v + z to A (= succ)
+        let mut out = Vec::new();
+        let mut want = 0;
+        for (call, &role) in calls.iter().zip(&roles) {
+            let (n, w) = (call.n, call.width());
+            let d = self.conv_draws(role, n, w);
+            if w == 0 {
+                continue;
+            }
+            let mask = low_mask(w);
+            match role {
+                Role::A => {
+                    let vals: Vec<u64> = (0..n)
+                        .map(|j| ((d.b1[j] ^ d.b2[j]) as u64).wrapping_sub(d.v1[j]) & mask)
+                        .collect();
+                    out.extend(pack_width(&vals, w));
+                    want += call.prep_bytes();
+                }
+                Role::H => {
+                    let vals: Vec<u64> = (0..n)
+                        .map(|j| (d.v1[j] * d.b2[j] as u64).wrapping_add(d.v2[j]) & mask)
+                        .collect();
+                    out.extend(pack_width(&vals, w));
+                }
+                Role::B => want += call.prep_bytes(),
+            }
+        }
+        let got1 = self.prep_exchange(out, want, pred, succ)?;
+        // round 2: as B, (u − s)·v + y to H (= succ)
+        (self.st.conv_next, self.st.conv_prev) = saved.clone();
+        let mut out = Vec::new();
+        let mut want = 0;
+        let mut at = 0;
+        for (p, &role) in plan.iter_mut().zip(&roles) {
+            let (n, w) = (p.call.n, p.call.width());
+            let d = self.conv_draws(role, n, w);
+            if w == 0 {
+                continue;
+            }
+            let len = p.call.prep_bytes();
+            match role {
+                Role::A => {
+                    p.msg = got1[at..at + len].to_vec();
+                    at += len;
+                }
+                Role::B => {
+                    p.msg = got1[at..at + len].to_vec();
+                    at += len;
+                    let us = unpack_width(&p.msg, n, w).expect("length checked");
+                    let vals: Vec<u64> = (0..n)
+                        .map(|j| (us[j] * d.b2[j] as u64).wrapping_add(d.v1[j]) & low_mask(w))
+                        .collect();
+                    out.extend(pack_width(&vals, w));
+                }
+                Role::H => want += len,
+            }
+        }
+        let got2 = self.prep_exchange(out, want, pred, succ)?;
+        let mut at = 0;
+        for p in plan.iter_mut().filter(|p| p.role == Role::H) {
+            let len = p.call.prep_bytes();
+            p.msg = got2[at..at + len].to_vec();
+            at += len;
+        }
+        (self.st.conv_next, self.st.conv_prev) = saved;
+        Ok(plan)
+    }
+
+    /// One offline round of the conversions' preparation: `out` to the
+    /// successor, `want` bytes from the predecessor (either may be empty;
+    /// both sides know the lengths from the public calls).
+    fn prep_exchange(
+        &mut self,
+        out: Vec<u8>,
+        want: usize,
+        pred: usize,
+        succ: usize,
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let sends = if out.is_empty() {
+            vec![]
+        } else {
+            vec![(succ, out)]
+        };
+        let from: &[usize] = if want > 0 { &[pred] } else { &[] };
+        if sends.is_empty() && from.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut got = self.comm.exchange(Phase::Offline, sends, from)?;
+        let got = if want > 0 { got.remove(0) } else { Vec::new() };
         if got.len() != want {
             return Err(ProtocolError::Malformed {
-                peer: succ,
-                what: "preprocessed helper messages",
+                peer: pred,
+                what: "conversion preparation",
                 detail: format!("{} bytes, expected {want}", got.len()),
             });
         }
-        let mut at = 0;
-        for p in plan.iter_mut().filter(|p| p.role == Role::B) {
-            let len = p.call.helper_bytes();
-            p.msg = got[at..at + len].to_vec();
-            at += len;
-        }
-        self.st.plan = Some(plan);
-        Ok(())
+        Ok(got)
     }
 
     /// [`Party::preprocess`], timed: its seconds and this party's traffic.
@@ -271,28 +368,56 @@ impl<'c> Party<'c> {
         ))
     }
 
-    /// H's part of one conversion of `n` elements by `m` bits. The mask's
-    /// top bit is r_msb = e ⊕ v, with e from the A–H stream and v from the
-    /// B–H stream, so only H knows it; A's share ρ_A of r_msb (mod 2^w) comes
-    /// from the A–H stream and B's, ρ_B = r_msb − ρ_A, is this message: w bits
-    /// per element, nothing when w = 0. H draws what A and B draw.
-    pub(super) fn helper_message<Ri: Ring, Ro: Ring>(&mut self, n: usize, m: u32) -> Vec<u8> {
-        let w = msb_width(Ri::BITS, Ro::BITS, m);
-        let mut e = self.st.help_next.bits(n);
-        let rho_a = draw_width(&mut self.st.help_next, n, w);
-        let mut v = self.st.help_prev.bits(n);
-        if leaks::on(Leak::ConvAHelperBitFixed) {
-            e.fill(false);
+    /// What this party draws from its conversion streams for one call of n
+    /// elements, w = [`crate::cost::msb_width`], in role `role` — the same at
+    /// preparation and online. `b1`/`v1` come from the stream shared with
+    /// the party before it in the order A → B → H → A, `b2`/`v2` from the one after it:
+    /// A: (e, s) from A–H and (g, y) from A–B; B: (g, y) from A–B and (v, z)
+    /// from B–H; H: (e, s) from A–H and (v, z) from B–H. Bits first, then w-bit
+    /// values (none when w = 0).
+    pub(super) fn conv_draws(&mut self, role: Role, n: usize, w: u32) -> Draws {
+        // which stream holds which pair: A = H+1, B = H+2
+        let (first, second) = match role {
+            Role::A => (&mut self.st.conv_prev, &mut self.st.conv_next), // A–H, A–B
+            Role::B => (&mut self.st.conv_prev, &mut self.st.conv_next), // A–B, B–H
+            Role::H => (&mut self.st.conv_next, &mut self.st.conv_prev), // A–H, B–H
+        };
+        let mut b1 = first.bits(n);
+        let mut v1 = draw_width(first, n, w);
+        let mut b2 = second.bits(n);
+        let v2 = draw_width(second, n, w);
+        // seeded leaks, applied by both holders of the value
+        let (e, g, v) = match role {
+            Role::A => (Some(&mut b1), Some(&mut b2), None),
+            Role::B => (None, Some(&mut b1), Some(&mut b2)),
+            Role::H => (Some(&mut b1), None, Some(&mut b2)),
+        };
+        if let Some(e) = e {
+            if leaks::on(Leak::ConvAHelperBitFixed) {
+                e.fill(false);
+            }
         }
-        if leaks::on(Leak::ConvHelperBitFixed) {
-            v.fill(false);
+        if let Some(g) = g {
+            if leaks::on(Leak::ConvPairBitFixed) {
+                g.fill(false);
+            }
         }
-        if w == 0 {
-            return Vec::new();
+        if let Some(v) = v {
+            if leaks::on(Leak::ConvHelperBitFixed) {
+                v.fill(false);
+            }
         }
-        let rho_b: Vec<u64> = (0..n)
-            .map(|j| ((e[j] ^ v[j]) as u64).wrapping_sub(rho_a[j]))
-            .collect();
-        pack_width(&rho_b, w)
+        if role != Role::B && leaks::on(Leak::ConvPrepMaskDropped) {
+            v1.iter_mut().for_each(|s| *s = 0);
+        }
+        Draws { b1, v1, b2, v2 }
     }
+}
+
+/// A conversion's draws from the conversion streams ([`Party::conv_draws`]).
+pub(super) struct Draws {
+    pub(super) b1: Vec<bool>,
+    pub(super) v1: Vec<u64>,
+    pub(super) b2: Vec<bool>,
+    pub(super) v2: Vec<u64>,
 }

@@ -245,15 +245,11 @@ pub(super) fn exec_batch<R: Rv>(
                 conds.b.extend_from_slice(&cs.b);
                 lens.push(cs.len());
             }
-            let s_all = st.party()?.b2a::<R>(&conds)?;
-            let s = split_share(&s_all, &lens);
-            // products: public differences locally, secret ones in one call
+            // s·(x − y) + y: the B2A of every condition and the products
+            // with secret differences in one round ([`Party::mul_bits`])
             let mut ys = Vec::new();
-            let mut prods: Vec<Option<AShare<R>>> = Vec::new();
-            let mut lhs = Vec::new();
-            let mut rhs = Vec::new();
-            let mut which = Vec::new();
-            for (i, ins) in members.iter().enumerate() {
+            let mut diffs = Vec::new();
+            for ins in members {
                 let Instr::Select { dst, a, b, .. } = ins else {
                     unreachable!("class Sel")
                 };
@@ -261,33 +257,22 @@ pub(super) fn exec_batch<R: Rv>(
                 let n = st.ty(*dst).numel() as usize;
                 let x = arg::<R>(regs, st, *a, fd)?;
                 let y = arg::<R>(regs, st, *b, fd)?.into_owned();
-                match sub_args(id, &x, &y, n) {
-                    Arg::P(d) => prods.push(Some(s[i].mul_public(&d))),
-                    Arg::S(d) => {
-                        prods.push(None);
-                        lhs.push(s[i].clone());
-                        rhs.push(d.into_owned());
-                        which.push(i);
-                    }
-                }
+                diffs.push(sub_args(id, &x, &y, n));
                 ys.push((y, n));
             }
-            if !lhs.is_empty() {
-                let l: Vec<&AShare<R>> = lhs.iter().collect();
-                let r: Vec<&AShare<R>> = rhs.iter().collect();
-                let lens: Vec<usize> = lhs.iter().map(|x| x.len()).collect();
-                let z = st.party()?.mul(&concat_shares(&l), &concat_shares(&r))?;
-                for (i, t) in which.into_iter().zip(split_share(&z, &lens)) {
-                    prods[i] = Some(t);
-                }
-            }
+            let ops: Vec<Operand<'_, R>> = diffs
+                .iter()
+                .map(|d| match d {
+                    Arg::P(v) => Operand::Public(v),
+                    Arg::S(x) => Operand::Secret(x),
+                })
+                .collect();
+            let prods = st.party()?.mul_bits(&conds, &ops)?;
+            debug_assert_eq!(prods.len(), lens.len());
             Ok(prods
                 .into_iter()
                 .zip(ys)
-                .map(|(t, (y, n))| {
-                    let t = t.expect("every product computed");
-                    R::wrap(add_args(id, &Arg::S(Cow::Owned(t)), &y, n))
-                })
+                .map(|(t, (y, n))| R::wrap(add_args(id, &Arg::S(Cow::Owned(t)), &y, n)))
                 .collect())
         }
     }

@@ -17,7 +17,7 @@
 use crate::source::Source;
 use crate::value::{encode, expand, expand_share, share_public, strides, Arg, Rv, Value};
 use ditto_bytecode::{Instr, Kind, Pred, Program, Reg, RegType};
-use ditto_protocol::{kernels, AShare, BitShare, Party, ProtocolError, Ring, Stats};
+use ditto_protocol::{kernels, AShare, BitShare, Operand, Party, ProtocolError, Ring, Stats};
 use std::borrow::Cow;
 use std::time::Instant;
 
