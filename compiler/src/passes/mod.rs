@@ -382,10 +382,10 @@ pub fn node_cost(g: &Graph, id: crate::ir::NodeId) -> ditto_protocol::cost::Cost
             _ => cost::Cost::default(),
         },
         Op::NormScale { kind } => match n.ty.format() {
-            // the bits whose scale is representable (the VM skips zeros)
+            // a comparison with 2^j wherever the scale changes
             Some(f) if secret(id) => {
-                let used = kind.used(f.ring.bits(), f.frac as u32);
-                cost::norm_scale(f.ring.bits(), used, numel)
+                let steps = kind.steps(f.ring.bits(), f.frac as u32).len() as u64;
+                cost::norm_scale(f.ring.bits(), steps, numel)
             }
             _ => cost::Cost::default(),
         },

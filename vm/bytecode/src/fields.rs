@@ -149,17 +149,23 @@ impl NormKind {
     pub fn parse(s: &str) -> Option<NormKind> {
         NormKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
-    /// How many highest-bit positions of a (k, frac) value have a scale
-    /// whose encoding in that format is not 0 (the others contribute
-    /// nothing, and the VM skips their B2A): positions j < k − 1 where
-    /// round(scale(j − frac)·2^frac) mod 2^k ≠ 0.
-    pub fn used(self, k: u32, frac: u32) -> u64 {
+    /// The positions j < k − 1 where the encoded scale of a (k, frac) value
+    /// whose highest set bit is j differs from that of position j − 1 (0
+    /// before position 0), encodings being round(scale(j − frac)·2^frac)
+    /// mod 2^k. The scale of x > 0 is the sum over these positions of
+    /// [x ≥ 2^j]·(scale_j − scale_{j−1}): the VM compares x with each 2^j.
+    pub fn steps(self, k: u32, frac: u32) -> Vec<u32> {
+        let enc = |j: i32| -> i128 {
+            if j < 0 {
+                return 0;
+            }
+            let v = (self.scale(j - frac as i32) * (frac as f64).exp2()).round() as i128;
+            v & ((1i128 << k) - 1)
+        };
         (0..k as i32 - 1)
-            .filter(|&j| {
-                let v = (self.scale(j - frac as i32) * (frac as f64).exp2()).round() as i128;
-                v & ((1i128 << k) - 1) != 0
-            })
-            .count() as u64
+            .filter(|&j| enc(j) != enc(j - 1))
+            .map(|j| j as u32)
+            .collect()
     }
 
     /// The scale for a real x > 0 whose highest set bit is 2^e (one

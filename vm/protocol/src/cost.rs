@@ -116,19 +116,31 @@ pub fn prefix_levels(k: u32) -> u32 {
     32 - (k - 2).leading_zeros()
 }
 
-/// The sign (x < 0) of n elements: the two-operand adder set-up (3 words,
-/// 2 rounds), then a carry tree over the k − 1 low bits, each level one
-/// round of packed bit-column ANDs (2 columns per pair, ⌈n/8⌉ bytes each).
+/// The sign (x < 0) of n elements ([`crate::Party::ltz`]): the set-up's
+/// packed columns — A's products for groups of four of the k − 1 low bits
+/// (15 per group of four, 2^m − 1 per group of m) and the top bit, then the
+/// generate and propagate bit of each group from H and from B — in 2 rounds,
+/// then a carry tree over the groups, each level one round of packed
+/// bit-column ANDs (2 columns per pair).
 pub fn ltz(k: u32, n: u64) -> Cost {
-    let mut bytes = words(k, n);
-    let mut m = (k - 1) as u64;
+    let bits = (k - 1) as u64;
+    let groups = bits.div_ceil(4);
+    let alphas: u64 = (0..groups)
+        .map(|g| (1u64 << (bits - 4 * g).min(4)) - 1)
+        .sum::<u64>()
+        + 1;
+    let col = n.div_ceil(8);
+    let mut bytes = col * (alphas + 2 * 2 * groups);
+    let mut rounds = 2;
+    let mut m = groups;
     while m > 1 {
         bytes += packed(n) * 2 * (m / 2);
         m = m.div_ceil(2);
+        rounds += 1;
     }
     Cost {
         bytes,
-        rounds: 2 + prefix_levels(k) as u64,
+        rounds,
         ..Cost::default()
     }
 }
@@ -197,17 +209,11 @@ pub fn mean(k: u32, frac: u32, n: u64) -> Cost {
     conversion(k, k, frac, false, n)
 }
 
-/// The power-of-two scale from the highest set bit of n elements:
-/// decomposition, a prefix-OR of log2 k word-AND levels, then B2A of the
-/// `used` bit positions whose scale is representable.
-pub fn norm_scale(k: u32, used: u64, n: u64) -> Cost {
-    let levels = k.trailing_zeros() as u64;
-    let or = Cost {
-        bytes: levels * words(k, n),
-        rounds: levels,
-        ..Cost::default()
-    };
-    decompose(k, n) + or + b2a(k, used * n)
+/// The power-of-two scale from the highest set bit of n elements: the
+/// signs of x − 2^j for the `steps` positions j where the scale changes, in
+/// one call, then their B2A.
+pub fn norm_scale(k: u32, steps: u64, n: u64) -> Cost {
+    ltz(k, steps * n) + b2a(k, steps * n)
 }
 
 /// A lookup of `tokens` secret ids in a public-shaped table rows × width by

@@ -393,20 +393,25 @@ fn check_bits<R: Ring>(seed: u64, n: usize) {
     for (xi, bi) in x.iter().zip(&b) {
         assert_eq!(*bi, xi.to_i64() < 0);
     }
-    // the sign alone: the two-operand set-up (3 words), then a carry tree
-    // over single bits
-    // (per level: 3 messages of 2·pairs columns of ⌈n/8⌉ bytes)
-    assert_eq!(max_rounds(&r), (2 + l, 0));
-    let mut m = (R::BITS - 1) as u64;
-    let mut tree_bytes = 0;
+    // the sign alone: the set-up (A's products for groups of four bits —
+    // 15 per group of four, 7 for the last group of three — and the top
+    // bit to B, each group's generate and propagate bit from H and from B:
+    // packed columns, 2 rounds), then a carry tree over the groups (per
+    // level: 3 messages of 2·pairs columns of ⌈n/8⌉ bytes)
+    let col = (n as u64).div_ceil(8);
+    let groups = (R::BITS as u64 - 1).div_ceil(4);
+    let (mut tree_bytes, mut levels, mut m) = (0, 0, groups);
     while m > 1 {
-        tree_bytes += 3 * 2 * (m / 2) * (n as u64).div_ceil(8);
+        tree_bytes += 3 * 2 * (m / 2) * col;
         m = m.div_ceil(2);
+        levels += 1;
     }
-    let words = 3 * n as u64 * (R::BITS as u64 / 8);
-    assert_eq!(total(&r).bytes_online, words + tree_bytes);
+    assert_eq!(max_rounds(&r), (2 + levels, 0));
+    assert_eq!(levels, if R::BITS == 32 { 3 } else { 4 });
+    let setup = col * ((groups - 1) * 15 + 7 + 1 + 4 * groups);
+    assert_eq!(total(&r).bytes_online, setup + tree_bytes);
     let c = ditto_protocol::cost::ltz(R::BITS, n as u64);
-    assert_eq!((c.bytes, c.rounds), (total(&r).bytes_online, 2 + l));
+    assert_eq!((c.bytes, c.rounds), (total(&r).bytes_online, 2 + levels));
     // highest set bit of the decomposed words
     let r = with_parties(seed, |p| {
         let w = p.bit_decompose(&sx[p.id]).unwrap();
@@ -537,8 +542,8 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
             assert_eq!(m[i].to_i64(), want, "row {i} of {rows}×{cols}");
         }
         let levels = (cols as f64).log2().ceil() as u64;
-        let l = ditto_protocol::cost::prefix_levels(R::BITS) as u64;
-        assert_eq!(max_rounds(&r), (levels * (2 + l + 1), levels * 2));
+        let sign = ditto_protocol::cost::ltz(R::BITS, 1).rounds;
+        assert_eq!(max_rounds(&r), (levels * (sign + 1), levels * 2));
     }
 }
 

@@ -56,7 +56,9 @@ pub fn declared(p: &Program, ins: &Instr, fused: bool) -> Cost {
             _ => none,
         },
         Instr::NormScale { dst, a, kind } => match fixed(p, *dst) {
-            Some((k, f)) if t(a).secret => cost::norm_scale(k, kind.used(k, f), t(dst).numel()),
+            Some((k, f)) if t(a).secret => {
+                cost::norm_scale(k, kind.steps(k, f).len() as u64, t(dst).numel())
+            }
             _ => none,
         },
         Instr::Embed { dst, ids, table } => match fixed(p, *dst) {

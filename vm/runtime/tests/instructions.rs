@@ -156,7 +156,7 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
     for ring in [32u8, 64] {
         let f = if ring == 32 { 8 } else { 18 };
         let k = ring as u64;
-        let levels = if ring == 32 { 5 } else { 6 };
+        let levels = if ring == 32 { 3 } else { 4 };
         let mut b = B::new();
         let x = b.input("x", ty(true, ring, f, &[4, 5]));
         let y = b.input("y", ty(true, ring, f, &[4, 5]));
@@ -185,18 +185,21 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         let (fixed, mpc) = run_both(&p, vec![xs.clone(), ys.clone()], &no_weights);
         let n = 20u64;
         let cmp = mpc.costs[at(&p, "Cmp")];
-        // the sign of a − b: the two-operand adder set-up (3 words) and a
-        // carry tree of packed bit ANDs (per level 3 messages of 2·pairs
-        // columns of ⌈n/8⌉ bytes)
-        let mut m = k - 1;
+        // the sign of a − b: the set-up (A's products of groups of four
+        // bits and the top bit, then two bits per group from H and from B,
+        // packed columns of ⌈n/8⌉ bytes) and a carry tree over the groups
+        // (per level 3 messages of 2·pairs columns)
+        let groups = (k - 1).div_ceil(4);
+        let col = n.div_ceil(8);
+        let mut m = groups;
         let mut tree = 0;
         while m > 1 {
-            tree += 3 * 2 * (m / 2) * n.div_ceil(8);
+            tree += 3 * 2 * (m / 2) * col;
             m = m.div_ceil(2);
         }
         assert_eq!(
             (cmp.rounds_online, cmp.bytes_online),
-            (2 + levels, 3 * k * n / 8 + tree)
+            (2 + levels, col * ((groups - 1) * 15 + 8 + 4 * groups) + tree)
         );
         let sel = mpc.costs[at(&p, "Select")];
         // B2A's opening (3 bits, packed: 3 messages of ⌈n/8⌉ bytes) and the

@@ -292,31 +292,27 @@ impl<'c> Party<'c> {
     }
 
     /// The sign bit [x < 0] as a bit share. Only the carry into the top bit
-    /// is needed, so after the two-operand set-up ([`Party::add_setup`]: 3k
-    /// bits, 2 rounds) the carry comes from a tree over single bits instead
-    /// of a full prefix over words: per level, G = G_hi ⊕ P_hi·G_lo and
-    /// P = P_hi·P_lo for each pair of groups, all pairs in one packed AND.
-    /// Rounds: 2 + ⌈log2(k−1)⌉ (7 for k = 32, 8 for k = 64), as the full
-    /// decomposition. Bits per element: 3k + 3·2·Σ pairs =
-    /// [`crate::cost::ltz`] (276 for k = 32, 564 for k = 64, against
-    /// 6kL = 960 and 2304 for the decomposition).
+    /// is needed: x = a + x_h (a = x_{h+1} + x_{h+2} known to A, x_h to B and
+    /// H), and the carry into bit k − 1 is a tree over bits 0..k−2. Its
+    /// first two levels come with the set-up ([`Party::sign_setup`]: the
+    /// generate and propagate bits of groups of four bits, 2 rounds), the
+    /// rest from a tree over the groups: per level, G = G_hi ⊕ P_hi·G_lo and
+    /// P = P_hi·P_lo for each pair, all pairs in one packed AND. Rounds:
+    /// 2 + ⌈log2 ⌈(k−1)/4⌉⌉ (5 for k = 32, 6 for k = 64). Bits per element:
+    /// [`crate::cost::ltz`] (204 for k = 32, 444 for k = 64).
     pub fn ltz<R: Ring>(&mut self, x: &AShare<R>) -> Result<BitShare, ProtocolError> {
         let h = self.next_adder_helper();
         self.ltz_with(x, h)
     }
 
-    /// [`Party::ltz`] with the adder set-up's helper given.
+    /// [`Party::ltz`] with the set-up's helper given.
     pub(super) fn ltz_with<R: Ring>(
         &mut self,
         x: &AShare<R>,
         h: usize,
     ) -> Result<BitShare, ProtocolError> {
-        let k = R::BITS;
         let n = x.len();
-        let (p, g) = self.add_setup(x, h)?;
-        // groups over bits 0..k−2, lowest first, as bit columns packed in u64s
-        let mut gs = Cols::of(&g, k - 1);
-        let mut ps = Cols::of(&p, k - 1);
+        let (mut gs, mut ps, top) = self.sign_setup(x, h)?;
         while gs.len() > 1 {
             let pairs = gs.len() / 2;
             let mut xs = Vec::with_capacity(2 * pairs);
@@ -346,11 +342,189 @@ impl<'c> Party<'c> {
             ps = np;
         }
         // top bit = p ⊕ carry into it
-        let top = p.bit(k - 1);
-        Ok(match gs.pop() {
-            Some(carry) => top.xor(&carry.to_bits(n)),
-            None => top,
-        })
+        let carry = gs.pop().expect("at least one group");
+        Ok(top.xor(&carry).to_bits(n))
+    }
+
+    /// The set-up of [`Party::ltz`]: for each group of up to four bits of
+    /// 0..k−2 (lowest first), boolean sharings of its generate bit
+    /// G = ⊕_i g_i·Π_{j>i} p_j and propagate bit P = Π_j p_j, with
+    /// g_i = a_i·x_i and p_i = a_i ⊕ x_i; and of the top bit p_{k−1}. As
+    /// polynomials in A's bits and x_h's bits, G and P are sums
+    /// ⊕_S a_S·β_S(x) over products a_S of A's bits ([`group_terms`]): A
+    /// sends B every a_S ⊕ t_S (t_S from the A–H stream; 15 per group of
+    /// four); for each output, H sends A τ_H ⊕ u' with τ_H = ⊕ t_S·β_S(x)
+    /// (round 1) and B sends A τ_B ⊕ u ⊕ u' with τ_B = ⊕ (a_S ⊕ t_S)·β_S(x)
+    /// (round 2), u and u' from the B–H stream. Components: B–H
+    /// u ⊕ β_∅(x), A–H τ_H ⊕ u', A–B τ_B ⊕ u ⊕ u'. B sees A's products
+    /// masked by t; A sees values masked by u and u'. 2 rounds; the first
+    /// two levels of the carry tree cost nothing more.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn sign_setup<R: Ring>(
+        &mut self,
+        x: &AShare<R>,
+        h: usize,
+    ) -> Result<(Vec<Col>, Vec<Col>, Col), ProtocolError> {
+        let k = R::BITS;
+        let n = x.len();
+        let words = n.div_ceil(64);
+        let nbytes = n.div_ceil(8);
+        let (a_id, b_id) = ((h + 1) % 3, (h + 2) % 3);
+        let groups = group_terms(k - 1);
+        let alphas: usize = groups.iter().map(|g| g.alphas.len()).sum::<usize>() + 1;
+        let outputs = 2 * groups.len();
+        let tail = tail_mask(n);
+        let pack = |cols: &[Vec<u64>]| -> Vec<u8> {
+            let mut msg = Vec::with_capacity(cols.len() * nbytes);
+            for c in cols {
+                let bytes: Vec<u8> = c.iter().flat_map(|w| w.to_le_bytes()).collect();
+                msg.extend_from_slice(&bytes[..nbytes]);
+            }
+            msg
+        };
+        let unpack = |msg: &[u8], count: usize, peer: usize| -> Result<Vec<Vec<u64>>, ProtocolError> {
+            if msg.len() != count * nbytes {
+                return Err(ProtocolError::Malformed {
+                    peer,
+                    what: "sign set-up",
+                    detail: format!(
+                        "{} bytes, expected {count} packed columns of {n} bits",
+                        msg.len()
+                    ),
+                });
+            }
+            Ok(msg
+                .chunks(nbytes.max(1))
+                .take(count)
+                .map(|chunk| {
+                    let mut c = vec![0u64; words];
+                    for (i, &b) in chunk.iter().enumerate() {
+                        c[i / 8] |= (b as u64) << (8 * (i % 8));
+                    }
+                    if let Some(l) = c.last_mut() {
+                        *l &= tail;
+                    }
+                    c
+                })
+                .collect())
+        };
+        let col = |a: Vec<u64>, b: Vec<u64>| Col { a, b };
+        if self.id == a_id {
+            let a: Vec<R> = kernels::add(&x.a, &x.b);
+            let acols = plain_cols(&a, k);
+            // a_S for every term of every group, then a_{k−1}
+            let mut masked = Vec::with_capacity(alphas);
+            let mut ts = Vec::with_capacity(alphas);
+            for (g, terms) in groups.iter().enumerate() {
+                for &sa in &terms.alphas {
+                    masked.push(monomial(&acols, 4 * g, sa, words, tail));
+                }
+            }
+            masked.push(acols[k as usize - 1].clone());
+            for m in masked.iter_mut() {
+                let mut t = self.st.prev.words(words); // A–H
+                if leaks::on(Leak::AdderMaskDropped) {
+                    t.fill(0);
+                }
+                t.iter_mut().zip(tail_words(words, tail)).for_each(|(w, m)| *w &= m);
+                m.iter_mut().zip(&t).for_each(|(w, t)| *w ^= t);
+                ts.push(t);
+            }
+            let got = self
+                .comm
+                .exchange(Phase::Online, vec![(b_id, pack(&masked))], &[h])?;
+            let from_h = unpack(&got[0], outputs, h)?;
+            let got = self.comm.exchange(Phase::Online, vec![], &[b_id])?;
+            let from_b = unpack(&got[0], outputs, b_id)?;
+            let mut gs = Vec::with_capacity(groups.len());
+            let mut ps = Vec::with_capacity(groups.len());
+            for (o, (ah, ab)) in from_h.into_iter().zip(from_b).enumerate() {
+                let c = col(ah, ab);
+                if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+            }
+            let top = col(ts.pop().expect("top"), masked.pop().expect("top"));
+            Ok((gs, ps, top))
+        } else {
+            let is_b = self.id == b_id;
+            let xh = if is_b { &x.b } else { &x.a };
+            let xcols = plain_cols(xh, k);
+            // B: the masked products from A; H: the masks t
+            let ms: Vec<Vec<u64>> = if is_b {
+                let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
+                unpack(&got[0], alphas, a_id)?
+            } else {
+                (0..alphas)
+                    .map(|_| {
+                        let mut t = self.st.next.words(words); // A–H
+                        if leaks::on(Leak::AdderMaskDropped) {
+                            t.fill(0);
+                        }
+                        t.iter_mut().zip(tail_words(words, tail)).for_each(|(w, m)| *w &= m);
+                        t
+                    })
+                    .collect()
+            };
+            let mut mine = Vec::with_capacity(outputs); // τ_B or τ_H, masked
+            let mut bh = Vec::with_capacity(outputs); // the B–H components
+            let mut at = 0;
+            for (g, terms) in groups.iter().enumerate() {
+                for out in [&terms.g, &terms.p] {
+                    // β_∅ goes to the B–H component; every other term
+                    // pairs a (masked) product of A's bits with β_S(x)
+                    let mut tau = vec![0u64; words];
+                    let mut base = vec![0u64; words];
+                    for (sa, sxs) in out {
+                        let beta = poly(&xcols, 4 * g, sxs, words, tail);
+                        if *sa == 0 {
+                            base = beta;
+                            continue;
+                        }
+                        let idx = at + terms.alphas.iter().position(|s| s == sa).expect("listed");
+                        for j in 0..words {
+                            tau[j] ^= ms[idx][j] & beta[j];
+                        }
+                    }
+                    let (u, u2) = if is_b {
+                        (self.st.next.words(words), self.st.next.words(words)) // B–H
+                    } else {
+                        (self.st.prev.words(words), self.st.prev.words(words))
+                    };
+                    for (j, keep) in tail_words(words, tail).enumerate() {
+                        base[j] ^= u[j] & keep;
+                        tau[j] ^= u2[j] & keep;
+                        if is_b {
+                            tau[j] ^= u[j] & keep;
+                        }
+                    }
+                    mine.push(tau);
+                    bh.push(base);
+                }
+                at += terms.alphas.len();
+            }
+            // the top bit's components: B–H x_{k−1}, A–B/A–H from A
+            let top_x = xcols[k as usize - 1].clone();
+            let top_m = ms[alphas - 1].clone();
+            let mut gs = Vec::with_capacity(groups.len());
+            let mut ps = Vec::with_capacity(groups.len());
+            let sent = pack(&mine);
+            if is_b {
+                self.comm
+                    .exchange(Phase::Online, vec![(a_id, sent)], &[])?;
+                for (o, (ab, bhc)) in mine.into_iter().zip(bh).enumerate() {
+                    let c = col(ab, bhc);
+                    if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+                }
+                Ok((gs, ps, col(top_m, top_x)))
+            } else {
+                self.comm
+                    .exchange(Phase::Online, vec![(a_id, sent)], &[])?;
+                for (o, (ah, bhc)) in mine.into_iter().zip(bh).enumerate() {
+                    let c = col(bhc, ah);
+                    if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+                }
+                Ok((gs, ps, col(top_x, top_m)))
+            }
+        }
     }
 
     /// Several ANDs of packed bit columns in one round; each column travels
@@ -434,4 +608,128 @@ impl<'c> Party<'c> {
         }
         Ok(y.xor(&y.shr(1)))
     }
+}
+
+/// The mask of the valid bits in the last word of a packed column of n.
+pub(super) fn tail_mask(n: usize) -> u64 {
+    if n.is_multiple_of(64) {
+        u64::MAX
+    } else {
+        (1u64 << (n % 64)) - 1
+    }
+}
+
+/// Per-word masks of a column of `words` words whose last keeps `tail`.
+fn tail_words(words: usize, tail: u64) -> impl Iterator<Item = u64> {
+    (0..words).map(move |j| if j + 1 == words { tail } else { u64::MAX })
+}
+
+/// The bit columns 0..k of plain words (one party's value).
+fn plain_cols<R: Ring>(v: &[R], k: u32) -> Vec<Vec<u64>> {
+    Cols::of(
+        &BShare {
+            a: v.to_vec(),
+            b: Vec::new(),
+        },
+        k,
+    )
+    .into_iter()
+    .map(|c| c.a)
+    .collect()
+}
+
+/// The product of the columns `base + i` for the bits i of `mask` (all
+/// ones, within the tail, for the empty mask).
+fn monomial(cols: &[Vec<u64>], base: usize, mask: u8, words: usize, tail: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = tail_words(words, tail).collect();
+    for i in 0..8 {
+        if mask >> i & 1 == 1 {
+            for (o, c) in out.iter_mut().zip(&cols[base + i]) {
+                *o &= c;
+            }
+        }
+    }
+    out
+}
+
+/// The sum (XOR) of the monomials `masks` of the columns from `base`.
+fn poly(cols: &[Vec<u64>], base: usize, masks: &[u8], words: usize, tail: u64) -> Vec<u64> {
+    let mut out = vec![0u64; words];
+    for &m in masks {
+        for (o, c) in out.iter_mut().zip(monomial(cols, base, m, words, tail)) {
+            *o ^= c;
+        }
+    }
+    out
+}
+
+/// The terms of one group's generate and propagate bits as polynomials
+/// over GF(2) in A's bits a_i and x_h's bits x_i (i within the group):
+/// each output is a list of (a-monomial, x-monomials) — the output is
+/// ⊕ over the list of a_S·(⊕ x_T) — and `alphas` the nonzero a-monomials
+/// either uses, in a fixed order.
+pub(super) struct GroupTerms {
+    pub(super) g: Vec<(u8, Vec<u8>)>,
+    pub(super) p: Vec<(u8, Vec<u8>)>,
+    pub(super) alphas: Vec<u8>,
+}
+
+/// [`GroupTerms`] of the groups of four bits (the last may be smaller)
+/// covering bits 0..bits.
+pub(super) fn group_terms(bits: u32) -> Vec<GroupTerms> {
+    use std::collections::BTreeSet;
+    // a polynomial: the set of its monomials (a-mask, x-mask); XOR toggles
+    type Poly = BTreeSet<(u8, u8)>;
+    fn mul(x: &Poly, y: &Poly) -> Poly {
+        let mut out = Poly::new();
+        for &(a1, x1) in x {
+            for &(a2, x2) in y {
+                let m = (a1 | a2, x1 | x2);
+                if !out.remove(&m) {
+                    out.insert(m);
+                }
+            }
+        }
+        out
+    }
+    fn add(x: &mut Poly, y: &Poly) {
+        for m in y {
+            if !x.remove(m) {
+                x.insert(*m);
+            }
+        }
+    }
+    fn by_alpha(p: &Poly) -> Vec<(u8, Vec<u8>)> {
+        let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+        for &(sa, sx) in p {
+            match out.iter_mut().find(|(a, _)| *a == sa) {
+                Some((_, xs)) => xs.push(sx),
+                None => out.push((sa, vec![sx])),
+            }
+        }
+        out
+    }
+    (0..bits.div_ceil(4))
+        .map(|grp| {
+            let m = (bits - 4 * grp).min(4) as usize;
+            let g_i = |i: usize| Poly::from([(1u8 << i, 1u8 << i)]);
+            let p_i = |i: usize| Poly::from([(1u8 << i, 0), (0, 1u8 << i)]);
+            let mut gen = Poly::new();
+            let mut prop = Poly::from([(0, 0)]);
+            for i in 0..m {
+                // (G, P) of bits 0..=i from those of 0..i and bit i
+                let mut ng = g_i(i);
+                add(&mut ng, &mul(&p_i(i), &gen));
+                gen = ng;
+                prop = mul(&prop, &p_i(i));
+            }
+            let (g, p) = (by_alpha(&gen), by_alpha(&prop));
+            let alphas: BTreeSet<u8> = g.iter().chain(&p).map(|t| t.0).filter(|&a| a != 0).collect();
+            GroupTerms {
+                g,
+                p,
+                alphas: alphas.into_iter().collect(),
+            }
+        })
+        .collect()
 }

@@ -180,29 +180,35 @@ pub(super) fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -
                         .collect(),
                 )),
                 Arg::S(s) => {
-                    let p = st.party()?;
-                    let bits = p.bit_decompose(&s)?;
-                    let hi = p.highest_bit(&bits)?;
-                    let used: Vec<u32> = (0..R::BITS - 1)
-                        .filter(|&j| coef[j as usize] != R::ZERO)
-                        .collect();
-                    let mut cat = BitShare::default();
-                    for &j in &used {
-                        let b = hi.bit(j);
-                        cat.a.extend(b.a);
-                        cat.b.extend(b.b);
-                    }
-                    let ar = p.b2a::<R>(&cat)?;
+                    // Σ_j [x ≥ 2^j]·(coef_j − coef_{j−1}) over the positions
+                    // where the coefficient changes (telescoping to the
+                    // coefficient of x's highest bit; 0 for x ≤ 0): the
+                    // signs of every x − 2^j in one call, then their B2A
                     let m = s.len();
+                    let steps: Vec<usize> = (0..coef.len())
+                        .filter(|&j| coef[j] != if j == 0 { R::ZERO } else { coef[j - 1] })
+                        .collect();
+                    let mut cat = AShare::<R>::zeros(0);
+                    for &j in &steps {
+                        let d = s.add_public(id, &vec![R::ONE.shl(j as u32).neg(); m]);
+                        cat.a.extend(d.a);
+                        cat.b.extend(d.b);
+                    }
+                    let p = st.party()?;
+                    let lt = p.ltz(&cat)?;
+                    let ar = p.b2a::<R>(&lt)?;
+                    // = Σ_j d_j − Σ_j d_j·[x < 2^j]
                     let mut out = AShare::<R>::zeros(m);
-                    for (t, &j) in used.iter().enumerate() {
-                        let c = coef[j as usize];
+                    let mut total = R::ZERO;
+                    for (t, &j) in steps.iter().enumerate() {
+                        let d = coef[j].sub(if j == 0 { R::ZERO } else { coef[j - 1] });
+                        total = total.add(d);
                         for i in 0..m {
-                            out.a[i] = out.a[i].add(ar.a[t * m + i].mul(c));
-                            out.b[i] = out.b[i].add(ar.b[t * m + i].mul(c));
+                            out.a[i] = out.a[i].sub(ar.a[t * m + i].mul(d));
+                            out.b[i] = out.b[i].sub(ar.b[t * m + i].mul(d));
                         }
                     }
-                    Arg::S(Cow::Owned(out))
+                    Arg::S(Cow::Owned(out.add_public(id, &vec![total; m])))
                 }
             }
         }
