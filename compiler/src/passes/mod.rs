@@ -255,7 +255,8 @@ pub fn stats(g: &Graph) -> GraphStats {
 /// What the VM batches into one protocol call within a round (its
 /// `classify`): conversions of the same formats (fused or not), secret
 /// products of one ring whose formats fit, comparisons of one ring,
-/// selections of one ring. Other communicating nodes are calls of their own.
+/// selections of one ring, normalisation scales of one ring. Other
+/// communicating nodes are calls of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum BatchKey {
     Conv(u32, u32, u8, u8, bool),
@@ -263,6 +264,7 @@ enum BatchKey {
     MatMul(u32),
     Cmp(u32),
     Sel(u32),
+    Norm(u32),
 }
 
 fn batch_key(g: &Graph, id: crate::ir::NodeId) -> Option<BatchKey> {
@@ -295,6 +297,7 @@ fn batch_key(g: &Graph, id: crate::ir::NodeId) -> Option<BatchKey> {
             (!secret(1) || ty(1).format() == Some(fa)).then_some(BatchKey::Cmp(fa.ring.bits()))
         }
         Op::Select if secret(0) => Some(BatchKey::Sel(fmt?.ring.bits())),
+        Op::NormScale { .. } if secret(0) => Some(BatchKey::Norm(fmt?.ring.bits())),
         _ => None,
     }
 }

@@ -26,13 +26,20 @@ pub(super) enum Key {
     Sel {
         k: u32,
     },
+    Norm {
+        k: u32,
+    },
 }
 
 impl Key {
     pub(super) fn ring(self) -> u32 {
         match self {
             Key::Conv { ko, .. } => ko,
-            Key::Mul { k } | Key::MatMul { k } | Key::Cmp { k } | Key::Sel { k } => k,
+            Key::Mul { k }
+            | Key::MatMul { k }
+            | Key::Cmp { k }
+            | Key::Sel { k }
+            | Key::Norm { k } => k,
         }
     }
 }
@@ -70,8 +77,9 @@ pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> O
             (!secret(b) || fmt(b)? == (ka, fa)).then_some(Key::Cmp { k: ka })
         }
         Instr::Select { dst, c, .. } if st.ty(*c).secret => Some(Key::Sel { k: fmt(dst)?.0 }),
-        // local, public, or (max, mean, normalisation, lookup) one protocol
-        // call per instruction
+        Instr::NormScale { dst, a, .. } if secret(a) => Some(Key::Norm { k: fmt(dst)?.0 }),
+        // local, public, or (max, mean, lookup) one protocol call per
+        // instruction
         Instr::Convert { .. }
         | Instr::Mul { .. }
         | Instr::MatMul { .. }
@@ -231,6 +239,7 @@ pub(super) fn exec_batch<R: Rv>(
                 })
                 .collect())
         }
+        Key::Norm { .. } => norm_batch::<R>(regs, st, members),
         Key::Sel { .. } => {
             let mut conds = BitShare::default();
             let mut lens = Vec::new();
@@ -276,4 +285,63 @@ pub(super) fn exec_batch<R: Rv>(
                 .collect())
         }
     }
+}
+
+/// Normalisation scales of several instructions in one sign call and one
+/// B2A: for each, Σ_j [x ≥ 2^j]·(coef_j − coef_{j−1}) over the positions
+/// where its coefficient changes ([`ditto_bytecode::NormKind::steps`]),
+/// telescoping to the coefficient of x's highest bit (0 for x ≤ 0).
+fn norm_batch<R: Rv>(regs: &Regs, st: &mut St, members: &[&Instr]) -> Res<Vec<Value>> {
+    let id = st.id;
+    let mut cat = AShare::<R>::zeros(0);
+    let mut plan = Vec::new();
+    for ins in members {
+        let Instr::NormScale { dst, a, kind } = ins else {
+            unreachable!("class Norm")
+        };
+        let (_, fd) = st.fmt(*dst)?;
+        let x = secret_of::<R>(regs.get(*a)?)?;
+        let m = x.len();
+        let coef = norm_coefficients::<R>(*kind, fd);
+        let steps: Vec<(u32, R)> = (0..coef.len())
+            .filter_map(|j| {
+                let prev = if j == 0 { R::ZERO } else { coef[j - 1] };
+                (coef[j] != prev).then(|| (j as u32, coef[j].sub(prev)))
+            })
+            .collect();
+        for &(j, _) in &steps {
+            let d = x.add_public(id, &vec![R::ONE.shl(j).neg(); m]);
+            cat.a.extend(d.a);
+            cat.b.extend(d.b);
+        }
+        plan.push((m, steps));
+    }
+    let p = st.party()?;
+    let lt = p.ltz(&cat)?;
+    let ar = p.b2a::<R>(&lt)?;
+    // Σ_j d_j − Σ_j d_j·[x < 2^j]
+    let mut at = 0;
+    let mut out = Vec::with_capacity(plan.len());
+    for (m, steps) in plan {
+        let mut y = AShare::<R>::zeros(m);
+        let mut total = R::ZERO;
+        for (_, d) in steps {
+            total = total.add(d);
+            for i in 0..m {
+                y.a[i] = y.a[i].sub(ar.a[at + i].mul(d));
+                y.b[i] = y.b[i].sub(ar.b[at + i].mul(d));
+            }
+            at += m;
+        }
+        out.push(R::secret(y.add_public(id, &vec![total; m])));
+    }
+    Ok(out)
+}
+
+/// The coefficient of each highest-bit position 0..k−2 of a normalisation
+/// in a format with `frac` fraction bits (the sign bit gives 0).
+pub(super) fn norm_coefficients<R: Ring>(kind: ditto_bytecode::NormKind, frac: u32) -> Vec<R> {
+    (0..R::BITS - 1)
+        .map(|j| encode::<R>(kind.scale(j as i32 - frac as i32), frac))
+        .collect()
 }

@@ -161,11 +161,12 @@ pub(super) fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -
             }
         }
         Instr::NormScale { a, kind, .. } => {
+            if regs.get(*a)?.is_secret() {
+                // the batched path with one member
+                return single(exec_batch::<R>(regs, st, Key::Norm { k: R::BITS }, &[ins])?);
+            }
             let x = arg::<R>(regs, st, *a, fd)?;
-            // coefficient of each highest-bit position; the sign bit gives 0
-            let coef: Vec<R> = (0..R::BITS - 1)
-                .map(|j| encode::<R>(kind.scale(j as i32 - fd as i32), fd))
-                .collect();
+            let coef = norm_coefficients::<R>(*kind, fd);
             match x {
                 Arg::P(v) => Arg::P(Cow::Owned(
                     v.iter()
@@ -179,37 +180,7 @@ pub(super) fn exec_num<R: Rv>(regs: &Regs, st: &mut St, ins: &Instr, dst: Reg) -
                         })
                         .collect(),
                 )),
-                Arg::S(s) => {
-                    // Σ_j [x ≥ 2^j]·(coef_j − coef_{j−1}) over the positions
-                    // where the coefficient changes (telescoping to the
-                    // coefficient of x's highest bit; 0 for x ≤ 0): the
-                    // signs of every x − 2^j in one call, then their B2A
-                    let m = s.len();
-                    let steps: Vec<usize> = (0..coef.len())
-                        .filter(|&j| coef[j] != if j == 0 { R::ZERO } else { coef[j - 1] })
-                        .collect();
-                    let mut cat = AShare::<R>::zeros(0);
-                    for &j in &steps {
-                        let d = s.add_public(id, &vec![R::ONE.shl(j as u32).neg(); m]);
-                        cat.a.extend(d.a);
-                        cat.b.extend(d.b);
-                    }
-                    let p = st.party()?;
-                    let lt = p.ltz(&cat)?;
-                    let ar = p.b2a::<R>(&lt)?;
-                    // = Σ_j d_j − Σ_j d_j·[x < 2^j]
-                    let mut out = AShare::<R>::zeros(m);
-                    let mut total = R::ZERO;
-                    for (t, &j) in steps.iter().enumerate() {
-                        let d = coef[j].sub(if j == 0 { R::ZERO } else { coef[j - 1] });
-                        total = total.add(d);
-                        for i in 0..m {
-                            out.a[i] = out.a[i].sub(ar.a[t * m + i].mul(d));
-                            out.b[i] = out.b[i].sub(ar.b[t * m + i].mul(d));
-                        }
-                    }
-                    Arg::S(Cow::Owned(out.add_public(id, &vec![total; m])))
-                }
+                Arg::S(_) => unreachable!("secret inputs take the batched path"),
             }
         }
         Instr::Embed { ids, table, .. } => {
