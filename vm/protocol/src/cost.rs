@@ -190,15 +190,28 @@ pub fn select(k: u32, n: u64) -> Cost {
     mul_bits(k, n, n)
 }
 
-/// Row maxima of rows × width: a tournament, each level a sign and a
-/// selection over rows·⌊w/2⌋ pairs.
+/// Row maxima of rows × width ([`crate::Party::max_rows`]): while four or
+/// more elements are left, groups of four per level (six signs, two rounds
+/// of packed ANDs over three bits per group, three selections), then pairs
+/// (a sign and a selection).
 pub fn max_rows(k: u32, rows: u64, width: u64) -> Cost {
     let mut c = Cost::default();
     let mut w = width;
     while w > 1 {
-        let pairs = rows * (w / 2);
-        c = c + ltz(k, pairs) + select(k, pairs);
-        w = w / 2 + w % 2;
+        if w >= 4 {
+            let g = rows * (w / 4);
+            let and = Cost {
+                bytes: packed(3 * g),
+                rounds: 1,
+                ..Cost::default()
+            };
+            c = c + ltz(k, 6 * g) + and + and + mul_bits(k, 3 * g, 3 * g);
+            w = w / 4 + w % 4;
+        } else {
+            let pairs = rows * (w / 2);
+            c = c + ltz(k, pairs) + select(k, pairs);
+            w = w / 2 + w % 2;
+        }
     }
     c
 }

@@ -527,7 +527,7 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
     );
 
     // row max, odd and even widths, negative values
-    for (rows, cols) in [(3, 8), (2, 7), (4, 1), (1, 13)] {
+    for (rows, cols) in [(3, 8), (2, 7), (4, 1), (1, 13), (2, 4), (1, 3), (5, 128)] {
         let x = values::<R>(rows * cols, 20, seed + cols as u64);
         let x = x[..rows * cols].to_vec();
         let sx = shares(&x, seed + 9);
@@ -541,9 +541,26 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
                 .unwrap();
             assert_eq!(m[i].to_i64(), want, "row {i} of {rows}×{cols}");
         }
-        let levels = (cols as f64).log2().ceil() as u64;
+        // levels of four while four or more are left, then pairs
+        let (mut w, mut fours, mut twos) = (cols, 0, 0);
+        while w > 1 {
+            if w >= 4 {
+                w = w / 4 + w % 4;
+                fours += 1;
+            } else {
+                w = w / 2 + w % 2;
+                twos += 1;
+            }
+        }
         let sign = ditto_protocol::cost::ltz(R::BITS, 1).rounds;
-        assert_eq!(max_rounds(&r), (levels * (sign + 1), levels * 2));
+        assert_eq!(
+            max_rounds(&r),
+            (fours * (sign + 3) + twos * (sign + 1), (fours + twos) * 2)
+        );
+        let c = ditto_protocol::cost::max_rows(R::BITS, rows as u64, cols as u64);
+        let t = total(&r);
+        assert_eq!((c.bytes, c.rounds), (t.bytes_online, max_rounds(&r).0));
+        assert_eq!(c.bytes_offline, t.bytes_offline);
     }
 }
 

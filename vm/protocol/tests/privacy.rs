@@ -235,6 +235,10 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
         c("max", 2, Domain::Signed(k - 2), true, |p, s, _| {
             arith(p.max_rows(s, 1, 2).unwrap())
         }),
+        // (one level of four: six comparisons, two ANDs, three selections)
+        c("max4", 4, Domain::Signed(k - 3), true, |p, s, _| {
+            arith(p.max_rows(s, 1, 4).unwrap())
+        }),
     ];
     // a change of ring: 32 → 64 exact, 64 → 32 with a shift
     if k == 32 {

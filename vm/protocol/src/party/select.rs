@@ -185,10 +185,14 @@ impl<'c> Party<'c> {
         Ok(out)
     }
 
-    /// Maximum of each row of a rows×cols matrix: a tree of ⌈log2 cols⌉
-    /// levels of (a − b < 0, then b + [a − b < 0]·(... ) by [`Party::mul_bits`]).
-    /// Per level: 2 + L + 1 online rounds (sign, selection) and 2 offline
-    /// rounds.
+    /// Maximum of each row of a rows×cols matrix: a tournament. While a
+    /// row has four elements or more, groups of four become their maximum
+    /// in one level (the signs of the six differences in one call, each
+    /// element's "beats the other three" as two rounds of packed ANDs, then
+    /// x_0 + Σ_{i≥1} w_i·(x_i − x_0) by [`Party::mul_bits`]: 5 + 2 + 1
+    /// rounds in Z_2^32, against 2·6 for two levels of pairs); elements left
+    /// over go up unchanged. Then pairs (a sign and a selection). Offline,
+    /// 2 rounds per level (B2A's random bits). Cost: [`crate::cost::max_rows`].
     pub fn max_rows<R: Ring>(
         &mut self,
         x: &AShare<R>,
@@ -199,39 +203,70 @@ impl<'c> Party<'c> {
         let mut cur = x.clone();
         let mut w = cols;
         let h = self.next_adder_helper();
+        let leak = leaks::on(Leak::MaxOpensComparison);
         while w > 1 {
-            let half = w / 2;
-            let (mut ia, mut ib) = (vec![], vec![]);
-            for r in 0..rows {
-                for j in 0..half {
-                    ia.push(r * w + 2 * j);
-                    ib.push(r * w + 2 * j + 1);
+            let (arity, groups) = if w >= 4 { (4, w / 4) } else { (2, w / 2) };
+            let nw = groups + w % arity;
+            let g = rows * groups;
+            // element i of group t of row r, as a gather
+            let at = |i: usize| -> Vec<usize> {
+                (0..rows)
+                    .flat_map(|r| (0..groups).map(move |t| r * w + arity * t + i))
+                    .collect()
+            };
+            let m = if arity == 2 {
+                let (a, b) = (cur.gather(&at(0)), cur.gather(&at(1)));
+                let lt = self.ltz_with(&a.sub(&b), h)?;
+                // a < b: take b, else a
+                let d = b.sub(&a);
+                self.mul_bits_opening(&lt, &[Operand::Secret(&d)], leak)?
+                    .remove(0)
+                    .add(&a)
+            } else {
+                let xs: Vec<AShare<R>> = (0..4).map(|i| cur.gather(&at(i))).collect();
+                // c_ij = [x_i < x_j] for i < j, in one sign call
+                const PAIRS: [(usize, usize); 6] = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)];
+                let mut diffs = AShare::<R>::zeros(0);
+                for (i, j) in PAIRS {
+                    let d = xs[i].sub(&xs[j]);
+                    diffs.a.extend(d.a);
+                    diffs.b.extend(d.b);
                 }
-            }
-            let (a, b) = (cur.gather(&ia), cur.gather(&ib));
-            let lt = self.ltz_with(&a.sub(&b), h)?;
-            // a < b: take b, else a
-            let d = b.sub(&a);
-            let m = self
-                .mul_bits_opening(
-                    &lt,
-                    &[Operand::Secret(&d)],
-                    leaks::on(Leak::MaxOpensComparison),
-                )?
-                .remove(0)
-                .add(&a);
-            let nw = half + w % 2;
+                let c = self.ltz_with(&diffs, h)?;
+                let part = |k: usize| BitShare {
+                    a: c.a[k * g..(k + 1) * g].to_vec(),
+                    b: c.b[k * g..(k + 1) * g].to_vec(),
+                };
+                let (c01, c02, c03, c12, c13, c23) =
+                    (part(0), part(1), part(2), part(3), part(4), part(5));
+                let id = self.id;
+                // i beats j: x_i > x_j, or equal and i < j. w_1 = c01 ∧ ¬c12 ∧ ¬c13,
+                // w_2 = c02 ∧ c12 ∧ ¬c23, w_3 = c03 ∧ c13 ∧ c23 (w_0: the rest)
+                let cat = |v: [&BitShare; 3]| BitShare {
+                    a: v.iter().flat_map(|b| b.a.iter().copied()).collect(),
+                    b: v.iter().flat_map(|b| b.b.iter().copied()).collect(),
+                };
+                let first = self.and_bits(
+                    &cat([&c01, &c02, &c03]),
+                    &cat([&c12.not(id), &c12, &c13]),
+                )?;
+                let wins = self.and_bits(&first, &cat([&c13.not(id), &c23.not(id), &c23]))?;
+                let ds: Vec<AShare<R>> = (1..4).map(|i| xs[i].sub(&xs[0])).collect();
+                let ops: Vec<Operand<'_, R>> = ds.iter().map(Operand::Secret).collect();
+                let prods = self.mul_bits_opening(&wins, &ops, leak)?;
+                prods.iter().fold(xs[0].clone(), |acc, p| acc.add(p))
+            };
             let mut next = AShare::zeros(rows * nw);
             for r in 0..rows {
-                for j in 0..half {
-                    next.a[r * nw + j] = m.a[r * half + j];
-                    next.b[r * nw + j] = m.b[r * half + j];
+                for t in 0..groups {
+                    next.a[r * nw + t] = m.a[r * groups + t];
+                    next.b[r * nw + t] = m.b[r * groups + t];
                 }
-                if w % 2 == 1 {
-                    // an odd element out goes up unchanged
-                    let k = r * w + w - 1;
-                    next.a[r * nw + half] = cur.a[k];
-                    next.b[r * nw + half] = cur.b[k];
+                // elements left over go up unchanged
+                for e in 0..w % arity {
+                    let k = r * w + arity * groups + e;
+                    next.a[r * nw + groups + e] = cur.a[k];
+                    next.b[r * nw + groups + e] = cur.b[k];
                 }
             }
             cur = next;
