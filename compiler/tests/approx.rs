@@ -231,7 +231,9 @@ fn reciprocal_goldschmidt() {
             recip
         ) < 2e-4
     );
-    assert!(max_error("recip_goldschmidt(x, 3)", (64, 18), 1.0, 128.0, 2001, recip) < 5e-4);
+    // three steps are as good (softmax's `normalise` takes three): the
+    // relative error after them, 0.0858^8, is below the format's resolution
+    assert!(max_error("recip_goldschmidt(x, 3)", (64, 18), 1.0, 128.0, 2001, recip) < 2e-5);
 }
 
 #[test]
