@@ -48,6 +48,7 @@ builtins! {
     Rank = "rank" ["x"] 1 "compile-time number of axes";
     NormScale = "norm_scale" ["x", "kind"] 2 "power-of-two scale from x's highest set bit (\"recip\", \"rsqrt_in\", \"rsqrt_out\")";
     Sqrt = "sqrt" ["v"] 1 "compile-time square root of a number";
+    Pow2Floor = "pow2_floor" ["v"] 1 "compile-time largest power of two not above a positive number";
 }
 
 /// Every builtin's name, from the signature table.
@@ -632,6 +633,18 @@ fn builtin(e: &mut Elab, which: Builtin, a: &Args) -> Option<Val> {
                 return None;
             }
             Val::Float(v.sqrt())
+        }
+        Builtin::Pow2Floor => {
+            let v = number(e, a, 0, "the operand")?;
+            if v <= 0.0 || !v.is_finite() {
+                e.err(Diagnostic::error(
+                    "pow2_floor of a number that is not positive",
+                    a.get(0)?.1,
+                    "here",
+                ));
+                return None;
+            }
+            Val::Float(v.log2().floor().exp2())
         }
     })
 }

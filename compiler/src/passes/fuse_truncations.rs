@@ -57,7 +57,12 @@
 //!     fit the ring as rescales (exp's (1 + x/2^t)² under `ditto`: 1 + x/2^t
 //!     has 12 fraction bits of information in a 14-bit class). Rule 5 also
 //!     takes a shift plus a constant the narrow format holds exactly
-//!     (1 + shift(y) = shift(1 + y)) when the shift stays in one ring.
+//!     (1 + shift(y) = shift(1 + y)) when the shift stays in one ring;
+//! 11. **reshape first** — a `reshape` of a conversion used only there
+//!     becomes the conversion of the reshaped source (conversions act
+//!     element by element), so that sums and rescales after the reshape see
+//!     the conversion (LayerNorm's Σxc² from its dot product, plus ε, over
+//!     P: one truncation).
 
 use super::{Ctx, Pass};
 use crate::diag::Diagnostic;
@@ -334,6 +339,20 @@ impl FuseTruncations {
                         }
                         return true;
                     }
+                }
+            }
+            // 11. reshape first
+            if let Op::Reshape { .. } = g.node(id).op {
+                let x = g.operands(id)[0];
+                if matches!(g.node(x).op, Op::Convert) && single_user(g, x) {
+                    let src = g.operands(x)[0];
+                    let mut nr = g.node(id).clone();
+                    nr.ty = g.node(src).ty.clone();
+                    nr.ty.shape = g.node(id).ty.shape.clone();
+                    nr.name = None;
+                    let rid = g.add(nr, &[src]);
+                    replace_by_conversion(g, id, rid);
+                    return true;
                 }
             }
             // 10. narrow products

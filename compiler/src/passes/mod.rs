@@ -159,14 +159,23 @@ pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
     };
     let mut reader = only_reader(id);
     let mut from = id;
-    if let Some(r) = reader.filter(|&r| matches!(g.node(r).op, Op::Rescale { .. })) {
+    // rescales and reshapes (the same words) and sums in the same format
+    // and shape, in any order
+    while let Some(r) = reader {
+        let n = g.node(r);
+        let ok = match n.op {
+            Op::Rescale { .. } => true,
+            Op::Reshape { .. } => n.ty.format() == g.node(from).ty.format(),
+            Op::Add | Op::Sub => {
+                n.ty.format() == g.node(from).ty.format() && n.ty.shape == g.node(from).ty.shape
+            }
+            _ => false,
+        };
+        if !ok {
+            break;
+        }
         from = r;
         reader = only_reader(r);
-    }
-    while let Some(s) = reader.filter(|&s| matches!(g.node(s).op, Op::Add | Op::Sub)) {
-        let same = g.node(from).ty.format() == g.node(s).ty.format()
-            && g.node(from).ty.shape == g.node(s).ty.shape;
-        reader = if same { only_reader(s) } else { None };
     }
     secret_product && reader.is_some_and(|r| conversion_call(g, r))
 }
@@ -187,7 +196,7 @@ fn conversion_call(g: &Graph, id: crate::ir::NodeId) -> bool {
 /// rescale of one, or a sum (of sums) with one among its terms.
 fn fused_under(g: &Graph, x: crate::ir::NodeId) -> bool {
     match g.node(x).op {
-        Op::Rescale { .. } => fused_under(g, g.operands(x)[0]),
+        Op::Rescale { .. } | Op::Reshape { .. } => fused_under(g, g.operands(x)[0]),
         Op::Add | Op::Sub => g.operands(x).iter().any(|&o| fused_under(g, o)),
         Op::Mul | Op::MatMul => fused_product(g, x),
         _ => false,

@@ -190,28 +190,38 @@ pub fn select(k: u32, n: u64) -> Cost {
     mul_bits(k, n, n)
 }
 
-/// Row maxima of rows × width ([`crate::Party::max_rows`]): while four or
-/// more elements are left, groups of four per level (six signs, two rounds
-/// of packed ANDs over three bits per group, three selections), then pairs
-/// (a sign and a selection).
+/// The size of the groups of a row maximum's level over `w` elements: the
+/// whole row up to eight, else four.
+pub fn max_arity(w: u64) -> u64 {
+    if w <= 8 {
+        w
+    } else {
+        4
+    }
+}
+
+/// Row maxima of rows × width ([`crate::Party::max_rows`]): per level,
+/// groups of m = [`max_arity`] — the signs of m(m−1)/2 differences, an AND
+/// of m − 1 bits for each of m − 1 winners (packed, one round per level of
+/// the AND tree), m − 1 products of bits.
 pub fn max_rows(k: u32, rows: u64, width: u64) -> Cost {
     let mut c = Cost::default();
     let mut w = width;
     while w > 1 {
-        if w >= 4 {
-            let g = rows * (w / 4);
-            let and = Cost {
-                bytes: packed(3 * g),
+        let m = max_arity(w);
+        let g = rows * (w / m);
+        c = c + ltz(k, g * m * (m - 1) / 2);
+        let mut terms = m - 1;
+        while terms > 1 {
+            c = c + Cost {
+                bytes: packed((m - 1) * g * (terms / 2)),
                 rounds: 1,
                 ..Cost::default()
             };
-            c = c + ltz(k, 6 * g) + and + and + mul_bits(k, 3 * g, 3 * g);
-            w = w / 4 + w % 4;
-        } else {
-            let pairs = rows * (w / 2);
-            c = c + ltz(k, pairs) + select(k, pairs);
-            w = w / 2 + w % 2;
+            terms = terms / 2 + terms % 2;
         }
+        c = c + mul_bits(k, (m - 1) * g, (m - 1) * g);
+        w = w / m + w % m;
     }
     c
 }

@@ -541,22 +541,17 @@ fn check_b2a_select_max<R: Ring>(seed: u64) {
                 .unwrap();
             assert_eq!(m[i].to_i64(), want, "row {i} of {rows}×{cols}");
         }
-        // levels of four while four or more are left, then pairs
-        let (mut w, mut fours, mut twos) = (cols, 0, 0);
-        while w > 1 {
-            if w >= 4 {
-                w = w / 4 + w % 4;
-                fours += 1;
-            } else {
-                w = w / 2 + w % 2;
-                twos += 1;
-            }
-        }
+        // levels: the whole row up to eight, else groups of four; each a
+        // sign call, an AND tree over m − 1 bits, a product of bits
+        let (mut w, mut rounds, mut levels) = (cols as u64, 0, 0);
         let sign = ditto_protocol::cost::ltz(R::BITS, 1).rounds;
-        assert_eq!(
-            max_rounds(&r),
-            (fours * (sign + 3) + twos * (sign + 1), (fours + twos) * 2)
-        );
+        while w > 1 {
+            let m = if w <= 8 { w } else { 4 };
+            rounds += sign + (m - 1).next_power_of_two().trailing_zeros() as u64 + 1;
+            w = w / m + w % m;
+            levels += 1;
+        }
+        assert_eq!(max_rounds(&r), (rounds, levels * 2));
         let c = ditto_protocol::cost::max_rows(R::BITS, rows as u64, cols as u64);
         let t = total(&r);
         assert_eq!((c.bytes, c.rounds), (t.bytes_online, max_rounds(&r).0));

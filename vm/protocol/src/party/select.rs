@@ -185,14 +185,18 @@ impl<'c> Party<'c> {
         Ok(out)
     }
 
-    /// Maximum of each row of a rows×cols matrix: a tournament. While a
-    /// row has four elements or more, groups of four become their maximum
-    /// in one level (the signs of the six differences in one call, each
-    /// element's "beats the other three" as two rounds of packed ANDs, then
-    /// x_0 + Σ_{i≥1} w_i·(x_i − x_0) by [`Party::mul_bits`]: 5 + 2 + 1
-    /// rounds in Z_2^32, against 2·6 for two levels of pairs); elements left
-    /// over go up unchanged. Then pairs (a sign and a selection). Offline,
-    /// 2 rounds per level (B2A's random bits). Cost: [`crate::cost::max_rows`].
+    /// Maximum of each row of a rows×cols matrix: a tournament of groups.
+    /// A row of at most eight elements is one group; a longer row is cut
+    /// into groups of four (elements left over go up unchanged). A group of
+    /// m becomes its maximum in one level: the signs c_ij = [x_i < x_j] of
+    /// all m(m−1)/2 differences in one call; element i ≥ 1 wins when it
+    /// beats every other (x_i > x_j, or equal and i < j), an AND of m − 1
+    /// bits in ⌈log2(m − 1)⌉ rounds of packed ANDs; then
+    /// x_0 + Σ_{i≥1} w_i·(x_i − x_0) by [`Party::mul_bits`] (1 round). In
+    /// Z_2^32 a level of two takes 5 + 1 rounds, of four 5 + 2 + 1, of eight
+    /// 5 + 3 + 1: a row of 128 takes 4, 4, 8 (25 rounds) where pairs took 7
+    /// levels of 6. Offline, 2 rounds per level (B2A's random bits).
+    /// Cost: [`crate::cost::max_rows`].
     pub fn max_rows<R: Ring>(
         &mut self,
         x: &AShare<R>,
@@ -204,58 +208,88 @@ impl<'c> Party<'c> {
         let mut w = cols;
         let h = self.next_adder_helper();
         let leak = leaks::on(Leak::MaxOpensComparison);
+        let id = self.id;
         while w > 1 {
-            let (arity, groups) = if w >= 4 { (4, w / 4) } else { (2, w / 2) };
+            let arity = crate::cost::max_arity(w as u64) as usize;
+            let groups = w / arity;
             let nw = groups + w % arity;
             let g = rows * groups;
             // element i of group t of row r, as a gather
-            let at = |i: usize| -> Vec<usize> {
-                (0..rows)
-                    .flat_map(|r| (0..groups).map(move |t| r * w + arity * t + i))
-                    .collect()
-            };
-            let m = if arity == 2 {
-                let (a, b) = (cur.gather(&at(0)), cur.gather(&at(1)));
-                let lt = self.ltz_with(&a.sub(&b), h)?;
-                // a < b: take b, else a
-                let d = b.sub(&a);
-                self.mul_bits_opening(&lt, &[Operand::Secret(&d)], leak)?
-                    .remove(0)
-                    .add(&a)
-            } else {
-                let xs: Vec<AShare<R>> = (0..4).map(|i| cur.gather(&at(i))).collect();
-                // c_ij = [x_i < x_j] for i < j, in one sign call
-                const PAIRS: [(usize, usize); 6] = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)];
-                let mut diffs = AShare::<R>::zeros(0);
-                for (i, j) in PAIRS {
-                    let d = xs[i].sub(&xs[j]);
-                    diffs.a.extend(d.a);
-                    diffs.b.extend(d.b);
-                }
-                let c = self.ltz_with(&diffs, h)?;
-                let part = |k: usize| BitShare {
+            let xs: Vec<AShare<R>> = (0..arity)
+                .map(|i| {
+                    let idx: Vec<usize> = (0..rows)
+                        .flat_map(|r| (0..groups).map(move |t| r * w + arity * t + i))
+                        .collect();
+                    cur.gather(&idx)
+                })
+                .collect();
+            // c_ij = [x_i < x_j] for i < j, in one sign call
+            let pairs: Vec<(usize, usize)> = (0..arity)
+                .flat_map(|i| (i + 1..arity).map(move |j| (i, j)))
+                .collect();
+            let mut diffs = AShare::<R>::zeros(0);
+            for &(i, j) in &pairs {
+                let d = xs[i].sub(&xs[j]);
+                diffs.a.extend(d.a);
+                diffs.b.extend(d.b);
+            }
+            let c = self.ltz_with(&diffs, h)?;
+            let cmp = |i: usize, j: usize| -> BitShare {
+                let k = pairs.iter().position(|&p| p == (i, j)).expect("a pair");
+                BitShare {
                     a: c.a[k * g..(k + 1) * g].to_vec(),
                     b: c.b[k * g..(k + 1) * g].to_vec(),
-                };
-                let (c01, c02, c03, c12, c13, c23) =
-                    (part(0), part(1), part(2), part(3), part(4), part(5));
-                let id = self.id;
-                // i beats j: x_i > x_j, or equal and i < j. w_1 = c01 ∧ ¬c12 ∧ ¬c13,
-                // w_2 = c02 ∧ c12 ∧ ¬c23, w_3 = c03 ∧ c13 ∧ c23 (w_0: the rest)
-                let cat = |v: [&BitShare; 3]| BitShare {
-                    a: v.iter().flat_map(|b| b.a.iter().copied()).collect(),
-                    b: v.iter().flat_map(|b| b.b.iter().copied()).collect(),
-                };
-                let first = self.and_bits(
-                    &cat([&c01, &c02, &c03]),
-                    &cat([&c12.not(id), &c12, &c13]),
-                )?;
-                let wins = self.and_bits(&first, &cat([&c13.not(id), &c23.not(id), &c23]))?;
-                let ds: Vec<AShare<R>> = (1..4).map(|i| xs[i].sub(&xs[0])).collect();
-                let ops: Vec<Operand<'_, R>> = ds.iter().map(Operand::Secret).collect();
-                let prods = self.mul_bits_opening(&wins, &ops, leak)?;
-                prods.iter().fold(xs[0].clone(), |acc, p| acc.add(p))
+                }
             };
+            // i beats j: c_ji for j < i (x_j < x_i), ¬c_ij for j > i (ties
+            // go to the lower index); the terms of each winner i ≥ 1
+            let mut terms: Vec<Vec<BitShare>> = (1..arity)
+                .map(|i| {
+                    (0..arity)
+                        .filter(|&j| j != i)
+                        .map(|j| if j < i { cmp(j, i) } else { cmp(i, j).not(id) })
+                        .collect()
+                })
+                .collect();
+            // AND the terms pairwise, all winners in one call per level
+            while terms[0].len() > 1 {
+                let half = terms[0].len() / 2;
+                let (mut l, mut r) = (BitShare::default(), BitShare::default());
+                for t in &terms {
+                    for q in 0..half {
+                        l.a.extend_from_slice(&t[2 * q].a);
+                        l.b.extend_from_slice(&t[2 * q].b);
+                        r.a.extend_from_slice(&t[2 * q + 1].a);
+                        r.b.extend_from_slice(&t[2 * q + 1].b);
+                    }
+                }
+                let z = self.and_bits(&l, &r)?;
+                let mut at = 0;
+                for t in terms.iter_mut() {
+                    let mut next: Vec<BitShare> = (0..half)
+                        .map(|q| {
+                            let o = at + q * g;
+                            BitShare {
+                                a: z.a[o..o + g].to_vec(),
+                                b: z.b[o..o + g].to_vec(),
+                            }
+                        })
+                        .collect();
+                    at += half * g;
+                    if t.len() % 2 == 1 {
+                        next.push(t.pop().expect("odd one out"));
+                    }
+                    *t = next;
+                }
+            }
+            let wins = BitShare {
+                a: terms.iter().flat_map(|t| t[0].a.iter().copied()).collect(),
+                b: terms.iter().flat_map(|t| t[0].b.iter().copied()).collect(),
+            };
+            let ds: Vec<AShare<R>> = (1..arity).map(|i| xs[i].sub(&xs[0])).collect();
+            let ops: Vec<Operand<'_, R>> = ds.iter().map(Operand::Secret).collect();
+            let prods = self.mul_bits_opening(&wins, &ops, leak)?;
+            let m = prods.iter().fold(xs[0].clone(), |acc, p| acc.add(p));
             let mut next = AShare::zeros(rows * nw);
             for r in 0..rows {
                 for t in 0..groups {

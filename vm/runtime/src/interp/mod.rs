@@ -258,17 +258,29 @@ pub fn execute(
             };
             let mut conv = prog.code.get(reader[r]);
             let mut from = Reg(r as u32);
-            if let Some(i @ Instr::Rescale { dst, .. }) = conv {
-                from = *dst;
-                conv = next(i);
-            }
-            // sums in the same format and shape (the other operand is a
-            // share, a public value or another fused product)
-            while let Some(i @ (Instr::Add { dst, .. } | Instr::Sub { dst, .. })) = conv {
-                if t(dst).kind != t(&from).kind || t(dst).shape != t(&from).shape {
-                    return false;
+            // rescales and reshapes (the same words) and sums in the same
+            // format and shape (the other operand is a share, a public value
+            // or another fused product), in any order
+            loop {
+                match conv {
+                    Some(i @ (Instr::Rescale { dst, .. } | Instr::Reshape { dst, .. })) => {
+                        if let Instr::Reshape { a, .. } = i {
+                            if t(a).kind != t(dst).kind {
+                                return false;
+                            }
+                        }
+                        from = *dst;
+                        conv = next(i);
+                    }
+                    Some(i @ (Instr::Add { dst, .. } | Instr::Sub { dst, .. })) => {
+                        if t(dst).kind != t(&from).kind || t(dst).shape != t(&from).shape {
+                            return false;
+                        }
+                        from = *dst;
+                        conv = next(i);
+                    }
+                    _ => break,
                 }
-                conv = next(i);
             }
             let Some(Instr::Convert { dst, a }) = conv else {
                 return false;
