@@ -188,23 +188,24 @@ pub fn low_mask(w: u32) -> u64 {
 
 /// Packs the low `w` bits (1 ≤ w ≤ 64) of each value, LSB first, into
 /// ⌈n·w/8⌉ bytes: a share that only matters mod 2^w travels as w bits.
+/// (Bits gather in a 128-bit accumulator that is flushed 64 at a time.)
 pub fn pack_width(vals: &[u64], w: u32) -> Vec<u8> {
     debug_assert!((1..=64).contains(&w));
     let mask = low_mask(w);
-    let mut out = Vec::with_capacity((vals.len() * w as usize).div_ceil(8));
+    let total = (vals.len() * w as usize).div_ceil(8);
+    let mut out = Vec::with_capacity(total + 8);
     let (mut acc, mut have) = (0u128, 0u32);
     for &v in vals {
         acc |= ((v & mask) as u128) << have;
         have += w;
-        while have >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            have -= 8;
+        if have >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            have -= 64;
         }
     }
-    if have > 0 {
-        out.push(acc as u8);
-    }
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..have.div_ceil(8) as usize]);
+    debug_assert_eq!(out.len(), total);
     out
 }
 
@@ -217,11 +218,14 @@ pub fn unpack_width(bytes: &[u8], n: usize, w: u32) -> Option<Vec<u64>> {
     let mask = low_mask(w);
     let mut out = Vec::with_capacity(n);
     let (mut acc, mut have) = (0u128, 0u32);
-    let mut it = bytes.iter();
+    let mut words = bytes.chunks(8);
     for _ in 0..n {
-        while have < w {
-            acc |= (*it.next()? as u128) << have;
-            have += 8;
+        if have < w {
+            let chunk = words.next()?;
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            acc |= (u64::from_le_bytes(b) as u128) << have;
+            have += 64;
         }
         out.push(acc as u64 & mask);
         acc >>= w;

@@ -199,7 +199,10 @@ fn comparison_select_and_max_cost_what_the_protocols_state() {
         }
         assert_eq!(
             (cmp.rounds_online, cmp.bytes_online),
-            (2 + levels, col * ((groups - 1) * 15 + 8 + 4 * groups) + tree)
+            (
+                2 + levels,
+                col * ((groups - 1) * 15 + 8 + 4 * groups) + tree
+            )
         );
         let sel = mpc.costs[at(&p, "Select")];
         // B2A's opening (3 bits, packed: 3 messages of ⌈n/8⌉ bytes) and the

@@ -382,32 +382,33 @@ impl<'c> Party<'c> {
             }
             msg
         };
-        let unpack = |msg: &[u8], count: usize, peer: usize| -> Result<Vec<Vec<u64>>, ProtocolError> {
-            if msg.len() != count * nbytes {
-                return Err(ProtocolError::Malformed {
-                    peer,
-                    what: "sign set-up",
-                    detail: format!(
-                        "{} bytes, expected {count} packed columns of {n} bits",
-                        msg.len()
-                    ),
-                });
-            }
-            Ok(msg
-                .chunks(nbytes.max(1))
-                .take(count)
-                .map(|chunk| {
-                    let mut c = vec![0u64; words];
-                    for (i, &b) in chunk.iter().enumerate() {
-                        c[i / 8] |= (b as u64) << (8 * (i % 8));
-                    }
-                    if let Some(l) = c.last_mut() {
-                        *l &= tail;
-                    }
-                    c
-                })
-                .collect())
-        };
+        let unpack =
+            |msg: &[u8], count: usize, peer: usize| -> Result<Vec<Vec<u64>>, ProtocolError> {
+                if msg.len() != count * nbytes {
+                    return Err(ProtocolError::Malformed {
+                        peer,
+                        what: "sign set-up",
+                        detail: format!(
+                            "{} bytes, expected {count} packed columns of {n} bits",
+                            msg.len()
+                        ),
+                    });
+                }
+                Ok(msg
+                    .chunks(nbytes.max(1))
+                    .take(count)
+                    .map(|chunk| {
+                        let mut c = vec![0u64; words];
+                        for (i, &b) in chunk.iter().enumerate() {
+                            c[i / 8] |= (b as u64) << (8 * (i % 8));
+                        }
+                        if let Some(l) = c.last_mut() {
+                            *l &= tail;
+                        }
+                        c
+                    })
+                    .collect())
+            };
         let col = |a: Vec<u64>, b: Vec<u64>| Col { a, b };
         if self.id == a_id {
             let a: Vec<R> = kernels::add(&x.a, &x.b);
@@ -426,7 +427,9 @@ impl<'c> Party<'c> {
                 if leaks::on(Leak::AdderMaskDropped) {
                     t.fill(0);
                 }
-                t.iter_mut().zip(tail_words(words, tail)).for_each(|(w, m)| *w &= m);
+                t.iter_mut()
+                    .zip(tail_words(words, tail))
+                    .for_each(|(w, m)| *w &= m);
                 m.iter_mut().zip(&t).for_each(|(w, t)| *w ^= t);
                 ts.push(t);
             }
@@ -440,7 +443,11 @@ impl<'c> Party<'c> {
             let mut ps = Vec::with_capacity(groups.len());
             for (o, (ah, ab)) in from_h.into_iter().zip(from_b).enumerate() {
                 let c = col(ah, ab);
-                if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+                if o % 2 == 0 {
+                    gs.push(c)
+                } else {
+                    ps.push(c)
+                }
             }
             let top = col(ts.pop().expect("top"), masked.pop().expect("top"));
             Ok((gs, ps, top))
@@ -459,7 +466,9 @@ impl<'c> Party<'c> {
                         if leaks::on(Leak::AdderMaskDropped) {
                             t.fill(0);
                         }
-                        t.iter_mut().zip(tail_words(words, tail)).for_each(|(w, m)| *w &= m);
+                        t.iter_mut()
+                            .zip(tail_words(words, tail))
+                            .for_each(|(w, m)| *w &= m);
                         t
                     })
                     .collect()
@@ -508,19 +517,25 @@ impl<'c> Party<'c> {
             let mut ps = Vec::with_capacity(groups.len());
             let sent = pack(&mine);
             if is_b {
-                self.comm
-                    .exchange(Phase::Online, vec![(a_id, sent)], &[])?;
+                self.comm.exchange(Phase::Online, vec![(a_id, sent)], &[])?;
                 for (o, (ab, bhc)) in mine.into_iter().zip(bh).enumerate() {
                     let c = col(ab, bhc);
-                    if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+                    if o % 2 == 0 {
+                        gs.push(c)
+                    } else {
+                        ps.push(c)
+                    }
                 }
                 Ok((gs, ps, col(top_m, top_x)))
             } else {
-                self.comm
-                    .exchange(Phase::Online, vec![(a_id, sent)], &[])?;
+                self.comm.exchange(Phase::Online, vec![(a_id, sent)], &[])?;
                 for (o, (ah, bhc)) in mine.into_iter().zip(bh).enumerate() {
                     let c = col(bhc, ah);
-                    if o % 2 == 0 { gs.push(c) } else { ps.push(c) }
+                    if o % 2 == 0 {
+                        gs.push(c)
+                    } else {
+                        ps.push(c)
+                    }
                 }
                 Ok((gs, ps, col(top_x, top_m)))
             }
@@ -724,7 +739,12 @@ pub(super) fn group_terms(bits: u32) -> Vec<GroupTerms> {
                 prop = mul(&prop, &p_i(i));
             }
             let (g, p) = (by_alpha(&gen), by_alpha(&prop));
-            let alphas: BTreeSet<u8> = g.iter().chain(&p).map(|t| t.0).filter(|&a| a != 0).collect();
+            let alphas: BTreeSet<u8> = g
+                .iter()
+                .chain(&p)
+                .map(|t| t.0)
+                .filter(|&a| a != 0)
+                .collect();
             GroupTerms {
                 g,
                 p,

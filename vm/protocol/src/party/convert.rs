@@ -220,16 +220,17 @@ impl<'c> Party<'c> {
                     vec![false; n]
                 };
                 // R_AH = s − 2(s·v + z), R_BH = v + 2z − 2·prep
-                let (s, e_v, z) = (&d.v1, &d.b2, &d.v2);
+                let (s, z) = (&d.v1, &d.v2);
                 let mut xah = wa;
                 let mut xbh = vec![Ro::ZERO; n];
                 for j in 0..n {
                     let r_mid = Ro::from_u64(rp[j].and(low).shr(m).to_u64());
                     let (mut rah, mut rbh) = (0u64, 0u64);
                     if w > 0 {
-                        let sv = (s[j] * e_v[j] as u64).wrapping_add(z[j]);
+                        let v = bit_of(&d.b2, j);
+                        let sv = (s[j] * v).wrapping_add(z[j]);
                         rah = s[j].wrapping_sub(sv.wrapping_mul(2));
-                        rbh = (e_v[j] as u64)
+                        rbh = v
                             .wrapping_add(z[j].wrapping_mul(2))
                             .wrapping_sub(prep[j].wrapping_mul(2));
                     }
@@ -239,8 +240,8 @@ impl<'c> Party<'c> {
                 Ok(AShare { a: xbh, b: xah })
             }
             Role::A => {
-                // u = e ⊕ g: A's part of the mask's top bit
-                let u: Vec<bool> = d.b1.iter().zip(&d.b2).map(|(e, g)| e ^ g).collect();
+                // u = e ⊕ g: A's part of the mask's top bit (packed)
+                let u: Vec<u64> = d.b1.iter().zip(&d.b2).map(|(e, g)| e ^ g).collect();
                 // Round 1: B's masked part (and H's product share) reach A.
                 let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
                 let got = self.comm.exchange(Phase::Online, vec![], &from)?;
@@ -256,9 +257,9 @@ impl<'c> Party<'c> {
                     return Err(malformed::<Ri>(h_id, "conversion helper share", &got[1], n));
                 }
                 let bias = Ri::ONE.shl(kin - 2);
-                for (cj, &uj) in c.iter_mut().zip(&u) {
+                for (j, cj) in c.iter_mut().enumerate() {
                     *cj = cj.add(bias);
-                    if uj {
+                    if bit_of(&u, j) == 1 {
                         *cj = cj.add(top);
                     }
                 }
@@ -269,7 +270,7 @@ impl<'c> Party<'c> {
                 let offset = Ro::ONE.shl(kin - 2 - m);
                 // Round 2: c_msb to B and H, the A–B component to B.
                 let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key
-                let (s, e_s, y) = (&d.v1, &d.b1, &d.v2);
+                let (s, y) = (&d.v1, &d.v2);
                 let mut xah = vec![Ro::ZERO; n];
                 let mut msg = vec![0u8; bits_len + n * (Ro::BITS as usize / 8)];
                 let mut xab = vec![Ro::ZERO; n];
@@ -282,7 +283,7 @@ impl<'c> Party<'c> {
                     if w > 0 {
                         // R_AH = s − 2·(s·v + z) (H's message), R_AB = (u − s) + 2y
                         rah = s[j].wrapping_sub(prep[j].wrapping_mul(2));
-                        rab = ((e_s[j] ^ d.b2[j]) as u64)
+                        rab = bit_of(&u, j)
                             .wrapping_sub(s[j])
                             .wrapping_add(y[j].wrapping_mul(2));
                     }
@@ -305,7 +306,7 @@ impl<'c> Party<'c> {
                 if leaks::on(Leak::ConvMaskDropped) {
                     rp.fill(Ri::ZERO);
                 }
-                let (y, v, z) = (&d.v1, &d.b2, &d.v2);
+                let (y, z) = (&d.v1, &d.v2);
                 let ib = Ri::BITS as usize / 8;
                 let mut out = vec![0u8; n * ib];
                 for (j, o) in out.chunks_exact_mut(ib).enumerate() {
@@ -314,7 +315,11 @@ impl<'c> Party<'c> {
                         ConvIn::Additive(z) => z[j],
                     };
                     let masked = mine.add(rp[j].and(low));
-                    let masked = if v[j] { masked.add(top) } else { masked };
+                    let masked = if bit_of(&d.b2, j) == 1 {
+                        masked.add(top)
+                    } else {
+                        masked
+                    };
                     masked.put_le(o);
                 }
                 // Round 1: the masked part to A; round 2: c_msb and the A–B
@@ -341,8 +346,9 @@ impl<'c> Party<'c> {
                     let mut rbh = 0u64;
                     if w > 0 {
                         // R_BH = v + 2z − 2·((u − s)·v + y)
-                        let t = (prep[j] * v[j] as u64).wrapping_add(y[j]);
-                        rbh = (v[j] as u64)
+                        let v = bit_of(&d.b2, j);
+                        let t = (prep[j] * v).wrapping_add(y[j]);
+                        rbh = v
                             .wrapping_add(z[j].wrapping_mul(2))
                             .wrapping_sub(t.wrapping_mul(2));
                     }

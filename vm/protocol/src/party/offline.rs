@@ -107,14 +107,14 @@ impl<'c> Party<'c> {
             match role {
                 Role::A => {
                     let vals: Vec<u64> = (0..n)
-                        .map(|j| ((d.b1[j] ^ d.b2[j]) as u64).wrapping_sub(d.v1[j]) & mask)
+                        .map(|j| (bit_of(&d.b1, j) ^ bit_of(&d.b2, j)).wrapping_sub(d.v1[j]) & mask)
                         .collect();
                     out.extend(pack_width(&vals, w));
                     want += call.prep_bytes();
                 }
                 Role::H => {
                     let vals: Vec<u64> = (0..n)
-                        .map(|j| (d.v1[j] * d.b2[j] as u64).wrapping_add(d.v2[j]) & mask)
+                        .map(|j| (d.v1[j] * bit_of(&d.b2, j)).wrapping_add(d.v2[j]) & mask)
                         .collect();
                     out.extend(pack_width(&vals, w));
                 }
@@ -144,7 +144,7 @@ impl<'c> Party<'c> {
                     at += len;
                     let us = unpack_width(&p.msg, n, w).expect("length checked");
                     let vals: Vec<u64> = (0..n)
-                        .map(|j| (us[j] * d.b2[j] as u64).wrapping_add(d.v1[j]) & low_mask(w))
+                        .map(|j| (us[j] * bit_of(&d.b2, j)).wrapping_add(d.v1[j]) & low_mask(w))
                         .collect();
                     out.extend(pack_width(&vals, w));
                 }
@@ -382,9 +382,10 @@ impl<'c> Party<'c> {
             Role::B => (&mut self.st.conv_prev, &mut self.st.conv_next), // A–B, B–H
             Role::H => (&mut self.st.conv_next, &mut self.st.conv_prev), // A–H, B–H
         };
-        let mut b1 = first.bits(n);
+        let words = n.div_ceil(64);
+        let mut b1 = first.words(words);
         let mut v1 = draw_width(first, n, w);
-        let mut b2 = second.bits(n);
+        let mut b2 = second.words(words);
         let v2 = draw_width(second, n, w);
         // seeded leaks, applied by both holders of the value
         let (e, g, v) = match role {
@@ -394,17 +395,17 @@ impl<'c> Party<'c> {
         };
         if let Some(e) = e {
             if leaks::on(Leak::ConvAHelperBitFixed) {
-                e.fill(false);
+                e.fill(0);
             }
         }
         if let Some(g) = g {
             if leaks::on(Leak::ConvPairBitFixed) {
-                g.fill(false);
+                g.fill(0);
             }
         }
         if let Some(v) = v {
             if leaks::on(Leak::ConvHelperBitFixed) {
-                v.fill(false);
+                v.fill(0);
             }
         }
         if role != Role::B && leaks::on(Leak::ConvPrepMaskDropped) {
@@ -414,10 +415,17 @@ impl<'c> Party<'c> {
     }
 }
 
-/// A conversion's draws from the conversion streams ([`Party::conv_draws`]).
+/// A conversion's draws from the conversion streams ([`Party::conv_draws`]):
+/// bits packed 64 to a word (the stream's words, as `Prg::bits` reads them).
 pub(super) struct Draws {
-    pub(super) b1: Vec<bool>,
+    pub(super) b1: Vec<u64>,
     pub(super) v1: Vec<u64>,
-    pub(super) b2: Vec<bool>,
+    pub(super) b2: Vec<u64>,
     pub(super) v2: Vec<u64>,
+}
+
+/// Bit j of packed words, as 0 or 1.
+#[inline(always)]
+pub(super) fn bit_of(words: &[u64], j: usize) -> u64 {
+    words[j >> 6] >> (j & 63) & 1
 }
