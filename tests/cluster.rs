@@ -401,12 +401,12 @@ fn cluster_answers_like_the_in_process_run_and_refuses_bad_input() {
         assert!(good, "query {q} failed:\n{err}");
         let r = json(&out);
         // the first query recorded the calls: the parties prepare each next
-        // query while they wait for it (key setup, one round for every
-        // conversion's helper message, two per ring for B2A's random bits),
+        // query while they wait for it (key setup, two rounds for every
+        // conversion's mask-bit shares, two per ring for B2A's random bits),
         // with the same bytes in all
         let pre_rounds = r["offline_phase"]["rounds"].as_u64().unwrap_or(0);
         assert!(
-            (2..=6).contains(&pre_rounds),
+            (3..=7).contains(&pre_rounds),
             "query {q}: {}",
             r["offline_phase"]
         );
