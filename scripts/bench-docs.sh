@@ -34,7 +34,9 @@ run minilm-128-embeddings minilm --weights "$minilm" --seq 128 --input embedding
 run minilm-128-ids minilm --weights "$minilm" --seq 128 --policies "$four"
 run minilm-32-ids minilm --weights "$minilm" --seq 32 --policies "$four"
 run bert-base-2layers-128-lan bert --layers 2 --seq 128 --net lan --policies uniform64,ditto
-run bert-base-128-embeddings-offline bert --seq 128 --input embeddings --offline --policies ditto
+run bert-base-128-embeddings-offline bert --seq 128 --input embeddings --offline --policies uniform64,ditto
+run bert-base-2layers-128-wan-offline bert --layers 2 --seq 128 --net wan --offline --policies ditto
+# (docs/bench/rounds/: the issue-20 comparison of two builds, run by hand)
 
 # ditto-auto: bounds calibrated on four random 128-token id sequences
 # (Python random.seed(11), ids in 1000..29999)

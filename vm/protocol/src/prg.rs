@@ -95,6 +95,24 @@ impl Prg {
         });
         out
     }
+    /// Moves the stream `bytes` ahead, exactly as drawing that many bytes
+    /// would, without computing them (AES-CTR seeks).
+    pub fn skip(&mut self, bytes: u64) {
+        use aes::cipher::StreamCipherSeek;
+        let pos: u64 = self.0.current_pos();
+        self.0.seek(pos + bytes);
+    }
+    /// The bytes [`Prg::values`] draws for `n` values of `w` bits.
+    pub fn values_bytes(n: usize, w: u32) -> u64 {
+        let b = match w {
+            0 => 0,
+            1..=8 => 1,
+            9..=16 => 2,
+            17..=32 => 4,
+            _ => 8,
+        };
+        (n * b) as u64
+    }
     pub fn key(&mut self) -> [u8; 32] {
         let mut k = [0u8; 32];
         self.fill_bytes(&mut k);
@@ -109,5 +127,22 @@ impl Prg {
     pub fn bits(&mut self, n: usize) -> Vec<bool> {
         let words = self.words(n.div_ceil(64));
         (0..n).map(|i| words[i / 64] >> (i % 64) & 1 == 1).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prg;
+
+    #[test]
+    fn skipping_equals_drawing() {
+        let mut a = Prg::new([7u8; 32]);
+        let mut b = Prg::new([7u8; 32]);
+        for (n, w) in [(3usize, 9u32), (100, 1), (65, 33), (4097, 64), (1, 17)] {
+            let _ = a.values(n, w);
+            let _ = a.words(n.div_ceil(64));
+            b.skip(Prg::values_bytes(n, w) + 8 * n.div_ceil(64) as u64);
+            assert_eq!(a.words(3), b.words(3), "after {n} values of {w} bits");
+        }
     }
 }

@@ -99,6 +99,14 @@ impl<'c> Party<'c> {
         let mut want = 0;
         for (call, &role) in calls.iter().zip(&roles) {
             let (n, w) = (call.n, call.width());
+            if role == Role::B {
+                // B sends nothing in this round: its streams move on
+                self.conv_skip(role, n, w);
+                if w > 0 {
+                    want += call.prep_bytes();
+                }
+                continue;
+            }
             let d = self.conv_draws(role, n, w);
             if w == 0 {
                 continue;
@@ -118,7 +126,7 @@ impl<'c> Party<'c> {
                         .collect();
                     out.extend(pack_width(&vals, w));
                 }
-                Role::B => want += call.prep_bytes(),
+                Role::B => unreachable!("skipped above"),
             }
         }
         let got1 = self.prep_exchange(out, want, pred, succ)?;
@@ -129,7 +137,10 @@ impl<'c> Party<'c> {
         let mut at = 0;
         for (p, &role) in plan.iter_mut().zip(&roles) {
             let (n, w) = (p.call.n, p.call.width());
-            let d = self.conv_draws(role, n, w);
+            if role != Role::B || w == 0 {
+                // only B sends in this round, and only when w > 0
+                self.conv_skip(role, n, w);
+            }
             if w == 0 {
                 continue;
             }
@@ -140,6 +151,7 @@ impl<'c> Party<'c> {
                     at += len;
                 }
                 Role::B => {
+                    let d = self.conv_draws(role, n, w);
                     p.msg = got1[at..at + len].to_vec();
                     at += len;
                     let us = unpack_width(&p.msg, n, w).expect("length checked");
@@ -366,6 +378,15 @@ impl<'c> Party<'c> {
                 b: narrow(p.r.b),
             },
         ))
+    }
+
+    /// Moves this party's conversion streams past one call's draws
+    /// ([`Party::conv_draws`]) without computing them.
+    pub(super) fn conv_skip(&mut self, role: Role, n: usize, w: u32) {
+        let bytes = 8 * n.div_ceil(64) as u64 + Prg::values_bytes(n, w);
+        let _ = role; // both streams move alike whatever the role
+        self.st.conv_next.skip(bytes);
+        self.st.conv_prev.skip(bytes);
     }
 
     /// What this party draws from its conversion streams for one call of n
