@@ -231,9 +231,10 @@ pub struct BenchArgs {
     /// layers), for check-ranges and the ditto-auto policy.
     #[arg(long)]
     bounds: Option<std::path::PathBuf>,
-    /// Run the conversions' helper messages as a separate offline phase
-    /// (one round) before the online phase; the calls are recorded by a
-    /// first, ordinary run, so this takes twice as long.
+    /// Run the input-independent messages (the conversions' mask-bit
+    /// shares, B2A's random bits) as a separate offline phase before the
+    /// online phase; the calls are recorded by a first, ordinary run, so
+    /// this takes twice as long.
     #[arg(long)]
     offline: bool,
     /// Generate N tokens after a prompt of --seq tokens (a causal LM with a

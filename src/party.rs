@@ -206,7 +206,7 @@ pub fn party(args: PartyArgs) -> Result<()> {
     };
     let mut served = 0usize;
     // the conversion calls of the program, recorded by the first query: the
-    // later ones prepare their helper messages in one offline round
+    // later ones prepare their offline phase while they wait
     let mut trace: Option<Vec<PreCall>> = None;
     loop {
         let links = establish(&ctx, &me, &peer_rx)?;

@@ -1,5 +1,5 @@
 //! The offline phase: recording the conversions a program makes, preparing
-//! their masks and random bits in advance, and the helper's messages.
+//! their mask bits' shares and random bits in advance.
 
 use super::*;
 
