@@ -76,12 +76,7 @@ impl Prg {
     pub fn values(&mut self, n: usize, w: u32) -> Vec<u64> {
         debug_assert!((1..=64).contains(&w));
         let mask = crate::ring::low_mask(w);
-        let b = match w {
-            0..=8 => 1,
-            9..=16 => 2,
-            17..=32 => 4,
-            _ => 8,
-        };
+        let b = value_bytes(w);
         let mut out = Vec::with_capacity(n);
         self.pieces(n, b, |bytes| match b {
             1 => out.extend(bytes.iter().map(|&x| x as u64 & mask)),
@@ -104,14 +99,10 @@ impl Prg {
     }
     /// The bytes [`Prg::values`] draws for `n` values of `w` bits.
     pub fn values_bytes(n: usize, w: u32) -> u64 {
-        let b = match w {
-            0 => 0,
-            1..=8 => 1,
-            9..=16 => 2,
-            17..=32 => 4,
-            _ => 8,
-        };
-        (n * b) as u64
+        if w == 0 {
+            return 0;
+        }
+        (n * value_bytes(w)) as u64
     }
     pub fn key(&mut self) -> [u8; 32] {
         let mut k = [0u8; 32];
@@ -127,6 +118,16 @@ impl Prg {
     pub fn bits(&mut self, n: usize) -> Vec<bool> {
         let words = self.words(n.div_ceil(64));
         (0..n).map(|i| words[i / 64] >> (i % 64) & 1 == 1).collect()
+    }
+}
+
+/// The whole bytes [`Prg::values`] reads per value of `w` bits (1 ≤ w ≤ 64).
+fn value_bytes(w: u32) -> usize {
+    match w {
+        0..=8 => 1,
+        9..=16 => 2,
+        17..=32 => 4,
+        _ => 8,
     }
 }
 

@@ -101,7 +101,7 @@ impl<'c> Party<'c> {
             let (n, w) = (call.n, call.width());
             if role == Role::B {
                 // B sends nothing in this round: its streams move on
-                self.conv_skip(role, n, w);
+                self.conv_skip(n, w);
                 if w > 0 {
                     want += call.prep_bytes();
                 }
@@ -139,7 +139,7 @@ impl<'c> Party<'c> {
             let (n, w) = (p.call.n, p.call.width());
             if role != Role::B || w == 0 {
                 // only B sends in this round, and only when w > 0
-                self.conv_skip(role, n, w);
+                self.conv_skip(n, w);
             }
             if w == 0 {
                 continue;
@@ -381,10 +381,10 @@ impl<'c> Party<'c> {
     }
 
     /// Moves this party's conversion streams past one call's draws
-    /// ([`Party::conv_draws`]) without computing them.
-    pub(super) fn conv_skip(&mut self, role: Role, n: usize, w: u32) {
+    /// ([`Party::conv_draws`]: the same bytes from both streams, whatever
+    /// the role) without computing them.
+    pub(super) fn conv_skip(&mut self, n: usize, w: u32) {
         let bytes = 8 * n.div_ceil(64) as u64 + Prg::values_bytes(n, w);
-        let _ = role; // both streams move alike whatever the role
         self.st.conv_next.skip(bytes);
         self.st.conv_prev.skip(bytes);
     }
