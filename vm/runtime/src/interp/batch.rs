@@ -242,7 +242,6 @@ pub(super) fn exec_batch<R: Rv>(
         Key::Norm { .. } => norm_batch::<R>(regs, st, members),
         Key::Sel { .. } => {
             let mut conds = BitShare::default();
-            let mut lens = Vec::new();
             for ins in members {
                 let Instr::Select { c, .. } = ins else {
                     unreachable!("class Sel")
@@ -252,7 +251,6 @@ pub(super) fn exec_batch<R: Rv>(
                 };
                 conds.a.extend_from_slice(&cs.a);
                 conds.b.extend_from_slice(&cs.b);
-                lens.push(cs.len());
             }
             // s·(x − y) + y: the B2A of every condition and the products
             // with secret differences in one round ([`Party::mul_bits`])
@@ -277,7 +275,6 @@ pub(super) fn exec_batch<R: Rv>(
                 })
                 .collect();
             let prods = st.party()?.mul_bits(&conds, &ops)?;
-            debug_assert_eq!(prods.len(), lens.len());
             Ok(prods
                 .into_iter()
                 .zip(ys)
@@ -302,11 +299,19 @@ fn norm_batch<R: Rv>(regs: &Regs, st: &mut St, members: &[&Instr]) -> Res<Vec<Va
         let (_, fd) = st.fmt(*dst)?;
         let x = secret_of::<R>(regs.get(*a)?)?;
         let m = x.len();
+        // the positions the declared cost counts (NormKind::steps), with
+        // each one's change of coefficient
         let coef = norm_coefficients::<R>(*kind, fd);
-        let steps: Vec<(u32, R)> = (0..coef.len())
-            .filter_map(|j| {
-                let prev = if j == 0 { R::ZERO } else { coef[j - 1] };
-                (coef[j] != prev).then(|| (j as u32, coef[j].sub(prev)))
+        let steps: Vec<(u32, R)> = kind
+            .steps(R::BITS, fd)
+            .into_iter()
+            .map(|j| {
+                let prev = if j == 0 {
+                    R::ZERO
+                } else {
+                    coef[j as usize - 1]
+                };
+                (j, coef[j as usize].sub(prev))
             })
             .collect();
         for &(j, _) in &steps {
