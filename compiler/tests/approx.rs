@@ -246,6 +246,20 @@ fn rsqrt_for_layernorm() {
     let rsqrt = |x: f64| 1.0 / x.sqrt();
     // LayerNorm variances (plus eps)
     assert!(max_error("rsqrt_poly(x)", (64, 18), 0.01, 1000.0, 4001, rsqrt) < 1e-4);
+    // LayerNorm's form, the scale folded into the coefficients: as precise
+    // at large x (relative error below 6e-4 per decade), where s is small
+    for (lo, hi, bound) in [
+        (0.01, 0.1, 2e-3),
+        (1.0, 10.0, 1.2e-4),
+        (100.0, 1000.0, 2e-5),
+    ] {
+        let folded = max_error("rsqrt_terms(x, 1)", (64, 18), lo, hi, 1001, rsqrt);
+        let plain = max_error("rsqrt_poly(x)", (64, 18), lo, hi, 1001, rsqrt);
+        assert!(
+            folded < bound && plain < bound,
+            "[{lo}, {hi}]: {folded} and {plain}"
+        );
+    }
 }
 
 #[test]

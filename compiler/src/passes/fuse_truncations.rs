@@ -58,13 +58,22 @@
 //!     has 12 fraction bits of information in a 14-bit class). Rule 5 also
 //!     takes a shift plus a constant the narrow format holds exactly
 //!     (1 + shift(y) = shift(1 + y)) when the shift stays in one ring;
-//! 11. **reshape first** — a `reshape` of a conversion used only there
-//!     becomes the conversion of the reshaped source (conversions act
-//!     element by element), so that sums and rescales after the reshape see
-//!     the conversion (LayerNorm's Σxc² from its dot product, plus ε, over
-//!     P: one truncation).
+//! 11. **reshape first** — a `reshape` or `transpose` of a conversion used
+//!     only there becomes the conversion of the moved source (conversions
+//!     act element by element), so that sums, rescales and conversions after
+//!     the movement see the conversion (LayerNorm's Σxc² from its dot
+//!     product, plus ε, over P: one truncation; attention's P·V truncated in
+//!     the 64-bit ring, its heads merged, then downcast: one call);
+//! 12. **siblings** — a truncation (and/or downcast) of a truncation that
+//!     has other users reads the first truncation's source instead: the two
+//!     conversions run side by side in one step (the VM runs conversions of
+//!     every format as one call) rather than one after the other, with one
+//!     floor instead of two (LayerNorm's output, kept in (64, 18) for the
+//!     residual and taken to (32, 8) for the next matmul). The source met
+//!     the first conversion's range condition, and the result is the same
+//!     value. A product read by both stays fused with both.
 
-use super::{Ctx, Pass};
+use super::{conversion_call, Ctx, Pass};
 use crate::diag::Diagnostic;
 use crate::ir::{Elem, Format, Graph, Node, NodeId, Op, Vis};
 use std::collections::HashSet;
@@ -293,6 +302,21 @@ impl FuseTruncations {
                         g.remove(src);
                         return true;
                     }
+                    // 12. siblings: a truncation of a truncation that others
+                    // read too converts the first one's source itself
+                    if let (Some(a), Some(b), Some(c)) =
+                        (fmt(g, inner_src), fmt(g, src), fmt(g, id))
+                    {
+                        let narrowing = b.frac < a.frac
+                            && b.ring <= a.ring
+                            && c.frac < b.frac
+                            && c.ring <= b.ring
+                            && g.node(inner_src).ty.vis == Vis::Secret;
+                        if narrowing {
+                            g.set_operand(id, 0, inner_src);
+                            return true;
+                        }
+                    }
                 }
             }
             // 7. powers of two
@@ -341,8 +365,8 @@ impl FuseTruncations {
                     }
                 }
             }
-            // 11. reshape first
-            if let Op::Reshape { .. } = g.node(id).op {
+            // 11. reshape (or transpose) first
+            if let Op::Reshape { .. } | Op::Transpose { .. } = g.node(id).op {
                 let x = g.operands(id)[0];
                 if matches!(g.node(x).op, Op::Convert) && single_user(g, x) {
                     let src = g.operands(x)[0];
@@ -521,8 +545,14 @@ impl FuseTruncations {
                     (Some((pa, fa)), Some((pb, fb))) if fa.ring == fb.ring => {
                         Some((if fa.frac >= fb.frac { fa } else { fb }, pa, pb))
                     }
-                    (Some((pa, fa)), None) if fmt(g, b) == Some(out) => Some((fa, pa, b)),
-                    (None, Some((pb, fb))) if fmt(g, a) == Some(out) => Some((fb, a, pb)),
+                    // not when the other operand is a conversion call's
+                    // result: the truncation would wait for that call
+                    (Some((pa, fa)), None) if fmt(g, b) == Some(out) && !conversion_call(g, b) => {
+                        Some((fa, pa, b))
+                    }
+                    (None, Some((pb, fb))) if fmt(g, a) == Some(out) && !conversion_call(g, a) => {
+                        Some((fb, a, pb))
+                    }
                     _ => None,
                 };
                 let Some((raw, na, nb)) = plan else {

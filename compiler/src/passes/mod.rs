@@ -144,45 +144,48 @@ pub struct GraphStats {
     pub est_rounds: u64,
 }
 
-/// Whether `id` is a secret product whose only reader is a conversion call,
-/// directly or through a `rescale` and/or a sum in the same format, each read
-/// only by the next, which the VM fuses with it (`Party::convert_additive`).
+/// Whether `id` is a secret product read only by conversion calls (one, or
+/// several), directly or through rescales, reshapes, transposes and sums in
+/// the same format ([`only_into_conversions`]), which the VM fuses with them
+/// (`Party::convert_additive`).
 pub fn fused_product(g: &Graph, id: crate::ir::NodeId) -> bool {
     let n = g.node(id);
     let ops = g.operands(id);
     let secret_product = matches!(n.op, Op::Mul | Op::MatMul)
         && ops.iter().all(|&o| g.node(o).ty.vis == Vis::Secret);
-    let only_reader = |x: crate::ir::NodeId| {
-        let users = g.users(x);
-        (users.len() == 1 && g.operands(users[0]).iter().filter(|&&o| o == x).count() == 1)
-            .then(|| users[0])
-    };
-    let mut reader = only_reader(id);
-    let mut from = id;
-    // rescales and reshapes (the same words) and sums in the same format
-    // and shape, in any order
-    while let Some(r) = reader {
-        let n = g.node(r);
-        let ok = match n.op {
-            Op::Rescale { .. } => true,
-            Op::Reshape { .. } => n.ty.format() == g.node(from).ty.format(),
-            Op::Add | Op::Sub => {
-                n.ty.format() == g.node(from).ty.format() && n.ty.shape == g.node(from).ty.shape
-            }
-            _ => false,
-        };
-        if !ok {
-            break;
-        }
-        from = r;
-        reader = only_reader(r);
-    }
-    secret_product && reader.is_some_and(|r| conversion_call(g, r))
+    secret_product && only_into_conversions(g, id)
+}
+
+/// Whether every reader of `x` is a conversion call, or a rescale, reshape,
+/// transpose or sum in `x`'s format (and shape, for a sum) whose readers
+/// are such in turn: the words (moved, or with other shares or public
+/// values added) reach nothing but conversion calls, so an additive sharing
+/// of `x` never needs its reshare.
+fn only_into_conversions(g: &Graph, x: crate::ir::NodeId) -> bool {
+    let users = g.users(x);
+    let reads_once = |u: crate::ir::NodeId| g.operands(u).iter().filter(|&&o| o == x).count() == 1;
+    !users.is_empty()
+        && users.iter().all(|&u| {
+            let n = g.node(u);
+            let same = n.ty.format() == g.node(x).ty.format();
+            reads_once(u)
+                && match n.op {
+                    Op::Convert => conversion_call(g, u),
+                    Op::Rescale { .. } => only_into_conversions(g, u),
+                    Op::Reshape { .. } | Op::Transpose { .. } => {
+                        same && only_into_conversions(g, u)
+                    }
+                    Op::Add | Op::Sub => {
+                        same && n.ty.shape == g.node(x).ty.shape && only_into_conversions(g, u)
+                    }
+                    _ => false,
+                }
+        })
 }
 
 /// Whether `id` is a conversion the VM runs as a protocol call: of a secret,
 /// dropping fraction bits or widening the ring.
-fn conversion_call(g: &Graph, id: crate::ir::NodeId) -> bool {
+pub(crate) fn conversion_call(g: &Graph, id: crate::ir::NodeId) -> bool {
     let n = g.node(id);
     matches!(n.op, Op::Convert)
         && n.ty.vis == Vis::Secret
@@ -196,7 +199,9 @@ fn conversion_call(g: &Graph, id: crate::ir::NodeId) -> bool {
 /// rescale of one, or a sum (of sums) with one among its terms.
 fn fused_under(g: &Graph, x: crate::ir::NodeId) -> bool {
     match g.node(x).op {
-        Op::Rescale { .. } | Op::Reshape { .. } => fused_under(g, g.operands(x)[0]),
+        Op::Rescale { .. } | Op::Reshape { .. } | Op::Transpose { .. } => {
+            fused_under(g, g.operands(x)[0])
+        }
         Op::Add | Op::Sub => g.operands(x).iter().any(|&o| fused_under(g, o)),
         Op::Mul | Op::MatMul => fused_product(g, x),
         _ => false,
@@ -262,13 +267,14 @@ pub fn stats(g: &Graph) -> GraphStats {
 }
 
 /// What the VM batches into one protocol call within a round (its
-/// `classify`): conversions of the same formats (fused or not), secret
+/// `classify`): conversions of every format (fused or not: one
+/// `convert_many` call), secret
 /// products of one ring whose formats fit, comparisons of one ring,
 /// selections of one ring, normalisation scales of one ring. Other
 /// communicating nodes are calls of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum BatchKey {
-    Conv(u32, u32, u8, u8, bool),
+    Conv,
     Mul(u32),
     MatMul(u32),
     Cmp(u32),
@@ -283,14 +289,9 @@ fn batch_key(g: &Graph, id: crate::ir::NodeId) -> Option<BatchKey> {
     let (fmt, secret) = (n.ty.format(), |i: usize| ty(i).vis == Vis::Secret);
     match &n.op {
         Op::Convert => {
-            let (fi, fo) = (ty(0).format()?, fmt?);
-            Some(BatchKey::Conv(
-                fi.ring.bits(),
-                fo.ring.bits(),
-                fi.frac,
-                fo.frac,
-                fused_under(g, ops[0]),
-            ))
+            ty(0).format()?;
+            fmt?;
+            Some(BatchKey::Conv)
         }
         Op::Mul | Op::MatMul if secret(0) && secret(1) && !fused_product(g, id) => {
             let (fa, fb, fd) = (ty(0).format()?, ty(1).format()?, fmt?);

@@ -14,6 +14,6 @@ pub mod ring;
 pub mod share;
 
 pub use comm::{Comm, CommError, Phase, ProtocolError, Stats};
-pub use party::{ConvCall, Operand, Party, PartyState, PreCall};
+pub use party::{ConvCall, ConvIn, ConvJob, ConvOut, Operand, Party, PartyState, PreCall};
 pub use ring::Ring;
 pub use share::{AShare, BShare, BitShare};

@@ -286,6 +286,92 @@ fn mul_fused_with_conversion_both_rings() {
     check_mul_convert::<u64, u32>(20, 81);
 }
 
+/// Conversions of every format, replicated and fused, in one call: each
+/// value as its own call would give it, 2 online rounds (and 2 offline)
+/// for all, the bytes the sum of the calls' declared costs.
+#[test]
+fn convert_many_mixes_formats_in_two_rounds() {
+    use ditto_protocol::{ConvIn, ConvJob, ConvOut};
+    let n = 40;
+    let a32 = values::<u32>(n, 28, 90);
+    let a64 = values::<u64>(n, 60, 91);
+    let (x64, y64) = (values::<u64>(n, 28, 92), values::<u64>(n, 28, 93));
+    let (x32, y32) = (values::<u32>(n, 14, 94), values::<u32>(n, 14, 95));
+    let (sa32, sa64) = (shares(&a32, 90), shares(&a64, 91));
+    let (sx64, sy64) = (shares(&x64, 92), shares(&y64, 93));
+    let (sx32, sy32) = (shares(&x32, 94), shares(&y32, 95));
+    // (k_in, k_out, m, fused)
+    let specs = [
+        (32u32, 32u32, 8u32, false),
+        (64, 64, 18, false),
+        (32, 64, 0, false),
+        (64, 32, 36, true),
+        (64, 64, 18, true),
+        (32, 32, 8, true),
+        (64, 32, 30, false),
+    ];
+    let r = with_parties(96, |p| {
+        let z64 = p.mul_local(&sx64[p.id], &sy64[p.id]);
+        let z32 = p.mul_local(&sx32[p.id], &sy32[p.id]);
+        let jobs = specs
+            .iter()
+            .map(|&(ki, ko, m, fused)| match (ki, fused) {
+                (32, false) => ConvJob::From32(ConvIn::Replicated(&sa32[p.id]), ko, m),
+                (32, true) => ConvJob::From32(ConvIn::Additive(&z32), ko, m),
+                (_, false) => ConvJob::From64(ConvIn::Replicated(&sa64[p.id]), ko, m),
+                (_, true) => ConvJob::From64(ConvIn::Additive(&z64), ko, m),
+            })
+            .collect();
+        p.convert_many(jobs)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                ConvOut::R32(s) => (
+                    s.a.iter().map(|&v| v as u64).collect(),
+                    s.b.iter().map(|&v| v as u64).collect(),
+                    32,
+                ),
+                ConvOut::R64(s) => (s.a, s.b, 64),
+            })
+            .collect::<Vec<(Vec<u64>, Vec<u64>, u32)>>()
+    });
+    let mut bytes = 0;
+    let mut offline = 0;
+    for (k, &(ki, ko, m, fused)) in specs.iter().enumerate() {
+        assert_eq!(r[0].0[k].2, ko, "call {k}: output ring");
+        let exact: Vec<i64> = (0..n)
+            .map(|j| match (ki, fused) {
+                (32, false) => a32[j].to_i64(),
+                (32, true) => x32[j].mul(y32[j]).to_i64(),
+                (_, false) => a64[j].to_i64(),
+                (_, true) => x64[j].mul(y64[j]).to_i64(),
+            })
+            .collect();
+        for j in 0..n {
+            // replicated: party i holds (x_i, x_{i+1}); open from the a parts
+            let sum = (0..3).fold(0u64, |acc, i| acc.wrapping_add(r[i].0[k].0[j]));
+            let got = if ko == 32 {
+                sum as u32 as i32 as i64
+            } else {
+                sum as i64
+            };
+            let want = exact[j] >> m;
+            assert!(
+                got == want || (m > 0 && got == want + 1),
+                "call {k} ({ki}→{ko}, m={m}, fused {fused}) element {j}: got {got}, want {want} (+1)"
+            );
+            // the b parts are the next party's a parts
+            assert_eq!(r[(k + j) % 3].0[k].1[j], r[(k + j + 1) % 3].0[k].0[j]);
+        }
+        let c = ditto_protocol::cost::conversion(ki, ko, m, fused, n as u64);
+        bytes += c.bytes;
+        offline += c.bytes_offline;
+    }
+    let t = total(&r);
+    assert_eq!((t.bytes_online, t.bytes_offline), (bytes, offline));
+    assert_eq!(max_rounds(&r), (2, 2));
+}
+
 #[test]
 fn convert_every_combination() {
     for m in [0, 1, 8, 12, 18, 20] {

@@ -41,7 +41,7 @@ pub(super) fn bits_as_ring<R: Ring>(v: &[bool]) -> Vec<R> {
 /// The input of a conversion: this party's replicated share, or its
 /// 3-out-of-3 additive share of a product not yet reshared.
 #[derive(Clone, Copy)]
-pub(super) enum ConvIn<'a, R: Ring> {
+pub enum ConvIn<'a, R: Ring> {
     Replicated(&'a AShare<R>),
     Additive(&'a [R]),
 }
@@ -155,25 +155,257 @@ impl<'c> Party<'c> {
         input: ConvIn<'_, Ri>,
         m: u32,
     ) -> Result<AShare<Ro>, ProtocolError> {
-        let kin = Ri::BITS;
-        assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
-        let n = input.len();
-        if self.st.guard.is_some() {
-            self.guard_input(&input)?;
-        }
-        let ctr = self.st.ctr;
-        let (role, a_id, b_id, h_id) = self.next_roles();
-        let call = ConvCall {
-            kin,
-            kout: Ro::BITS,
+        let job: Box<dyn Job<'_> + '_> = Box::new(TypedJob::<Ri, Ro> {
+            input,
             m,
-            n,
+            out: std::marker::PhantomData,
+        });
+        let mut out = self.convert_jobs(vec![job])?;
+        Ok(*out
+            .remove(0)
+            .downcast::<AShare<Ro>>()
+            .expect("a conversion returns its output ring"))
+    }
+
+    /// Several conversions — any rings, shifts and inputs — in the same two
+    /// rounds: each round's messages to one peer travel as one message, the
+    /// calls' parts in order (their lengths follow from the calls). Costs:
+    /// the sum of the calls' bytes, 2 rounds; as the calls one after the
+    /// other in every other respect (roles, streams, the offline part).
+    pub fn convert_many(&mut self, jobs: Vec<ConvJob<'_>>) -> Result<Vec<ConvOut>, ProtocolError> {
+        let boxed: Vec<Box<dyn Job<'_> + '_>> = jobs
+            .into_iter()
+            .map(|j| -> Box<dyn Job<'_> + '_> {
+                match j {
+                    ConvJob::From32(input, 32, m) => Box::new(TypedJob::<u32, u32> {
+                        input,
+                        m,
+                        out: std::marker::PhantomData,
+                    }),
+                    ConvJob::From32(input, _, m) => Box::new(TypedJob::<u32, u64> {
+                        input,
+                        m,
+                        out: std::marker::PhantomData,
+                    }),
+                    ConvJob::From64(input, 32, m) => Box::new(TypedJob::<u64, u32> {
+                        input,
+                        m,
+                        out: std::marker::PhantomData,
+                    }),
+                    ConvJob::From64(input, _, m) => Box::new(TypedJob::<u64, u64> {
+                        input,
+                        m,
+                        out: std::marker::PhantomData,
+                    }),
+                }
+            })
+            .collect();
+        let outs = self.convert_jobs(boxed)?;
+        Ok(outs
+            .into_iter()
+            .map(|o| match o.downcast::<AShare<u32>>() {
+                Ok(s) => ConvOut::R32(*s),
+                Err(o) => ConvOut::R64(*o.downcast::<AShare<u64>>().expect("a ring")),
+            })
+            .collect())
+    }
+
+    /// The conversions `jobs` in one pair of rounds ([`Party::convert`] for
+    /// one, [`Party::convert_many`] for several).
+    fn convert_jobs<'a>(
+        &mut self,
+        jobs: Vec<Box<dyn Job<'a> + 'a>>,
+    ) -> Result<Vec<Box<dyn std::any::Any>>, ProtocolError> {
+        // the range guard, job by job, before any role is taken
+        if self.st.guard.is_some() {
+            let mask = self.st.guard_mask.take();
+            let mut off = 0;
+            for j in &jobs {
+                let n = j.len();
+                if let Some(m) = &mask {
+                    let part = m.get(off..off + n).ok_or_else(|| {
+                        ProtocolError::Preprocessing(format!(
+                            "a range-guard mask of {} for conversions of {} elements and more",
+                            m.len(),
+                            off + n
+                        ))
+                    })?;
+                    self.st.guard_mask = Some(part.to_vec());
+                }
+                off += n;
+                j.guard(self)?;
+            }
+            if let Some(m) = &mask {
+                if m.len() != off {
+                    return Err(ProtocolError::Preprocessing(format!(
+                        "a range-guard mask of {} for conversions of {off} elements",
+                        m.len()
+                    )));
+                }
+            }
+        }
+        // roles and the offline parts, in order
+        let ctr = self.st.ctr;
+        let mut roles = Vec::with_capacity(jobs.len());
+        let mut msgs = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let call = j.call();
+            let roles_ids = self.next_roles();
+            msgs.push(self.planned(call, roles_ids.0)?);
+            roles.push(roles_ids);
+        }
+        let msgs: Vec<Vec<u8>> = if msgs.iter().all(Option::is_some) {
+            msgs.into_iter().flatten().collect()
+        } else {
+            let calls: Vec<ConvCall> = jobs.iter().map(|j| j.call()).collect();
+            self.prepare_conversions(&calls, ctr)?
+                .into_iter()
+                .map(|p| p.msg)
+                .collect()
         };
-        let msg = match self.planned(call, role)? {
-            Some(msg) => msg,
-            None => self.prepare_conversions(&[call], ctr)?.remove(0).msg,
-        };
-        let w = call.width();
+        // every draw of every job, in order, before any message
+        let mut tasks: Vec<Box<dyn Staged + 'a>> = Vec::with_capacity(jobs.len());
+        for ((j, ids), msg) in jobs.into_iter().zip(roles).zip(msgs) {
+            tasks.push(j.start(self, ids, msg)?);
+        }
+        // round 1: B's masked parts (and H's product shares) to A
+        let sends = tasks.iter_mut().map(|t| t.send1()).collect();
+        let want = tasks.iter().map(|t| t.expect1()).collect();
+        let got = self.merged_exchange(sends, want)?;
+        for (t, g) in tasks.iter_mut().zip(got) {
+            if let Some(c) = t.recv1(g)? {
+                if self.comm.observing() {
+                    self.comm.observe(c);
+                }
+            }
+        }
+        // round 2: c_msb to B and H, the A–B component to B
+        let sends = tasks.iter_mut().map(|t| t.send2()).collect();
+        let want = tasks.iter().map(|t| t.expect2()).collect();
+        let got = self.merged_exchange(sends, want)?;
+        tasks
+            .into_iter()
+            .zip(got)
+            .map(|(t, g)| t.finish(g))
+            .collect()
+    }
+
+    /// One round for several calls: each call's messages to one peer are
+    /// concatenated in call order, and what arrives is cut by the lengths
+    /// the calls expect (`want[call]`: (peer, bytes), in the order the call
+    /// reads them).
+    fn merged_exchange(
+        &mut self,
+        sends: Vec<Vec<(usize, Vec<u8>)>>,
+        want: Vec<Vec<(usize, usize)>>,
+    ) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut out: [Option<Vec<u8>>; 3] = [None, None, None];
+        for (p, bytes) in sends.into_iter().flatten() {
+            out[p]
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(&bytes);
+        }
+        let mut total = [None::<usize>; 3];
+        for &(p, len) in want.iter().flatten() {
+            *total[p].get_or_insert(0) += len;
+        }
+        let from: Vec<usize> = (0..3).filter(|&p| total[p].is_some()).collect();
+        let sends: Vec<(usize, Vec<u8>)> = out
+            .into_iter()
+            .enumerate()
+            .filter_map(|(p, b)| b.map(|b| (p, b)))
+            .collect();
+        if sends.is_empty() && from.is_empty() {
+            return Ok(want.iter().map(|_| Vec::new()).collect());
+        }
+        let got = self.comm.exchange(Phase::Online, sends, &from)?;
+        let mut at = [0usize; 3];
+        let mut by_peer: [&[u8]; 3] = [&[], &[], &[]];
+        for (&p, g) in from.iter().zip(&got) {
+            let expected = total[p].unwrap_or(0);
+            if g.len() != expected {
+                return Err(ProtocolError::Malformed {
+                    peer: p,
+                    what: "conversion message",
+                    detail: format!("{} bytes, expected {expected}", g.len()),
+                });
+            }
+            by_peer[p] = g;
+        }
+        Ok(want
+            .into_iter()
+            .map(|w| {
+                w.into_iter()
+                    .map(|(p, len)| {
+                        let part = by_peer[p][at[p]..at[p] + len].to_vec();
+                        at[p] += len;
+                        part
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// One conversion of a batch ([`Party::convert_many`]): its input in
+/// Z_2^32 or Z_2^64, the output ring's bits (32 or 64) and the shift m.
+pub enum ConvJob<'a> {
+    From32(ConvIn<'a, u32>, u32, u32),
+    From64(ConvIn<'a, u64>, u32, u32),
+}
+
+/// A conversion's result, in its output ring.
+pub enum ConvOut {
+    R32(AShare<u32>),
+    R64(AShare<u64>),
+}
+
+/// A conversion before its roles are taken (the rings erased, so that calls
+/// of several formats run together).
+trait Job<'a> {
+    fn len(&self) -> usize;
+    fn call(&self) -> ConvCall;
+    fn guard(&self, p: &mut Party<'_>) -> Result<(), ProtocolError>;
+    /// Draws everything the call needs (all of it, so that every stream
+    /// moves in call order at both of its holders) and becomes a task.
+    fn start(
+        self: Box<Self>,
+        p: &mut Party<'_>,
+        roles: (Role, usize, usize, usize),
+        msg: Vec<u8>,
+    ) -> Result<Box<dyn Staged + 'a>, ProtocolError>;
+}
+
+struct TypedJob<'a, Ri: Ring, Ro: Ring> {
+    input: ConvIn<'a, Ri>,
+    m: u32,
+    out: std::marker::PhantomData<Ro>,
+}
+
+impl<'a, Ri: Ring, Ro: Ring> Job<'a> for TypedJob<'a, Ri, Ro> {
+    fn len(&self) -> usize {
+        self.input.len()
+    }
+    fn call(&self) -> ConvCall {
+        ConvCall {
+            kin: Ri::BITS,
+            kout: Ro::BITS,
+            m: self.m,
+            n: self.input.len(),
+        }
+    }
+    fn guard(&self, p: &mut Party<'_>) -> Result<(), ProtocolError> {
+        p.guard_input(&self.input)
+    }
+    fn start(
+        self: Box<Self>,
+        p: &mut Party<'_>,
+        (role, a_id, b_id, h_id): (Role, usize, usize, usize),
+        msg: Vec<u8>,
+    ) -> Result<Box<dyn Staged + 'a>, ProtocolError> {
+        let (kin, m, n) = (Ri::BITS, self.m, self.input.len());
+        assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
+        let w = self.call().width();
         let peer = match role {
             Role::A => h_id,
             Role::B => a_id,
@@ -188,178 +420,296 @@ impl<'c> Party<'c> {
         } else {
             Vec::new()
         };
-        let d = self.conv_draws(role, n, w);
-        let top = Ri::ONE.shl(kin - 1);
-        let low = top.sub(Ri::ONE);
-        // K = 2^(k_in−1−m) in Z_2^k_out (0 when the shift leaves the ring)
-        let scale = Ro::ONE.shl(kin - 1 - m);
-        let fused = matches!(input, ConvIn::Additive(_));
-        let bits_len = if w > 0 { n.div_ceil(8) } else { 0 };
-        // (1 − 2c_msb)·R·K, the share of b·K past its public part
-        let signed = |c_msb: bool, r: u64| {
-            let r = Ro::from_u64(r);
-            if c_msb { r.neg() } else { r }.mul(scale)
-        };
-        match role {
+        let d = p.conv_draws(role, n, w);
+        // r' from the B–H stream (B: next, H: prev); w_AH from the A–H one
+        // (A: prev, H: next)
+        let (rp, wa): (Vec<Ri>, Vec<Ro>) = match role {
             Role::H => {
-                // r' from the B–H stream, w_AH from the A–H one
-                let mut rp: Vec<Ri> = self.st.prev.ring(n);
-                if leaks::on(Leak::ConvMaskDropped) {
-                    rp.fill(Ri::ZERO);
-                }
-                let wa: Vec<Ro> = self.st.next.ring(n);
-                if let ConvIn::Additive(z) = input {
-                    // H's share of the product joins A's opening of c
-                    self.comm
-                        .exchange(Phase::Online, vec![(a_id, to_bytes(z))], &[])?;
-                }
-                let bits = if w > 0 {
-                    let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
-                    parse_bits(&got[0], n, a_id, "conversion c_msb")?
-                } else {
-                    vec![false; n]
-                };
-                // R_AH = s − 2(s·v + z), R_BH = v + 2z − 2·prep
-                let (s, z) = (&d.v1, &d.v2);
-                let mut xah = wa;
-                let mut xbh = vec![Ro::ZERO; n];
-                for j in 0..n {
-                    let r_mid = Ro::from_u64(rp[j].and(low).shr(m).to_u64());
-                    let (mut rah, mut rbh) = (0u64, 0u64);
-                    if w > 0 {
-                        let v = bit_of(&d.b2, j);
-                        let sv = (s[j] * v).wrapping_add(z[j]);
-                        rah = s[j].wrapping_sub(sv.wrapping_mul(2));
-                        rbh = v
-                            .wrapping_add(z[j].wrapping_mul(2))
-                            .wrapping_sub(prep[j].wrapping_mul(2));
-                    }
-                    xah[j] = signed(bits[j], rah).sub(xah[j]);
-                    xbh[j] = signed(bits[j], rbh).sub(r_mid);
-                }
-                Ok(AShare { a: xbh, b: xah })
+                let rp = p.st.prev.ring(n);
+                (rp, p.st.next.ring(n))
             }
-            Role::A => {
-                // u = e ⊕ g: A's part of the mask's top bit (packed)
-                let u: Vec<u64> = d.b1.iter().zip(&d.b2).map(|(e, g)| e ^ g).collect();
-                // Round 1: B's masked part (and H's product share) reach A.
-                let from = if fused { vec![b_id, h_id] } else { vec![b_id] };
-                let got = self.comm.exchange(Phase::Online, vec![], &from)?;
-                // c = x + 2^(k_in−2) + r: A's view of x, B's masked part, H's share
-                let mut c: Vec<Ri> = match input {
-                    ConvIn::Replicated(x) => kernels::add(&x.a, &x.b),
-                    ConvIn::Additive(z) => z.to_vec(),
-                };
-                if !add_from_bytes(&mut c, &got[0]) {
-                    return Err(malformed::<Ri>(b_id, "conversion opening", &got[0], n));
-                }
-                if fused && !add_from_bytes(&mut c, &got[1]) {
-                    return Err(malformed::<Ri>(h_id, "conversion helper share", &got[1], n));
-                }
-                let bias = Ri::ONE.shl(kin - 2);
-                for (j, cj) in c.iter_mut().enumerate() {
-                    *cj = cj.add(bias);
-                    if bit_of(&u, j) == 1 {
-                        *cj = cj.add(top);
-                    }
-                }
-                if self.comm.observing() {
-                    // the opened c = x + 2^(k_in−2) + r
-                    self.comm.observe(to_bytes(&c));
-                }
-                let offset = Ro::ONE.shl(kin - 2 - m);
-                // Round 2: c_msb to B and H, the A–B component to B.
-                let wa: Vec<Ro> = self.st.prev.ring(n); // A–H key
-                let (s, y) = (&d.v1, &d.v2);
-                let mut xah = vec![Ro::ZERO; n];
-                let mut msg = vec![0u8; bits_len + n * (Ro::BITS as usize / 8)];
-                let mut xab = vec![Ro::ZERO; n];
-                for j in 0..n {
-                    let c_msb = w > 0 && c[j].bit(kin - 1);
-                    if c_msb {
-                        msg[j / 8] |= 1 << (j % 8);
-                    }
-                    let (mut rah, mut rab) = (0u64, 0u64);
-                    if w > 0 {
-                        // R_AH = s − 2·(s·v + z) (H's message), R_AB = (u − s) + 2y
-                        rah = s[j].wrapping_sub(prep[j].wrapping_mul(2));
-                        rab = bit_of(&u, j)
-                            .wrapping_sub(s[j])
-                            .wrapping_add(y[j].wrapping_mul(2));
-                    }
-                    let public = Ro::from_u64(c[j].and(low).shr(m).to_u64()).sub(offset);
-                    let public = if c_msb { public.add(scale) } else { public };
-                    xab[j] = public.add(signed(c_msb, rab)).add(wa[j]);
-                    xah[j] = signed(c_msb, rah).sub(wa[j]);
-                }
-                put_bytes(&xab, &mut msg[bits_len..]);
-                let mut sends = vec![(b_id, msg)];
-                if w > 0 {
-                    sends.push((h_id, sends[0].1[..bits_len].to_vec()));
-                }
-                self.comm.exchange(Phase::Online, sends, &[])?;
-                Ok(AShare { a: xah, b: xab })
-            }
+            Role::A => (Vec::new(), p.st.prev.ring(n)),
+            Role::B => (p.st.next.ring(n), Vec::new()),
+        };
+        let mut rp = rp;
+        if leaks::on(Leak::ConvMaskDropped) {
+            rp.fill(Ri::ZERO);
+        }
+        Ok(Box::new(Task::<'a, Ri, Ro> {
+            input: self.input,
+            m,
+            n,
+            w,
+            role,
+            a_id,
+            b_id,
+            h_id,
+            prep,
+            d,
+            rp,
+            wa,
+            out: None,
+            bits_len: if w > 0 { n.div_ceil(8) } else { 0 },
+        }))
+    }
+}
+
+/// A conversion's rounds, driven by [`Party::convert_jobs`].
+trait Staged {
+    fn send1(&mut self) -> Vec<(usize, Vec<u8>)>;
+    fn expect1(&self) -> Vec<(usize, usize)>;
+    /// Takes round 1's messages; A returns the opened c (for a recorded view).
+    fn recv1(&mut self, got: Vec<Vec<u8>>) -> Result<Option<Vec<u8>>, ProtocolError>;
+    fn send2(&mut self) -> Vec<(usize, Vec<u8>)>;
+    fn expect2(&self) -> Vec<(usize, usize)>;
+    fn finish(self: Box<Self>, got: Vec<Vec<u8>>) -> Result<Box<dyn std::any::Any>, ProtocolError>;
+}
+
+struct Task<'a, Ri: Ring, Ro: Ring> {
+    input: ConvIn<'a, Ri>,
+    m: u32,
+    n: usize,
+    w: u32,
+    role: Role,
+    a_id: usize,
+    b_id: usize,
+    h_id: usize,
+    /// the offline message (w-bit values)
+    prep: Vec<u64>,
+    d: Draws,
+    /// r' (B, H)
+    rp: Vec<Ri>,
+    /// w_AH (A, H)
+    wa: Vec<Ro>,
+    /// A's result and round-2 message, once c is open
+    out: Option<(AShare<Ro>, Vec<u8>)>,
+    bits_len: usize,
+}
+
+impl<Ri: Ring, Ro: Ring> Task<'_, Ri, Ro> {
+    fn fused(&self) -> bool {
+        matches!(self.input, ConvIn::Additive(_))
+    }
+    /// K = 2^(k_in−1−m) in Z_2^k_out (0 when the shift leaves the ring)
+    fn scale(&self) -> Ro {
+        Ro::ONE.shl(Ri::BITS - 1 - self.m)
+    }
+    /// (1 − 2c_msb)·R·K, the share of b·K past its public part
+    fn signed(&self, c_msb: bool, r: u64) -> Ro {
+        let r = Ro::from_u64(r);
+        if c_msb { r.neg() } else { r }.mul(self.scale())
+    }
+    fn low() -> Ri {
+        Ri::ONE.shl(Ri::BITS - 1).sub(Ri::ONE)
+    }
+    fn out_len(&self) -> usize {
+        self.bits_len + self.n * (Ro::BITS as usize / 8)
+    }
+}
+
+impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
+    fn send1(&mut self) -> Vec<(usize, Vec<u8>)> {
+        let n = self.n;
+        match self.role {
+            Role::A => Vec::new(),
+            Role::H => match self.input {
+                // H's share of the product joins A's opening of c
+                ConvIn::Additive(z) => vec![(self.a_id, to_bytes(z))],
+                ConvIn::Replicated(_) => Vec::new(),
+            },
             Role::B => {
-                // r' < 2^(k_in−1) from the B–H stream; r = r' + r_msb·2^(k_in−1)
-                let mut rp: Vec<Ri> = self.st.next.ring(n);
-                if leaks::on(Leak::ConvMaskDropped) {
-                    rp.fill(Ri::ZERO);
-                }
-                let (y, z) = (&d.v1, &d.v2);
+                let (top, low) = (Ri::ONE.shl(Ri::BITS - 1), Self::low());
                 let ib = Ri::BITS as usize / 8;
                 let mut out = vec![0u8; n * ib];
                 for (j, o) in out.chunks_exact_mut(ib).enumerate() {
-                    let mine = match input {
+                    let mine = match self.input {
                         ConvIn::Replicated(x) => x.b[j],
                         ConvIn::Additive(z) => z[j],
                     };
-                    let masked = mine.add(rp[j].and(low));
-                    let masked = if bit_of(&d.b2, j) == 1 {
+                    let masked = mine.add(self.rp[j].and(low));
+                    let masked = if bit_of(&self.d.b2, j) == 1 {
                         masked.add(top)
                     } else {
                         masked
                     };
                     masked.put_le(o);
                 }
-                // Round 1: the masked part to A; round 2: c_msb and the A–B
-                // component from A.
-                self.comm.exchange(Phase::Online, vec![(a_id, out)], &[])?;
-                let got = self.comm.exchange(Phase::Online, vec![], &[a_id])?;
-                if got[0].len() != bits_len + n * (Ro::BITS as usize / 8) {
+                vec![(self.a_id, out)]
+            }
+        }
+    }
+
+    fn expect1(&self) -> Vec<(usize, usize)> {
+        let len = self.n * (Ri::BITS as usize / 8);
+        match self.role {
+            Role::A if self.fused() => vec![(self.b_id, len), (self.h_id, len)],
+            Role::A => vec![(self.b_id, len)],
+            Role::B | Role::H => Vec::new(),
+        }
+    }
+
+    fn recv1(&mut self, got: Vec<Vec<u8>>) -> Result<Option<Vec<u8>>, ProtocolError> {
+        if self.role != Role::A {
+            return Ok(None);
+        }
+        let (n, m, w, kin) = (self.n, self.m, self.w, Ri::BITS);
+        let (top, low) = (Ri::ONE.shl(kin - 1), Self::low());
+        // u = e ⊕ g: A's part of the mask's top bit (packed)
+        let u: Vec<u64> = self
+            .d
+            .b1
+            .iter()
+            .zip(&self.d.b2)
+            .map(|(e, g)| e ^ g)
+            .collect();
+        // c = x + 2^(k_in−2) + r: A's view of x, B's masked part, H's share
+        let mut c: Vec<Ri> = match self.input {
+            ConvIn::Replicated(x) => kernels::add(&x.a, &x.b),
+            ConvIn::Additive(z) => z.to_vec(),
+        };
+        if !add_from_bytes(&mut c, &got[0]) {
+            return Err(malformed::<Ri>(self.b_id, "conversion opening", &got[0], n));
+        }
+        if self.fused() && !add_from_bytes(&mut c, &got[1]) {
+            return Err(malformed::<Ri>(
+                self.h_id,
+                "conversion helper share",
+                &got[1],
+                n,
+            ));
+        }
+        let bias = Ri::ONE.shl(kin - 2);
+        for (j, cj) in c.iter_mut().enumerate() {
+            *cj = cj.add(bias);
+            if bit_of(&u, j) == 1 {
+                *cj = cj.add(top);
+            }
+        }
+        let offset = Ro::ONE.shl(kin - 2 - m);
+        let scale = self.scale();
+        let (s, y) = (&self.d.v1, &self.d.v2);
+        let mut xah = vec![Ro::ZERO; n];
+        let mut msg = vec![0u8; self.out_len()];
+        let mut xab = vec![Ro::ZERO; n];
+        for j in 0..n {
+            let c_msb = w > 0 && c[j].bit(kin - 1);
+            if c_msb {
+                msg[j / 8] |= 1 << (j % 8);
+            }
+            let (mut rah, mut rab) = (0u64, 0u64);
+            if w > 0 {
+                // R_AH = s − 2·(s·v + z) (H's message), R_AB = (u − s) + 2y
+                rah = s[j].wrapping_sub(self.prep[j].wrapping_mul(2));
+                rab = bit_of(&u, j)
+                    .wrapping_sub(s[j])
+                    .wrapping_add(y[j].wrapping_mul(2));
+            }
+            let public = Ro::from_u64(c[j].and(low).shr(m).to_u64()).sub(offset);
+            let public = if c_msb { public.add(scale) } else { public };
+            xab[j] = public.add(self.signed(c_msb, rab)).add(self.wa[j]);
+            xah[j] = self.signed(c_msb, rah).sub(self.wa[j]);
+        }
+        put_bytes(&xab, &mut msg[self.bits_len..]);
+        self.out = Some((AShare { a: xah, b: xab }, msg));
+        // the opened c = x + 2^(k_in−2) + r
+        Ok(Some(to_bytes(&c)))
+    }
+
+    fn send2(&mut self) -> Vec<(usize, Vec<u8>)> {
+        match (&mut self.out, self.role) {
+            (Some((_, msg)), Role::A) => {
+                let msg = std::mem::take(msg);
+                let mut sends = Vec::new();
+                if self.w > 0 {
+                    sends.push((self.h_id, msg[..self.bits_len].to_vec()));
+                }
+                sends.insert(0, (self.b_id, msg));
+                sends
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn expect2(&self) -> Vec<(usize, usize)> {
+        match self.role {
+            Role::A => Vec::new(),
+            Role::B => vec![(self.a_id, self.out_len())],
+            Role::H if self.w > 0 => vec![(self.a_id, self.bits_len)],
+            Role::H => Vec::new(),
+        }
+    }
+
+    fn finish(self: Box<Self>, got: Vec<Vec<u8>>) -> Result<Box<dyn std::any::Any>, ProtocolError> {
+        let (n, m, w) = (self.n, self.m, self.w);
+        let low = Self::low();
+        let out: AShare<Ro> = match self.role {
+            Role::A => self.out.expect("A opened c in round 1").0,
+            Role::H => {
+                let bits = if w > 0 {
+                    parse_bits(&got[0], n, self.a_id, "conversion c_msb")?
+                } else {
+                    vec![false; n]
+                };
+                // R_AH = s − 2(s·v + z), R_BH = v + 2z − 2·prep
+                let (s, z) = (&self.d.v1, &self.d.v2);
+                let mut xah = self.wa.clone();
+                let mut xbh = vec![Ro::ZERO; n];
+                for j in 0..n {
+                    let r_mid = Ro::from_u64(self.rp[j].and(low).shr(m).to_u64());
+                    let (mut rah, mut rbh) = (0u64, 0u64);
+                    if w > 0 {
+                        let v = bit_of(&self.d.b2, j);
+                        let sv = (s[j] * v).wrapping_add(z[j]);
+                        rah = s[j].wrapping_sub(sv.wrapping_mul(2));
+                        rbh = v
+                            .wrapping_add(z[j].wrapping_mul(2))
+                            .wrapping_sub(self.prep[j].wrapping_mul(2));
+                    }
+                    xah[j] = self.signed(bits[j], rah).sub(xah[j]);
+                    xbh[j] = self.signed(bits[j], rbh).sub(r_mid);
+                }
+                AShare { a: xbh, b: xah }
+            }
+            Role::B => {
+                let body = &got[0];
+                if body.len() != self.out_len() {
                     return Err(ProtocolError::Malformed {
-                        peer: a_id,
+                        peer: self.a_id,
                         what: "conversion reshare",
                         detail: format!(
                             "{} bytes, expected {} packed bits and {n} elements of {} bits",
-                            got[0].len(),
-                            bits_len,
+                            body.len(),
+                            self.bits_len,
                             Ro::BITS
                         ),
                     });
                 }
-                let (bits, body) = got[0].split_at(bits_len);
+                let (bits, body) = body.split_at(self.bits_len);
                 let xab: Vec<Ro> = from_bytes(body, n).expect("length checked");
+                let (y, z) = (&self.d.v1, &self.d.v2);
                 let mut xbh = vec![Ro::ZERO; n];
                 for j in 0..n {
                     let c_msb = w > 0 && bits[j / 8] >> (j % 8) & 1 == 1;
                     let mut rbh = 0u64;
                     if w > 0 {
                         // R_BH = v + 2z − 2·((u − s)·v + y)
-                        let v = bit_of(&d.b2, j);
-                        let t = (prep[j] * v).wrapping_add(y[j]);
+                        let v = bit_of(&self.d.b2, j);
+                        let t = (self.prep[j] * v).wrapping_add(y[j]);
                         rbh = v
                             .wrapping_add(z[j].wrapping_mul(2))
                             .wrapping_sub(t.wrapping_mul(2));
                     }
-                    let r_mid = Ro::from_u64(rp[j].and(low).shr(m).to_u64());
-                    xbh[j] = signed(c_msb, rbh).sub(r_mid);
+                    let r_mid = Ro::from_u64(self.rp[j].and(low).shr(m).to_u64());
+                    xbh[j] = self.signed(c_msb, rbh).sub(r_mid);
                 }
-                Ok(AShare { a: xab, b: xbh })
+                AShare { a: xab, b: xbh }
             }
-        }
+        };
+        Ok(Box::new(out))
     }
+}
 
+impl<'c> Party<'c> {
     /// Turns the range guard on: from now on every conversion also flags,
     /// secretly, the elements of its input outside its precondition
     /// |x| < 2^(k_in−2) (the sign of x + 2^(k_in−2), [`Party::ltz`]; an

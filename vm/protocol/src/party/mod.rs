@@ -25,6 +25,7 @@ mod select;
 use arith::*;
 use boolean::*;
 use convert::*;
+pub use convert::{ConvIn, ConvJob, ConvOut};
 use offline::*;
 pub use select::Operand;
 

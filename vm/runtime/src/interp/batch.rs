@@ -49,17 +49,7 @@ pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> O
     let secret = |r: &Reg| st.ty(*r).secret && regs.exact[r.0 as usize].is_none();
     let fmt = |r: &Reg| st.fmt(*r).ok();
     match ins {
-        Instr::Convert { dst, a } if secret(a) => {
-            let ((ki, fi), (ko, fo)) = (fmt(a)?, fmt(dst)?);
-            let additive = matches!(regs.get(*a).ok()?, Value::Z32(_) | Value::Z64(_));
-            (fo < fi || ko > ki).then_some(Key::Conv {
-                ki,
-                ko,
-                fi,
-                fo,
-                additive,
-            })
-        }
+        Instr::Convert { a, .. } if secret(a) => conv_key(st, regs, ins),
         Instr::Mul { dst, .. } | Instr::MatMul { dst, .. } if fusable[dst.0 as usize] => None,
         Instr::Mul { dst, a, b } | Instr::MatMul { dst, a, b } if secret(a) && secret(b) => {
             let ((ka, fa), (kb, fb), (kd, fd)) = (fmt(a)?, fmt(b)?, fmt(dst)?);
@@ -110,6 +100,40 @@ pub(super) fn classify(st: &St, regs: &Regs, fusable: &[bool], ins: &Instr) -> O
     }
 }
 
+/// The class of a conversion call: its formats and whether it reads a fused
+/// product's additive share (none for a local conversion).
+pub(super) fn conv_key(st: &St, regs: &Regs, ins: &Instr) -> Option<Key> {
+    let Instr::Convert { dst, a } = ins else {
+        return None;
+    };
+    let ((ki, fi), (ko, fo)) = (st.fmt(*a).ok()?, st.fmt(*dst).ok()?);
+    let additive = matches!(regs.get(*a).ok()?, Value::Z32(_) | Value::Z64(_));
+    (fo < fi || ko > ki).then_some(Key::Conv {
+        ki,
+        ko,
+        fi,
+        fo,
+        additive,
+    })
+}
+
+impl Key {
+    /// What runs as one protocol call: conversions of every format together
+    /// ([`Party::convert_many`]), the other classes each on its own.
+    pub(super) fn batch(self) -> Key {
+        match self {
+            Key::Conv { .. } => Key::Conv {
+                ki: 0,
+                ko: 0,
+                fi: 0,
+                fo: 0,
+                additive: false,
+            },
+            k => k,
+        }
+    }
+}
+
 pub(super) fn split_share<R: Ring>(s: &AShare<R>, lens: &[usize]) -> Vec<AShare<R>> {
     let mut out = Vec::with_capacity(lens.len());
     let mut off = 0;
@@ -140,18 +164,16 @@ pub(super) fn exec_batch<R: Rv>(
 ) -> Res<Vec<Value>> {
     let id = st.id;
     match key {
-        Key::Conv {
-            ki,
-            fi,
-            fo,
-            additive,
-            ..
-        } => {
-            if ki == 32 {
-                conv_batch::<u32, R>(st, regs, members, fi, fo, additive)
-            } else {
-                conv_batch::<u64, R>(st, regs, members, fi, fo, additive)
-            }
+        Key::Conv { .. } => {
+            let keys = members
+                .iter()
+                .map(|ins| {
+                    conv_key(st, regs, ins).ok_or_else(|| {
+                        E::M("a conversion batch holds a local conversion (internal error)".into())
+                    })
+                })
+                .collect::<Res<Vec<Key>>>()?;
+            conv_batch(st, regs, members, &keys)
         }
         Key::Mul { .. } => {
             let mut xs = Vec::new();

@@ -13,11 +13,15 @@ pub(super) fn rescale_pub<Ri: Ring, Ro: Ring>(e: Ri, from: u32, to: u32) -> Ro {
 /// The shift of a truncation from `from` to `to` fraction bits, which the
 /// conversion protocol allows up to k_in − 2.
 pub(super) fn trunc_bits<Ri: Ring>(from: u32, to: u32) -> Res<u32> {
+    trunc_bits_in(Ri::BITS, from, to)
+}
+
+/// [`trunc_bits`] for a ring of `bits` bits.
+pub(super) fn trunc_bits_in(bits: u32, from: u32, to: u32) -> Res<u32> {
     let m = from - to;
-    if m + 2 > Ri::BITS {
+    if m + 2 > bits {
         return Err(E::M(format!(
-            "a truncation by {m} bits exceeds the {}-bit ring",
-            Ri::BITS
+            "a truncation by {m} bits exceeds the {bits}-bit ring"
         )));
     }
     Ok(m)
@@ -119,40 +123,69 @@ pub(super) fn refmt<R: Rv>(
     }
 }
 
-pub(super) fn conv_batch<Ri: Rv, Ro: Rv>(
+/// The conversion calls of one step, whatever their formats, in one pair of
+/// rounds ([`Party::convert_many`]): one job per member (`keys`: the
+/// members' [`Key::Conv`] classes), each reading its operand in place.
+pub(super) fn conv_batch(
     st: &mut St,
     regs: &Regs,
     members: &[&Instr],
-    fi: u32,
-    fo: u32,
-    additive: bool,
+    keys: &[Key],
 ) -> Res<Vec<Value>> {
-    if additive {
-        let mut z: Vec<Ri> = Vec::new();
-        let mut lens = Vec::new();
-        for ins in members {
-            let Instr::Convert { a, .. } = ins else {
-                unreachable!("class Conv")
-            };
-            let zi = Ri::additive(regs.get(*a)?)
-                .ok_or_else(|| E::M("expected an additive share (internal error)".into()))?;
-            lens.push(zi.len());
-            z.extend_from_slice(zi);
-        }
-        let y = convert_z::<Ri, Ro>(st, &z, fi, fo)?;
-        return Ok(split_share(&y, &lens).into_iter().map(Ro::secret).collect());
-    }
-    let mut xs = Vec::new();
-    for ins in members {
-        let Instr::Convert { a, .. } = ins else {
+    use ditto_protocol::{ConvIn, ConvJob, ConvOut};
+    let bad = || E::M("a conversion's operand has another type (internal error)".into());
+    let mut jobs = Vec::with_capacity(members.len());
+    for (ins, k) in members.iter().zip(keys) {
+        let (
+            Instr::Convert { a, .. },
+            Key::Conv {
+                ki,
+                ko,
+                fi,
+                fo,
+                additive,
+            },
+        ) = (ins, *k)
+        else {
             unreachable!("class Conv")
         };
-        xs.push(secret_of::<Ri>(regs.get(*a)?)?);
+        let v = regs.get(*a)?;
+        let m = |bits: u32| {
+            if fo < fi {
+                trunc_bits_in(bits, fi, fo)
+            } else {
+                Ok(0)
+            }
+        };
+        jobs.push(match (ki, additive) {
+            (32, true) => ConvJob::From32(
+                ConvIn::Additive(u32::additive(v).ok_or_else(bad)?),
+                ko,
+                m(32)?,
+            ),
+            (_, true) => ConvJob::From64(
+                ConvIn::Additive(u64::additive(v).ok_or_else(bad)?),
+                ko,
+                m(64)?,
+            ),
+            (32, false) => ConvJob::From32(ConvIn::Replicated(secret_of::<u32>(v)?), ko, m(32)?),
+            (_, false) => ConvJob::From64(ConvIn::Replicated(secret_of::<u64>(v)?), ko, m(64)?),
+        });
     }
-    let lens: Vec<usize> = xs.iter().map(|x| x.len()).collect();
-    let all = concat_shares(&xs);
-    match convert::<Ri, Ro>(st, Arg::S(Cow::Owned(all)), fi, fo)? {
-        Arg::S(z) => Ok(split_share(&z, &lens).into_iter().map(Ro::secret).collect()),
-        Arg::P(_) => Err(E::M("a conversion of shares gave a public value".into())),
-    }
+    let outs = st.party()?.convert_many(jobs)?;
+    Ok(outs
+        .into_iter()
+        .zip(keys)
+        .map(|(out, k)| {
+            let Key::Conv { fi, fo, .. } = *k else {
+                unreachable!("class Conv")
+            };
+            // an upcast to more fraction bits: the rest is a local shift
+            let sh = fo.saturating_sub(fi);
+            match out {
+                ConvOut::R32(y) => u32::secret(if sh > 0 { y.mul_scalar(1u32 << sh) } else { y }),
+                ConvOut::R64(y) => u64::secret(if sh > 0 { y.mul_scalar(1u64 << sh) } else { y }),
+            }
+        })
+        .collect())
 }

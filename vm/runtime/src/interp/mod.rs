@@ -178,6 +178,42 @@ use convert::*;
 pub(crate) use exec::value_fits;
 use exec::*;
 
+/// Whether every reader of `x` is a conversion call, or a rescale, reshape,
+/// transpose (same format) or sum (same format and shape; the other operand
+/// a share, a public value or another fused product) whose readers are such
+/// in turn: an additive share of `x` then reaches nothing that needs it
+/// reshared (the compiler's `passes::fused_product` says the same).
+fn only_into_conversions(prog: &Program, readers: &[Vec<usize>], x: Reg) -> bool {
+    let t = |r: &Reg| &prog.regs[r.0 as usize];
+    let rs = &readers[x.0 as usize];
+    !rs.is_empty()
+        && rs.iter().all(|&i| {
+            let ins = &prog.code[i];
+            let (_, reads) = ins.regs();
+            if reads.iter().filter(|&&r| r == x).count() != 1 {
+                return false;
+            }
+            match ins {
+                Instr::Convert { dst, a } => match (t(a).kind, t(dst).kind) {
+                    (Kind::Fixed { ring: ki, frac: fi }, Kind::Fixed { ring: ko, frac: fo }) => {
+                        t(a).secret && (fo < fi || ko > ki)
+                    }
+                    _ => false,
+                },
+                Instr::Rescale { dst, .. } => only_into_conversions(prog, readers, *dst),
+                Instr::Reshape { a, dst } | Instr::Transpose { a, dst, .. } => {
+                    t(a).kind == t(dst).kind && only_into_conversions(prog, readers, *dst)
+                }
+                Instr::Add { dst, .. } | Instr::Sub { dst, .. } => {
+                    t(dst).kind == t(&x).kind
+                        && t(dst).shape == t(&x).shape
+                        && only_into_conversions(prog, readers, *dst)
+                }
+                _ => false,
+            }
+        })
+}
+
 /// Runs `prog` at one party (`party` is `None` for the cleartext `fixed`
 /// backend). `progress(i, n)` is called as instructions complete.
 ///
@@ -230,16 +266,14 @@ pub fn execute(
         src,
         additive_out: false,
     };
-    // products whose only reader is a conversion call (directly, or through
-    // a rescale and/or a sum, each read only by the next) are fused with it
-    let mut reads = vec![0usize; nregs];
-    let mut reader = vec![usize::MAX; nregs];
+    // products read only by conversion calls (one or several; directly, or
+    // through rescales, reshapes, transposes and sums) are fused with them
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); nregs];
     let mut writer = vec![usize::MAX; nregs];
     for (i, ins) in prog.code.iter().enumerate() {
         let (d, rs) = ins.regs();
         for r in rs {
-            reads[r.0 as usize] += 1;
-            reader[r.0 as usize] = i;
+            readers[r.0 as usize].push(i);
         }
         if let Some(d) = d {
             writer[d.0 as usize] = i;
@@ -247,58 +281,14 @@ pub fn execute(
     }
     let fusable: Vec<bool> = (0..nregs)
         .map(|r| {
-            if st.party.is_none() || reads[r] != 1 {
-                return false;
-            }
-            let t = |x: &Reg| &prog.regs[x.0 as usize];
-            // the single reader of `ins`'s result
-            let next = |ins: &Instr| {
-                let d = ins.regs().0?.0 as usize;
-                (reads[d] == 1).then(|| prog.code.get(reader[d])).flatten()
-            };
-            let mut conv = prog.code.get(reader[r]);
-            let mut from = Reg(r as u32);
-            // rescales and reshapes (the same words) and sums in the same
-            // format and shape (the other operand is a share, a public value
-            // or another fused product), in any order
-            loop {
-                match conv {
-                    Some(i @ (Instr::Rescale { dst, .. } | Instr::Reshape { dst, .. })) => {
-                        if let Instr::Reshape { a, .. } = i {
-                            if t(a).kind != t(dst).kind {
-                                return false;
-                            }
-                        }
-                        from = *dst;
-                        conv = next(i);
-                    }
-                    Some(i @ (Instr::Add { dst, .. } | Instr::Sub { dst, .. })) => {
-                        if t(dst).kind != t(&from).kind || t(dst).shape != t(&from).shape {
-                            return false;
-                        }
-                        from = *dst;
-                        conv = next(i);
-                    }
-                    _ => break,
-                }
-            }
-            let Some(Instr::Convert { dst, a }) = conv else {
-                return false;
-            };
-            let t = |x: &Reg| &prog.regs[x.0 as usize];
-            let (Kind::Fixed { ring: ki, frac: fi }, Kind::Fixed { ring: ko, frac: fo }) =
-                (t(a).kind, t(dst).kind)
-            else {
-                return false;
-            };
-            let protocol = t(a).secret && (fo < fi || ko > ki);
-            protocol
+            st.party.is_some()
                 && match prog.code.get(writer[r]) {
                     Some(Instr::Mul { a, b, .. }) | Some(Instr::MatMul { a, b, .. }) => {
-                        t(a).secret && t(b).secret
+                        prog.regs[a.0 as usize].secret && prog.regs[b.0 as usize].secret
                     }
                     _ => false,
                 }
+                && only_into_conversions(prog, &readers, Reg(r as u32))
         })
         .collect();
     let mut outputs: Vec<Option<Value>> = vec![None; prog.outputs.len()];
@@ -345,14 +335,17 @@ pub fn execute(
                 .iter()
                 .map(|&t| classify(&st, &regs, &fusable, &prog.code[t]))
                 .collect();
+            // the classes of one batch (conversions of every format) together
             let mut seen: Vec<Key> = Vec::new();
             for k in keys.iter().flatten() {
-                if !seen.contains(k) {
-                    seen.push(*k);
+                if !seen.contains(&k.batch()) {
+                    seen.push(k.batch());
                 }
             }
             for key in seen {
-                let idx: Vec<usize> = (0..group.len()).filter(|&g| keys[g] == Some(key)).collect();
+                let idx: Vec<usize> = (0..group.len())
+                    .filter(|&g| keys[g].map(Key::batch) == Some(key))
+                    .collect();
                 if idx.len() < 2 {
                     continue;
                 }
