@@ -154,6 +154,23 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
                 arith(p.convert_additive::<R, R>(&z, 12).unwrap())
             },
         ),
+        // one product read by two conversions (LayerNorm's output, to the
+        // residual and to the next matmul): each A sees H's part of z
+        c(
+            "product-two-conversions",
+            4,
+            Domain::Signed(k / 2 - 1),
+            false,
+            |p, s, _| {
+                let z = p.mul_local(s, s);
+                let a = p.convert_additive::<R, R>(&z, 12).unwrap();
+                let b = p.convert_additive::<R, R>(&z, 14).unwrap();
+                arith(AShare {
+                    a: [a.a, b.a].concat(),
+                    b: [a.b, b.b].concat(),
+                })
+            },
+        ),
         c("b2a", 4, Domain::Bit, true, |p, s, _| {
             arith(p.b2a::<R>(&low_bits(s)).unwrap())
         }),
