@@ -673,6 +673,31 @@ fn roles_rotate_across_conversions() {
     }
 }
 
+/// A large conversion runs in six pieces with the roles rotating and the
+/// orientation turning, so every link carries the same bytes (to within a
+/// piece's rounding) and the totals and rounds are those of one call.
+#[test]
+fn a_large_conversion_loads_every_link_alike() {
+    // six equal pieces of 496
+    let n = 2976;
+    let x = values::<u32>(n, 28, 97);
+    let sx = shares(&x, 97);
+    let r = with_parties(97, |p| p.convert::<u32, u64>(&sx[p.id], 8).unwrap());
+    let y = open(&outs(&r)).expect("consistent");
+    for (xi, yi) in x.iter().zip(&y) {
+        let d = yi.to_i64() - (xi.to_i64() >> 8);
+        assert!(d == 0 || d == 1);
+    }
+    assert_conversion_cost::<u32, u64, _>(&r, n, 8, false);
+    // A sends B k_out bits, B sends A k_in: with the orientation turning
+    // every third piece, each of the six links carries a sixth of both
+    let links: Vec<u64> = (0..3)
+        .flat_map(|i| [1, 2].map(|s| r[i].1.bytes_to[(i + s) % 3]))
+        .collect();
+    let (lo, hi) = (*links.iter().min().unwrap(), *links.iter().max().unwrap());
+    assert!(hi > 0 && hi - lo <= hi / 100, "bytes per link: {links:?}");
+}
+
 // ----- privacy -----
 
 // (privacy: tests/privacy.rs)
@@ -761,6 +786,7 @@ fn preprocessed_conversions_and_b2a_equal_inline_ones() {
         (out, p.take_trace(), p.comm().stats().since(&before))
     });
     let trace = inline[0].1.clone();
+    // each conversion of 50 elements is one piece (six from 96 on)
     assert_eq!(trace.len(), 12, "ten conversions and two B2As");
     assert!(
         inline.iter().all(|r| r.1 == trace),

@@ -154,6 +154,23 @@ fn cases<R: Ring, Other: Ring>() -> Vec<Case<R>> {
                 arith(p.convert_additive::<R, R>(&z, 12).unwrap())
             },
         ),
+        // six calls: every party in every role, both orientations (the
+        // fourth to sixth are mirrored: A = H−1, B = H−2)
+        c(
+            "truncate-six",
+            1,
+            Domain::Signed(k - 2),
+            false,
+            |p, s, _| {
+                let mut out = AShare::<R>::zeros(0);
+                for _ in 0..6 {
+                    let y = p.trunc(s, 12).unwrap();
+                    out.a.extend_from_slice(&y.a);
+                    out.b.extend_from_slice(&y.b);
+                }
+                arith(out)
+            },
+        ),
         // one product read by two conversions (LayerNorm's output, to the
         // residual and to the next matmul): each A sees H's part of z
         c(

@@ -56,25 +56,50 @@ impl<R: Ring> ConvIn<'_, R> {
 }
 
 impl<'c> Party<'c> {
-    /// Roles of the next asymmetric protocol (H = ctr mod 3, A = H+1, B = H+2);
-    /// advances the public counter.
-    pub(super) fn next_roles(&mut self) -> (Role, usize, usize, usize) {
-        let h = (self.st.ctr % 3) as usize;
-        let role = self.role_at(self.st.ctr);
+    /// Roles of the next conversion ([`Party::roles_at`]); advances the
+    /// public counter.
+    pub(super) fn next_roles(&mut self) -> Roles {
+        let r = self.roles_at(self.st.ctr);
         self.st.ctr += 1;
-        (role, (h + 1) % 3, (h + 2) % 3, h)
+        r
     }
 
-    /// This party's role in the conversion with counter value `ctr`.
-    pub(super) fn role_at(&self, ctr: u64) -> Role {
+    /// The roles of the conversion with counter value `ctr`: H = ctr mod 3,
+    /// and A = H+1, B = H+2 — or, every other three calls (`mirror`), the
+    /// other way round, A = H−1, B = H−2. Six consecutive calls give every
+    /// party every role in both orientations, so that A's messages (to B)
+    /// and H's (to A) travel to successors and predecessors alike.
+    pub(super) fn roles_at(&self, ctr: u64) -> Roles {
         let h = (ctr % 3) as usize;
-        if self.id == (h + 1) % 3 {
+        let mirror = (ctr / 3) % 2 == 1;
+        let (a, b) = if mirror {
+            ((h + 2) % 3, (h + 1) % 3)
+        } else {
+            ((h + 1) % 3, (h + 2) % 3)
+        };
+        let role = if self.id == a {
             Role::A
-        } else if self.id == (h + 2) % 3 {
+        } else if self.id == b {
             Role::B
         } else {
             Role::H
+        };
+        Roles {
+            role,
+            a,
+            b,
+            h,
+            mirror,
         }
+    }
+
+    /// In a mirrored conversion the pairs sit the other way round: the
+    /// stream this party shares with its successor plays the part of the
+    /// one with its predecessor and back. Called before and after a
+    /// mirrored call's draws (an involution).
+    pub(super) fn mirror_streams(&mut self) {
+        std::mem::swap(&mut self.st.next, &mut self.st.prev);
+        std::mem::swap(&mut self.st.conv_next, &mut self.st.conv_prev);
     }
 
     /// The prepared part of the next conversion, if there is a plan.
@@ -244,29 +269,38 @@ impl<'c> Party<'c> {
                 }
             }
         }
+        // a large call in six pieces, each with the next roles: every party
+        // plays A, B and H on a third, in both orientations, so the six
+        // links carry equal loads and the parties equal work (the same
+        // rounds, the same bytes: the pieces hold whole bytes of packed bits)
+        let pieces: Vec<(usize, usize, usize)> = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, j)| pieces_of(j.len()).into_iter().map(move |(o, n)| (i, o, n)))
+            .collect();
         // roles and the offline parts, in order
         let ctr = self.st.ctr;
-        let mut roles = Vec::with_capacity(jobs.len());
-        let mut msgs = Vec::with_capacity(jobs.len());
-        for j in &jobs {
-            let call = j.call();
-            let roles_ids = self.next_roles();
-            msgs.push(self.planned(call, roles_ids.0)?);
-            roles.push(roles_ids);
+        let mut roles = Vec::with_capacity(pieces.len());
+        let mut msgs = Vec::with_capacity(pieces.len());
+        for &(i, _, n) in &pieces {
+            let call = jobs[i].call(n);
+            let r = self.next_roles();
+            msgs.push(self.planned(call, r.role)?);
+            roles.push(r);
         }
         let msgs: Vec<Vec<u8>> = if msgs.iter().all(Option::is_some) {
             msgs.into_iter().flatten().collect()
         } else {
-            let calls: Vec<ConvCall> = jobs.iter().map(|j| j.call()).collect();
+            let calls: Vec<ConvCall> = pieces.iter().map(|&(i, _, n)| jobs[i].call(n)).collect();
             self.prepare_conversions(&calls, ctr)?
                 .into_iter()
                 .map(|p| p.msg)
                 .collect()
         };
-        // every draw of every job, in order, before any message
-        let mut tasks: Vec<Box<dyn Staged + 'a>> = Vec::with_capacity(jobs.len());
-        for ((j, ids), msg) in jobs.into_iter().zip(roles).zip(msgs) {
-            tasks.push(j.start(self, ids, msg)?);
+        // every draw of every piece, in order, before any message
+        let mut tasks: Vec<Box<dyn Staged + 'a>> = Vec::with_capacity(pieces.len());
+        for ((&(i, off, n), ids), msg) in pieces.iter().zip(roles).zip(msgs) {
+            tasks.push(jobs[i].start(self, ids, msg, off, n)?);
         }
         // round 1: B's masked parts (and H's product shares) to A
         let sends = tasks.iter_mut().map(|t| t.send1()).collect();
@@ -283,11 +317,11 @@ impl<'c> Party<'c> {
         let sends = tasks.iter_mut().map(|t| t.send2()).collect();
         let want = tasks.iter().map(|t| t.expect2()).collect();
         let got = self.merged_exchange(sends, want)?;
-        tasks
-            .into_iter()
-            .zip(got)
-            .map(|(t, g)| t.finish(g))
-            .collect()
+        let mut parts: Vec<Vec<Box<dyn std::any::Any>>> = jobs.iter().map(|_| Vec::new()).collect();
+        for ((t, g), &(i, _, _)) in tasks.into_iter().zip(got).zip(&pieces) {
+            parts[i].push(t.finish(g)?);
+        }
+        Ok(jobs.iter().zip(parts).map(|(j, p)| j.join(p)).collect())
     }
 
     /// One round for several calls: each call's messages to one peer are
@@ -360,20 +394,51 @@ pub enum ConvOut {
     R64(AShare<u64>),
 }
 
+/// A conversion's roles: this party's, the parties playing A, B and H, and
+/// the orientation ([`Party::roles_at`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Roles {
+    pub(super) role: Role,
+    pub(super) a: usize,
+    pub(super) b: usize,
+    pub(super) h: usize,
+    pub(super) mirror: bool,
+}
+
 /// A conversion before its roles are taken (the rings erased, so that calls
 /// of several formats run together).
 trait Job<'a> {
     fn len(&self) -> usize;
-    fn call(&self) -> ConvCall;
+    /// The call of a piece of `n` elements.
+    fn call(&self, n: usize) -> ConvCall;
     fn guard(&self, p: &mut Party<'_>) -> Result<(), ProtocolError>;
-    /// Draws everything the call needs (all of it, so that every stream
-    /// moves in call order at both of its holders) and becomes a task.
+    /// Draws everything the piece [off, off + n) needs (all of it, so that
+    /// every stream moves in call order at both of its holders) and becomes
+    /// a task.
     fn start(
-        self: Box<Self>,
+        &self,
         p: &mut Party<'_>,
-        roles: (Role, usize, usize, usize),
+        roles: Roles,
         msg: Vec<u8>,
+        off: usize,
+        n: usize,
     ) -> Result<Box<dyn Staged + 'a>, ProtocolError>;
+    /// The pieces' results, in order, as one.
+    fn join(&self, parts: Vec<Box<dyn std::any::Any>>) -> Box<dyn std::any::Any>;
+}
+
+/// The pieces of a call of n elements: from 96 elements on six (all but
+/// the last a whole number of bytes of packed bits), whose consecutive
+/// counters give every party every role in both orientations
+/// ([`Party::roles_at`]); one below.
+fn pieces_of(n: usize) -> Vec<(usize, usize)> {
+    if n < 96 {
+        return vec![(0, n)];
+    }
+    let sixth = n / 6 / 8 * 8;
+    (0..6)
+        .map(|i| (i * sixth, if i == 5 { n - 5 * sixth } else { sixth }))
+        .collect()
 }
 
 struct TypedJob<'a, Ri: Ring, Ro: Ring> {
@@ -386,26 +451,41 @@ impl<'a, Ri: Ring, Ro: Ring> Job<'a> for TypedJob<'a, Ri, Ro> {
     fn len(&self) -> usize {
         self.input.len()
     }
-    fn call(&self) -> ConvCall {
+    fn call(&self, n: usize) -> ConvCall {
         ConvCall {
             kin: Ri::BITS,
             kout: Ro::BITS,
             m: self.m,
-            n: self.input.len(),
+            n,
         }
     }
     fn guard(&self, p: &mut Party<'_>) -> Result<(), ProtocolError> {
         p.guard_input(&self.input)
     }
+    fn join(&self, parts: Vec<Box<dyn std::any::Any>>) -> Box<dyn std::any::Any> {
+        let mut parts = parts.into_iter().map(|p| {
+            *p.downcast::<AShare<Ro>>()
+                .expect("a piece in the output ring")
+        });
+        let mut out = parts.next().unwrap_or_else(|| AShare::zeros(0));
+        for p in parts {
+            out.a.extend_from_slice(&p.a);
+            out.b.extend_from_slice(&p.b);
+        }
+        Box::new(out)
+    }
     fn start(
-        self: Box<Self>,
+        &self,
         p: &mut Party<'_>,
-        (role, a_id, b_id, h_id): (Role, usize, usize, usize),
+        roles: Roles,
         msg: Vec<u8>,
+        off: usize,
+        n: usize,
     ) -> Result<Box<dyn Staged + 'a>, ProtocolError> {
-        let (kin, m, n) = (Ri::BITS, self.m, self.input.len());
+        let (role, a_id, b_id, h_id) = (roles.role, roles.a, roles.b, roles.h);
+        let (kin, m) = (Ri::BITS, self.m);
         assert!(m + 2 <= kin, "conversion shift {m} exceeds k_in − 2");
-        let w = self.call().width();
+        let w = self.call(n).width();
         let peer = match role {
             Role::A => h_id,
             Role::B => a_id,
@@ -420,9 +500,12 @@ impl<'a, Ri: Ring, Ro: Ring> Job<'a> for TypedJob<'a, Ri, Ro> {
         } else {
             Vec::new()
         };
+        if roles.mirror {
+            p.mirror_streams();
+        }
         let d = p.conv_draws(role, n, w);
         // r' from the B–H stream (B: next, H: prev); w_AH from the A–H one
-        // (A: prev, H: next)
+        // (A: prev, H: next) — in the call's orientation
         let (rp, wa): (Vec<Ri>, Vec<Ro>) = match role {
             Role::H => {
                 let rp = p.st.prev.ring(n);
@@ -431,12 +514,17 @@ impl<'a, Ri: Ring, Ro: Ring> Job<'a> for TypedJob<'a, Ri, Ro> {
             Role::A => (Vec::new(), p.st.prev.ring(n)),
             Role::B => (p.st.next.ring(n), Vec::new()),
         };
+        if roles.mirror {
+            p.mirror_streams();
+        }
         let mut rp = rp;
         if leaks::on(Leak::ConvMaskDropped) {
             rp.fill(Ri::ZERO);
         }
         Ok(Box::new(Task::<'a, Ri, Ro> {
             input: self.input,
+            mirror: roles.mirror,
+            off,
             m,
             n,
             w,
@@ -467,6 +555,10 @@ trait Staged {
 
 struct Task<'a, Ri: Ring, Ro: Ring> {
     input: ConvIn<'a, Ri>,
+    /// the orientation ([`Party::roles_at`])
+    mirror: bool,
+    /// the piece [off, off + n) of the input
+    off: usize,
     m: u32,
     n: usize,
     w: u32,
@@ -514,7 +606,7 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
             Role::A => Vec::new(),
             Role::H => match self.input {
                 // H's share of the product joins A's opening of c
-                ConvIn::Additive(z) => vec![(self.a_id, to_bytes(z))],
+                ConvIn::Additive(z) => vec![(self.a_id, to_bytes(&z[self.off..self.off + n]))],
                 ConvIn::Replicated(_) => Vec::new(),
             },
             Role::B => {
@@ -522,9 +614,12 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
                 let ib = Ri::BITS as usize / 8;
                 let mut out = vec![0u8; n * ib];
                 for (j, o) in out.chunks_exact_mut(ib).enumerate() {
+                    // the component B shares with H: B's second one, or
+                    // (mirrored: H is B's predecessor) its first
                     let mine = match self.input {
-                        ConvIn::Replicated(x) => x.b[j],
-                        ConvIn::Additive(z) => z[j],
+                        ConvIn::Replicated(x) if self.mirror => x.a[self.off + j],
+                        ConvIn::Replicated(x) => x.b[self.off + j],
+                        ConvIn::Additive(z) => z[self.off + j],
                     };
                     let masked = mine.add(self.rp[j].and(low));
                     let masked = if bit_of(&self.d.b2, j) == 1 {
@@ -563,9 +658,10 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
             .map(|(e, g)| e ^ g)
             .collect();
         // c = x + 2^(k_in−2) + r: A's view of x, B's masked part, H's share
+        let r = self.off..self.off + n;
         let mut c: Vec<Ri> = match self.input {
-            ConvIn::Replicated(x) => kernels::add(&x.a, &x.b),
-            ConvIn::Additive(z) => z.to_vec(),
+            ConvIn::Replicated(x) => kernels::add(&x.a[r.clone()], &x.b[r]),
+            ConvIn::Additive(z) => z[r].to_vec(),
         };
         if !add_from_bytes(&mut c, &got[0]) {
             return Err(malformed::<Ri>(self.b_id, "conversion opening", &got[0], n));
@@ -704,6 +800,13 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
                 }
                 AShare { a: xab, b: xbh }
             }
+        };
+        // a party's first component is the one it shares with its
+        // predecessor: mirrored, every role's neighbours trade places
+        let out = if self.mirror {
+            AShare { a: out.b, b: out.a }
+        } else {
+            out
         };
         Ok(Box::new(out))
     }

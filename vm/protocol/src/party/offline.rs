@@ -76,15 +76,15 @@ impl<'c> Party<'c> {
         calls: &[ConvCall],
         ctr: u64,
     ) -> Result<Vec<Prepared>, ProtocolError> {
-        let roles: Vec<Role> = (0..calls.len())
-            .map(|k| self.role_at(ctr + k as u64))
+        let roles: Vec<Roles> = (0..calls.len())
+            .map(|k| self.roles_at(ctr + k as u64))
             .collect();
         let mut plan: Vec<Prepared> = calls
             .iter()
             .zip(&roles)
-            .map(|(&call, &role)| Prepared {
+            .map(|(&call, r)| Prepared {
                 call,
-                role,
+                role: r.role,
                 msg: Vec::new(),
             })
             .collect();
@@ -93,51 +93,60 @@ impl<'c> Party<'c> {
             return Ok(plan);
         }
         let saved = (self.st.conv_next.clone(), self.st.conv_prev.clone());
-        let (pred, succ) = (self.pred(), self.succ());
-        // round 1: as A, u − s to B (= succ); as H, s·v + z to A (= succ)
-        let mut out = Vec::new();
-        let mut want = 0;
-        for (call, &role) in calls.iter().zip(&roles) {
+        // every message goes one step along the call's orientation: to the
+        // successor, or (mirrored) to the predecessor; [forward, mirrored]
+        // round 1: as A, u − s to B; as H, s·v + z to A
+        let mut out = [Vec::new(), Vec::new()];
+        let mut want = [0, 0];
+        for (call, r) in calls.iter().zip(&roles) {
             let (n, w) = (call.n, call.width());
-            if role == Role::B {
+            let o = usize::from(r.mirror);
+            if r.role == Role::B {
                 // B sends nothing in this round: its streams move on
                 self.conv_skip(n, w);
                 if w > 0 {
-                    want += call.prep_bytes();
+                    want[o] += call.prep_bytes();
                 }
                 continue;
             }
-            let d = self.conv_draws(role, n, w);
+            if r.mirror {
+                self.mirror_streams();
+            }
+            let d = self.conv_draws(r.role, n, w);
+            if r.mirror {
+                self.mirror_streams();
+            }
             if w == 0 {
                 continue;
             }
             let mask = low_mask(w);
-            match role {
+            match r.role {
                 Role::A => {
                     let vals: Vec<u64> = (0..n)
                         .map(|j| (bit_of(&d.b1, j) ^ bit_of(&d.b2, j)).wrapping_sub(d.v1[j]) & mask)
                         .collect();
-                    out.extend(pack_width(&vals, w));
-                    want += call.prep_bytes();
+                    out[o].extend(pack_width(&vals, w));
+                    want[o] += call.prep_bytes();
                 }
                 Role::H => {
                     let vals: Vec<u64> = (0..n)
                         .map(|j| (d.v1[j] * bit_of(&d.b2, j)).wrapping_add(d.v2[j]) & mask)
                         .collect();
-                    out.extend(pack_width(&vals, w));
+                    out[o].extend(pack_width(&vals, w));
                 }
                 Role::B => unreachable!("skipped above"),
             }
         }
-        let got1 = self.prep_exchange(out, want, pred, succ)?;
-        // round 2: as B, (u − s)·v + y to H (= succ)
+        let got1 = self.prep_exchange(out, want)?;
+        // round 2: as B, (u − s)·v + y to H
         (self.st.conv_next, self.st.conv_prev) = saved.clone();
-        let mut out = Vec::new();
-        let mut want = 0;
-        let mut at = 0;
-        for (p, &role) in plan.iter_mut().zip(&roles) {
+        let mut out = [Vec::new(), Vec::new()];
+        let mut want = [0, 0];
+        let mut at = [0, 0];
+        for (p, r) in plan.iter_mut().zip(&roles) {
             let (n, w) = (p.call.n, p.call.width());
-            if role != Role::B || w == 0 {
+            let o = usize::from(r.mirror);
+            if r.role != Role::B || w == 0 {
                 // only B sends in this round, and only when w > 0
                 self.conv_skip(n, w);
             }
@@ -145,64 +154,92 @@ impl<'c> Party<'c> {
                 continue;
             }
             let len = p.call.prep_bytes();
-            match role {
+            match r.role {
                 Role::A => {
-                    p.msg = got1[at..at + len].to_vec();
-                    at += len;
+                    p.msg = got1[o][at[o]..at[o] + len].to_vec();
+                    at[o] += len;
                 }
                 Role::B => {
-                    let d = self.conv_draws(role, n, w);
-                    p.msg = got1[at..at + len].to_vec();
-                    at += len;
+                    if r.mirror {
+                        self.mirror_streams();
+                    }
+                    let d = self.conv_draws(r.role, n, w);
+                    if r.mirror {
+                        self.mirror_streams();
+                    }
+                    p.msg = got1[o][at[o]..at[o] + len].to_vec();
+                    at[o] += len;
                     let us = unpack_width(&p.msg, n, w).expect("length checked");
                     let vals: Vec<u64> = (0..n)
                         .map(|j| (us[j] * bit_of(&d.b2, j)).wrapping_add(d.v1[j]) & low_mask(w))
                         .collect();
-                    out.extend(pack_width(&vals, w));
+                    out[o].extend(pack_width(&vals, w));
                 }
-                Role::H => want += len,
+                Role::H => want[o] += len,
             }
         }
-        let got2 = self.prep_exchange(out, want, pred, succ)?;
-        let mut at = 0;
-        for p in plan.iter_mut().filter(|p| p.role == Role::H) {
+        let got2 = self.prep_exchange(out, want)?;
+        let mut at = [0, 0];
+        for (p, r) in plan.iter_mut().zip(&roles) {
+            if r.role != Role::H || p.call.width() == 0 {
+                continue;
+            }
+            let o = usize::from(r.mirror);
             let len = p.call.prep_bytes();
-            p.msg = got2[at..at + len].to_vec();
-            at += len;
+            p.msg = got2[o][at[o]..at[o] + len].to_vec();
+            at[o] += len;
         }
         (self.st.conv_next, self.st.conv_prev) = saved;
         Ok(plan)
     }
 
-    /// One offline round of the conversions' preparation: `out` to the
-    /// successor, `want` bytes from the predecessor (either may be empty;
-    /// both sides know the lengths from the public calls).
+    /// One offline round of the conversions' preparation: `out[0]` to the
+    /// successor and `out[1]` to the predecessor; `want[0]` bytes from the
+    /// predecessor and `want[1]` from the successor (any may be empty; both
+    /// sides know the lengths from the public calls). Returns what came
+    /// from the predecessor and from the successor.
     fn prep_exchange(
         &mut self,
-        out: Vec<u8>,
-        want: usize,
-        pred: usize,
-        succ: usize,
-    ) -> Result<Vec<u8>, ProtocolError> {
-        let sends = if out.is_empty() {
-            vec![]
-        } else {
-            vec![(succ, out)]
-        };
-        let from: &[usize] = if want > 0 { &[pred] } else { &[] };
+        out: [Vec<u8>; 2],
+        want: [usize; 2],
+    ) -> Result<[Vec<u8>; 2], ProtocolError> {
+        let (pred, succ) = (self.pred(), self.succ());
+        let [to_succ, to_pred] = out;
+        let mut sends = vec![];
+        if !to_succ.is_empty() {
+            sends.push((succ, to_succ));
+        }
+        if !to_pred.is_empty() {
+            sends.push((pred, to_pred));
+        }
+        let from: Vec<usize> = [(pred, want[0]), (succ, want[1])]
+            .iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(p, _)| *p)
+            .collect();
         if sends.is_empty() && from.is_empty() {
-            return Ok(Vec::new());
+            return Ok([Vec::new(), Vec::new()]);
         }
-        let mut got = self.comm.exchange(Phase::Offline, sends, from)?;
-        let got = if want > 0 { got.remove(0) } else { Vec::new() };
-        if got.len() != want {
-            return Err(ProtocolError::Malformed {
-                peer: pred,
-                what: "conversion preparation",
-                detail: format!("{} bytes, expected {want}", got.len()),
-            });
+        let mut got = self
+            .comm
+            .exchange(Phase::Offline, sends, &from)?
+            .into_iter();
+        let mut res = [Vec::new(), Vec::new()];
+        for (slot, (peer, w)) in [(pred, want[0]), (succ, want[1])].into_iter().enumerate() {
+            if w == 0 {
+                continue;
+            }
+            let g = got.next().unwrap_or_default();
+            if g.len() != w {
+                return Err(ProtocolError::Malformed {
+                    peer,
+                    what: "conversion preparation",
+                    detail: format!("{} bytes, expected {w}", g.len()),
+                });
+            }
+            res[slot] = g;
         }
-        Ok(got)
+        Ok(res)
     }
 
     /// [`Party::preprocess`], timed: its seconds and this party's traffic.
