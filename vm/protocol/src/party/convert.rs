@@ -305,9 +305,10 @@ impl<'c> Party<'c> {
         // round 1: B's masked parts (and H's product shares) to A
         let sends = tasks.iter_mut().map(|t| t.send1()).collect();
         let want = tasks.iter().map(|t| t.expect1()).collect();
-        let got = self.merged_exchange(sends, want)?;
-        for (t, g) in tasks.iter_mut().zip(got) {
-            if let Some(c) = t.recv1(g)? {
+        let (bufs, cuts) = self.merged_exchange(sends, want)?;
+        for (t, cut) in tasks.iter_mut().zip(&cuts) {
+            let got: Vec<&[u8]> = cut.iter().map(|(p, r)| &bufs[*p][r.clone()]).collect();
+            if let Some(c) = t.recv1(&got)? {
                 if self.comm.observing() {
                     self.comm.observe(c);
                 }
@@ -316,10 +317,11 @@ impl<'c> Party<'c> {
         // round 2: c_msb to B and H, the A–B component to B
         let sends = tasks.iter_mut().map(|t| t.send2()).collect();
         let want = tasks.iter().map(|t| t.expect2()).collect();
-        let got = self.merged_exchange(sends, want)?;
+        let (bufs, cuts) = self.merged_exchange(sends, want)?;
         let mut parts: Vec<Vec<Box<dyn std::any::Any>>> = jobs.iter().map(|_| Vec::new()).collect();
-        for ((t, g), &(i, _, _)) in tasks.into_iter().zip(got).zip(&pieces) {
-            parts[i].push(t.finish(g)?);
+        for ((t, cut), &(i, _, _)) in tasks.into_iter().zip(&cuts).zip(&pieces) {
+            let got: Vec<&[u8]> = cut.iter().map(|(p, r)| &bufs[*p][r.clone()]).collect();
+            parts[i].push(t.finish(&got)?);
         }
         Ok(jobs.iter().zip(parts).map(|(j, p)| j.join(p)).collect())
     }
@@ -327,17 +329,26 @@ impl<'c> Party<'c> {
     /// One round for several calls: each call's messages to one peer are
     /// concatenated in call order, and what arrives is cut by the lengths
     /// the calls expect (`want[call]`: (peer, bytes), in the order the call
-    /// reads them).
+    /// reads them). Returns what came from each peer and, per call, where
+    /// its parts lie: (peer, byte range).
+    #[allow(clippy::type_complexity)]
     fn merged_exchange(
         &mut self,
         sends: Vec<Vec<(usize, Vec<u8>)>>,
         want: Vec<Vec<(usize, usize)>>,
-    ) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
-        let mut out: [Option<Vec<u8>>; 3] = [None, None, None];
+    ) -> Result<([Vec<u8>; 3], Vec<Vec<(usize, std::ops::Range<usize>)>>), ProtocolError> {
+        let mut size = [None::<usize>; 3];
+        for (p, bytes) in sends.iter().flatten() {
+            *size[*p].get_or_insert(0) += bytes.len();
+        }
+        let mut out: [Option<Vec<u8>>; 3] = size.map(|s| s.map(Vec::with_capacity));
         for (p, bytes) in sends.into_iter().flatten() {
-            out[p]
-                .get_or_insert_with(Vec::new)
-                .extend_from_slice(&bytes);
+            let o = out[p].as_mut().expect("sized above");
+            if o.is_empty() && o.capacity() == bytes.len() {
+                *o = bytes;
+            } else {
+                o.extend_from_slice(&bytes);
+            }
         }
         let mut total = [None::<usize>; 3];
         for &(p, len) in want.iter().flatten() {
@@ -349,35 +360,35 @@ impl<'c> Party<'c> {
             .enumerate()
             .filter_map(|(p, b)| b.map(|b| (p, b)))
             .collect();
-        if sends.is_empty() && from.is_empty() {
-            return Ok(want.iter().map(|_| Vec::new()).collect());
-        }
-        let got = self.comm.exchange(Phase::Online, sends, &from)?;
-        let mut at = [0usize; 3];
-        let mut by_peer: [&[u8]; 3] = [&[], &[], &[]];
-        for (&p, g) in from.iter().zip(&got) {
-            let expected = total[p].unwrap_or(0);
-            if g.len() != expected {
-                return Err(ProtocolError::Malformed {
-                    peer: p,
-                    what: "conversion message",
-                    detail: format!("{} bytes, expected {expected}", g.len()),
-                });
+        let mut bufs: [Vec<u8>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        if !(sends.is_empty() && from.is_empty()) {
+            let got = self.comm.exchange(Phase::Online, sends, &from)?;
+            for (&p, g) in from.iter().zip(got) {
+                let expected = total[p].unwrap_or(0);
+                if g.len() != expected {
+                    return Err(ProtocolError::Malformed {
+                        peer: p,
+                        what: "conversion message",
+                        detail: format!("{} bytes, expected {expected}", g.len()),
+                    });
+                }
+                bufs[p] = g;
             }
-            by_peer[p] = g;
         }
-        Ok(want
+        let mut at = [0usize; 3];
+        let cuts = want
             .into_iter()
             .map(|w| {
                 w.into_iter()
                     .map(|(p, len)| {
-                        let part = by_peer[p][at[p]..at[p] + len].to_vec();
+                        let r = at[p]..at[p] + len;
                         at[p] += len;
-                        part
+                        (p, r)
                     })
                     .collect()
             })
-            .collect())
+            .collect();
+        Ok((bufs, cuts))
     }
 }
 
@@ -547,10 +558,10 @@ trait Staged {
     fn send1(&mut self) -> Vec<(usize, Vec<u8>)>;
     fn expect1(&self) -> Vec<(usize, usize)>;
     /// Takes round 1's messages; A returns the opened c (for a recorded view).
-    fn recv1(&mut self, got: Vec<Vec<u8>>) -> Result<Option<Vec<u8>>, ProtocolError>;
+    fn recv1(&mut self, got: &[&[u8]]) -> Result<Option<Vec<u8>>, ProtocolError>;
     fn send2(&mut self) -> Vec<(usize, Vec<u8>)>;
     fn expect2(&self) -> Vec<(usize, usize)>;
-    fn finish(self: Box<Self>, got: Vec<Vec<u8>>) -> Result<Box<dyn std::any::Any>, ProtocolError>;
+    fn finish(self: Box<Self>, got: &[&[u8]]) -> Result<Box<dyn std::any::Any>, ProtocolError>;
 }
 
 struct Task<'a, Ri: Ring, Ro: Ring> {
@@ -643,7 +654,7 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
         }
     }
 
-    fn recv1(&mut self, got: Vec<Vec<u8>>) -> Result<Option<Vec<u8>>, ProtocolError> {
+    fn recv1(&mut self, got: &[&[u8]]) -> Result<Option<Vec<u8>>, ProtocolError> {
         if self.role != Role::A {
             return Ok(None);
         }
@@ -663,14 +674,14 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
             ConvIn::Replicated(x) => kernels::add(&x.a[r.clone()], &x.b[r]),
             ConvIn::Additive(z) => z[r].to_vec(),
         };
-        if !add_from_bytes(&mut c, &got[0]) {
-            return Err(malformed::<Ri>(self.b_id, "conversion opening", &got[0], n));
+        if !add_from_bytes(&mut c, got[0]) {
+            return Err(malformed::<Ri>(self.b_id, "conversion opening", got[0], n));
         }
-        if self.fused() && !add_from_bytes(&mut c, &got[1]) {
+        if self.fused() && !add_from_bytes(&mut c, got[1]) {
             return Err(malformed::<Ri>(
                 self.h_id,
                 "conversion helper share",
-                &got[1],
+                got[1],
                 n,
             ));
         }
@@ -735,14 +746,14 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
         }
     }
 
-    fn finish(self: Box<Self>, got: Vec<Vec<u8>>) -> Result<Box<dyn std::any::Any>, ProtocolError> {
+    fn finish(self: Box<Self>, got: &[&[u8]]) -> Result<Box<dyn std::any::Any>, ProtocolError> {
         let (n, m, w) = (self.n, self.m, self.w);
         let low = Self::low();
         let out: AShare<Ro> = match self.role {
             Role::A => self.out.expect("A opened c in round 1").0,
             Role::H => {
                 let bits = if w > 0 {
-                    parse_bits(&got[0], n, self.a_id, "conversion c_msb")?
+                    parse_bits(got[0], n, self.a_id, "conversion c_msb")?
                 } else {
                     vec![false; n]
                 };
@@ -767,7 +778,7 @@ impl<Ri: Ring, Ro: Ring> Staged for Task<'_, Ri, Ro> {
                 AShare { a: xbh, b: xah }
             }
             Role::B => {
-                let body = &got[0];
+                let body = got[0];
                 if body.len() != self.out_len() {
                     return Err(ProtocolError::Malformed {
                         peer: self.a_id,
