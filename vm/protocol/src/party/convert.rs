@@ -180,12 +180,7 @@ impl<'c> Party<'c> {
         input: ConvIn<'_, Ri>,
         m: u32,
     ) -> Result<AShare<Ro>, ProtocolError> {
-        let job: Box<dyn Job<'_> + '_> = Box::new(TypedJob::<Ri, Ro> {
-            input,
-            m,
-            out: std::marker::PhantomData,
-        });
-        let mut out = self.convert_jobs(vec![job])?;
+        let mut out = self.convert_jobs(vec![job::<Ri, Ro>(input, m)])?;
         Ok(*out
             .remove(0)
             .downcast::<AShare<Ro>>()
@@ -200,29 +195,11 @@ impl<'c> Party<'c> {
     pub fn convert_many(&mut self, jobs: Vec<ConvJob<'_>>) -> Result<Vec<ConvOut>, ProtocolError> {
         let boxed: Vec<Box<dyn Job<'_> + '_>> = jobs
             .into_iter()
-            .map(|j| -> Box<dyn Job<'_> + '_> {
-                match j {
-                    ConvJob::From32(input, 32, m) => Box::new(TypedJob::<u32, u32> {
-                        input,
-                        m,
-                        out: std::marker::PhantomData,
-                    }),
-                    ConvJob::From32(input, _, m) => Box::new(TypedJob::<u32, u64> {
-                        input,
-                        m,
-                        out: std::marker::PhantomData,
-                    }),
-                    ConvJob::From64(input, 32, m) => Box::new(TypedJob::<u64, u32> {
-                        input,
-                        m,
-                        out: std::marker::PhantomData,
-                    }),
-                    ConvJob::From64(input, _, m) => Box::new(TypedJob::<u64, u64> {
-                        input,
-                        m,
-                        out: std::marker::PhantomData,
-                    }),
-                }
+            .map(|j| match j {
+                ConvJob::From32(input, 32, m) => job::<u32, u32>(input, m),
+                ConvJob::From32(input, _, m) => job::<u32, u64>(input, m),
+                ConvJob::From64(input, 32, m) => job::<u64, u32>(input, m),
+                ConvJob::From64(input, _, m) => job::<u64, u64>(input, m),
             })
             .collect();
         let outs = self.convert_jobs(boxed)?;
@@ -450,6 +427,15 @@ fn pieces_of(n: usize) -> Vec<(usize, usize)> {
     (0..6)
         .map(|i| (i * sixth, if i == 5 { n - 5 * sixth } else { sixth }))
         .collect()
+}
+
+/// A conversion of `input` by `m` bits into Ro, rings erased.
+fn job<'a, Ri: Ring, Ro: Ring>(input: ConvIn<'a, Ri>, m: u32) -> Box<dyn Job<'a> + 'a> {
+    Box::new(TypedJob::<Ri, Ro> {
+        input,
+        m,
+        out: std::marker::PhantomData,
+    })
 }
 
 struct TypedJob<'a, Ri: Ring, Ro: Ring> {
